@@ -1,0 +1,60 @@
+# Thin and strict: every target calls the Python CLI. User values reach the recipes as
+# environment variables (export below) and are passed quoted, never spliced into shell text.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+
+RUN ?= runs/$(notdir $(basename $(CORPUS)))
+CORPUS ?=
+MODEL ?=
+SHARDS ?=
+PROFILE ?=
+WAIT ?=
+REDO ?=
+SKIP_BAD_ROWS ?=
+TEXT_FIELDS ?= text
+DEMO_ROWS ?= 2000
+DEMO_RUN ?= runs/demo
+export RUN CORPUS MODEL SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS DEMO_ROWS DEMO_RUN TORCH
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.done: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q "$$TORCH"
+	$(VENV)/bin/pip install -q -e '.[demo,dev]'
+	touch $@
+
+setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see README for CUDA/MPS)
+
+demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033)
+	$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS"
+
+test: setup ## Run the test suite (real model, real HDF5, real submitit jobs)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... [WAIT=1] [REDO='3 5']
+	$(PY) -m jobs submit --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --shards "$$SHARDS" \
+	  --profile "$$PROFILE" --text-fields "$$TEXT_FIELDS" --redo "$$REDO" \
+	  $${WAIT:+--wait} $${SKIP_BAD_ROWS:+--skip-bad-rows}
+
+status: setup ## Shards done / running / missing and the repair command: RUN=...
+	$(PY) -m jobs status --run "$$RUN"
+
+merge: setup ## Verify the shards of RUN=... and write embeddings.h5 now
+	$(PY) -m jobs merge --run "$$RUN"
+
+bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
+	$(PY) bench/merge_throughput.py
+	$(PY) bench/embed_throughput.py
+
+.PHONY: help setup demo test submit status merge bench

@@ -1,0 +1,1 @@
+"""Read a corpus slice, embed it, write a shard. Plain Python: no scheduler knowledge here."""

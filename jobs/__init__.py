@@ -1,0 +1,1 @@
+"""Orchestration: plan, submit, status, merge. The only package that imports submitit."""

@@ -1,0 +1,89 @@
+"""Local execution through submitit's LocalExecutor: one worker per visible GPU, then the merge.
+
+submitit's local jobs are processes whose job id is their pid; they outlive ``make submit``.
+The local executor has no dependencies, so the merge job waits for the embed pids itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import submitit
+
+from embedder.config import EmbedConfig, ShardSpec
+from embedder.run import embed_shards
+from jobs.plan import assign_workers
+from kit.format import LOGS_DIR
+
+POLL_S = 2.0
+
+
+def visible_gpus() -> list[int]:
+    """GPU ordinals this process may use: CUDA_VISIBLE_DEVICES, else all CUDA devices."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return list(range(len([d for d in env.split(",") if d.strip()])))
+    try:
+        import torch
+
+        return list(range(torch.cuda.device_count()))
+    except ImportError:
+        return []
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+    return True
+
+
+def jobs_alive(jobs: list[dict]) -> list[dict]:
+    """The recorded local jobs of this host that still run."""
+    host = socket.gethostname()
+    return [j for j in jobs if j.get("executor") == "local" and j.get("host") == host
+            and pid_alive(int(j["job_id"]))]
+
+
+def _executor(run_dir: Path, timeout_min: int, gpu: int | None) -> submitit.LocalExecutor:
+    ex = submitit.LocalExecutor(folder=run_dir / LOGS_DIR)
+    params = {"timeout_min": timeout_min}
+    if gpu is not None:
+        params.update(gpus_per_node=1, visible_gpus=(gpu,))
+    ex.update_parameters(**params)
+    return ex
+
+
+def submit_embed(run_dir: Path, specs: list[ShardSpec], embed: EmbedConfig, timeout_min: int) -> list:
+    """One local job per visible GPU (one on a CPU-only machine), each running its shards in turn."""
+    gpus = visible_gpus()
+    groups = assign_workers(specs, len(gpus) or 1)
+    return [_executor(run_dir, timeout_min, gpus[w] if gpus else None)
+            .submit(embed_shards, group, str(run_dir), embed) for w, group in enumerate(groups)]
+
+
+def merge_when_done(pids: list[int], run_dir: str) -> dict:
+    """The local merge job: wait until the embed processes end, then merge (like afterany)."""
+    from jobs.merging import merge_from_manifest
+
+    while any(pid_alive(p) for p in pids):
+        time.sleep(POLL_S)
+    return merge_from_manifest(Path(run_dir))
+
+
+def submit_merge(run_dir: Path, embed_jobs: list, timeout_min: int):
+    pids = [int(j.job_id) for j in embed_jobs]
+    return _executor(run_dir, timeout_min, None).submit(merge_when_done, pids, str(run_dir))

@@ -1,0 +1,141 @@
+"""make submit: prepare the corpus once, plan, submit pending shards and the merge."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from embedder import corpus as corpus_lib
+from embedder.model import resolve_model
+from embedder.run import now_iso
+from jobs import localjobs, manifest as manifest_lib
+from jobs.config import RunConfig, check_profile, reconcile
+from jobs.manifest import Manifest
+from jobs.plan import pending_shards, plan_shards
+from kit.errors import ConfigError, KitError, RunBusyError
+from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_index, shard_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SubmitOutcome:
+    run_dir: Path
+    pending: list[int]  # shard indices submitted
+    skipped: list[int]  # shard indices already complete
+    job_ids: list[str] = field(default_factory=list)
+    merge: dict | None = None  # the merge summary when waited for
+    message: str = ""
+
+
+def ensure_corpus(run_dir: Path, source: Path | None, options: corpus_lib.CorpusOptions,
+                  records: Iterable[Any] | None = None) -> corpus_lib.CorpusInfo:
+    """Prepare ``<run>/corpus.h5`` once (validating every row); later submits reuse it."""
+    path = run_dir / CORPUS_FILE
+    if path.exists():
+        return corpus_lib.corpus_info(path)
+    if records is None:
+        if source is None:
+            raise ConfigError(f"Run {run_dir} has no prepared corpus yet: pass CORPUS=<file.pkl|.jsonl|.json>.")
+        records = corpus_lib.iter_records(source)
+    summary = corpus_lib.prepare(records, path, options, str(source or "records"))
+    log.info("prepared %s: %d rows (%d rejected) from %s", path, summary.rows, len(summary.rejected), summary.source)
+    if summary.rejected:
+        log.warning(corpus_lib.refusal_message(summary).splitlines()[0] + " They are listed under /rejected.")
+    return corpus_lib.corpus_info(path)
+
+
+def complete_shards(run_dir: Path) -> set[int]:
+    return {i for p in (run_dir / SHARDS_DIR).glob("shard-*.h5") if (i := shard_index(p)) is not None}
+
+
+def set_aside_for_redo(run_dir: Path, indices: Iterable[int]) -> list[Path]:
+    """Move complete shards to shards/rejected/ so they are recomputed (nothing is deleted)."""
+    moved, stamp = [], time.strftime("%Y%m%dT%H%M%S")
+    for index in indices:
+        path = run_dir / SHARDS_DIR / shard_name(index)
+        if path.exists():
+            target = run_dir / REJECTED_SHARDS_DIR / f"{path.stem}.{stamp}.h5"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+            moved.append(target)
+    return moved
+
+
+def _load_or_create(config: RunConfig, info: corpus_lib.CorpusInfo, manifest: Manifest | None) -> Manifest:
+    if manifest is not None:
+        return manifest
+    corpus = {"source": info.source, "rows": info.rows, "source_rows": info.source_rows,
+              "rejected_rows": info.rejected_rows, "fingerprint": info.fingerprint,
+              "text_fields": list(config.corpus_options.text_fields),
+              "skip_bad_rows": config.corpus_options.skip_bad_rows}
+    return Manifest(embed=config.embed, plan=plan_shards(info.rows, config.shards), corpus=corpus,
+                    created_at=now_iso())
+
+
+def submit(config: RunConfig, *, wait: bool = False, redo: Iterable[int] = (),
+           records: Iterable[Any] | None = None) -> SubmitOutcome:
+    """Submit what the run still needs. Refuses while the run's jobs are alive.
+
+    Everything is validated (profile, model in cache, corpus) before any job starts.
+    """
+    check_profile(config.profile)
+    run_dir = config.run_dir
+    existing = manifest_lib.load(run_dir)
+    if existing and (alive := localjobs.jobs_alive(existing.jobs)):
+        raise RunBusyError(f"Run {run_dir} still has running jobs ({', '.join(j['job_id'] for j in alive)}). "
+                           f"Watch it with: make status RUN={run_dir}")
+    config = reconcile(config, existing)
+    resolve_model(config.embed)  # fail before submitting anything if the model is not staged
+    info = ensure_corpus(run_dir, config.corpus, config.corpus_options, records)
+    manifest = _load_or_create(config, info, existing)
+    if manifest.corpus["fingerprint"] != info.fingerprint:
+        raise ConfigError(f"{run_dir / CORPUS_FILE} is not the corpus run.json was planned on. Use a new RUN.")
+    set_aside_for_redo(run_dir, redo)
+    done = complete_shards(run_dir)
+    pending = pending_shards(manifest.plan, done)
+    outcome = SubmitOutcome(run_dir, [s.index for s in pending], sorted(done))
+    output = run_dir / OUTPUT_FILE
+    if not pending and output.exists() and not redo:
+        manifest_lib.save(run_dir, manifest)
+        outcome.message = f"Nothing to do: every shard is complete and {output} exists."
+        return outcome
+    (run_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+    embed_jobs = localjobs.submit_embed(run_dir, pending, manifest.embed, config.timeout_min) if pending else []
+    merge_job = localjobs.submit_merge(run_dir, embed_jobs, config.timeout_min)
+    host, stamp = socket.gethostname(), now_iso()
+    for job, stage in [*((j, "embed") for j in embed_jobs), (merge_job, "merge")]:
+        manifest.jobs.append({"stage": stage, "executor": "local", "job_id": str(job.job_id), "host": host,
+                              "submitted_at": stamp})
+    manifest_lib.save(run_dir, manifest)
+    outcome.job_ids = [str(j.job_id) for j in [*embed_jobs, merge_job]]
+    if wait:
+        outcome.merge = wait_for(embed_jobs, merge_job)
+    return outcome
+
+
+def _failure_text(job) -> str:
+    """A failed job's error: from our exception's line (``kit.errors.X: ...``) to the end."""
+    lines = [ln for ln in str(job.exception()).strip().splitlines() if ln.strip()]
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("kit.errors.")]
+    return "\n".join(lines[starts[-1]:] if starts else lines[-15:])
+
+
+def wait_for(embed_jobs: list, merge_job) -> dict:
+    """Block until the merge job ends; raise KitError with the failing job's message."""
+    failures = []
+    for job in embed_jobs:
+        job.wait()
+        if job.exception() is not None:
+            failures.append(f"embed job {job.job_id} failed (log: {job.paths.stderr}):\n{_failure_text(job)}")
+    merge_job.wait()
+    if merge_job.exception() is not None:
+        failures.append(f"merge job {merge_job.job_id} (log: {merge_job.paths.stderr}):\n{_failure_text(merge_job)}")
+        raise KitError("\n\n".join(failures))
+    if failures:
+        log.warning("\n\n".join(failures))
+    return merge_job.result()

@@ -1,0 +1,67 @@
+"""Atomic files: write under a temporary name, fsync, rename. A final name means complete."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+TMP_SUFFIX = ".tmp"
+
+
+def tmp_path(path: Path) -> Path:
+    """The temporary name a file is written under before it is renamed to ``path``."""
+    return path.with_name(path.name + TMP_SUFFIX)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def commit(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, rename it onto ``final`` and fsync the folder."""
+    fsync_file(tmp)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(path)
+    tmp.write_text(text, encoding="utf-8")
+    commit(tmp, path)
+
+
+@contextlib.contextmanager
+def removed_on_error(path: Path) -> Iterator[Path]:
+    """Yield ``path``; delete it if the block raises, so no half-written file survives."""
+    try:
+        yield path
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path, block_bytes: int = 8 << 20) -> str:
+    """Hex SHA-256 of a file, read in blocks (memory does not grow with the file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(block_bytes)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+    return digest.hexdigest()

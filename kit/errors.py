@@ -1,0 +1,45 @@
+"""The kit's named errors. Each message names the file, shard or rows and the next step."""
+
+
+class KitError(Exception):
+    """Base of every error the kit raises on purpose; the CLI prints these without a traceback."""
+
+
+class ConfigError(KitError):
+    """A configuration value is invalid (bad option, unknown profile, run folder mismatch)."""
+
+
+class CorpusError(KitError):
+    """The corpus cannot be read or has rows the kit refuses to embed."""
+
+
+class ModelNotFoundError(KitError):
+    """The model is neither a local folder nor in the offline cache."""
+
+
+class EncodeError(KitError):
+    """The model produced unusable output (non-finite even in float32)."""
+
+
+class ShardError(KitError):
+    """A shard file is unfinished, damaged or inconsistent with the run."""
+
+
+class MergeError(KitError):
+    """The merge refused: shards do not tile the corpus or disagree with each other."""
+
+
+class ShardGapError(MergeError):
+    """Some rows of [0, N) are covered by no shard, or by more than one."""
+
+
+class ShardMismatchError(MergeError):
+    """Shards disagree on model, dimension, dtype, pooling, normalization, prompt or corpus."""
+
+
+class ShardDataError(MergeError):
+    """A shard holds non-finite values or all-zero rows."""
+
+
+class RunBusyError(KitError):
+    """The run's jobs are still alive; a second submit would race them."""

@@ -1,0 +1,1 @@
+"""Verify shards against the plan and each other, then stream them into one file."""

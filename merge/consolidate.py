@@ -1,0 +1,107 @@
+"""Stream verified shards and the corpus metadata into one HDF5 file, in constant memory."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from embedder.shard import SCAN_BLOCK_BYTES, ShardHeader, block_problems, describe_rows
+from kit.errors import ShardDataError
+from kit.format import META_FIELDS, OPTIONAL_META_FIELDS, OUTPUT_FORMAT, UTF8
+
+
+@dataclass
+class NormStats:
+    """Streaming norm statistics (the seeds' quality_metrics)."""
+
+    count: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    low: float = math.inf
+    high: float = 0.0
+
+    def add(self, norms: np.ndarray) -> None:
+        norms = norms.astype(np.float64)
+        self.count += len(norms)
+        self.total += float(norms.sum())
+        self.total_sq += float(np.dot(norms, norms))
+        self.low = min(self.low, float(norms.min()))
+        self.high = max(self.high, float(norms.max()))
+
+    def metrics(self) -> dict:
+        mean = self.total / self.count
+        return {"mean_norm": mean, "std_norm": math.sqrt(max(self.total_sq / self.count - mean**2, 0.0)),
+                "min_norm": self.low, "max_norm": self.high, "has_nan": False, "has_inf": False,
+                "zero_rows": 0, "rows_checked": self.count}
+
+
+def _block_rows(dim: int) -> int:
+    return max(1, SCAN_BLOCK_BYTES // (4 * dim))
+
+
+def _create_output(out: h5py.File, corpus: h5py.File, rows: int, dim: int) -> tuple[str, ...]:
+    # Contiguous (unchunked) embeddings: the fastest layout to write once and read in slices.
+    out.create_dataset("embeddings", shape=(rows, dim), dtype="float32")
+    fields = META_FIELDS + tuple(f for f in OPTIONAL_META_FIELDS if f in corpus)
+    for name in fields:
+        out.create_dataset(name, shape=(rows,), dtype=UTF8, chunks=(min(rows, 16384),))
+    corpus.copy(corpus["rejected"], out, "rejected")
+    return fields
+
+
+def _copy_shard(shard: h5py.File, header: ShardHeader, out: h5py.File, corpus: h5py.File,
+                fields: tuple[str, ...], buf: np.ndarray, stats: NormStats) -> None:
+    """Copy one shard block by block: check values, accumulate norms, align ids with the corpus."""
+    emb, rows = shard["embeddings"], header.stop - header.start
+    step = buf.shape[0]
+    for lo in range(0, rows, step):
+        n = min(step, rows - lo)
+        block = buf[:n]
+        emb.read_direct(block, np.s_[lo : lo + n])
+        nonfinite, zero = block_problems(block)
+        for what, bad in (("non-finite values", nonfinite), ("all-zero rows", zero)):
+            if len(bad):
+                raise ShardDataError(f"{header.path.name} has {what} at {describe_rows(header.start + lo, bad)}.")
+        stats.add(np.sqrt(np.einsum("ij,ij->i", block, block)))
+        dest = header.start + lo
+        out["embeddings"].write_direct(block, dest_sel=np.s_[dest : dest + n])
+        _copy_meta(shard["ids"][lo : lo + n], corpus, out, fields, dest, n, header)
+
+
+def _copy_meta(shard_ids: np.ndarray, corpus: h5py.File, out: h5py.File, fields: tuple[str, ...],
+               dest: int, n: int, header: ShardHeader) -> None:
+    corpus_ids = corpus["ids"][dest : dest + n]
+    if not np.array_equal(shard_ids, corpus_ids):
+        first = int(np.flatnonzero(shard_ids != corpus_ids)[0])
+        raise ShardDataError(f"{header.path.name} row {dest + first}: shard id {shard_ids[first]!r} is not the "
+                             f"corpus id {corpus_ids[first]!r}; the shard was embedded from another corpus.")
+    for name in fields:
+        out[name][dest : dest + n] = corpus_ids if name == "ids" else corpus[name][dest : dest + n]
+
+
+def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, attrs: dict) -> dict:
+    """Write ``out_path`` from shards sorted by start that tile [0, N). Returns quality_metrics.
+
+    Memory is one block of about 16 MiB whatever N is.
+
+    Raises:
+        ShardDataError: non-finite or all-zero rows, or ids that differ from the corpus.
+    """
+    headers = sorted(headers, key=lambda h: h.start)
+    rows, dim = headers[-1].stop, int(headers[0].identity["dim"])
+    stats = NormStats()
+    buf = np.empty((_block_rows(dim), dim), dtype=np.float32)
+    with h5py.File(corpus_path, "r", locking=False) as corpus, h5py.File(out_path, "w") as out:
+        fields = _create_output(out, corpus, rows, dim)
+        for header in headers:
+            with h5py.File(header.path, "r", locking=False) as shard:
+                _copy_shard(shard, header, out, corpus, fields, buf, stats)
+        quality = stats.metrics()
+        out.attrs.update(format=OUTPUT_FORMAT, total_articles=rows, embedding_dim=dim, shape=(rows, dim),
+                         quality_metrics=json.dumps(quality), **attrs)
+    return quality

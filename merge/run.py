@@ -1,0 +1,122 @@
+"""merge_run: verify every shard, then consolidate atomically with a SHA-256 sidecar."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+
+from embedder.config import ShardSpec
+from embedder.corpus import corpus_info
+from embedder.shard import ShardHeader, read_header
+from kit import atomic
+from kit.errors import MergeError, ShardDataError, ShardError, ShardGapError, ShardMismatchError
+from kit.format import CORPUS_FILE, OUTPUT_FILE, SHARDS_DIR, shard_index, sidecar_path, sidecar_text
+from merge.consolidate import consolidate
+from merge.verify import Verdict, verify
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MergeSummary:
+    path: Path
+    rows: int
+    dim: int
+    sha256: str
+    quality: dict
+    rejected_rows: int
+    seconds: float
+
+
+def repair_command(run_dir: Path, redo: set[int]) -> str:
+    """The one command that recomputes what a failed merge names (then merges again)."""
+    cmd = f"make submit RUN={shlex.quote(str(run_dir))}"
+    return cmd + (f" REDO='{' '.join(str(i) for i in sorted(redo))}'" if redo else "")
+
+
+def collect_headers(shards_dir: Path, verdict: Verdict) -> tuple[list[ShardHeader], dict[int, ShardHeader]]:
+    """Headers of final shard files, and of ``.tmp`` files by index; unreadable files become problems."""
+    complete, partial = [], {}
+    for path in sorted(shards_dir.glob("shard-*.h5")):
+        try:
+            complete.append(read_header(path))
+        except ShardError as err:
+            verdict.problems.append(str(err))
+            verdict.redo.add(shard_index(path))
+    for path in sorted(shards_dir.glob("shard-*.h5.tmp")):
+        try:
+            partial[shard_index(path.with_suffix(""))] = read_header(path)
+        except ShardError:
+            pass  # a partial file that cannot be read is resumed or set aside by its task
+    return complete, partial
+
+
+def _raise_for(verdict: Verdict, run_dir: Path) -> None:
+    kind = ShardMismatchError if verdict.redo and not verdict.missing else ShardGapError
+    if not verdict.missing and not verdict.redo:
+        kind = MergeError
+    lines = ["Merge refused; nothing was written:", *(f"  - {p}" for p in verdict.problems)]
+    if verdict.redo:
+        lines.append(f"Shards to recompute: {', '.join(str(i) for i in sorted(verdict.redo))} "
+                     "(REDO moves their files to shards/rejected/).")
+    lines.append(f"Run: {repair_command(run_dir, verdict.redo)}")
+    raise kind("\n".join(lines))
+
+
+def _chunk_info(headers: list[ShardHeader]) -> list[dict]:
+    keys = ("host", "device", "started_at", "finished_at", "encode_seconds", "truncated_rows",
+            "recomputed_rows", "attempts")
+    return [{"shard": h.path.name, "start_index": h.start, "end_index": h.stop, "rows": h.rows,
+             **{k: h.attrs.get(k) for k in keys}} for h in sorted(headers, key=lambda h: h.start)]
+
+
+def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSummary:
+    """Verify the shards of ``run_dir`` and write ``embeddings.h5`` (+ ``.sha256``) atomically.
+
+    Args:
+        plan: the run's shards, to name missing ones.
+        expected: identity values the run requires (at least ``model``).
+
+    Raises:
+        MergeError: naming the shards and rows, and the command that repairs the run.
+    """
+    t0 = time.monotonic()
+    run_dir = Path(run_dir)
+    info = corpus_info(run_dir / CORPUS_FILE)
+    verdict = Verdict()
+    complete, partial = collect_headers(run_dir / SHARDS_DIR, verdict)
+    verify(complete, partial, plan, info.rows, {**expected, "corpus_fingerprint": info.fingerprint}, verdict)
+    if not verdict.ok:
+        _raise_for(verdict, run_dir)
+    out = run_dir / OUTPUT_FILE
+    tmp = atomic.tmp_path(out)
+    first = complete[0].identity
+    attrs = {
+        "model": first["model"], "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "chunk_info": json.dumps(_chunk_info(complete)), "input_rows": info.source_rows,
+        "rejected_rows": info.rejected_rows, "corpus_source": info.source,
+        **{f"provenance_{k}": v for k, v in first.items() if k != "model"},
+    }
+    log.info("merging %d shards, %d rows -> %s", len(complete), info.rows, out)
+    with atomic.removed_on_error(tmp):
+        try:
+            quality = consolidate(complete, info.path, tmp, attrs)
+        except ShardDataError as err:  # name the shard to redo
+            bad = [shard_index(h.path) for h in complete if h.path.name in str(err)]
+            raise type(err)(f"Merge refused; nothing was written:\n  - {err}\n"
+                            f"Run: {repair_command(run_dir, set(bad))}") from err
+        with h5py.File(tmp, "r") as check:
+            if check["embeddings"].shape != (info.rows, first["dim"]):
+                raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
+                                 f"({info.rows}, {first['dim']}). Re-run: python -m jobs merge --run {run_dir}")
+        digest = atomic.sha256_file(tmp)
+        atomic.write_text(sidecar_path(out), sidecar_text(digest, out))
+        atomic.commit(tmp, out)
+    return MergeSummary(out, info.rows, int(first["dim"]), digest, quality, info.rejected_rows,
+                        time.monotonic() - t0)

@@ -1,0 +1,107 @@
+"""Pure checks over shard headers: tiling of [0, N), completeness, one identity for all."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from embedder.config import ShardSpec
+from embedder.shard import IDENTITY_KEYS, ShardHeader
+from kit.format import shard_index, shard_name
+
+
+@dataclass
+class Verdict:
+    """Problems found, and which planned shards to recompute (by index)."""
+
+    problems: list[str] = field(default_factory=list)
+    redo: set[int] = field(default_factory=set)  # complete shard files that must be recomputed
+    missing: set[int] = field(default_factory=set)  # planned shards with no complete file
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _planned_over(plan: list[ShardSpec], start: int, stop: int) -> list[ShardSpec]:
+    return [s for s in plan if s.start < stop and start < s.stop]
+
+
+def tiling(complete: list[ShardHeader], partial: dict[int, ShardHeader], plan: list[ShardSpec],
+           n_rows: int, verdict: Verdict) -> None:
+    """Every row of [0, n_rows) in exactly one complete shard; name gaps, overlaps and files."""
+    cursor, previous = 0, None
+    for h in sorted(complete, key=lambda h: (h.start, h.stop)):
+        if h.start > cursor:
+            _gap(cursor, h.start, partial, plan, verdict)
+        elif h.start < cursor and previous is not None:
+            verdict.problems.append(
+                f"Rows [{h.start}, {min(cursor, h.stop)}) are in two shards: {previous.path.name} "
+                f"[{previous.start}, {previous.stop}) and {h.path.name} [{h.start}, {h.stop}).")
+            verdict.redo.update(_off_plan(plan, (previous, h)))
+        if h.stop > n_rows:
+            verdict.problems.append(f"{h.path.name} covers rows [{h.start}, {h.stop}) beyond the corpus's {n_rows} rows.")
+        if h.stop > cursor:
+            cursor, previous = h.stop, h
+    if cursor < n_rows:
+        _gap(cursor, n_rows, partial, plan, verdict)
+
+
+def _off_plan(plan: list[ShardSpec], headers: tuple[ShardHeader, ...]) -> list[int]:
+    planned = {(s.start, s.stop): s.index for s in plan}
+    return [shard_index(h.path) for h in headers if (h.start, h.stop) not in planned]
+
+
+def _gap(start: int, stop: int, partial: dict[int, ShardHeader], plan: list[ShardSpec], verdict: Verdict) -> None:
+    owners = _planned_over(plan, start, stop)
+    states = []
+    for spec in owners:
+        verdict.missing.add(spec.index)
+        tmp = partial.get(spec.index)
+        states.append(f"{shard_name(spec.index)}: " + (
+            f"unfinished, {tmp.rows_done} of {spec.rows} rows flushed" if tmp else "not written"))
+    where = f" ({'; '.join(states)})" if states else ""
+    verdict.problems.append(f"Rows [{start}, {stop}) are missing{where}.")
+
+
+def completeness(complete: list[ShardHeader], verdict: Verdict, index_of) -> None:
+    """A final-named shard must hold exactly stop - start rows, all counted in rows_done."""
+    for h in complete:
+        expected = h.stop - h.start
+        if h.rows != expected or h.rows_done != expected:
+            verdict.problems.append(
+                f"{h.path.name} rows [{h.start}, {h.stop}) is truncated: it holds {h.rows} rows "
+                f"(rows_done {h.rows_done}) of {expected}.")
+            verdict.redo.add(index_of(h))
+
+
+def identity(complete: list[ShardHeader], expected: dict, verdict: Verdict, index_of) -> None:
+    """All shards share model, revision, weights, dim, dtype, pooling, normalization, prompt, corpus."""
+    for key in IDENTITY_KEYS:
+        values = Counter(repr(h.identity[key]) for h in complete)
+        reference = repr(expected[key]) if key in expected else (values.most_common(1)[0][0] if values else None)
+        odd = [h for h in complete if repr(h.identity[key]) != reference]
+        if odd and reference is not None:
+            names = ", ".join(f"{h.path.name} has {h.identity[key]!r}" for h in odd[:5])
+            more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
+            verdict.problems.append(f"Shards disagree on {key}: {names}{more}; the run expects {reference}.")
+            verdict.redo.update(index_of(h) for h in odd)
+
+
+def verify(complete: list[ShardHeader], partial: dict[int, ShardHeader], plan: list[ShardSpec],
+           n_rows: int, expected: dict, verdict: Verdict | None = None) -> Verdict:
+    """All header checks at once, so one message lists everything to fix.
+
+    Args:
+        complete: headers of final-named shard files.
+        partial: headers of ``.tmp`` files by shard index (for the message only).
+        plan: the run's planned shards.
+        n_rows: rows of the prepared corpus.
+        expected: identity values the run requires (e.g. model, corpus_fingerprint).
+    """
+    index_of = lambda h: shard_index(h.path)  # noqa: E731
+    verdict = verdict if verdict is not None else Verdict()
+    completeness(complete, verdict, index_of)
+    tiling(complete, partial, plan, n_rows, verdict)
+    identity(complete, expected, verdict, index_of)
+    return verdict
