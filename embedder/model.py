@@ -48,7 +48,8 @@ def resolve_model(config: EmbedConfig) -> ResolvedModel:
         raise ModelNotFoundError(
             f"Model {config.model!r} is neither a local folder nor in the offline cache at "
             f"{hub_cache_dir(config.cache_dir)} ({type(err).__name__}). Compute tasks never download. "
-            f"Download it once where there is network: make stage-model MODEL={config.model}"
+            "Download it once into that cache where there is network: python -c \"from huggingface_hub "
+            f"import snapshot_download; snapshot_download('{config.model}')\", or pass a local folder."
         ) from err
     return ResolvedModel(Path(path), config.model, Path(path).name)
 

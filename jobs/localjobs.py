@@ -6,10 +6,13 @@ The local executor has no dependencies, so the merge job waits for the embed pid
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import submitit
 
@@ -19,6 +22,7 @@ from jobs.plan import assign_workers
 from kit.format import LOGS_DIR
 
 POLL_S = 2.0
+CONTROLLER_LOG = "local-controllers.log"  # what submitit's local controllers print themselves
 
 
 def visible_gpus() -> list[int]:
@@ -67,12 +71,34 @@ def _executor(run_dir: Path, timeout_min: int, gpu: int | None) -> submitit.Loca
     return ex
 
 
+@contextlib.contextmanager
+def detached_stdio(log_path: Path) -> Iterator[None]:
+    """Local jobs inherit fds 1 and 2; point them at a log file while they start.
+
+    Otherwise ``make submit | tee`` (or any pipe) would stay open until the last job ends.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def submit_embed(run_dir: Path, specs: list[ShardSpec], embed: EmbedConfig, timeout_min: int) -> list:
     """One local job per visible GPU (one on a CPU-only machine), each running its shards in turn."""
     gpus = visible_gpus()
     groups = assign_workers(specs, len(gpus) or 1)
-    return [_executor(run_dir, timeout_min, gpus[w] if gpus else None)
-            .submit(embed_shards, group, str(run_dir), embed) for w, group in enumerate(groups)]
+    with detached_stdio(run_dir / LOGS_DIR / CONTROLLER_LOG):
+        return [_executor(run_dir, timeout_min, gpus[w] if gpus else None)
+                .submit(embed_shards, group, str(run_dir), embed) for w, group in enumerate(groups)]
 
 
 def merge_when_done(pids: list[int], run_dir: str) -> dict:
@@ -86,4 +112,5 @@ def merge_when_done(pids: list[int], run_dir: str) -> dict:
 
 def submit_merge(run_dir: Path, embed_jobs: list, timeout_min: int):
     pids = [int(j.job_id) for j in embed_jobs]
-    return _executor(run_dir, timeout_min, None).submit(merge_when_done, pids, str(run_dir))
+    with detached_stdio(run_dir / LOGS_DIR / CONTROLLER_LOG):
+        return _executor(run_dir, timeout_min, None).submit(merge_when_done, pids, str(run_dir))

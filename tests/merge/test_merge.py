@@ -1,0 +1,135 @@
+import json
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+
+from bench.synthetic import SYNTHETIC_MODEL, identity, synthetic_run, vectors, write_shard
+from embedder.config import ShardSpec
+from kit.errors import MergeError, ShardDataError, ShardGapError, ShardMismatchError
+from merge.run import merge_run
+
+N, SHARDS, DIM = 300, 4, 16
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "my run"  # a space in the path on purpose
+    manifest = synthetic_run(run, N, SHARDS, DIM)
+    return run, manifest.plan
+
+
+def _merge(run, plan):
+    return merge_run(run, plan, {"model": SYNTHETIC_MODEL})
+
+
+def _no_output(run):
+    return not (run / "embeddings.h5").exists() and not (run / "embeddings.h5.tmp").exists()
+
+
+def test_merge_streams_shards_into_one_verified_file(run_dir):
+    run, plan = run_dir
+    summary = _merge(run, plan)
+    with h5py.File(summary.path) as h5:
+        np.testing.assert_array_equal(h5["embeddings"][:], vectors(0, N, DIM))
+        assert h5["ids"].asstr()[:].tolist() == [f"doc-{i}" for i in range(N)]
+        assert h5["titles"].asstr()[7] == "Title 7" and h5["urls"].asstr()[7] == "https://example.org/7"
+        assert h5.attrs["model"] == SYNTHETIC_MODEL and h5.attrs["embedding_dim"] == DIM
+        quality = json.loads(h5.attrs["quality_metrics"])
+        chunks = json.loads(h5.attrs["chunk_info"])
+        assert h5["rejected/row"].shape == (0,)
+    assert quality["mean_norm"] == pytest.approx(1.0, abs=1e-5) and not quality["has_nan"]
+    assert [(c["start_index"], c["end_index"]) for c in chunks] == [(s.start, s.stop) for s in plan]
+    check = subprocess.run(["sha256sum", "-c", "embeddings.h5.sha256"], cwd=run, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def _shard(run, i):
+    return run / "shards" / f"shard-{i:05d}.h5"
+
+
+def test_truncated_shard_is_refused(run_dir):
+    run, plan = run_dir
+    with h5py.File(_shard(run, 1), "a") as h5:
+        h5["embeddings"].resize(50, axis=0)
+    with pytest.raises(MergeError, match=r"shard-00001.h5 rows \[75, 150\) is truncated: it holds 50 rows") as e:
+        _merge(run, plan)
+    assert "REDO='1'" in str(e.value) and _no_output(run)
+
+
+def test_all_zero_tail_is_refused(run_dir):
+    run, plan = run_dir
+    with h5py.File(_shard(run, 2), "a") as h5:
+        h5["embeddings"][60:] = 0
+    with pytest.raises(ShardDataError, match=r"shard-00002.h5 has all-zero rows at rows \[210, 225\)") as e:
+        _merge(run, plan)
+    assert "make submit RUN='" in str(e.value) and "REDO='2'" in str(e.value) and _no_output(run)
+
+
+def test_nan_is_refused(run_dir):
+    run, plan = run_dir
+    with h5py.File(_shard(run, 0), "a") as h5:
+        h5["embeddings"][3, 0] = np.nan
+    with pytest.raises(ShardDataError, match=r"shard-00000.h5 has non-finite values at rows \[3, 4\)"):
+        _merge(run, plan)
+    assert _no_output(run)
+
+
+def test_gap_is_refused_with_the_command_that_fills_it(run_dir):
+    run, plan = run_dir
+    _shard(run, 3).unlink()
+    with pytest.raises(ShardGapError, match=r"Rows \[225, 300\) are missing \(shard-00003.h5: not written\)") as e:
+        _merge(run, plan)
+    assert str(e.value).rstrip().endswith(f"Run: make submit RUN='{run}'") and _no_output(run)
+
+
+def test_overlap_is_refused(run_dir):
+    run, plan = run_dir
+    ident = identity(DIM, json.loads((run / "run.json").read_text())["corpus"]["fingerprint"])
+    write_shard(run, ShardSpec(9, 60, 90), ident)
+    with pytest.raises(MergeError, match=r"Rows \[60, 75\) are in two shards: shard-00000.h5 \[0, 75\) and "
+                                         r"shard-00009.h5 \[60, 90\)") as e:
+        _merge(run, plan)
+    assert "REDO='9'" in str(e.value) and _no_output(run)
+
+
+@pytest.mark.parametrize("key,value", [("model", "other/model"), ("dim", 8), ("prompt", "query: "),
+                                       ("normalize_embeddings", True), ("model_fingerprint", "1" * 64)])
+def test_shard_from_another_model_or_setting_is_refused(run_dir, key, value):
+    run, plan = run_dir
+    with h5py.File(_shard(run, 1), "a") as h5:
+        h5.attrs[key] = value
+    with pytest.raises(ShardMismatchError, match=f"Shards disagree on {key}: shard-00001.h5 has"):
+        _merge(run, plan)
+    assert _no_output(run)
+
+
+def test_wrong_dim_data_is_refused(run_dir):
+    run, plan = run_dir
+    fp = json.loads((run / "run.json").read_text())["corpus"]["fingerprint"]
+    _shard(run, 2).unlink()
+    write_shard(run, plan[2], identity(8, fp))
+    with pytest.raises(ShardMismatchError, match="Shards disagree on dim: shard-00002.h5 has 8"):
+        _merge(run, plan)
+
+
+def test_shard_of_another_corpus_is_refused(run_dir):
+    run, plan = run_dir
+    with h5py.File(_shard(run, 0), "a") as h5:
+        h5["ids"][5] = "someone-else"
+    with pytest.raises(ShardDataError, match="row 5: shard id b'someone-else' is not the corpus id b'doc-5'"):
+        _merge(run, plan)
+    assert _no_output(run)
+
+
+def test_failed_merge_keeps_the_previous_good_file(run_dir):
+    run, plan = run_dir
+    first = _merge(run, plan)
+    before = (run / "embeddings.h5").read_bytes()
+    with h5py.File(_shard(run, 2), "a") as h5:
+        h5["embeddings"][0] = 0
+    with pytest.raises(ShardDataError):
+        _merge(run, plan)
+    assert (run / "embeddings.h5").read_bytes() == before and not (run / "embeddings.h5.tmp").exists()
+    assert first.sha256 in (run / "embeddings.h5.sha256").read_text()

@@ -1,0 +1,151 @@
+"""The real path: python -m jobs -> submitit local jobs -> shards -> merge, with the real model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from jobs.localjobs import pid_alive
+from tests.conftest import cosine_rows, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def jobs_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "jobs", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"jobs {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def assert_matches_direct_encode(run: Path, records: list[dict], st_model) -> None:
+    with h5py.File(run / "embeddings.h5") as h5:
+        emb = h5["embeddings"][:]
+        assert h5["ids"].asstr()[:].tolist() == [str(r["id"]) for r in records]
+        assert h5["titles"].asstr()[:].tolist() == [r["title"] for r in records]
+        assert h5["urls"].asstr()[:].tolist() == [r["url"] for r in records]
+    reference = st_model.encode([r["text"] for r in records], convert_to_numpy=True)
+    assert cosine_rows(emb, reference).min() >= 0.9999
+    check = subprocess.run(["sha256sum", "-c", "embeddings.h5.sha256"], cwd=run, capture_output=True)
+    assert check.returncode == 0
+
+
+def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model_path, st_model):
+    corpus, records = vital_jsonl(90)
+    run = tmp_path / "run one"
+    out = jobs_cli("submit", "--run", str(run), "--corpus", str(corpus), "--model", str(model_path),
+                   "--shards", "3", "--wait").stdout
+    assert "Merged 90 rows x 384" in out
+    assert_matches_direct_encode(run, records, st_model)
+    assert sorted(p.name for p in (run / "shards").iterdir()) == [f"shard-0000{i}.h5" for i in range(3)]
+
+    again = jobs_cli("submit", "--run", str(run)).stdout
+    assert "Nothing to do" in again
+    status = jobs_cli("status", "--run", str(run)).stdout
+    assert status.count(" done ") == 3 and "90/90 rows embedded" in status and "Merged:" in status
+
+    # A damaged shard: the merge refuses and names the repair; REDO recomputes only that shard.
+    with h5py.File(run / "shards" / "shard-00001.h5", "a") as h5:
+        h5["embeddings"][-5:] = 0
+    refused = jobs_cli("merge", "--run", str(run), check=False)
+    assert refused.returncode == 2 and "shard-00001.h5 has all-zero rows at rows [55, 60)" in refused.stderr
+    assert f"make submit RUN='{run}' REDO='1'" in refused.stderr
+    untouched = {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)}
+    jobs_cli("submit", "--run", str(run), "--redo", "1", "--wait")
+    assert_matches_direct_encode(run, records, st_model)
+    assert {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)} == untouched
+    assert len(list((run / "shards" / "rejected").glob("shard-00001.*.h5"))) == 1
+
+
+def _task_log(run: Path, job_id: str) -> Path:
+    return run / "logs" / f"{job_id}_0_log.err"
+
+
+def _wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_jsonl, model_path, st_model):
+    corpus, records = vital_jsonl(400)
+    run = tmp_path / "killed"
+    jobs_cli("submit", "--run", str(run), "--corpus", str(corpus), "--model", str(model_path),
+             "--shards", "1", "--flush-rows", "16")
+    jobs = json.loads((run / "run.json").read_text())["jobs"]
+    embed_id, merge_id = jobs[0]["job_id"], jobs[1]["job_id"]
+    busy = jobs_cli("submit", "--run", str(run), check=False)  # a second submit while jobs live
+    assert busy.returncode == 2 and "still has running jobs" in busy.stderr
+
+    log = _task_log(run, embed_id)
+    _wait_for(lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 240, "three flushes")
+
+    for pid in _children(int(embed_id)) + [int(embed_id)]:
+        os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: not pid_alive(int(merge_id)), 120, "the merge job to give up")
+    assert "Rows [" in _task_log(run, merge_id).read_text() and "unfinished" in _task_log(run, merge_id).read_text()
+    assert not (run / "embeddings.h5").exists() and (run / "shards" / "shard-00000.h5.tmp").exists()
+
+    jobs_cli("submit", "--run", str(run), "--wait")
+    new_embed = json.loads((run / "run.json").read_text())["jobs"][2]["job_id"]
+    resumed = [ln for ln in _task_log(run, new_embed).read_text().splitlines() if "resuming at row" in ln]
+    assert resumed and int(resumed[0].split("resuming at row ")[1].split()[0]) >= 48  # not from zero
+    assert_matches_direct_encode(run, records, st_model)
+    with h5py.File(run / "shards" / "shard-00000.h5") as h5:
+        assert h5.attrs["attempts"] == 2
+
+
+def test_bad_corpus_refused_then_skipped_rows_are_listed(tmp_path, vital_jsonl, model_path, st_model):
+    _, records = vital_jsonl(12)
+    bad = [{"id": "x1", "title": "t", "url": "u", "text": ""}, {**records[0]},
+           {"id": "x3", "title": "t", "url": "u", "text": "nul\x00"}]
+    corpus = write_jsonl(tmp_path / "bad corpus.jsonl", records[:6] + bad + records[6:])
+    args = ("submit", "--run", str(tmp_path / "bad"), "--corpus", str(corpus), "--model", str(model_path))
+    refused = jobs_cli(*args, check=False)
+    assert refused.returncode == 2
+    assert "3 of 15 rows cannot be embedded" in refused.stderr and "row 7 id=" in refused.stderr
+    assert not (tmp_path / "bad" / "logs").exists()  # refused before any job
+
+    jobs_cli(*args, "--skip-bad-rows", "--wait")
+    assert_matches_direct_encode(tmp_path / "bad", records, st_model)
+    with h5py.File(tmp_path / "bad" / "embeddings.h5") as h5:
+        assert h5["rejected/row"][:].tolist() == [6, 7, 8]
+        assert h5["rejected/reason"].asstr()[:].tolist() == ["empty text", "duplicate id (first at row 0)",
+                                                             "NUL byte in text"]
+        assert h5.attrs["input_rows"] == 15 == h5["ids"].shape[0] + h5["rejected/row"].shape[0]
+
+
+def test_missing_model_fails_before_any_job(tmp_path, vital_jsonl):
+    corpus, _ = vital_jsonl(5)
+    env_cache = tmp_path / "empty cache"
+    proc = jobs_cli("submit", "--run", str(tmp_path / "r"), "--corpus", str(corpus), "--model",
+                    "sentence-transformers/not-staged", "--cache-dir", str(env_cache), check=False)
+    assert proc.returncode == 2
+    assert "not-staged" in proc.stderr and str(env_cache) in proc.stderr and "never download" in proc.stderr
+    assert not (tmp_path / "r" / "logs").exists()
+
+
+def test_demo_embeds_vital_articles_with_topics(tmp_path):
+    out = jobs_cli("demo", "--run", str(tmp_path / "demo"), "--rows", "40").stdout
+    assert "Merged 40 rows x 384" in out and "Norms: mean" in out
+    with h5py.File(tmp_path / "demo" / "embeddings.h5") as h5:
+        topics = set(h5["topics"].asstr()[:])
+        assert len(topics) >= 3 and np.isfinite(h5["embeddings"][:]).all()
