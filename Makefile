@@ -20,9 +20,16 @@ WAIT ?=
 REDO ?=
 SKIP_BAD_ROWS ?=
 TEXT_FIELDS ?= text
+DEVICE ?=
+COMPUTE_DTYPE ?=
+PROMPT_NAME ?=
+PROMPT ?=
+NORMALIZE ?=
+MAX_TOKENS_PER_BATCH ?=
 DEMO_ROWS ?= 2000
 DEMO_RUN ?= runs/demo
-export RUN CORPUS MODEL SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS DEMO_ROWS DEMO_RUN TORCH
+export RUN CORPUS MODEL SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS DEMO_ROWS DEMO_RUN TORCH \
+  DEVICE COMPUTE_DTYPE PROMPT_NAME PROMPT NORMALIZE MAX_TOKENS_PER_BATCH
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,8 +51,10 @@ test: setup ## Run the test suite (real model, real HDF5, real submitit jobs)
 
 submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... [WAIT=1] [REDO='3 5']
 	$(PY) -m jobs submit --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --shards "$$SHARDS" \
-	  --profile "$$PROFILE" --text-fields "$$TEXT_FIELDS" --redo "$$REDO" \
-	  $${WAIT:+--wait} $${SKIP_BAD_ROWS:+--skip-bad-rows}
+	  --profile "$$PROFILE" --text-fields "$$TEXT_FIELDS" --redo "$$REDO" --device "$$DEVICE" \
+	  --compute-dtype "$$COMPUTE_DTYPE" --prompt-name "$$PROMPT_NAME" --prompt "$$PROMPT" \
+	  --max-tokens-per-batch "$$MAX_TOKENS_PER_BATCH" \
+	  $${WAIT:+--wait} $${SKIP_BAD_ROWS:+--skip-bad-rows} $${NORMALIZE:+--normalize-embeddings}
 
 status: setup ## Shards done / running / missing and the repair command: RUN=...
 	$(PY) -m jobs status --run "$$RUN"

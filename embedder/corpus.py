@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator
 
 import h5py
 import numpy as np
+from tqdm import tqdm
 
 from kit import atomic
 from kit.errors import CorpusError
@@ -228,7 +229,8 @@ def _write_rows(h5: h5py.File, records: Iterable[Any], options: CorpusOptions, s
         h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=UTF8, chunks=(4096,))
     digest, seen, block = hashlib.sha256(), {}, {n: [] for n in names}
     has_topics = False
-    for row, record in enumerate(records):
+    for row, record in enumerate(tqdm(records, desc="prepare corpus", unit="row", mininterval=5, ascii=True,
+                                      disable=None)):
         summary.source_rows += 1
         clean, bad = check_record(record, row, options, seen)
         if bad:

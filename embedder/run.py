@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 import time
@@ -48,6 +49,8 @@ class _LoadedModel:
         resolved = model_lib.resolve_model(config)
         self.device = model_lib.pick_device(config.device)
         dtype = config.compute_dtype if self.device != "cpu" or config.compute_dtype == "bfloat16" else "float32"
+        if dtype != config.compute_dtype:
+            log.warning("compute dtype %s is not supported on cpu; using float32", config.compute_dtype)
         model = model_lib.load_model(resolved, config, self.device, dtype)
         self.max_tokens = config.max_tokens_per_batch or DEFAULT_TOKENS_PER_BATCH.get(self.device, 8192)
         fallback = None
@@ -94,7 +97,8 @@ def embed_shard(spec: ShardSpec, run_dir: str, config: EmbedConfig) -> ShardResu
 
 def _embed_one(spec: ShardSpec, run: Path, config: EmbedConfig, loaded: _LoadedModel) -> ShardResult:
     t0 = time.monotonic()
-    provenance = {"host": socket.gethostname(), "device": loaded.device, "started_at": now_iso()}
+    provenance = {"host": socket.gethostname(), "device": loaded.device, "started_at": now_iso(),
+                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     writer = ShardWriter(final_path(run / SHARDS_DIR, spec), spec, loaded.identity, provenance)
     before = (loaded.encoder.counters.truncated_rows, loaded.encoder.counters.recomputed_rows)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import socket
 import sys
 import time
@@ -25,15 +26,15 @@ POLL_S = 2.0
 CONTROLLER_LOG = "local-controllers.log"  # what submitit's local controllers print themselves
 
 
-def visible_gpus() -> list[int]:
-    """GPU ordinals this process may use: CUDA_VISIBLE_DEVICES, else all CUDA devices."""
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (ordinals or UUIDs)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
-        return list(range(len([d for d in env.split(",") if d.strip()])))
+        return [d.strip() for d in env.split(",") if d.strip()]
     try:
         import torch
 
-        return list(range(torch.cuda.device_count()))
+        return [str(i) for i in range(torch.cuda.device_count())]
     except ImportError:
         return []
 
@@ -62,11 +63,12 @@ def jobs_alive(jobs: list[dict]) -> list[dict]:
             and pid_alive(int(j["job_id"]))]
 
 
-def _executor(run_dir: Path, timeout_min: int, gpu: int | None) -> submitit.LocalExecutor:
+def _executor(run_dir: Path, timeout_min: int, gpu: str | None) -> submitit.LocalExecutor:
     ex = submitit.LocalExecutor(folder=run_dir / LOGS_DIR)
-    params = {"timeout_min": timeout_min}
+    params: dict = {"timeout_min": timeout_min}
     if gpu is not None:
-        params.update(gpus_per_node=1, visible_gpus=(gpu,))
+        # submitit's own visible_gpus takes ordinals only; an export keeps "4" or a GPU UUID as given.
+        params["setup"] = [f"export CUDA_VISIBLE_DEVICES={shlex.quote(gpu)}"]
     ex.update_parameters(**params)
     return ex
 

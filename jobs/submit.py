@@ -95,6 +95,9 @@ def submit(config: RunConfig, *, wait: bool = False, redo: Iterable[int] = (),
     manifest = _load_or_create(config, info, existing)
     if manifest.corpus["fingerprint"] != info.fingerprint:
         raise ConfigError(f"{run_dir / CORPUS_FILE} is not the corpus run.json was planned on. Use a new RUN.")
+    unknown = sorted(set(redo) - {s.index for s in manifest.plan})
+    if unknown:
+        raise ConfigError(f"REDO names shards {unknown}, but run {run_dir} has shards 0 to {len(manifest.plan) - 1}.")
     set_aside_for_redo(run_dir, redo)
     done = complete_shards(run_dir)
     pending = pending_shards(manifest.plan, done)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -54,6 +55,14 @@ def removed_on_error(path: Path) -> Iterator[Path]:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def sha256_and_fsync(path: Path) -> str:
+    """Hash ``path`` in a thread while fsync waits on the disk: the two overlap."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(sha256_file, path)
+        fsync_file(path)
+        return digest.result()
 
 
 def sha256_file(path: Path, block_bytes: int = 8 << 20) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,9 @@ import numpy as np
 
 from embedder.shard import SCAN_BLOCK_BYTES, ShardHeader, block_problems, describe_rows
 from kit.errors import ShardDataError
-from kit.format import META_FIELDS, OPTIONAL_META_FIELDS, OUTPUT_FORMAT, UTF8
+from kit.format import META_FIELDS, OPTIONAL_META_FIELDS, OUTPUT_FORMAT
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,18 +47,26 @@ def _block_rows(dim: int) -> int:
     return max(1, SCAN_BLOCK_BYTES // (4 * dim))
 
 
-def _create_output(out: h5py.File, corpus: h5py.File, rows: int, dim: int) -> tuple[str, ...]:
+def _create_output(out: h5py.File, corpus: h5py.File, rows: int, dim: int) -> None:
     # Contiguous (unchunked) embeddings: the fastest layout to write once and read in slices.
     out.create_dataset("embeddings", shape=(rows, dim), dtype="float32")
-    fields = META_FIELDS + tuple(f for f in OPTIONAL_META_FIELDS if f in corpus)
-    for name in fields:
-        out.create_dataset(name, shape=(rows,), dtype=UTF8, chunks=(min(rows, 16384),))
-    corpus.copy(corpus["rejected"], out, "rejected")
-    return fields
+    # Output rows are exactly the corpus rows, so the text datasets are copied whole, in C.
+    for name in (*META_FIELDS, *(f for f in OPTIONAL_META_FIELDS if f in corpus), "rejected"):
+        corpus.copy(corpus[name], out, name)
 
 
-def _copy_shard(shard: h5py.File, header: ShardHeader, out: h5py.File, corpus: h5py.File,
-                fields: tuple[str, ...], buf: np.ndarray, stats: NormStats) -> None:
+def _check_block(block: np.ndarray, norms: np.ndarray, first_row: int, header: ShardHeader) -> None:
+    """Refuse NaN/Inf and all-zero rows; the norms flag a bad block, the exact scan names its rows."""
+    if np.isfinite(norms).all() and norms.all():
+        return
+    nonfinite, zero = block_problems(block)
+    for what, bad in (("non-finite values", nonfinite), ("all-zero rows", zero)):
+        if len(bad):
+            raise ShardDataError(f"{header.path.name} has {what} at {describe_rows(first_row, bad)}.")
+
+
+def _copy_shard(shard: h5py.File, header: ShardHeader, out: h5py.File, corpus_ids: h5py.Dataset,
+                buf: np.ndarray, stats: NormStats) -> None:
     """Copy one shard block by block: check values, accumulate norms, align ids with the corpus."""
     emb, rows = shard["embeddings"], header.stop - header.start
     step = buf.shape[0]
@@ -63,25 +74,19 @@ def _copy_shard(shard: h5py.File, header: ShardHeader, out: h5py.File, corpus: h
         n = min(step, rows - lo)
         block = buf[:n]
         emb.read_direct(block, np.s_[lo : lo + n])
-        nonfinite, zero = block_problems(block)
-        for what, bad in (("non-finite values", nonfinite), ("all-zero rows", zero)):
-            if len(bad):
-                raise ShardDataError(f"{header.path.name} has {what} at {describe_rows(header.start + lo, bad)}.")
-        stats.add(np.sqrt(np.einsum("ij,ij->i", block, block)))
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        _check_block(block, norms, header.start + lo, header)
+        stats.add(norms)
         dest = header.start + lo
         out["embeddings"].write_direct(block, dest_sel=np.s_[dest : dest + n])
-        _copy_meta(shard["ids"][lo : lo + n], corpus, out, fields, dest, n, header)
+        _check_ids(shard["ids"][lo : lo + n], corpus_ids[dest : dest + n], dest, header)
 
 
-def _copy_meta(shard_ids: np.ndarray, corpus: h5py.File, out: h5py.File, fields: tuple[str, ...],
-               dest: int, n: int, header: ShardHeader) -> None:
-    corpus_ids = corpus["ids"][dest : dest + n]
+def _check_ids(shard_ids: np.ndarray, corpus_ids: np.ndarray, dest: int, header: ShardHeader) -> None:
     if not np.array_equal(shard_ids, corpus_ids):
         first = int(np.flatnonzero(shard_ids != corpus_ids)[0])
         raise ShardDataError(f"{header.path.name} row {dest + first}: shard id {shard_ids[first]!r} is not the "
                              f"corpus id {corpus_ids[first]!r}; the shard was embedded from another corpus.")
-    for name in fields:
-        out[name][dest : dest + n] = corpus_ids if name == "ids" else corpus[name][dest : dest + n]
 
 
 def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, attrs: dict) -> dict:
@@ -97,10 +102,11 @@ def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, a
     stats = NormStats()
     buf = np.empty((_block_rows(dim), dim), dtype=np.float32)
     with h5py.File(corpus_path, "r", locking=False) as corpus, h5py.File(out_path, "w") as out:
-        fields = _create_output(out, corpus, rows, dim)
+        _create_output(out, corpus, rows, dim)
         for header in headers:
             with h5py.File(header.path, "r", locking=False) as shard:
-                _copy_shard(shard, header, out, corpus, fields, buf, stats)
+                _copy_shard(shard, header, out, corpus["ids"], buf, stats)
+            log.info("merged %s rows [%d, %d)", header.path.name, header.start, header.stop)
         quality = stats.metrics()
         out.attrs.update(format=OUTPUT_FORMAT, total_articles=rows, embedding_dim=dim, shape=(rows, dim),
                          quality_metrics=json.dumps(quality), **attrs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -115,8 +116,9 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSumm
             if check["embeddings"].shape != (info.rows, first["dim"]):
                 raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
                                  f"({info.rows}, {first['dim']}). Re-run: python -m jobs merge --run {run_dir}")
-        digest = atomic.sha256_file(tmp)
+        digest = atomic.sha256_and_fsync(tmp)
         atomic.write_text(sidecar_path(out), sidecar_text(digest, out))
-        atomic.commit(tmp, out)
+        os.replace(tmp, out)  # already fsynced with the hash
+        atomic.fsync_dir(out.parent)
     return MergeSummary(out, info.rows, int(first["dim"]), digest, quality, info.rejected_rows,
                         time.monotonic() - t0)

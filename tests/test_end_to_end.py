@@ -20,8 +20,8 @@ from tests.conftest import cosine_rows, write_jsonl
 REPO = Path(__file__).resolve().parents[1]
 
 
-def jobs_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def jobs_cli(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "jobs", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
     if check and proc.returncode != 0:
@@ -149,3 +149,43 @@ def test_demo_embeds_vital_articles_with_topics(tmp_path):
     with h5py.File(tmp_path / "demo" / "embeddings.h5") as h5:
         topics = set(h5["topics"].asstr()[:])
         assert len(topics) >= 3 and np.isfinite(h5["embeddings"][:]).all()
+
+
+def test_one_worker_per_visible_gpu_each_pinned_to_its_device(tmp_path, vital_jsonl, model_path, st_model):
+    corpus, records = vital_jsonl(24)
+    run = tmp_path / "gpus"
+    # No GPU here: the tasks fall back to CPU, but each must see only the device it was given.
+    jobs_cli("submit", "--run", str(run), "--corpus", str(corpus), "--model", str(model_path), "--shards", "4",
+             "--wait", env={"CUDA_VISIBLE_DEVICES": "3,5"})
+    stages = [j["stage"] for j in json.loads((run / "run.json").read_text())["jobs"]]
+    assert stages == ["embed", "embed", "merge"]
+    seen = {}
+    for i in range(4):
+        with h5py.File(run / "shards" / f"shard-0000{i}.h5") as h5:
+            seen[i] = h5.attrs["cuda_visible_devices"]
+    assert seen == {0: "3", 1: "5", 2: "3", 3: "5"}
+    assert_matches_direct_encode(run, records, st_model)
+
+
+def _fake_hub_cache(cache: Path, repo_id: str, model_path: Path, revision: str) -> None:
+    """The hub cache layout (models--org--name/refs/main, snapshots/<rev>/) over the packaged model."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for item in model_path.iterdir():
+        (snapshot / item.name).symlink_to(item)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+
+
+def test_hub_name_loads_from_the_offline_cache_and_records_the_revision(tmp_path, vital_jsonl, model_path):
+    corpus, _ = vital_jsonl(10)
+    cache, revision = tmp_path / "hub cache", "0123456789abcdef0123456789abcdef01234567"
+    _fake_hub_cache(cache, "sentence-transformers/all-MiniLM-L6-v2", model_path, revision)
+    run = tmp_path / "hub"
+    jobs_cli("submit", "--run", str(run), "--corpus", str(corpus), "--model",
+             "sentence-transformers/all-MiniLM-L6-v2", "--cache-dir", str(cache), "--wait")
+    with h5py.File(run / "embeddings.h5") as h5:
+        assert h5.attrs["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+        assert h5.attrs["provenance_model_revision"] == revision
+        assert len(h5.attrs["provenance_model_fingerprint"]) == 64
