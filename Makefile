@@ -26,10 +26,14 @@ PROMPT_NAME ?=
 PROMPT ?=
 NORMALIZE ?=
 MAX_TOKENS_PER_BATCH ?=
+REMOTE ?=
+DEST ?= $(RUN)
+SSH_CONFIG ?=
+FLOAT16 ?=
 DEMO_ROWS ?= 2000
 DEMO_RUN ?= runs/demo
 export RUN CORPUS MODEL SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS DEMO_ROWS DEMO_RUN TORCH \
-  DEVICE COMPUTE_DTYPE PROMPT_NAME PROMPT NORMALIZE MAX_TOKENS_PER_BATCH
+  DEVICE COMPUTE_DTYPE PROMPT_NAME PROMPT NORMALIZE MAX_TOKENS_PER_BATCH REMOTE DEST SSH_CONFIG FLOAT16
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,8 +50,11 @@ setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see README
 demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033)
 	$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS"
 
-test: setup ## Run the test suite (real model, real HDF5, real submitit jobs)
+test: setup test-services ## Run the test suite (real model, real HDF5, real submitit jobs, real sshd)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+test-services: ## Install what the tests run for real (openssh-server, rsync) if missing
+	bash tests/services/install.sh
 
 submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... [WAIT=1] [REDO='3 5']
 	$(PY) -m jobs submit --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --shards "$$SHARDS" \
@@ -62,8 +69,14 @@ status: setup ## Shards done / running / missing and the repair command: RUN=...
 merge: setup ## Verify the shards of RUN=... and write embeddings.h5 now
 	$(PY) -m jobs merge --run "$$RUN"
 
+fetch: setup ## On the laptop: REMOTE=host:/path/to/run DEST=runs/wiki [FLOAT16=1] [SSH_CONFIG=file]
+	$(PY) -m jobs fetch --remote "$$REMOTE" --dest "$$DEST" --ssh-config "$$SSH_CONFIG" $${FLOAT16:+--float16}
+
+export-float16: setup ## On the cluster: write RUN/embeddings.float16.h5 (half the bytes) for FLOAT16=1 fetches
+	$(PY) -m jobs export-float16 --run "$$RUN"
+
 bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(PY) bench/merge_throughput.py
 	$(PY) bench/embed_throughput.py
 
-.PHONY: help setup demo test submit status merge bench
+.PHONY: help setup demo test test-services submit status merge fetch export-float16 bench

@@ -12,10 +12,13 @@ from embedder.config import EmbedConfig
 from embedder.corpus import CorpusOptions
 from jobs import demo as demo_lib, manifest as manifest_lib
 from jobs.config import RunConfig, default_profile
+from jobs.fetch import fetch
 from jobs.merging import merge_from_manifest
 from jobs.status import status_report
 from jobs.submit import SubmitOutcome, submit
 from kit.errors import ConfigError, KitError
+from kit.format import OUTPUT_FILE
+from merge.float16 import write_float16_copy
 
 EMBED_OPTIONS = ("revision", "cache_dir", "device", "compute_dtype", "max_tokens_per_batch", "max_seq_length",
                  "prompt_name", "prompt", "normalize_embeddings", "flush_rows")
@@ -72,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit_options(p)
     _add_run(verbs.add_parser("status", help="shards done / running / missing, and the repair command"))
     _add_run(verbs.add_parser("merge", help="verify the shards and write embeddings.h5 now"))
+    p = verbs.add_parser("fetch", help="bring the verified embeddings.h5 of a cluster run to this machine")
+    p.add_argument("--remote", required=True, help="ssh host or alias and run folder: host:/path/to/run (REMOTE=)")
+    p.add_argument("--dest", type=Path, required=True, help="local folder (DEST=)")
+    p.add_argument("--ssh-config", type=_blank_is_none, help="an ssh config file instead of ~/.ssh/config")
+    p.add_argument("--float16", action="store_true", help="fetch the float16 copy (make export-float16 first)")
+    _add_run(verbs.add_parser("export-float16", help="write embeddings.float16.h5 (half the bytes) for transfer"))
     p = verbs.add_parser("demo", help="embed Wikipedia Vital Articles end to end")
     p.add_argument("--run", type=Path, default=Path("runs/demo"))
     p.add_argument("--rows", default="2000", help="articles to embed, or 'all' (10,033)")
@@ -145,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             print(status_report(args.run))
         elif args.verb == "merge":
             print(json.dumps(merge_from_manifest(args.run), indent=2))
+        elif args.verb == "fetch":
+            r = fetch(args.remote, args.dest, Path(args.ssh_config) if args.ssh_config else None, args.float16)
+            print(f"Fetched {r.path} ({r.file_bytes:,} bytes, {r.bytes_received:,} received), sha256 {r.sha256} verified")
+        elif args.verb == "export-float16":
+            print(f"Wrote {write_float16_copy(args.run / OUTPUT_FILE)}")
         elif args.verb == "demo":
             print(cmd_demo(args))
     except KitError as err:

@@ -43,3 +43,7 @@ class ShardDataError(MergeError):
 
 class RunBusyError(KitError):
     """The run's jobs are still alive; a second submit would race them."""
+
+
+class FetchError(KitError):
+    """make fetch refused or failed; the previous local file is kept."""
