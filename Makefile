@@ -78,5 +78,6 @@ export-float16: setup ## On the cluster: write RUN/embeddings.float16.h5 (half t
 bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(PY) bench/merge_throughput.py
 	$(PY) bench/embed_throughput.py
+	$(PY) bench/fetch_bytes.py
 
 .PHONY: help setup demo test test-services submit status merge fetch export-float16 bench
