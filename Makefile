@@ -50,18 +50,25 @@ setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see README
 demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033)
 	$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS"
 
-test: setup test-services ## Run the test suite (real model, real HDF5, real submitit jobs, real sshd)
+test: setup test-services ## Run the tests (real model, HDF5, submitit, one-node Slurm cluster, sshd)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
-test-services: ## Install what the tests run for real (openssh-server, rsync) if missing
+test-services: ## Install and start what the tests use for real: openssh-server, rsync, the Slurm test cluster
 	bash tests/services/install.sh
+	bash slurm/testcluster/setup.sh
 
-submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... [WAIT=1] [REDO='3 5']
+submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1]
 	$(PY) -m jobs submit --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --shards "$$SHARDS" \
 	  --profile "$$PROFILE" --text-fields "$$TEXT_FIELDS" --redo "$$REDO" --device "$$DEVICE" \
 	  --compute-dtype "$$COMPUTE_DTYPE" --prompt-name "$$PROMPT_NAME" --prompt "$$PROMPT" \
 	  --max-tokens-per-batch "$$MAX_TOKENS_PER_BATCH" \
 	  $${WAIT:+--wait} $${SKIP_BAD_ROWS:+--skip-bad-rows} $${NORMALIZE:+--normalize-embeddings}
+
+resubmit: setup ## Submit only the missing or failed shards of RUN=... and a new merge [WAIT=1]
+	$(PY) -m jobs resubmit --run "$$RUN" --profile "$$PROFILE" --redo "$$REDO" $${WAIT:+--wait}
+
+stage-model: setup ## On the login node: download MODEL=... into the profile's model_cache [PROFILE=...]
+	$(PY) -m jobs stage-model --model "$$MODEL" --profile "$$PROFILE"
 
 status: setup ## Shards done / running / missing and the repair command: RUN=...
 	$(PY) -m jobs status --run "$$RUN"
@@ -80,4 +87,4 @@ bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/fetch_bytes.py
 
-.PHONY: help setup demo test test-services submit status merge fetch export-float16 bench
+.PHONY: help setup demo test test-services submit resubmit stage-model status merge fetch export-float16 bench

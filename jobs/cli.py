@@ -11,8 +11,9 @@ from pathlib import Path
 from embedder.config import EmbedConfig
 from embedder.corpus import CorpusOptions
 from jobs import demo as demo_lib, manifest as manifest_lib
-from jobs.config import RunConfig, default_profile
+from jobs.config import RunConfig
 from jobs.fetch import fetch
+from jobs.stage import stage_model
 from jobs.merging import merge_from_manifest
 from jobs.status import status_report
 from jobs.submit import SubmitOutcome, submit
@@ -73,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("submit", help="prepare, plan and submit a run (or what it still lacks)")
     _add_run(p)
     _add_submit_options(p)
+    p = verbs.add_parser("resubmit", help="submit only missing or failed shards of a run, and a new merge")
+    _add_run(p)
+    p.add_argument("--profile", type=_blank_is_none, help="default: the profile the run last used (PROFILE=)")
+    p.add_argument("--wait", action="store_true", help="block until embeddings.h5 exists (WAIT=1)")
+    p.add_argument("--redo", type=_indices, default=[], help="also recompute these complete shards (REDO=)")
+    p = verbs.add_parser("stage-model", help="download a model into the offline cache (login node, with network)")
+    p.add_argument("--model", required=True, type=_blank_is_none, help="hub name (MODEL=)")
+    p.add_argument("--profile", type=_blank_is_none, help="its model_cache is the target (PROFILE=)")
+    p.add_argument("--revision", type=_blank_is_none)
     _add_run(verbs.add_parser("status", help="shards done / running / missing, and the repair command"))
     _add_run(verbs.add_parser("merge", help="verify the shards and write embeddings.h5 now"))
     p = verbs.add_parser("fetch", help="bring the verified embeddings.h5 of a cluster run to this machine")
@@ -97,13 +107,15 @@ def embed_config(args: argparse.Namespace, run_dir: Path) -> EmbedConfig:
             raise ConfigError("No model given. Pass MODEL=<hub name or local folder>.")
         model = existing.embed.model
     given = {k: getattr(args, k) for k in EMBED_OPTIONS if getattr(args, k) is not None}
+    if Path(model).expanduser().is_dir():  # tasks may start elsewhere: pass a local folder absolute
+        model = str(Path(model).expanduser().resolve())
     return EmbedConfig(model=model, **given)
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
-        run_dir=args.run, corpus=Path(args.corpus) if args.corpus else None, shards=args.shards or 0,
-        embed=embed_config(args, args.run), profile=args.profile or default_profile(),
+        run_dir=args.run.resolve(), corpus=Path(args.corpus) if args.corpus else None, shards=args.shards or 0,
+        embed=embed_config(args, args.run), profile=args.profile,
         corpus_options=CorpusOptions(tuple(f.strip() for f in args.text_fields.split(",") if f.strip()),
                                      args.skip_bad_rows),
     )
@@ -132,6 +144,15 @@ def cmd_submit(args: argparse.Namespace) -> str:
     return report(submit(run_config(args), wait=args.wait, redo=args.redo))
 
 
+def cmd_resubmit(args: argparse.Namespace) -> str:
+    if manifest_lib.load(args.run) is None:
+        raise ConfigError(f"{args.run} has no run.json; start the run with make submit.")
+    for name in ("corpus", "model", "shards", *EMBED_OPTIONS):
+        setattr(args, name, None)
+    args.text_fields, args.skip_bad_rows = "text", False
+    return report(submit(run_config(args), wait=args.wait, redo=args.redo))
+
+
 def cmd_demo(args: argparse.Namespace) -> str:
     rows = None if args.rows == "all" else int(args.rows)
     config = RunConfig(run_dir=args.run, corpus=None, shards=args.shards, profile="local",
@@ -150,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.verb == "submit":
             print(cmd_submit(args))
+        elif args.verb == "resubmit":
+            print(cmd_resubmit(args))
+        elif args.verb == "stage-model":
+            print(f"Staged {args.model} at {stage_model(args.model, args.profile, args.revision)}")
         elif args.verb == "status":
             print(status_report(args.run))
         elif args.verb == "merge":

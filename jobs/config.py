@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -10,9 +9,6 @@ from embedder.config import EmbedConfig
 from embedder.corpus import CorpusOptions
 from jobs.manifest import Manifest
 from kit.errors import ConfigError
-
-PROFILES = ("local",)
-
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -23,19 +19,8 @@ class RunConfig:
     shards: int  # number of contiguous shards (array tasks)
     embed: EmbedConfig
     corpus_options: CorpusOptions
-    profile: str = "local"  # where tasks run; "local" = submitit's local executor
+    profile: str | None = None  # slurm/profiles/<name>.toml, a .toml path, or "local"; None: see submit
     timeout_min: int = 7 * 24 * 60  # wall-clock limit of one local task
-
-
-def default_profile() -> str:
-    """PROFILE from the environment, else local (Slurm profiles are listed in slurm/profiles/)."""
-    return os.environ.get("PROFILE") or "local"
-
-
-def check_profile(name: str) -> str:
-    if name not in PROFILES:
-        raise ConfigError(f"Unknown profile {name!r}. Choose from: {', '.join(PROFILES)}.")
-    return name
 
 
 def reconcile(config: RunConfig, manifest: Manifest | None) -> RunConfig:

@@ -17,3 +17,19 @@ def merge_from_manifest(run_dir: Path) -> dict:
         raise ConfigError(f"{run_dir} has no run.json; it is not a run folder. Start one with make submit.")
     summary = merge_run(run_dir, manifest.plan, {"model": manifest.embed.model})
     return {**asdict(summary), "path": str(summary.path)}
+
+
+def merged_summary(run_dir: Path) -> dict:
+    """The summary of an existing embeddings.h5 (same keys as merge_from_manifest returns)."""
+    import json
+
+    import h5py
+
+    from kit.format import OUTPUT_FILE, sidecar_path
+
+    path = Path(run_dir) / OUTPUT_FILE
+    with h5py.File(path, "r") as h5:
+        rows, dim = h5["embeddings"].shape
+        return {"path": str(path), "rows": rows, "dim": dim, "quality": json.loads(h5.attrs["quality_metrics"]),
+                "rejected_rows": int(h5.attrs["rejected_rows"]), "seconds": 0.0,
+                "sha256": sidecar_path(path).read_text().split()[0]}

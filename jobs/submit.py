@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
 from embedder import corpus as corpus_lib
 from embedder.model import resolve_model
 from embedder.run import now_iso
-from jobs import localjobs, manifest as manifest_lib
-from jobs.config import RunConfig, check_profile, reconcile
+from jobs import localjobs, manifest as manifest_lib, slurmjobs
+from jobs.config import RunConfig, reconcile
 from jobs.manifest import Manifest
 from jobs.plan import pending_shards, plan_shards
 from kit.errors import ConfigError, KitError, RunBusyError
+from slurm.profiles import LOCAL, available_profiles, load_profile
 from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_index, shard_name
 
 log = logging.getLogger(__name__)
@@ -77,19 +79,54 @@ def _load_or_create(config: RunConfig, info: corpus_lib.CorpusInfo, manifest: Ma
                     created_at=now_iso())
 
 
+def _profile_for(config: RunConfig, existing: Manifest | None) -> str:
+    """PROFILE if given; else the run's last profile; else local where there is no Slurm."""
+    if config.profile:
+        return config.profile
+    used = [j["profile"] for j in (existing.jobs if existing else []) if j.get("profile")]
+    if used:
+        return used[-1]
+    if shutil.which("sbatch") is None:
+        return LOCAL
+    raise ConfigError(f"Slurm is available here: choose PROFILE=<site> from {', '.join(available_profiles())} "
+                      "(or a .toml path); PROFILE=local runs on this machine instead.")
+
+
+def live_jobs(manifest: Manifest) -> list[dict]:
+    """The run's jobs still alive: local pids of this host, and Slurm jobs in the queue.
+
+    A merge left pending on a dependency that can never be satisfied is cancelled, not counted.
+    """
+    alive = localjobs.jobs_alive(manifest.jobs)
+    slurm_jobs = [j for j in manifest.jobs if j.get("executor") == "slurm"]
+    if slurm_jobs and shutil.which("squeue"):
+        states = slurmjobs.queue_states([j["job_id"] for j in slurm_jobs])
+        stuck = [i for i, st in states.items() if st.state == "PENDING" and "DependencyNeverSatisfied" in st.reason]
+        slurmjobs.cancel(stuck)
+        queued = {i.split("_")[0] for i, st in states.items() if i not in stuck and st.state in slurmjobs.ALIVE}
+        alive += [j for j in slurm_jobs if j["job_id"] in queued]
+    return alive
+
+
 def submit(config: RunConfig, *, wait: bool = False, redo: Iterable[int] = (),
            records: Iterable[Any] | None = None) -> SubmitOutcome:
     """Submit what the run still needs. Refuses while the run's jobs are alive.
 
-    Everything is validated (profile, model in cache, corpus) before any job starts.
+    Everything is validated (profile, partitions, model in cache, corpus) before any job starts.
     """
-    check_profile(config.profile)
     run_dir = config.run_dir
     existing = manifest_lib.load(run_dir)
-    if existing and (alive := localjobs.jobs_alive(existing.jobs)):
-        raise RunBusyError(f"Run {run_dir} still has running jobs ({', '.join(j['job_id'] for j in alive)}). "
+    if existing and (alive := live_jobs(existing)):
+        raise RunBusyError(f"Run {run_dir} still has jobs in the queue ({', '.join(j['job_id'] for j in alive)}). "
                            f"Watch it with: make status RUN={run_dir}")
+    profile_name = _profile_for(config, existing)
+    profile = None if profile_name == LOCAL else load_profile(profile_name)
+    if profile is not None:
+        slurmjobs.require_slurm()
+        slurmjobs.check_partitions(profile)
     config = reconcile(config, existing)
+    if profile is not None and profile.model_cache and not config.embed.cache_dir:
+        config = replace(config, embed=replace(config.embed, cache_dir=profile.model_cache))
     resolve_model(config.embed)  # fail before submitting anything if the model is not staged
     info = ensure_corpus(run_dir, config.corpus, config.corpus_options, records)
     manifest = _load_or_create(config, info, existing)
@@ -108,17 +145,56 @@ def submit(config: RunConfig, *, wait: bool = False, redo: Iterable[int] = (),
         outcome.message = f"Nothing to do: every shard is complete and {output} exists."
         return outcome
     (run_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+    if profile is None:
+        _submit_local(run_dir, pending, manifest, config, outcome, wait)
+    else:
+        _submit_slurm(run_dir, pending, manifest, profile, outcome, wait)
+    return outcome
+
+
+def _record(manifest: Manifest, stage: str, executor: str, job_id: str, profile: str, shards: list[int]) -> None:
+    manifest.jobs.append({"stage": stage, "executor": executor, "job_id": job_id, "host": socket.gethostname(),
+                          "profile": profile, "shards": shards, "submitted_at": now_iso()})
+
+
+def _submit_local(run_dir: Path, pending: list, manifest: Manifest, config: RunConfig, outcome: SubmitOutcome,
+                  wait: bool) -> None:
     embed_jobs = localjobs.submit_embed(run_dir, pending, manifest.embed, config.timeout_min) if pending else []
     merge_job = localjobs.submit_merge(run_dir, embed_jobs, config.timeout_min)
-    host, stamp = socket.gethostname(), now_iso()
-    for job, stage in [*((j, "embed") for j in embed_jobs), (merge_job, "merge")]:
-        manifest.jobs.append({"stage": stage, "executor": "local", "job_id": str(job.job_id), "host": host,
-                              "submitted_at": stamp})
+    for job in embed_jobs:
+        _record(manifest, "embed", "local", str(job.job_id), LOCAL, [])
+    _record(manifest, "merge", "local", str(merge_job.job_id), LOCAL, [])
     manifest_lib.save(run_dir, manifest)
     outcome.job_ids = [str(j.job_id) for j in [*embed_jobs, merge_job]]
     if wait:
         outcome.merge = wait_for(embed_jobs, merge_job)
-    return outcome
+
+
+def _submit_slurm(run_dir: Path, pending: list, manifest: Manifest, profile, outcome: SubmitOutcome,
+                  wait: bool) -> None:
+    arrays = slurmjobs.submit_embed(run_dir, pending, manifest.embed, profile) if pending else []
+    for sub in arrays:  # recorded as soon as each exists: an error later still leaves them findable
+        _record(manifest, "embed", "slurm", sub.job_id, profile.name, sub.shards)
+    manifest_lib.save(run_dir, manifest)
+    merge = slurmjobs.submit_merge(run_dir, arrays, profile)
+    _record(manifest, "merge", "slurm", merge.job_id, profile.name, [])
+    manifest_lib.save(run_dir, manifest)
+    outcome.job_ids = [s.job_id for s in [*arrays, merge]]
+    if wait:
+        outcome.merge = wait_for_slurm(run_dir, merge.job_id)
+
+
+def wait_for_slurm(run_dir: Path, merge_id: str, poll_s: float = 5.0) -> dict:
+    """Block until the merge job leaves the queue; success only if the merged file is there."""
+    from jobs.merging import merged_summary
+    from jobs.status import status_report
+
+    while slurmjobs.queue_states([merge_id]):
+        time.sleep(poll_s)
+    output = run_dir / OUTPUT_FILE
+    if not output.exists():
+        raise KitError(f"The run ended without {output}.\n{status_report(run_dir)}")
+    return merged_summary(run_dir)
 
 
 def _failure_text(job) -> str:

@@ -37,7 +37,7 @@ class MergeSummary:
 
 def repair_command(run_dir: Path, redo: set[int]) -> str:
     """The one command that recomputes what a failed merge names (then merges again)."""
-    cmd = f"make submit RUN={shlex.quote(str(run_dir))}"
+    cmd = f"make resubmit RUN={shlex.quote(str(run_dir))}"
     return cmd + (f" REDO='{' '.join(str(i) for i in sorted(redo))}'" if redo else "")
 
 

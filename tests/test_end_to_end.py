@@ -15,36 +15,14 @@ import numpy as np
 import pytest
 
 from jobs.localjobs import pid_alive
-from tests.conftest import cosine_rows, write_jsonl
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def jobs_cli(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "jobs", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"jobs {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def assert_matches_direct_encode(run: Path, records: list[dict], st_model) -> None:
-    with h5py.File(run / "embeddings.h5") as h5:
-        emb = h5["embeddings"][:]
-        assert h5["ids"].asstr()[:].tolist() == [str(r["id"]) for r in records]
-        assert h5["titles"].asstr()[:].tolist() == [r["title"] for r in records]
-        assert h5["urls"].asstr()[:].tolist() == [r["url"] for r in records]
-    reference = st_model.encode([r["text"] for r in records], convert_to_numpy=True)
-    assert cosine_rows(emb, reference).min() >= 0.9999
-    check = subprocess.run(["sha256sum", "-c", "embeddings.h5.sha256"], cwd=run, capture_output=True)
-    assert check.returncode == 0
+from tests.conftest import write_jsonl
+from tests.helpers import assert_matches_direct_encode, children, jobs_cli, task_log, wait_for
 
 
 def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model_path, st_model):
     corpus, records = vital_jsonl(90)
     run = tmp_path / "run one"
-    out = jobs_cli("submit", "--run", str(run), "--corpus", str(corpus), "--model", str(model_path),
+    out = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path),
                    "--shards", "3", "--wait").stdout
     assert "Merged 90 rows x 384" in out
     assert_matches_direct_encode(run, records, st_model)
@@ -60,7 +38,7 @@ def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model
         h5["embeddings"][-5:] = 0
     refused = jobs_cli("merge", "--run", str(run), check=False)
     assert refused.returncode == 2 and "shard-00001.h5 has all-zero rows at rows [55, 60)" in refused.stderr
-    assert f"make submit RUN='{run}' REDO='1'" in refused.stderr
+    assert f"make resubmit RUN='{run}' REDO='1'" in refused.stderr
     untouched = {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)}
     jobs_cli("submit", "--run", str(run), "--redo", "1", "--wait")
     assert_matches_direct_encode(run, records, st_model)
@@ -68,45 +46,28 @@ def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model
     assert len(list((run / "shards" / "rejected").glob("shard-00001.*.h5"))) == 1
 
 
-def _task_log(run: Path, job_id: str) -> Path:
-    return run / "logs" / f"{job_id}_0_log.err"
-
-
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
 def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_jsonl, model_path, st_model):
     corpus, records = vital_jsonl(400)
     run = tmp_path / "killed"
-    jobs_cli("submit", "--run", str(run), "--corpus", str(corpus), "--model", str(model_path),
+    jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path),
              "--shards", "1", "--flush-rows", "16")
     jobs = json.loads((run / "run.json").read_text())["jobs"]
     embed_id, merge_id = jobs[0]["job_id"], jobs[1]["job_id"]
     busy = jobs_cli("submit", "--run", str(run), check=False)  # a second submit while jobs live
     assert busy.returncode == 2 and "still has running jobs" in busy.stderr
 
-    log = _task_log(run, embed_id)
-    _wait_for(lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 240, "three flushes")
+    log = task_log(run, embed_id)
+    wait_for(lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 240, "three flushes")
 
-    for pid in _children(int(embed_id)) + [int(embed_id)]:
+    for pid in children(int(embed_id)) + [int(embed_id)]:
         os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: not pid_alive(int(merge_id)), 120, "the merge job to give up")
-    assert "Rows [" in _task_log(run, merge_id).read_text() and "unfinished" in _task_log(run, merge_id).read_text()
+    wait_for(lambda: not pid_alive(int(merge_id)), 120, "the merge job to give up")
+    assert "Rows [" in task_log(run, merge_id).read_text() and "unfinished" in task_log(run, merge_id).read_text()
     assert not (run / "embeddings.h5").exists() and (run / "shards" / "shard-00000.h5.tmp").exists()
 
     jobs_cli("submit", "--run", str(run), "--wait")
     new_embed = json.loads((run / "run.json").read_text())["jobs"][2]["job_id"]
-    resumed = [ln for ln in _task_log(run, new_embed).read_text().splitlines() if "resuming at row" in ln]
+    resumed = [ln for ln in task_log(run, new_embed).read_text().splitlines() if "resuming at row" in ln]
     assert resumed and int(resumed[0].split("resuming at row ")[1].split()[0]) >= 48  # not from zero
     assert_matches_direct_encode(run, records, st_model)
     with h5py.File(run / "shards" / "shard-00000.h5") as h5:
@@ -118,7 +79,7 @@ def test_bad_corpus_refused_then_skipped_rows_are_listed(tmp_path, vital_jsonl, 
     bad = [{"id": "x1", "title": "t", "url": "u", "text": ""}, {**records[0]},
            {"id": "x3", "title": "t", "url": "u", "text": "nul\x00"}]
     corpus = write_jsonl(tmp_path / "bad corpus.jsonl", records[:6] + bad + records[6:])
-    args = ("submit", "--run", str(tmp_path / "bad"), "--corpus", str(corpus), "--model", str(model_path))
+    args = ("submit", "--run", str(tmp_path / "bad"), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path))
     refused = jobs_cli(*args, check=False)
     assert refused.returncode == 2
     assert "3 of 15 rows cannot be embedded" in refused.stderr and "row 7 id=" in refused.stderr
@@ -136,7 +97,7 @@ def test_bad_corpus_refused_then_skipped_rows_are_listed(tmp_path, vital_jsonl, 
 def test_missing_model_fails_before_any_job(tmp_path, vital_jsonl):
     corpus, _ = vital_jsonl(5)
     env_cache = tmp_path / "empty cache"
-    proc = jobs_cli("submit", "--run", str(tmp_path / "r"), "--corpus", str(corpus), "--model",
+    proc = jobs_cli("submit", "--run", str(tmp_path / "r"), "--profile", "local", "--corpus", str(corpus), "--model",
                     "sentence-transformers/not-staged", "--cache-dir", str(env_cache), check=False)
     assert proc.returncode == 2
     assert "not-staged" in proc.stderr and str(env_cache) in proc.stderr and "never download" in proc.stderr
@@ -155,7 +116,7 @@ def test_one_worker_per_visible_gpu_each_pinned_to_its_device(tmp_path, vital_js
     corpus, records = vital_jsonl(24)
     run = tmp_path / "gpus"
     # No GPU here: the tasks fall back to CPU, but each must see only the device it was given.
-    jobs_cli("submit", "--run", str(run), "--corpus", str(corpus), "--model", str(model_path), "--shards", "4",
+    jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path), "--shards", "4",
              "--wait", env={"CUDA_VISIBLE_DEVICES": "3,5"})
     stages = [j["stage"] for j in json.loads((run / "run.json").read_text())["jobs"]]
     assert stages == ["embed", "embed", "merge"]
@@ -183,7 +144,7 @@ def test_hub_name_loads_from_the_offline_cache_and_records_the_revision(tmp_path
     cache, revision = tmp_path / "hub cache", "0123456789abcdef0123456789abcdef01234567"
     _fake_hub_cache(cache, "sentence-transformers/all-MiniLM-L6-v2", model_path, revision)
     run = tmp_path / "hub"
-    jobs_cli("submit", "--run", str(run), "--corpus", str(corpus), "--model",
+    jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
              "sentence-transformers/all-MiniLM-L6-v2", "--cache-dir", str(cache), "--wait")
     with h5py.File(run / "embeddings.h5") as h5:
         assert h5.attrs["model"] == "sentence-transformers/all-MiniLM-L6-v2"

@@ -64,7 +64,7 @@ def test_all_zero_tail_is_refused(run_dir):
         h5["embeddings"][60:] = 0
     with pytest.raises(ShardDataError, match=r"shard-00002.h5 has all-zero rows at rows \[210, 225\)") as e:
         _merge(run, plan)
-    assert "make submit RUN='" in str(e.value) and "REDO='2'" in str(e.value) and _no_output(run)
+    assert "make resubmit RUN='" in str(e.value) and "REDO='2'" in str(e.value) and _no_output(run)
 
 
 def test_nan_is_refused(run_dir):
@@ -81,7 +81,7 @@ def test_gap_is_refused_with_the_command_that_fills_it(run_dir):
     _shard(run, 3).unlink()
     with pytest.raises(ShardGapError, match=r"Rows \[225, 300\) are missing \(shard-00003.h5: not written\)") as e:
         _merge(run, plan)
-    assert str(e.value).rstrip().endswith(f"Run: make submit RUN='{run}'") and _no_output(run)
+    assert str(e.value).rstrip().endswith(f"Run: make resubmit RUN='{run}'") and _no_output(run)
 
 
 def test_overlap_is_refused(run_dir):

@@ -1,0 +1,1 @@
+"""Cluster profiles (slurm/profiles/*.toml) and the one-node test cluster (slurm/testcluster/)."""

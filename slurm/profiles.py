@@ -1,0 +1,111 @@
+"""Cluster profiles: what a site's Slurm needs, as frozen dataclasses loaded from TOML. Pure."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from kit.errors import ConfigError
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+LOCAL = "local"  # not a file: submitit's local executor
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one job of a stage asks Slurm for."""
+
+    partition: str | None = None  # --partition
+    account: str | None = None  # --account
+    qos: str | None = None  # --qos
+    gpus_per_task: int = 0  # GPUs per array task, requested as --gres=gpu:N
+    gres: str | None = None  # a full --gres value instead (e.g. "gpu:a100:1")
+    cpus_per_task: int = 1  # --cpus-per-task
+    mem_gb: float | None = None  # --mem
+    timeout_min: int = 60  # --time, minutes
+    array_parallelism: int = 256  # at most this many array tasks run at once (%N)
+    constraint: str | None = None  # --constraint
+    exclude: str | None = None  # --exclude (nodes)
+    signal_delay_s: int = 120  # USR2 this long before the time limit: checkpoint and requeue
+    sbatch_extra: dict[str, Any] = field(default_factory=dict)  # any other sbatch option
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    """A site: resources of the embed and merge stages and the lines run before each task."""
+
+    name: str
+    embed: Resources
+    merge: Resources
+    setup: tuple[str, ...] = ()  # module load / conda activate / exports, run before the task
+    model_cache: str | None = None  # HF hub cache on shared storage (make stage-model fills it)
+    python: str | None = None  # interpreter on the compute nodes; None: the one that submits
+
+
+_TOP_KEYS = {"setup", "model_cache", "python", "embed", "merge"}
+
+
+def available_profiles() -> list[str]:
+    return sorted([LOCAL, *(p.stem for p in PROFILES_DIR.glob("*.toml") if not p.stem.startswith("_"))])
+
+
+def _resources(table: dict, where: str) -> Resources:
+    valid = {f.name: f for f in fields(Resources)}
+    unknown = sorted(set(table) - set(valid))
+    if unknown:
+        raise ConfigError(f"Unknown key(s) {', '.join(unknown)} in {where}. Valid keys: {', '.join(valid)}.")
+    for key, value in table.items():
+        expected = valid[key].type
+        ok = {"int": isinstance(value, int), "float | None": isinstance(value, (int, float)),
+              "dict[str, Any]": isinstance(value, dict)}.get(expected, isinstance(value, str))
+        if not ok or isinstance(value, bool) and expected != "dict[str, Any]":
+            raise ConfigError(f"{where}.{key} = {value!r} should be {expected}.")
+    return Resources(**table)
+
+
+def load_profile(name_or_path: str) -> ClusterProfile:
+    """A profile by name (slurm/profiles/<name>.toml) or by path to a .toml file.
+
+    Raises:
+        ConfigError: unknown profile, unknown keys or wrong types, listing the valid choices.
+    """
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = PROFILES_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise ConfigError(f"Unknown profile {name_or_path!r}. Choose from: {', '.join(available_profiles())}, "
+                          "or pass a path to a .toml file.")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from err
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"Unknown key(s) {', '.join(unknown)} in {path}. Valid keys: {', '.join(sorted(_TOP_KEYS))}.")
+    setup = data.get("setup", [])
+    if not isinstance(setup, list) or not all(isinstance(s, str) for s in setup):
+        raise ConfigError(f"setup in {path} must be a list of shell lines.")
+    return ClusterProfile(name=path.stem, embed=_resources(data.get("embed", {}), f"{path.name} [embed]"),
+                          merge=_resources(data.get("merge", {}), f"{path.name} [merge]"), setup=tuple(setup),
+                          model_cache=data.get("model_cache"), python=data.get("python"))
+
+
+def sbatch_parameters(res: Resources, job_name: str, setup: tuple[str, ...]) -> dict[str, Any]:
+    """submitit SlurmExecutor parameters for one stage (keys are submitit's names)."""
+    params: dict[str, Any] = {"job_name": job_name, "time": res.timeout_min, "cpus_per_task": res.cpus_per_task,
+                              "array_parallelism": res.array_parallelism, "signal_delay_s": res.signal_delay_s,
+                              "setup": list(setup), "stderr_to_stdout": False}
+    gres = res.gres or (f"gpu:{res.gpus_per_task}" if res.gpus_per_task else None)
+    optional = {"partition": res.partition, "account": res.account, "qos": res.qos, "gres": gres,
+                "constraint": res.constraint, "exclude": res.exclude,
+                "mem": f"{res.mem_gb:g}GB" if res.mem_gb else None}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    if res.sbatch_extra:
+        params["additional_parameters"] = dict(res.sbatch_extra)
+    return params
+
+
+def with_overrides(profile: ClusterProfile, **embed_overrides: Any) -> ClusterProfile:
+    return replace(profile, embed=replace(profile.embed, **embed_overrides))

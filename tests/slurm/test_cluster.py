@@ -1,0 +1,154 @@
+"""Real jobs on the one-node test cluster (slurm/testcluster/setup.sh, started by make test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import cosine_rows, write_jsonl
+from tests.helpers import REPO, assert_matches_direct_encode, jobs_cli, task_log, wait_for
+
+PROFILE = "testcluster"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    """The test cluster must be up: fail loudly, never skip."""
+    if shutil.which("sbatch") is None or subprocess.run(["scontrol", "ping"], capture_output=True).returncode:
+        raise RuntimeError("The Slurm test cluster is not running: make test-services (slurm/testcluster/setup.sh)")
+    yield
+
+
+def run_jobs(run: Path) -> list[dict]:
+    return json.loads((run / "run.json").read_text())["jobs"]
+
+
+def queue_empty(run: Path) -> bool:
+    ids = ",".join(j["job_id"] for j in run_jobs(run))
+    return not subprocess.run(["squeue", "-h", "-j", ids], capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def cancel_leftovers():
+    runs: list[Path] = []
+    yield runs
+    for run in runs:  # never leave jobs behind for the next test
+        if (run / "run.json").exists():
+            subprocess.run(["scancel", *(j["job_id"] for j in run_jobs(run))], capture_output=True)
+
+
+def test_make_submit_on_the_cluster_matches_a_local_run(tmp_path, vital_jsonl, model_path, cancel_leftovers):
+    corpus, records = vital_jsonl(42)
+    run = tmp_path / "cluster run"
+    cancel_leftovers.append(run)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RUN": str(run), "CORPUS": str(corpus), "MODEL": str(model_path),
+           "SHARDS": "7", "PROFILE": PROFILE, "WAIT": "1"}
+    proc = subprocess.run(["make", "-s", "submit"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Merged 42 rows x 384" in proc.stdout
+    embeds = [j for j in run_jobs(run) if j["stage"] == "embed"]
+    assert [len(j["shards"]) for j in embeds] == [5, 2]  # MaxArraySize=5: two windows, one sbatch each
+    local = tmp_path / "local run"
+    jobs_cli("submit", "--run", str(local), "--profile", "local", "--corpus", str(corpus), "--model",
+             str(model_path), "--shards", "2", "--wait")
+    with h5py.File(run / "embeddings.h5") as a, h5py.File(local / "embeddings.h5") as b:
+        assert a["ids"].asstr()[:].tolist() == b["ids"].asstr()[:].tolist() == [r["id"] for r in records]
+        assert cosine_rows(a["embeddings"][:], b["embeddings"][:]).min() >= 0.9999
+    squeue = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobName", "-j", embeds[0]["job_id"]],
+                            capture_output=True, text=True).stdout
+    assert "cluster_run-embed" in squeue
+
+
+def failing_profile(tmp_path: Path, task: int) -> Path:
+    """The testcluster profile with one array task that exits before it starts (a real FAILED task)."""
+    text = (REPO / "slurm/profiles/testcluster.toml").read_text()
+    line = f'  "if [ \\"${{SLURM_ARRAY_TASK_ID:-}}\\" = {task} ]; then echo broken node >&2; exit 3; fi",\n'
+    path = tmp_path / "flaky.toml"
+    path.write_text(text.replace("setup = [\n", "setup = [\n" + line, 1))
+    return path
+
+
+def test_failed_task_cancels_merge_then_resubmit_completes(tmp_path, vital_jsonl, model_path, st_model,
+                                                            cancel_leftovers):
+    corpus, records = vital_jsonl(30)
+    run = tmp_path / "flaky"
+    cancel_leftovers.append(run)
+    jobs_cli("submit", "--run", str(run), "--profile", str(failing_profile(tmp_path, 1)), "--corpus", str(corpus),
+             "--model", str(model_path), "--shards", "3")
+    wait_for(lambda: queue_empty(run), 300, "the array to end and the merge to be cancelled")
+    status = jobs_cli("status", "--run", str(run)).stdout
+    assert "shard-00001.h5" in status and "failed: FAILED" in status
+    assert "merge job" in status and "CANCELLED" in status
+    assert f"Repair with: make resubmit RUN='{run}'" in status or f"Repair with: make resubmit RUN={run}" in status
+    assert not (run / "embeddings.h5").exists()
+    done = {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)}
+
+    out = jobs_cli("resubmit", "--run", str(run), "--profile", PROFILE, "--wait").stdout
+    assert "submitted shards [1]" in out
+    assert_matches_direct_encode(run, records, st_model)
+    assert {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)} == done
+
+
+def test_preempted_task_is_requeued_and_resumes_from_flushed_rows(tmp_path, vital_jsonl, model_path, st_model,
+                                                                  cancel_leftovers):
+    corpus, records = vital_jsonl(400)
+    run = tmp_path / "preempted"
+    cancel_leftovers.append(run)
+    jobs_cli("submit", "--run", str(run), "--profile", PROFILE, "--corpus", str(corpus), "--model", str(model_path),
+             "--shards", "1", "--flush-rows", "16")
+    job = run_jobs(run)[0]["job_id"]  # one shard: submitit sends a plain job, not an array
+    log = task_log(run, job)
+    wait_for(lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 300, "three flushes")
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)  # what preemption / time limit sends
+    wait_for(lambda: (run / "embeddings.h5").exists() or queue_empty(run), 600, "the requeued task and the merge")
+    text = log.read_text()
+    assert "Caught signal SIGUSR2" in text and "Requeued" in text or "requeue" in text.lower()
+    resumed = [ln for ln in text.splitlines() if "resuming at row" in ln]
+    assert resumed and int(resumed[0].split("resuming at row ")[1].split()[0]) >= 48  # not from zero
+    wait_for(lambda: (run / "embeddings.h5").exists(), 300, "the merge")
+    assert_matches_direct_encode(run, records, st_model)
+    with h5py.File(run / "shards" / "shard-00000.h5") as h5:
+        assert h5.attrs["attempts"] == 2
+
+
+def test_scancel_of_a_task_and_of_the_merge_then_resubmit_recovers(tmp_path, vital_jsonl, model_path, st_model,
+                                                                   cancel_leftovers):
+    corpus, records = vital_jsonl(200)
+    run = tmp_path / "cancelled"
+    cancel_leftovers.append(run)
+    jobs_cli("submit", "--run", str(run), "--profile", PROFILE, "--corpus", str(corpus), "--model", str(model_path),
+             "--shards", "2", "--flush-rows", "16")
+    array = run_jobs(run)[0]["job_id"]
+    log = task_log(run, f"{array}_0")
+    wait_for(lambda: log.exists() and "flushed rows" in log.read_text(), 300, "task 0 to flush")
+    subprocess.run(["scancel", f"{array}_0"], check=True)
+    wait_for(lambda: queue_empty(run), 300, "the run's jobs to end")
+    assert "CANCELLED" in jobs_cli("status", "--run", str(run)).stdout
+
+    jobs_cli("resubmit", "--run", str(run))  # the run's profile is remembered
+    merge = run_jobs(run)[-1]
+    assert merge["stage"] == "merge"
+    subprocess.run(["scancel", merge["job_id"]], check=True)
+    wait_for(lambda: queue_empty(run), 300, "the resubmitted shard")
+    assert not (run / "embeddings.h5").exists()
+    out = jobs_cli("resubmit", "--run", str(run), "--wait").stdout
+    assert "submitted shards none" in out  # only the merge, without a dependency
+    assert_matches_direct_encode(run, records, st_model)
+
+
+def test_submit_fails_before_any_sbatch_when_the_model_is_not_staged(tmp_path, vital_jsonl):
+    corpus, _ = vital_jsonl(5)
+    proc = jobs_cli("submit", "--run", str(tmp_path / "r"), "--profile", PROFILE, "--corpus", str(corpus),
+                    "--model", "org/not-staged", "--cache-dir", str(tmp_path / "cache"), check=False)
+    assert proc.returncode == 2 and "never download" in proc.stderr
+    assert not (tmp_path / "r" / "logs").exists()
+    proc = jobs_cli("stage-model", "--model", "org/not-staged", "--profile", PROFILE, check=False)
+    assert proc.returncode == 2 and "Could not download 'org/not-staged'" in proc.stderr
