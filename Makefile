@@ -86,5 +86,6 @@ bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(PY) bench/merge_throughput.py
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/fetch_bytes.py
+	$(PY) bench/submit_1000.py
 
 .PHONY: help setup demo test test-services submit resubmit stage-model status merge fetch export-float16 bench

@@ -110,7 +110,7 @@ def test_preempted_task_is_requeued_and_resumes_from_flushed_rows(tmp_path, vita
     subprocess.run(["scancel", "--signal=USR2", job], check=True)  # what preemption / time limit sends
     wait_for(lambda: (run / "embeddings.h5").exists() or queue_empty(run), 600, "the requeued task and the merge")
     text = log.read_text()
-    assert "Caught signal SIGUSR2" in text and "Requeued" in text or "requeue" in text.lower()
+    assert "Caught signal SIGUSR2" in text  # submitit's handler ran in the task (a job step)
     resumed = [ln for ln in text.splitlines() if "resuming at row" in ln]
     assert resumed and int(resumed[0].split("resuming at row ")[1].split()[0]) >= 48  # not from zero
     wait_for(lambda: (run / "embeddings.h5").exists(), 300, "the merge")
