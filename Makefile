@@ -30,10 +30,14 @@ REMOTE ?=
 DEST ?= $(RUN)
 SSH_CONFIG ?=
 FLOAT16 ?=
+QUESTIONS ?=
+SEED ?=
+PCA_DIMS ?=
 DEMO_ROWS ?= 2000
 DEMO_RUN ?= runs/demo
 export RUN CORPUS MODEL SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS DEMO_ROWS DEMO_RUN TORCH \
-  DEVICE COMPUTE_DTYPE PROMPT_NAME PROMPT NORMALIZE MAX_TOKENS_PER_BATCH REMOTE DEST SSH_CONFIG FLOAT16
+  DEVICE COMPUTE_DTYPE PROMPT_NAME PROMPT NORMALIZE MAX_TOKENS_PER_BATCH REMOTE DEST SSH_CONFIG FLOAT16 \
+  QUESTIONS SEED PCA_DIMS
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,10 +86,16 @@ fetch: setup ## On the laptop: REMOTE=host:/path/to/run DEST=runs/wiki [FLOAT16=
 export-float16: setup ## On the cluster: write RUN/embeddings.float16.h5 (half the bytes) for FLOAT16=1 fetches
 	$(PY) -m jobs export-float16 --run "$$RUN"
 
+map: setup ## Knowledge map of RUN=...: map.h5, map.html, map.png [QUESTIONS=file.json] [SEED=42] [PCA_DIMS=50]
+	$(PY) -m jobs map --run "$$RUN" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS"
+
+export-pkl: setup ## Write RUN/wikipedia_merged.pkl (the seeds' dictionary) from embeddings.h5
+	$(PY) -m jobs export-pkl --run "$$RUN"
+
 bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(PY) bench/merge_throughput.py
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/fetch_bytes.py
 	$(PY) bench/submit_1000.py
 
-.PHONY: help setup demo test test-services submit resubmit stage-model status merge fetch export-float16 bench
+.PHONY: help setup demo test test-services submit resubmit stage-model status merge fetch export-float16 map export-pkl bench

@@ -19,7 +19,6 @@ sys.path.insert(0, str(REPO))
 import h5py  # noqa: E402
 
 from bench.synthetic import synthetic_run  # noqa: E402
-from jobs import manifest as manifest_lib  # noqa: E402
 from jobs.fetch import fetch  # noqa: E402
 from merge.run import merge_run  # noqa: E402
 from tests.services.sshd import Sshd  # noqa: E402

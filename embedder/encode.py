@@ -72,7 +72,7 @@ class TextEncoder:
         emb = self._run(self.model, texts)
         bad = ~np.isfinite(emb).all(axis=1)
         if bad.any():
-            emb[bad] = self._rescue([t for t, b in zip(texts, bad) if b])
+            emb[bad] = self._rescue([t for t, b in zip(texts, bad, strict=True) if b])
             self.counters.recomputed_rows += int(bad.sum())
         return emb
 

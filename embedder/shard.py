@@ -188,7 +188,7 @@ class ShardWriter:
         """Close, re-open and check, then rename to the final name. Returns the final header."""
         self.h5.attrs.update(final_attrs)
         self.h5.close()
-        header = check_complete(self.tmp)
+        check_complete(self.tmp)
         atomic.commit(self.tmp, self.path)
         return read_header(self.path)
 

@@ -19,6 +19,7 @@ from jobs.status import status_report
 from jobs.submit import SubmitOutcome, submit
 from kit.errors import ConfigError, KitError
 from kit.format import OUTPUT_FILE
+from merge.export_pkl import export_pkl
 from merge.float16 import write_float16_copy
 
 EMBED_OPTIONS = ("revision", "cache_dir", "device", "compute_dtype", "max_tokens_per_batch", "max_seq_length",
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh-config", type=_blank_is_none, help="an ssh config file instead of ~/.ssh/config")
     p.add_argument("--float16", action="store_true", help="fetch the float16 copy (make export-float16 first)")
     _add_run(verbs.add_parser("export-float16", help="write embeddings.float16.h5 (half the bytes) for transfer"))
+    p = verbs.add_parser("map", help="UMAP knowledge map of a merged run: map.h5, map.html, map.png")
+    _add_run(p)
+    p.add_argument("--questions", type=_blank_is_none, help="quiz questions JSON to place on the map (QUESTIONS=)")
+    p.add_argument("--seed", type=_int_or_none, help="reproducible but single-threaded UMAP (SEED=)")
+    p.add_argument("--pca-dims", type=_int_or_none, help="PCA to this many dimensions first (PCA_DIMS=)")
+    p = verbs.add_parser("export-pkl", help="write the seeds' wikipedia_merged.pkl from embeddings.h5")
+    _add_run(p)
     p = verbs.add_parser("demo", help="embed Wikipedia Vital Articles end to end")
     p.add_argument("--run", type=Path, default=Path("runs/demo"))
     p.add_argument("--rows", default="2000", help="articles to embed, or 'all' (10,033)")
@@ -153,6 +161,24 @@ def cmd_resubmit(args: argparse.Namespace) -> str:
     return report(submit(run_config(args), wait=args.wait, redo=args.redo))
 
 
+def cmd_map(args: argparse.Namespace) -> str:
+    from knowledgemap.params import MapParams
+    from knowledgemap.run import PAGE_FILE, PNG_FILE, build_map
+
+    manifest = manifest_lib.load(args.run)
+    if manifest is None or not (args.run / OUTPUT_FILE).exists():
+        raise ConfigError(f"{args.run} has no merged embeddings.h5 yet. Run make submit (WAIT=1) or make fetch first.")
+    params = MapParams(seed=args.seed, pca_dims=args.pca_dims)
+    quality = build_map(args.run, params, manifest.embed, Path(args.questions) if args.questions else None)
+    lines = [f"Map of {args.run}: open {args.run / PAGE_FILE} (picture: {args.run / PNG_FILE})",
+             f"Trustworthiness {quality['trustworthiness']:.3f} on {quality['sample']} points (k={quality['k']})"]
+    if "topic_agreement_map" in quality:
+        lines.append(f"Topic agreement of {quality['k']} nearest neighbours: map {quality['topic_agreement_map']:.3f}"
+                     f" vs embedding {quality['topic_agreement_embedding']:.3f} "
+                     f"({quality['topic_agreement_ratio']:.0%} kept)")
+    return "\n".join(lines)
+
+
 def cmd_demo(args: argparse.Namespace) -> str:
     rows = None if args.rows == "all" else int(args.rows)
     config = RunConfig(run_dir=args.run, corpus=None, shards=args.shards, profile="local",
@@ -184,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Fetched {r.path} ({r.file_bytes:,} bytes, {r.bytes_received:,} received), sha256 {r.sha256} verified")
         elif args.verb == "export-float16":
             print(f"Wrote {write_float16_copy(args.run / OUTPUT_FILE)}")
+        elif args.verb == "map":
+            print(cmd_map(args))
+        elif args.verb == "export-pkl":
+            print(f"Wrote {export_pkl(args.run / OUTPUT_FILE, args.run / 'wikipedia_merged.pkl')}")
         elif args.verb == "demo":
             print(cmd_demo(args))
     except KitError as err:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -97,7 +96,7 @@ def test_corrupt_sidecar_or_file_is_refused_and_previous_file_kept(sshd, remote_
 
 def test_remote_run_not_finished_fetches_nothing(sshd, tmp_path):
     run = tmp_path / "remote" / "running"
-    manifest = synthetic_run(run, 100, 2, 8)
+    synthetic_run(run, 100, 2, 8)
     (run / "shards" / "shard-00001.h5").unlink()
     dest = tmp_path / "dest"
     with pytest.raises(FetchError, match=r"has no verified embeddings.h5 yet: it is still going or it failed.*make status"):

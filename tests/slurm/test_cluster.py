@@ -6,14 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
-from tests.conftest import cosine_rows, write_jsonl
+from tests.conftest import cosine_rows
 from tests.helpers import REPO, assert_matches_direct_encode, jobs_cli, task_log, wait_for
 
 PROFILE = "testcluster"

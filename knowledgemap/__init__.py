@@ -1,0 +1,1 @@
+"""The knowledge map: UMAP of the consolidated embeddings, region labels, questions, the page."""

@@ -1,0 +1,46 @@
+"""Fit UMAP (optionally after PCA) and project into the unit square; project new vectors later."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from knowledgemap.params import MapParams
+
+
+@dataclass
+class Projection:
+    """The fitted model: PCA (or None), the UMAP reducer, and the bounds used to normalise."""
+
+    reducer: object
+    pca: object | None
+    low: np.ndarray  # float64 [2]: raw UMAP minimum per axis
+    high: np.ndarray  # float64 [2]: raw UMAP maximum per axis
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        return ((raw - self.low) / np.maximum(self.high - self.low, 1e-12)).astype(np.float32)
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """New vectors [m, dim] -> map coordinates [m, 2] (may fall slightly outside [0, 1])."""
+        x = self.pca.transform(vectors) if self.pca is not None else vectors
+        return self.normalise(self.reducer.transform(x))
+
+
+def fit(embeddings: np.ndarray, params: MapParams) -> tuple[np.ndarray, Projection]:
+    """Coordinates [n, 2] in [0, 1] for ``embeddings`` [n, dim], and the fitted projection."""
+    import umap
+
+    pca = None
+    x = embeddings
+    if params.pca_dims and params.pca_dims < embeddings.shape[1]:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=params.pca_dims, random_state=params.seed if params.seed is not None else 0)
+        x = pca.fit_transform(embeddings)
+    reducer = umap.UMAP(n_components=2, n_neighbors=params.n_neighbors, min_dist=params.min_dist,
+                        metric=params.metric, random_state=params.seed, low_memory=True,
+                        n_jobs=1 if params.seed is not None else -1)
+    raw = reducer.fit_transform(x).astype(np.float64)
+    projection = Projection(reducer, pca, raw.min(axis=0), raw.max(axis=0))
+    return projection.normalise(raw), projection
