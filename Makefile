@@ -30,6 +30,7 @@ REMOTE ?=
 DEST ?= $(RUN)
 SSH_CONFIG ?=
 FLOAT16 ?=
+MAP ?=
 QUESTIONS ?=
 SEED ?=
 PCA_DIMS ?=
@@ -37,7 +38,7 @@ DEMO_ROWS ?= 2000
 DEMO_RUN ?= runs/demo
 export RUN CORPUS MODEL SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS DEMO_ROWS DEMO_RUN TORCH \
   DEVICE COMPUTE_DTYPE PROMPT_NAME PROMPT NORMALIZE MAX_TOKENS_PER_BATCH REMOTE DEST SSH_CONFIG FLOAT16 \
-  QUESTIONS SEED PCA_DIMS
+  MAP QUESTIONS SEED PCA_DIMS
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,11 +62,12 @@ test-services: ## Install and start what the tests use for real: openssh-server,
 	bash tests/services/install.sh
 	bash slurm/testcluster/setup.sh
 
-submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1]
+submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1]
 	$(PY) -m jobs submit --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --shards "$$SHARDS" \
 	  --profile "$$PROFILE" --text-fields "$$TEXT_FIELDS" --redo "$$REDO" --device "$$DEVICE" \
 	  --compute-dtype "$$COMPUTE_DTYPE" --prompt-name "$$PROMPT_NAME" --prompt "$$PROMPT" \
 	  --max-tokens-per-batch "$$MAX_TOKENS_PER_BATCH" \
+	  --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" $${MAP:+--map} \
 	  $${WAIT:+--wait} $${SKIP_BAD_ROWS:+--skip-bad-rows} $${NORMALIZE:+--normalize-embeddings}
 
 resubmit: setup ## Submit only the missing or failed shards of RUN=... and a new merge [WAIT=1]

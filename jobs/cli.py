@@ -56,6 +56,10 @@ def _add_submit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad-rows", action="store_true", help="embed the good rows, list the others")
     p.add_argument("--wait", action="store_true", help="block until embeddings.h5 exists (WAIT=1)")
     p.add_argument("--redo", type=_indices, default=[], help="recompute these shards, e.g. '3 5' (REDO=)")
+    p.add_argument("--map", action="store_true", help="add the knowledge map as a third stage (MAP=1)")
+    p.add_argument("--questions", type=_blank_is_none, help="quiz questions for the map (QUESTIONS=)")
+    p.add_argument("--seed", type=_int_or_none, help="reproducible, single-threaded UMAP (SEED=)")
+    p.add_argument("--pca-dims", type=_int_or_none, help="PCA before UMAP (PCA_DIMS=)")
     g = p.add_argument_group("embedding")
     g.add_argument("--revision", type=_blank_is_none)
     g.add_argument("--cache-dir", type=_blank_is_none)
@@ -143,13 +147,24 @@ def report(outcome: SubmitOutcome) -> str:
                      f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows")
     else:
         lines.append(f"Watch it with: make status RUN={outcome.run_dir}")
+    if outcome.map:
+        lines.append(f"Map: {outcome.run_dir / 'map.html'} (trustworthiness {outcome.map['trustworthiness']:.3f})")
     return "\n".join(lines)
+
+
+def map_options(args: argparse.Namespace) -> dict | None:
+    if not args.map:
+        return None
+    if args.questions and not Path(args.questions).is_file():
+        raise ConfigError(f"Questions file {args.questions} does not exist.")
+    return {"questions": str(Path(args.questions).resolve()) if args.questions else None, "seed": args.seed,
+            "pca_dims": args.pca_dims}
 
 
 def cmd_submit(args: argparse.Namespace) -> str:
     if args.shards is None and manifest_lib.load(args.run) is None:
         args.shards = 1
-    return report(submit(run_config(args), wait=args.wait, redo=args.redo))
+    return report(submit(run_config(args), wait=args.wait, redo=args.redo, map_options=map_options(args)))
 
 
 def cmd_resubmit(args: argparse.Namespace) -> str:

@@ -33,3 +33,15 @@ def merged_summary(run_dir: Path) -> dict:
         return {"path": str(path), "rows": rows, "dim": dim, "quality": json.loads(h5.attrs["quality_metrics"]),
                 "rejected_rows": int(h5.attrs["rejected_rows"]), "seconds": 0.0,
                 "sha256": sidecar_path(path).read_text().split()[0]}
+
+
+def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pca_dims: int | None) -> dict:
+    """The map stage of a run folder (after the merge): map.h5, map.html, map.png."""
+    from knowledgemap.params import MapParams
+    from knowledgemap.run import build_map
+
+    manifest = manifest_lib.load(run_dir)
+    if manifest is None:
+        raise ConfigError(f"{run_dir} has no run.json; it is not a run folder.")
+    return build_map(Path(run_dir), MapParams(seed=seed, pca_dims=pca_dims), manifest.embed,
+                     Path(questions) if questions else None)

@@ -132,6 +132,20 @@ def submit_merge(run_dir: Path, after: list[Submitted], profile: ClusterProfile)
     return Submitted("merge", str(job.job_id), [])
 
 
+def map_task(run_dir: str, map_options: dict) -> dict:
+    from jobs.merging import map_from_manifest
+
+    return map_from_manifest(Path(run_dir), **map_options)
+
+
+def submit_map(run_dir: Path, merge: Submitted, profile: ClusterProfile, map_options: dict) -> Submitted:
+    """The map job, on the merge's resources, after the merge succeeded (afterok)."""
+    ex = executor(run_dir, profile, "merge")
+    ex.update_parameters(job_name=job_name(run_dir, "map"), dependency=afterok([merge.job_id]),
+                         additional_parameters={**(profile.merge.sbatch_extra or {}), "kill-on-invalid-dep": "yes"})
+    return Submitted("map", str(ex.submit(map_task, str(run_dir), map_options).job_id), [])
+
+
 @dataclass(frozen=True)
 class JobState:
     job_id: str  # A_i for array tasks

@@ -29,18 +29,18 @@ class ShardState:
     task: str = ""  # the Slurm task id of its latest attempt
 
 
-def latest_tasks(manifest: Manifest) -> tuple[dict[int, str], str | None]:
-    """Shard index -> Slurm task id of its latest submission, and the latest Slurm merge job."""
-    tasks, merge = {}, None
+def latest_tasks(manifest: Manifest) -> tuple[dict[int, str], dict[str, str]]:
+    """Shard index -> Slurm task id of its latest submission, and the latest Slurm job of each other stage."""
+    tasks, stages = {}, {}
     for job in manifest.jobs:
         if job.get("executor") != "slurm":
             continue
-        if job["stage"] == "merge":
-            merge = job["job_id"]
+        if job["stage"] != "embed":
+            stages[job["stage"]] = job["job_id"]
         shards = job.get("shards") or []
         for i, index in enumerate(shards):  # submitit sends a one-shard window as a plain job
             tasks[index] = job["job_id"] if len(shards) == 1 else f"{job['job_id']}_{i}"
-    return tasks, merge
+    return tasks, stages
 
 
 def _rows_done(tmp: Path) -> int:
@@ -73,15 +73,13 @@ def shard_states(run_dir: Path, manifest: Manifest, queue: dict, acct: dict | No
     return states
 
 
-def _merge_line(merge_id: str | None, queue: dict, acct: dict | None) -> str:
-    if merge_id is None:
-        return ""
-    if merge_id in queue:
-        st = queue[merge_id]
-        return f"merge job {merge_id}: {st.state}" + (f" ({st.reason})" if st.reason and st.reason != "None" else "")
-    if acct and merge_id in acct:
-        return f"merge job {merge_id}: {acct[merge_id].state}"
-    return f"merge job {merge_id}: left the queue"
+def _stage_line(stage: str, job_id: str, queue: dict, acct: dict | None) -> str:
+    if job_id in queue:
+        st = queue[job_id]
+        return f"{stage} job {job_id}: {st.state}" + (f" ({st.reason})" if st.reason and st.reason != "None" else "")
+    if acct and job_id in acct:
+        return f"{stage} job {job_id}: {acct[job_id].state}"
+    return f"{stage} job {job_id}: left the queue"
 
 
 def status_report(run_dir: Path) -> str:
@@ -105,9 +103,7 @@ def status_report(run_dir: Path) -> str:
              f"{sum(s.rows_done for s in states)}/{total} rows embedded"]
     lines += [f"  {shard_name(s.index)}  [{s.start}, {s.stop})  {s.rows_done:>8}/{s.stop - s.start:<8} {s.state}"
               + (f"  (task {s.task})" if s.task and s.state != "done" else "") for s in states]
-    _, merge_id = latest_tasks(manifest)
-    if merge_line := _merge_line(merge_id, queue, acct):
-        lines.append(merge_line)
+    lines += [_stage_line(stage, job_id, queue, acct) for stage, job_id in latest_tasks(manifest)[1].items()]
     lines += notes
     output = run_dir / OUTPUT_FILE
     busy = local_alive or bool(queue)

@@ -31,6 +31,7 @@ class SubmitOutcome:
     skipped: list[int]  # shard indices already complete
     job_ids: list[str] = field(default_factory=list)
     merge: dict | None = None  # the merge summary when waited for
+    map: dict | None = None  # the map's quality figures when waited for
     message: str = ""
 
 
@@ -109,10 +110,11 @@ def live_jobs(manifest: Manifest) -> list[dict]:
 
 
 def submit(config: RunConfig, *, wait: bool = False, redo: Iterable[int] = (),
-           records: Iterable[Any] | None = None) -> SubmitOutcome:
+           records: Iterable[Any] | None = None, map_options: dict | None = None) -> SubmitOutcome:
     """Submit what the run still needs. Refuses while the run's jobs are alive.
 
     Everything is validated (profile, partitions, model in cache, corpus) before any job starts.
+    ``map_options`` (questions, seed, pca_dims) adds a third stage: the knowledge map after the merge.
     """
     run_dir = config.run_dir
     existing = manifest_lib.load(run_dir)
@@ -146,9 +148,9 @@ def submit(config: RunConfig, *, wait: bool = False, redo: Iterable[int] = (),
         return outcome
     (run_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
     if profile is None:
-        _submit_local(run_dir, pending, manifest, config, outcome, wait)
+        _submit_local(run_dir, pending, manifest, config, outcome, wait, map_options)
     else:
-        _submit_slurm(run_dir, pending, manifest, profile, outcome, wait)
+        _submit_slurm(run_dir, pending, manifest, profile, outcome, wait, map_options)
     return outcome
 
 
@@ -158,30 +160,54 @@ def _record(manifest: Manifest, stage: str, executor: str, job_id: str, profile:
 
 
 def _submit_local(run_dir: Path, pending: list, manifest: Manifest, config: RunConfig, outcome: SubmitOutcome,
-                  wait: bool) -> None:
+                  wait: bool, map_options: dict | None) -> None:
     embed_jobs = localjobs.submit_embed(run_dir, pending, manifest.embed, config.timeout_min) if pending else []
     merge_job = localjobs.submit_merge(run_dir, embed_jobs, config.timeout_min)
+    map_job = localjobs.submit_map(run_dir, merge_job, config.timeout_min, map_options) if map_options else None
     for job in embed_jobs:
         _record(manifest, "embed", "local", str(job.job_id), LOCAL, [])
     _record(manifest, "merge", "local", str(merge_job.job_id), LOCAL, [])
+    if map_job:
+        _record(manifest, "map", "local", str(map_job.job_id), LOCAL, [])
     manifest_lib.save(run_dir, manifest)
-    outcome.job_ids = [str(j.job_id) for j in [*embed_jobs, merge_job]]
+    outcome.job_ids = [str(j.job_id) for j in [*embed_jobs, merge_job, *([map_job] if map_job else [])]]
     if wait:
         outcome.merge = wait_for(embed_jobs, merge_job)
+        if map_job:
+            outcome.map = wait_for([], map_job)
 
 
 def _submit_slurm(run_dir: Path, pending: list, manifest: Manifest, profile, outcome: SubmitOutcome,
-                  wait: bool) -> None:
+                  wait: bool, map_options: dict | None) -> None:
     arrays = slurmjobs.submit_embed(run_dir, pending, manifest.embed, profile) if pending else []
     for sub in arrays:  # recorded as soon as each exists: an error later still leaves them findable
         _record(manifest, "embed", "slurm", sub.job_id, profile.name, sub.shards)
     manifest_lib.save(run_dir, manifest)
     merge = slurmjobs.submit_merge(run_dir, arrays, profile)
     _record(manifest, "merge", "slurm", merge.job_id, profile.name, [])
+    mapped = slurmjobs.submit_map(run_dir, merge, profile, map_options) if map_options else None
+    if mapped:
+        _record(manifest, "map", "slurm", mapped.job_id, profile.name, [])
     manifest_lib.save(run_dir, manifest)
-    outcome.job_ids = [s.job_id for s in [*arrays, merge]]
+    outcome.job_ids = [s.job_id for s in [*arrays, merge, *([mapped] if mapped else [])]]
     if wait:
         outcome.merge = wait_for_slurm(run_dir, merge.job_id)
+        if mapped:
+            while slurmjobs.queue_states([mapped.job_id]):
+                time.sleep(5)
+            outcome.map = _map_quality(run_dir)
+
+
+def _map_quality(run_dir: Path) -> dict:
+    import json
+
+    import h5py
+
+    path = run_dir / "map.h5"
+    if not path.exists():
+        raise KitError(f"The map job of {run_dir} ended without map.h5; see its log in {run_dir / 'logs'}.")
+    with h5py.File(path, "r") as h5:
+        return json.loads(h5.attrs["quality"])
 
 
 def wait_for_slurm(run_dir: Path, merge_id: str, poll_s: float = 5.0) -> dict:

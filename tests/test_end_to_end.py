@@ -113,10 +113,11 @@ def test_one_worker_per_visible_gpu_each_pinned_to_its_device(tmp_path, vital_js
     corpus, records = vital_jsonl(24)
     run = tmp_path / "gpus"
     # No GPU here: the tasks fall back to CPU, but each must see only the device it was given.
-    jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path), "--shards", "4",
-             "--wait", env={"CUDA_VISIBLE_DEVICES": "3,5"})
+    out = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
+                   str(model_path), "--shards", "4", "--map", "--wait", env={"CUDA_VISIBLE_DEVICES": "3,5"}).stdout
     stages = [j["stage"] for j in json.loads((run / "run.json").read_text())["jobs"]]
-    assert stages == ["embed", "embed", "merge"]
+    assert stages == ["embed", "embed", "merge", "map"]  # MAP=1: the map after the merge
+    assert "Map: " in out and (run / "map.html").exists() and (run / "map.h5").exists()
     seen = {}
     for i in range(4):
         with h5py.File(run / "shards" / f"shard-0000{i}.h5") as h5:

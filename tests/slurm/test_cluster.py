@@ -48,12 +48,14 @@ def test_make_submit_on_the_cluster_matches_a_local_run(tmp_path, vital_jsonl, m
     run = tmp_path / "cluster run"
     cancel_leftovers.append(run)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RUN": str(run), "CORPUS": str(corpus), "MODEL": str(model_path),
-           "SHARDS": "7", "PROFILE": PROFILE, "WAIT": "1"}
+           "SHARDS": "7", "PROFILE": PROFILE, "WAIT": "1", "MAP": "1"}
     proc = subprocess.run(["make", "-s", "submit"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Merged 42 rows x 384" in proc.stdout
     embeds = [j for j in run_jobs(run) if j["stage"] == "embed"]
     assert [len(j["shards"]) for j in embeds] == [5, 2]  # MaxArraySize=5: two windows, one sbatch each
+    assert run_jobs(run)[-1]["stage"] == "map" and (run / "map.html").exists()  # third stage, afterok merge
+    assert "map job" in jobs_cli("status", "--run", str(run)).stdout
     local = tmp_path / "local run"
     jobs_cli("submit", "--run", str(local), "--profile", "local", "--corpus", str(corpus), "--model",
              str(model_path), "--shards", "2", "--wait")
