@@ -154,11 +154,16 @@ class JobState:
 
 
 def queue_states(job_ids: list[str]) -> dict[str, JobState]:
-    """One squeue call for all jobs of the run still in the queue (array tasks expanded)."""
+    """The run's jobs still in the queue (array tasks expanded), from one squeue call.
+
+    Asks for the user's jobs and filters here: ``squeue -j`` fails outright when a single id has
+    already been forgotten by slurmctld (MinJobAge), which old runs always have.
+    """
     if not job_ids:
         return {}
-    text = _run(["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i|%T|%r"]) if job_ids else ""
-    return _parse_rows(text)
+    wanted = set(job_ids)
+    states = _parse_rows(_run(["squeue", "-h", "-r", "--me", "-o", "%i|%T|%r"]))
+    return {k: v for k, v in states.items() if k.split("_")[0] in wanted or k in wanted}
 
 
 def accounting_states(job_ids: list[str]) -> dict[str, JobState] | None:

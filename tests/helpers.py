@@ -53,3 +53,9 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+
+
+def resumed_row(log_text: str) -> int:
+    """The row a resumed shard continued from ("resuming at row N" in its log); -1 if it never resumed."""
+    lines = [ln for ln in log_text.splitlines() if "resuming at row " in ln]
+    return int(lines[0].split("resuming at row ")[1].split()[0]) if lines else -1

@@ -12,7 +12,7 @@ import numpy as np
 
 from jobs.localjobs import pid_alive
 from tests.conftest import write_jsonl
-from tests.helpers import assert_matches_direct_encode, children, jobs_cli, task_log, wait_for
+from tests.helpers import assert_matches_direct_encode, children, jobs_cli, resumed_row, task_log, wait_for
 
 
 def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model_path, st_model):
@@ -64,8 +64,7 @@ def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_
 
     jobs_cli("submit", "--run", str(run), "--wait")
     new_embed = json.loads((run / "run.json").read_text())["jobs"][2]["job_id"]
-    resumed = [ln for ln in task_log(run, new_embed).read_text().splitlines() if "resuming at row" in ln]
-    assert resumed and int(resumed[0].split("resuming at row ")[1].split()[0]) >= 48  # not from zero
+    assert resumed_row(task_log(run, new_embed).read_text()) >= 48  # not from zero
     assert_matches_direct_encode(run, records, st_model)
     with h5py.File(run / "shards" / "shard-00000.h5") as h5:
         assert h5.attrs["attempts"] == 2

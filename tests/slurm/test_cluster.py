@@ -12,7 +12,7 @@ import h5py
 import pytest
 
 from tests.conftest import cosine_rows
-from tests.helpers import REPO, assert_matches_direct_encode, jobs_cli, task_log, wait_for
+from tests.helpers import REPO, assert_matches_direct_encode, jobs_cli, resumed_row, task_log, wait_for
 
 PROFILE = "testcluster"
 
@@ -97,22 +97,26 @@ def test_failed_task_cancels_merge_then_resubmit_completes(tmp_path, vital_jsonl
     assert {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)} == done
 
 
+def start_run(run: Path, corpus: Path, model_path: Path, shards: int, cancel_leftovers: list) -> str:
+    """Submit without waiting, flushing every 16 rows; returns the first embed job id."""
+    cancel_leftovers.append(run)
+    jobs_cli("submit", "--run", str(run), "--profile", PROFILE, "--corpus", str(corpus), "--model", str(model_path),
+             "--shards", str(shards), "--flush-rows", "16")
+    return run_jobs(run)[0]["job_id"]
+
+
 def test_preempted_task_is_requeued_and_resumes_from_flushed_rows(tmp_path, vital_jsonl, model_path, st_model,
                                                                   cancel_leftovers):
     corpus, records = vital_jsonl(400)
     run = tmp_path / "preempted"
-    cancel_leftovers.append(run)
-    jobs_cli("submit", "--run", str(run), "--profile", PROFILE, "--corpus", str(corpus), "--model", str(model_path),
-             "--shards", "1", "--flush-rows", "16")
-    job = run_jobs(run)[0]["job_id"]  # one shard: submitit sends a plain job, not an array
+    job = start_run(run, corpus, model_path, 1, cancel_leftovers)  # one shard: submitit sends a plain job, not an array
     log = task_log(run, job)
     wait_for(lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 300, "three flushes")
     subprocess.run(["scancel", "--signal=USR2", job], check=True)  # what preemption / time limit sends
     wait_for(lambda: (run / "embeddings.h5").exists() or queue_empty(run), 600, "the requeued task and the merge")
     text = log.read_text()
     assert "Caught signal SIGUSR2" in text  # submitit's handler ran in the task (a job step)
-    resumed = [ln for ln in text.splitlines() if "resuming at row" in ln]
-    assert resumed and int(resumed[0].split("resuming at row ")[1].split()[0]) >= 48  # not from zero
+    assert resumed_row(text) >= 48  # not from zero
     wait_for(lambda: (run / "embeddings.h5").exists(), 300, "the merge")
     assert_matches_direct_encode(run, records, st_model)
     with h5py.File(run / "shards" / "shard-00000.h5") as h5:
@@ -123,10 +127,7 @@ def test_scancel_of_a_task_and_of_the_merge_then_resubmit_recovers(tmp_path, vit
                                                                    cancel_leftovers):
     corpus, records = vital_jsonl(200)
     run = tmp_path / "cancelled"
-    cancel_leftovers.append(run)
-    jobs_cli("submit", "--run", str(run), "--profile", PROFILE, "--corpus", str(corpus), "--model", str(model_path),
-             "--shards", "2", "--flush-rows", "16")
-    array = run_jobs(run)[0]["job_id"]
+    array = start_run(run, corpus, model_path, 2, cancel_leftovers)
     log = task_log(run, f"{array}_0")
     wait_for(lambda: log.exists() and "flushed rows" in log.read_text(), 300, "task 0 to flush")
     subprocess.run(["scancel", f"{array}_0"], check=True)
@@ -152,3 +153,11 @@ def test_submit_fails_before_any_sbatch_when_the_model_is_not_staged(tmp_path, v
     assert not (tmp_path / "r" / "logs").exists()
     proc = jobs_cli("stage-model", "--model", "org/not-staged", "--profile", PROFILE, check=False)
     assert proc.returncode == 2 and "Could not download 'org/not-staged'" in proc.stderr
+
+
+def test_jobs_slurm_has_forgotten_read_as_gone():
+    from jobs.slurmjobs import queue_states
+
+    # squeue -j 999999 alone exits 1 ("Invalid job id"); a run's old ids must not break status or resubmit.
+    assert subprocess.run(["squeue", "-h", "-j", "999999"], capture_output=True).returncode != 0
+    assert queue_states(["999999"]) == {}
