@@ -1,11 +1,11 @@
 """UMAP wall time: the kit's map projection vs umap-learn with default settings, same data, same run.
 
-    python bench/umap_speed.py [--rows 250000] [--dim 768] [--pca-dims 50]
+    python bench/umap_speed.py [--rows 250000] [--dim 768] [--pca-dims 32]
 
 Data: unit vectors around 60 random cluster centres in a random 40-dimensional subspace of
 R^dim, plus isotropic noise (embedding-like: clustered, low intrinsic dimension). Baseline:
 ``umap.UMAP()`` with its defaults. Kit: ``knowledgemap.project.fit`` with the seeds' settings
-(cosine, 15 neighbours, min_dist 0.1), parallel, after PCA to --pca-dims. Trustworthiness of
+(cosine, 15 neighbours, min_dist 0.1), parallel, after PCA to --pca-dims (the default of make map). Trustworthiness of
 both maps on the same 3,000-point sample of the original vectors (k = 10).
 """
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=250_000)
     parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--pca-dims", type=int, default=50)
+    parser.add_argument("--pca-dims", type=int, default=MapParams().pca_dims)
     args = parser.parse_args()
     import umap
 

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     p.add_argument("--questions", type=_blank_is_none, help="quiz questions JSON to place on the map (QUESTIONS=)")
     p.add_argument("--seed", type=_int_or_none, help="reproducible but single-threaded UMAP (SEED=)")
-    p.add_argument("--pca-dims", type=_int_or_none, help="PCA to this many dimensions first (PCA_DIMS=)")
+    p.add_argument("--pca-dims", type=_int_or_none, help="PCA dimensions before UMAP, default 32; 0: none (PCA_DIMS=)")
     p = verbs.add_parser("export-pkl", help="write the seeds' wikipedia_merged.pkl from embeddings.h5")
     _add_run(p)
     p = verbs.add_parser("demo", help="embed Wikipedia Vital Articles end to end")
@@ -183,7 +183,7 @@ def cmd_map(args: argparse.Namespace) -> str:
     manifest = manifest_lib.load(args.run)
     if manifest is None or not (args.run / OUTPUT_FILE).exists():
         raise ConfigError(f"{args.run} has no merged embeddings.h5 yet. Run make submit (WAIT=1) or make fetch first.")
-    params = MapParams(seed=args.seed, pca_dims=args.pca_dims)
+    params = MapParams(seed=args.seed, **({} if args.pca_dims is None else {"pca_dims": args.pca_dims or None}))
     quality = build_map(args.run, params, manifest.embed, Path(args.questions) if args.questions else None)
     lines = [f"Map of {args.run}: open {args.run / PAGE_FILE} (picture: {args.run / PNG_FILE})",
              f"Trustworthiness {quality['trustworthiness']:.3f} on {quality['sample']} points (k={quality['k']})"]

@@ -43,5 +43,6 @@ def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pc
     manifest = manifest_lib.load(run_dir)
     if manifest is None:
         raise ConfigError(f"{run_dir} has no run.json; it is not a run folder.")
-    return build_map(Path(run_dir), MapParams(seed=seed, pca_dims=pca_dims), manifest.embed,
+    params = MapParams(seed=seed, **({} if pca_dims is None else {"pca_dims": pca_dims or None}))
+    return build_map(Path(run_dir), params, manifest.embed,
                      Path(questions) if questions else None)
