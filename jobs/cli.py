@@ -203,7 +203,8 @@ def cmd_demo(args: argparse.Namespace) -> str:
         raise ConfigError(f"{args.run} holds a demo of {existing.corpus['source_rows']} rows; "
                           f"remove it or pick another RUN for {args.rows}.")
     outcome = submit(config, wait=True, records=demo_lib.vital_articles(rows))
-    return report(outcome) + f"\nModel: {demo_model_path}\nOpen it: h5py.File('{args.run}/embeddings.h5')"
+    return report(outcome) + (f"\nModel: {demo_model_path}\nOpen it: h5py.File('{args.run}/embeddings.h5') "
+                              f"(docs/FORMAT.md)\nDraw it: make map RUN={args.run}")
 
 
 def main(argv: list[str] | None = None) -> int:
