@@ -18,8 +18,8 @@ from jobs.config import RunConfig, reconcile
 from jobs.manifest import Manifest
 from jobs.plan import pending_shards, plan_shards
 from kit.errors import ConfigError, KitError, RunBusyError
-from slurm.profiles import LOCAL, available_profiles, load_profile
 from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_index, shard_name
+from slurm.profiles import LOCAL, available_profiles, load_profile
 
 log = logging.getLogger(__name__)
 
