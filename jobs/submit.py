@@ -174,7 +174,7 @@ def _submit_local(run_dir: Path, pending: list, manifest: Manifest, config: RunC
     if wait:
         outcome.merge = wait_for(embed_jobs, merge_job)
         if map_job:
-            outcome.map = wait_for([], map_job)
+            outcome.map = wait_for([], map_job, stage="map")
 
 
 def _submit_slurm(run_dir: Path, pending: list, manifest: Manifest, profile, outcome: SubmitOutcome,
@@ -230,8 +230,8 @@ def _failure_text(job) -> str:
     return "\n".join(lines[starts[-1]:] if starts else lines[-15:])
 
 
-def wait_for(embed_jobs: list, merge_job) -> dict:
-    """Block until the merge job ends; raise KitError with the failing job's message."""
+def wait_for(embed_jobs: list, merge_job, stage: str = "merge") -> dict:
+    """Block until ``merge_job`` (the merge, or the map) ends; raise KitError with the failing job's message."""
     failures = []
     for job in embed_jobs:
         job.wait()
@@ -239,7 +239,7 @@ def wait_for(embed_jobs: list, merge_job) -> dict:
             failures.append(f"embed job {job.job_id} failed (log: {job.paths.stderr}):\n{_failure_text(job)}")
     merge_job.wait()
     if merge_job.exception() is not None:
-        failures.append(f"merge job {merge_job.job_id} (log: {merge_job.paths.stderr}):\n{_failure_text(merge_job)}")
+        failures.append(f"{stage} job {merge_job.job_id} (log: {merge_job.paths.stderr}):\n{_failure_text(merge_job)}")
         raise KitError("\n\n".join(failures))
     if failures:
         log.warning("\n\n".join(failures))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kit.errors import ConfigError
 from knowledgemap.params import MapParams
 
 
@@ -31,14 +32,17 @@ def fit(embeddings: np.ndarray, params: MapParams) -> tuple[np.ndarray, Projecti
     """Coordinates [n, 2] in [0, 1] for ``embeddings`` [n, dim], and the fitted projection."""
     import umap
 
+    if len(embeddings) < 4:
+        raise ConfigError(f"A map needs at least 4 rows; this run has {len(embeddings)}.")
     pca = None
     x = embeddings
-    if params.pca_dims and params.pca_dims < embeddings.shape[1]:
+    if params.pca_dims and params.pca_dims < min(embeddings.shape):  # PCA only where it reduces
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=params.pca_dims, random_state=params.seed if params.seed is not None else 0)
         x = pca.fit_transform(embeddings)
-    reducer = umap.UMAP(n_components=2, n_neighbors=params.n_neighbors, min_dist=params.min_dist,
+    neighbours = min(params.n_neighbors, len(x) - 1)  # tiny corpora: UMAP needs fewer neighbours than rows
+    reducer = umap.UMAP(n_components=2, n_neighbors=neighbours, min_dist=params.min_dist,
                         metric=params.metric, random_state=params.seed, low_memory=True,
                         n_jobs=1 if params.seed is not None else -1)
     raw = reducer.fit_transform(x).astype(np.float64)
