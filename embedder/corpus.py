@@ -50,7 +50,6 @@ class CorpusSummary:
     rows: int = 0
     rejected: list[BadRow] = field(default_factory=list)
     fingerprint: str = ""
-    optional_fields: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- reading
@@ -247,7 +246,6 @@ def _write_rows(h5: h5py.File, records: Iterable[Any], options: CorpusOptions, s
     summary.fingerprint = digest.hexdigest()
     if not has_topics:
         del h5["topics"]
-    summary.optional_fields = ("topics",) if has_topics else ()
     _write_rejected(h5.create_group("rejected"), summary.rejected)
 
 

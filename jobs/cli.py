@@ -14,7 +14,7 @@ from jobs import demo as demo_lib, manifest as manifest_lib
 from jobs.config import RunConfig
 from jobs.fetch import fetch
 from jobs.stage import stage_model
-from jobs.merging import merge_from_manifest
+from jobs.merging import map_from_manifest, merge_from_manifest
 from jobs.status import status_report
 from jobs.submit import SubmitOutcome, submit
 from kit.errors import ConfigError, KitError
@@ -177,14 +177,9 @@ def cmd_resubmit(args: argparse.Namespace) -> str:
 
 
 def cmd_map(args: argparse.Namespace) -> str:
-    from knowledgemap.params import MapParams
-    from knowledgemap.run import PAGE_FILE, PNG_FILE, build_map
+    from knowledgemap.run import PAGE_FILE, PNG_FILE
 
-    manifest = manifest_lib.load(args.run)
-    if manifest is None or not (args.run / OUTPUT_FILE).exists():
-        raise ConfigError(f"{args.run} has no merged embeddings.h5 yet. Run make submit (WAIT=1) or make fetch first.")
-    params = MapParams(seed=args.seed, **({} if args.pca_dims is None else {"pca_dims": args.pca_dims or None}))
-    quality = build_map(args.run, params, manifest.embed, Path(args.questions) if args.questions else None)
+    quality = map_from_manifest(args.run, args.questions, args.seed, args.pca_dims)
     lines = [f"Map of {args.run}: open {args.run / PAGE_FILE} (picture: {args.run / PNG_FILE})",
              f"Trustworthiness {quality['trustworthiness']:.3f} on {quality['sample']} points (k={quality['k']})"]
     if "topic_agreement_map" in quality:

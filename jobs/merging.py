@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jobs import manifest as manifest_lib
 from kit.errors import ConfigError
+from kit.format import OUTPUT_FILE
 from merge.run import merge_run
 
 
@@ -41,8 +42,10 @@ def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pc
     from knowledgemap.run import build_map
 
     manifest = manifest_lib.load(run_dir)
-    if manifest is None:
-        raise ConfigError(f"{run_dir} has no run.json; it is not a run folder.")
+    if manifest is None or not (Path(run_dir) / OUTPUT_FILE).exists():
+        raise ConfigError(f"{run_dir} has no merged embeddings.h5 yet. Run make submit (WAIT=1), make resubmit or "
+                          "make fetch first.")
+    # PCA_DIMS unset keeps the default; 0 means no PCA.
     params = MapParams(seed=seed, **({} if pca_dims is None else {"pca_dims": pca_dims or None}))
     return build_map(Path(run_dir), params, manifest.embed,
                      Path(questions) if questions else None)

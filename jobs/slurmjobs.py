@@ -122,12 +122,16 @@ def submit_embed(run_dir: Path, specs: list[ShardSpec], embed: EmbedConfig, prof
     return out
 
 
+def _after(ex: submitit.SlurmExecutor, job_ids: list[str], profile: ClusterProfile) -> None:
+    """afterok on ``job_ids`` with kill_on_invalid_dep (cancelled, not stuck, if one fails); none if empty."""
+    if job_ids:
+        ex.update_parameters(dependency=afterok(job_ids),
+                             additional_parameters={**profile.merge.sbatch_extra, "kill-on-invalid-dep": "yes"})
+
+
 def submit_merge(run_dir: Path, after: list[Submitted], profile: ClusterProfile) -> Submitted:
     ex = executor(run_dir, profile, "merge")
-    dependency = afterok([s.job_id for s in after])
-    if dependency:
-        ex.update_parameters(dependency=dependency,
-                             additional_parameters={**(profile.merge.sbatch_extra or {}), "kill-on-invalid-dep": "yes"})
+    _after(ex, [s.job_id for s in after], profile)
     job = ex.submit(merge_task, str(run_dir))
     return Submitted("merge", str(job.job_id), [])
 
@@ -141,8 +145,8 @@ def map_task(run_dir: str, map_options: dict) -> dict:
 def submit_map(run_dir: Path, merge: Submitted, profile: ClusterProfile, map_options: dict) -> Submitted:
     """The map job, on the merge's resources, after the merge succeeded (afterok)."""
     ex = executor(run_dir, profile, "merge")
-    ex.update_parameters(job_name=job_name(run_dir, "map"), dependency=afterok([merge.job_id]),
-                         additional_parameters={**(profile.merge.sbatch_extra or {}), "kill-on-invalid-dep": "yes"})
+    ex.update_parameters(job_name=job_name(run_dir, "map"))
+    _after(ex, [merge.job_id], profile)
     return Submitted("map", str(ex.submit(map_task, str(run_dir), map_options).job_id), [])
 
 

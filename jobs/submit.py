@@ -193,8 +193,7 @@ def _submit_slurm(run_dir: Path, pending: list, manifest: Manifest, profile, out
     if wait:
         outcome.merge = wait_for_slurm(run_dir, merge.job_id)
         if mapped:
-            while slurmjobs.queue_states([mapped.job_id]):
-                time.sleep(5)
+            _wait_gone(mapped.job_id)
             outcome.map = _map_quality(run_dir)
 
 
@@ -210,13 +209,18 @@ def _map_quality(run_dir: Path) -> dict:
         return json.loads(h5.attrs["quality"])
 
 
-def wait_for_slurm(run_dir: Path, merge_id: str, poll_s: float = 5.0) -> dict:
+def _wait_gone(job_id: str, poll_s: float = 5.0) -> None:
+    """Block until a Slurm job has left the queue."""
+    while slurmjobs.queue_states([job_id]):
+        time.sleep(poll_s)
+
+
+def wait_for_slurm(run_dir: Path, merge_id: str) -> dict:
     """Block until the merge job leaves the queue; success only if the merged file is there."""
     from jobs.merging import merged_summary
     from jobs.status import status_report
 
-    while slurmjobs.queue_states([merge_id]):
-        time.sleep(poll_s)
+    _wait_gone(merge_id)
     output = run_dir / OUTPUT_FILE
     if not output.exists():
         raise KitError(f"The run ended without {output}.\n{status_report(run_dir)}")
@@ -230,17 +234,17 @@ def _failure_text(job) -> str:
     return "\n".join(lines[starts[-1]:] if starts else lines[-15:])
 
 
-def wait_for(embed_jobs: list, merge_job, stage: str = "merge") -> dict:
-    """Block until ``merge_job`` (the merge, or the map) ends; raise KitError with the failing job's message."""
+def wait_for(embed_jobs: list, last_job, stage: str = "merge") -> dict:
+    """Block until ``last_job`` (the merge, or the map) ends; raise KitError with the failing job's message."""
     failures = []
     for job in embed_jobs:
         job.wait()
         if job.exception() is not None:
             failures.append(f"embed job {job.job_id} failed (log: {job.paths.stderr}):\n{_failure_text(job)}")
-    merge_job.wait()
-    if merge_job.exception() is not None:
-        failures.append(f"{stage} job {merge_job.job_id} (log: {merge_job.paths.stderr}):\n{_failure_text(merge_job)}")
+    last_job.wait()
+    if last_job.exception() is not None:
+        failures.append(f"{stage} job {last_job.job_id} (log: {last_job.paths.stderr}):\n{_failure_text(last_job)}")
         raise KitError("\n\n".join(failures))
     if failures:
         log.warning("\n\n".join(failures))
-    return merge_job.result()
+    return last_job.result()

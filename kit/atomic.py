@@ -65,6 +65,20 @@ def sha256_and_fsync(path: Path) -> str:
         return digest.result()
 
 
+def commit_with_sidecar(tmp: Path, final: Path) -> str:
+    """Hash and fsync ``tmp``, write ``final``'s .sha256 sidecar, rename ``tmp`` onto ``final``.
+
+    Returns the hex digest. The sidecar is written first: a final name always has its sidecar.
+    """
+    from kit.format import sidecar_path, sidecar_text
+
+    digest = sha256_and_fsync(tmp)
+    write_text(sidecar_path(final), sidecar_text(digest, final))
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    return digest
+
+
 def sha256_file(path: Path, block_bytes: int = 8 << 20) -> str:
     """Hex SHA-256 of a file, read in blocks (memory does not grow with the file)."""
     digest = hashlib.sha256()

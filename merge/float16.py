@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from kit import atomic
-from kit.format import sidecar_path, sidecar_text
+from kit.format import sidecar_path
 
 BLOCK_ROWS = 16384
 
@@ -34,7 +34,5 @@ def write_float16_copy(src: Path) -> Path:
             fout.attrs.update(dict(fin.attrs))
             fout.attrs["transfer_dtype"] = "float16"
             fout.attrs["source_sha256"] = sidecar_path(src).read_text().split()[0]
-        digest = atomic.sha256_and_fsync(tmp)
-        atomic.write_text(sidecar_path(dst), sidecar_text(digest, dst))
-        atomic.commit(tmp, dst)
+        atomic.commit_with_sidecar(tmp, dst)
     return dst

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from embedder.corpus import corpus_info
 from embedder.shard import ShardHeader, read_header
 from kit import atomic
 from kit.errors import MergeError, ShardDataError, ShardError, ShardGapError, ShardMismatchError
-from kit.format import CORPUS_FILE, OUTPUT_FILE, SHARDS_DIR, shard_index, sidecar_path, sidecar_text
+from kit.format import CORPUS_FILE, OUTPUT_FILE, SHARDS_DIR, shard_index
 from merge.consolidate import consolidate
 from merge.verify import Verdict, verify
 
@@ -59,9 +58,7 @@ def collect_headers(shards_dir: Path, verdict: Verdict) -> tuple[list[ShardHeade
 
 
 def _raise_for(verdict: Verdict, run_dir: Path) -> None:
-    kind = ShardMismatchError if verdict.redo and not verdict.missing else ShardGapError
-    if not verdict.missing and not verdict.redo:
-        kind = MergeError
+    kind = ShardGapError if verdict.missing else ShardMismatchError if verdict.redo else MergeError
     lines = ["Merge refused; nothing was written:", *(f"  - {p}" for p in verdict.problems)]
     if verdict.redo:
         lines.append(f"Shards to recompute: {', '.join(str(i) for i in sorted(verdict.redo))} "
@@ -116,9 +113,6 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSumm
             if check["embeddings"].shape != (info.rows, first["dim"]):
                 raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
                                  f"({info.rows}, {first['dim']}). Re-run: python -m jobs merge --run {run_dir}")
-        digest = atomic.sha256_and_fsync(tmp)
-        atomic.write_text(sidecar_path(out), sidecar_text(digest, out))
-        os.replace(tmp, out)  # already fsynced with the hash
-        atomic.fsync_dir(out.parent)
+        digest = atomic.commit_with_sidecar(tmp, out)
     return MergeSummary(out, info.rows, int(first["dim"]), digest, quality, info.rejected_rows,
                         time.monotonic() - t0)
