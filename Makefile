@@ -11,23 +11,31 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
 
-RUN ?= runs/$(notdir $(basename $(CORPUS)))
+RUN ?= $(if $(CORPUS),runs/$(notdir $(basename $(CORPUS))),)
 CORPUS ?=
 MODEL ?=
+REVISION ?=
 SHARDS ?=
 PROFILE ?=
 WAIT ?=
 REDO ?=
 SKIP_BAD_ROWS ?=
-TEXT_FIELDS ?= text
+TEXT_FIELDS ?=
+ID_FIELD ?=
+TITLE_FIELD ?=
+URL_FIELD ?=
 DEVICE ?=
 COMPUTE_DTYPE ?=
+ATTENTION ?=
 PROMPT_NAME ?=
 PROMPT ?=
 NORMALIZE ?=
+MAX_SEQ_LENGTH ?=
 MAX_TOKENS_PER_BATCH ?=
+FLUSH_ROWS ?=
+CACHE_DIR ?=
 REMOTE ?=
-DEST ?= $(RUN)
+DEST ?=
 SSH_CONFIG ?=
 FLOAT16 ?=
 MAP ?=
@@ -35,10 +43,20 @@ QUESTIONS ?=
 SEED ?=
 PCA_DIMS ?=
 DEMO_ROWS ?= 2000
-DEMO_RUN ?= runs/demo
-export RUN CORPUS MODEL SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS DEMO_ROWS DEMO_RUN TORCH \
-  DEVICE COMPUTE_DTYPE PROMPT_NAME PROMPT NORMALIZE MAX_TOKENS_PER_BATCH REMOTE DEST SSH_CONFIG FLOAT16 \
-  MAP QUESTIONS SEED PCA_DIMS
+# make demo RUN=...: a demo in that folder; without RUN, runs/demo (runs/demo-all for DEMO_ROWS=all).
+DEMO_RUN ?= $(if $(filter command line environment,$(origin RUN)),$(RUN),)
+export RUN CORPUS MODEL REVISION SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS ID_FIELD TITLE_FIELD URL_FIELD \
+  DEVICE COMPUTE_DTYPE ATTENTION PROMPT_NAME PROMPT NORMALIZE MAX_SEQ_LENGTH MAX_TOKENS_PER_BATCH FLUSH_ROWS \
+  CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 MAP QUESTIONS SEED PCA_DIMS DEMO_ROWS DEMO_RUN TORCH
+
+# Every option of submit and plan, passed quoted; an empty value means "not given".
+SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$REVISION" --shards "$$SHARDS" \
+  --profile "$$PROFILE" --text-fields "$$TEXT_FIELDS" --id-field "$$ID_FIELD" --title-field "$$TITLE_FIELD" \
+  --url-field "$$URL_FIELD" --skip-bad-rows "$$SKIP_BAD_ROWS" --redo "$$REDO" --device "$$DEVICE" \
+  --compute-dtype "$$COMPUTE_DTYPE" --attention "$$ATTENTION" --prompt-name "$$PROMPT_NAME" --prompt "$$PROMPT" \
+  --normalize-embeddings "$$NORMALIZE" --max-seq-length "$$MAX_SEQ_LENGTH" \
+  --max-tokens-per-batch "$$MAX_TOKENS_PER_BATCH" --flush-rows "$$FLUSH_ROWS" --cache-dir "$$CACHE_DIR" \
+  --map "$$MAP" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --wait "$$WAIT"
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,29 +70,26 @@ $(VENV)/.done: pyproject.toml
 
 setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see README for CUDA/MPS)
 
-demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033)
-	$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS"
+demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033; RUN=... elsewhere)
+	$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS" --map "$$MAP"
 
-test: setup test-services ## Run the tests (real model, HDF5, submitit, one-node Slurm cluster, sshd)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+test: setup test-services ## Run the tests (real model, HDF5, submitit, sshd; Slurm 22.05, then tests/slurm on 26.05)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest && bash slurm/testcluster/sid/run-tests.sh tests/slurm
 
-test-services: ## Install and start what the tests use for real: openssh-server, rsync, the Slurm test cluster
+test-services: ## Install and start what the tests use for real: sshd, rsync, Chromium, the Slurm 22.05 and 26.05 clusters
 	bash tests/services/install.sh
-	bash slurm/testcluster/setup.sh
 
 submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1]
-	$(PY) -m jobs submit --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --shards "$$SHARDS" \
-	  --profile "$$PROFILE" --text-fields "$$TEXT_FIELDS" --redo "$$REDO" --device "$$DEVICE" \
-	  --compute-dtype "$$COMPUTE_DTYPE" --prompt-name "$$PROMPT_NAME" --prompt "$$PROMPT" \
-	  --max-tokens-per-batch "$$MAX_TOKENS_PER_BATCH" \
-	  --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" $${MAP:+--map} \
-	  $${WAIT:+--wait} $${SKIP_BAD_ROWS:+--skip-bad-rows} $${NORMALIZE:+--normalize-embeddings}
+	$(PY) -m jobs submit $(SUBMIT_ARGS)
 
-resubmit: setup ## Submit only the missing or failed shards of RUN=... and a new merge [WAIT=1]
-	$(PY) -m jobs resubmit --run "$$RUN" --profile "$$PROFILE" --redo "$$REDO" $${WAIT:+--wait}
+plan: setup ## Dry run: prepare and check everything, print what make submit would submit (same variables)
+	$(PY) -m jobs plan $(SUBMIT_ARGS)
+
+resubmit: setup ## Submit only the missing or failed shards of RUN=... and a new merge [WAIT=1] [REDO='3 5']
+	$(PY) -m jobs resubmit --run "$$RUN" --profile "$$PROFILE" --redo "$$REDO" --wait "$$WAIT"
 
 stage-model: setup ## On the login node: download MODEL=... into the profile's model_cache [PROFILE=...]
-	$(PY) -m jobs stage-model --model "$$MODEL" --profile "$$PROFILE"
+	$(PY) -m jobs stage-model --model "$$MODEL" --profile "$$PROFILE" --revision "$$REVISION" --attention "$$ATTENTION"
 
 status: setup ## Shards done / running / missing and the repair command: RUN=...
 	$(PY) -m jobs status --run "$$RUN"
@@ -82,8 +97,8 @@ status: setup ## Shards done / running / missing and the repair command: RUN=...
 merge: setup ## Verify the shards of RUN=... and write embeddings.h5 now
 	$(PY) -m jobs merge --run "$$RUN"
 
-fetch: setup ## On the laptop: REMOTE=host:/path/to/run DEST=runs/wiki [FLOAT16=1] [SSH_CONFIG=file]
-	$(PY) -m jobs fetch --remote "$$REMOTE" --dest "$$DEST" --ssh-config "$$SSH_CONFIG" $${FLOAT16:+--float16}
+fetch: setup ## On the laptop: REMOTE=host:/path/to/run [DEST=runs/<run name>] [FLOAT16=1] [SSH_CONFIG=file]
+	$(PY) -m jobs fetch --remote "$$REMOTE" --dest "$$DEST" --ssh-config "$$SSH_CONFIG" --float16 "$$FLOAT16"
 
 export-float16: setup ## On the cluster: write RUN/embeddings.float16.h5 (half the bytes) for FLOAT16=1 fetches
 	$(PY) -m jobs export-float16 --run "$$RUN"
@@ -100,4 +115,4 @@ bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(PY) bench/fetch_bytes.py
 	$(PY) bench/submit_1000.py
 
-.PHONY: help setup demo test test-services submit resubmit stage-model status merge fetch export-float16 map export-pkl bench
+.PHONY: help setup demo test test-services submit plan resubmit stage-model status merge fetch export-float16 map export-pkl bench

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.synthetic import synthetic_records  # noqa: E402
+from jobs.testing.synthetic import synthetic_records  # noqa: E402
 from embedder.config import EmbedConfig  # noqa: E402
 from embedder.corpus import CorpusOptions  # noqa: E402
 from jobs.config import RunConfig  # noqa: E402

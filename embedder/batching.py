@@ -32,3 +32,29 @@ def token_budget_batches(lengths: np.ndarray, max_tokens: int) -> list[np.ndarra
 def padded_tokens(lengths: np.ndarray, batches: list[np.ndarray]) -> int:
     """Tokens actually computed, padding included (the cost the batching minimises)."""
     return int(sum(len(b) * int(lengths[b].max()) for b in batches if len(b)))
+
+
+def packed_batches(lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Group row indices so that the tokens of a batch (no padding) stay within ``max_tokens``.
+
+    For padding-free (packed) batches, where a batch is one flat sequence of its rows. Rows go
+    longest first, as in ``token_budget_batches``; a row longer than the budget is alone.
+    """
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    batches, begin, total = [], 0, 0
+    for pos, row in enumerate(order):
+        size = max(int(lengths[row]), 1)
+        if pos > begin and total + size > max_tokens:
+            batches.append(order[begin:pos])
+            begin, total = pos, 0
+        total += size
+    if begin < len(order):
+        batches.append(order[begin:])
+    return batches
+
+
+def computed_tokens(lengths: np.ndarray, packed: bool) -> int:
+    """Tokens one batch of rows with these lengths costs: their sum packed, rows x longest padded."""
+    if not len(lengths):
+        return 0
+    return int(np.sum(lengths)) if packed else len(lengths) * int(np.max(lengths))

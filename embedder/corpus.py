@@ -1,14 +1,15 @@
-"""Read a corpus (pickle list of dicts, JSONL, JSON list), validate it, and prepare it once.
+"""Read a corpus in any supported format, validate it, and prepare it once into ``<run>/corpus.h5``.
 
-The prepare step streams the source into ``<run>/corpus.h5`` (see docs/FORMAT.md) so that each
-array task reads only its own rows ``[start, stop)``: memory proportional to its slice.
+The prepare step streams the source batch by batch (embedder.readers) so that its memory does
+not grow with the corpus, and each array task later reads only its own rows ``[start, stop)``
+(kit.corpusfile). Layout: docs/FORMAT.md.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
-import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,27 +19,20 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from embedder import fieldhints
+from embedder.duplicates import DuplicateFinder
+from embedder.readers import Batch, open_reader
+from embedder.readers.records import record_batches
+from embedder.rowcheck import ROW_IDS, BadRow, Checked, CorpusOptions, check_batch
 from kit import atomic
 from kit.errors import CorpusError
 from kit.format import CORPUS_FORMAT, UTF8
 
+__all__ = ["BadRow", "CorpusOptions", "CorpusSummary", "ROW_IDS", "prepare", "prepare_source", "refusal_message"]
+
 EXAMPLES_SHOWN = 5
-WRITE_BLOCK_ROWS = 8192
-
-
-@dataclass(frozen=True)
-class CorpusOptions:
-    """How records become the texts to embed."""
-
-    text_fields: tuple[str, ...] = ("text",)  # joined with a blank line, e.g. ("title", "text")
-    skip_bad_rows: bool = False  # False: refuse the corpus; True: embed the rest, list the others
-
-
-@dataclass(frozen=True)
-class BadRow:
-    row: int  # 0-based position in the source
-    id: str  # the row's id as text ("" when it has none)
-    reason: str
+STRING_FIELDS = ("ids", "texts", "titles", "urls", "topics")
+COPY_BLOCK_ROWS = 65536
 
 
 @dataclass
@@ -52,139 +46,35 @@ class CorpusSummary:
     fingerprint: str = ""
 
 
-# ---------------------------------------------------------------- reading
+# ---------------------------------------------------------------- entry points
 
 
-class _PlainDataUnpickler(pickle.Unpickler):
-    """Unpickles lists, dicts, strings and numbers only: a pickle cannot run code through it."""
+def prepare_source(source: Path, out_path: Path, options: CorpusOptions) -> CorpusSummary:
+    """Read ``source`` (any format of embedder.readers), validate it, write ``out_path`` atomically.
 
-    def find_class(self, module: str, name: str) -> Any:
-        raise CorpusError(
-            f"The pickle holds an object of type {module}.{name}; the kit reads only plain lists, "
-            "dicts, strings and numbers from a pickle. Convert it to JSONL (one JSON object per "
-            "line with id, title, url, text) and pass that file instead."
-        )
-
-
-def iter_records(path: Path) -> Iterator[Any]:
-    """Yield the source's records in order: ``.pkl``/``.pickle``, ``.jsonl``, or ``.json`` (a list)."""
-    if not path.is_file():
-        raise CorpusError(f"Corpus file {path} does not exist.")
-    suffix = path.suffix.lower()
-    if suffix in (".pkl", ".pickle"):
-        with open(path, "rb") as f:
-            data = _PlainDataUnpickler(f).load()
-        yield from _as_list(data, path)
-    elif suffix == ".jsonl":
-        yield from _iter_jsonl(path)
-    elif suffix == ".json":
-        with open(path, encoding="utf-8") as f:
-            yield from _as_list(json.load(f), path)
-    else:
-        raise CorpusError(f"Cannot read {path}: use a .pkl (list of dicts), .jsonl or .json (list) file.")
+    Raises:
+        CorpusError: unreadable source, a missing field, zero usable rows, or bad rows while
+            ``options.skip_bad_rows`` is False. Nothing is written then.
+    """
+    reader = open_reader(Path(source))
+    return _prepare(reader.batches(options.columns()), out_path, options, str(source), reader.total_rows)
 
 
-def _as_list(data: Any, path: Path) -> list:
-    if not isinstance(data, list):
-        raise CorpusError(f"{path} holds a {type(data).__name__}; expected a list of dicts.")
-    return data
-
-
-def _iter_jsonl(path: Path) -> Iterator[Any]:
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as err:
-                yield _Unreadable(f"line {line_no} is not valid JSON ({err.msg})")
-
-
-@dataclass(frozen=True)
-class _Unreadable:
-    reason: str
-
-
-# ---------------------------------------------------------------- validation
-
-
-def _text_problem(value: Any, name: str) -> str | None:
-    """Why ``value`` cannot be stored as a UTF-8 HDF5 string, or None."""
-    if not isinstance(value, str):
-        return f"{name} is not a string (got {type(value).__name__})"
-    if "\x00" in value:
-        return f"NUL byte in {name}"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"lone surrogate (invalid UTF-8) in {name}"
-    return None
-
-
-def _row_id(record: dict) -> tuple[str, str | None]:
-    """(id as text, problem or None)."""
-    if "id" not in record or record["id"] is None:
-        return "", "missing id"
-    raw = record["id"]
-    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        return repr(raw)[:40], f"id is not a string or integer (got {type(raw).__name__})"
-    text = str(raw)
-    problem = _text_problem(text, "id")
-    if not problem and not text.strip():
-        problem = "empty id"
-    return text, problem
-
-
-def compose_text(record: dict, options: CorpusOptions) -> tuple[str, str | None]:
-    """(text to embed, problem or None) from the record's text fields."""
-    parts = []
-    for name in options.text_fields:
-        if name not in record or record[name] is None:
-            return "", f"missing {name}"
-        problem = _text_problem(record[name], name)
-        if problem:
-            return "", problem
-        if record[name].strip():
-            parts.append(record[name])
-    if not parts:
-        return "", "empty text"
-    return "\n\n".join(parts), None
-
-
-def check_record(record: Any, row: int, options: CorpusOptions, seen: dict[str, int]) -> tuple[dict | None, BadRow | None]:
-    """Validate one record: (clean row, None) or (None, why it is refused)."""
-    if isinstance(record, _Unreadable):
-        return None, BadRow(row, "", record.reason)
-    if not isinstance(record, dict):
-        return None, BadRow(row, "", f"not a dict (got {type(record).__name__})")
-    row_id, problem = _row_id(record)
-    if not problem and row_id in seen:
-        problem = f"duplicate id (first at row {seen[row_id]})"
-    text, text_problem = compose_text(record, options)
-    problem = problem or text_problem
-    clean = {"ids": row_id, "texts": text}
-    for key, source in (("titles", "title"), ("urls", "url"), ("topics", "topic")):
-        value = record.get(source, "")
-        value = "" if value is None else value
-        problem = problem or (_text_problem(value, source) if value != "" else None)
-        clean[key] = value
-    if problem:
-        return None, BadRow(row, row_id, problem)
-    seen[row_id] = row
-    return clean, None
+def prepare(records: Iterable[Any], out_path: Path, options: CorpusOptions, source: str) -> CorpusSummary:
+    """Like ``prepare_source`` for records (dicts) already in memory, e.g. the demo's."""
+    return _prepare(record_batches(records, options.columns(), source), out_path, options, source, None)
 
 
 def refusal_message(summary: CorpusSummary) -> str:
     """Counts by reason, the first offending rows, and how to proceed."""
-    counts = Counter(bad.reason.split(" (")[0] for bad in summary.rejected)
+    counts = Counter(fieldhints.reason_kind(bad.reason) for bad in summary.rejected)
+    first = sorted(summary.rejected, key=lambda b: b.row)[:EXAMPLES_SHOWN]
     lines = [
         f"Corpus {summary.source}: {len(summary.rejected)} of {summary.source_rows} rows cannot be embedded:",
         *(f"  {n:>8}  {reason}" for reason, n in counts.most_common()),
         "First offending rows (0-based):",
-        *(f"  row {b.row} id={b.id!r}: {b.reason}" for b in summary.rejected[:EXAMPLES_SHOWN]),
-        "Fix these rows, or re-run with SKIP_BAD_ROWS=1 (--skip-bad-rows) to embed the others; "
-        "every skipped row is then listed with its reason under /rejected in embeddings.h5.",
+        *(f"  row {b.row} id={b.id!r}{f' ({b.where})' if b.where else ''}: {b.reason}" for b in first),
+        *fieldhints.fixes(counts, all_bad=len(summary.rejected) >= summary.source_rows),
     ]
     return "\n".join(lines)
 
@@ -192,113 +82,187 @@ def refusal_message(summary: CorpusSummary) -> str:
 # ---------------------------------------------------------------- prepare
 
 
-def prepare(records: Iterable[Any], out_path: Path, options: CorpusOptions, source: str) -> CorpusSummary:
-    """Validate ``records`` and write the prepared corpus to ``out_path`` atomically.
-
-    Raises:
-        CorpusError: zero usable rows, or bad rows while ``options.skip_bad_rows`` is False.
-    """
-    summary = CorpusSummary(source=source)
-    tmp = atomic.tmp_path(out_path)
+def _prepare(batches: Iterable[Batch], out_path: Path, options: CorpusOptions, source: str,
+             total: int | None) -> CorpusSummary:
+    out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.removed_on_error(tmp):
+    tmp = atomic.tmp_path(out_path)
+    scan = _Scan(options, CorpusSummary(source=source))
+    with atomic.removed_on_error(tmp), DuplicateFinder(out_path.parent) as dupes:
         with h5py.File(tmp, "w") as h5:
-            _write_rows(h5, records, options, summary)
-            _check_summary(summary, options)
-            h5.attrs.update(
-                format=CORPUS_FORMAT, source=source, source_rows=summary.source_rows,
-                rows=summary.rows, fingerprint=summary.fingerprint,
-                text_fields=json.dumps(list(options.text_fields)),
-            )
+            scan.run(h5, dupes, _progress(batches, total))
+            duplicates = _confirm_duplicates(dupes, h5["ids"], scan)
+        summary = scan.finish(duplicates)
+        if duplicates and options.skip_bad_rows:
+            _drop_rows(tmp, summary, [d.row for d in duplicates], scan.rejected_rows)
+        with h5py.File(tmp, "a") as h5:
+            _write_header(h5, summary, options)
         atomic.commit(tmp, out_path)
     return summary
 
 
-def _check_summary(summary: CorpusSummary, options: CorpusOptions) -> None:
-    if summary.rejected and not options.skip_bad_rows:
-        raise CorpusError(refusal_message(summary))
-    if summary.rows == 0:
-        detail = f" ({len(summary.rejected)} rejected)" if summary.rejected else ""
-        raise CorpusError(f"Corpus {summary.source} has no rows to embed{detail}.")
+def _progress(batches: Iterable[Batch], total: int | None) -> Iterator[Batch]:
+    """Rows/s always; an ETA where the total is known (parquet metadata, dataset_info.json)."""
+    with tqdm(total=total, desc="prepare corpus", unit="row", unit_scale=True, mininterval=5, ascii=True,
+              disable=None) as bar:
+        for batch in batches:
+            yield batch
+            bar.update(batch.rows)
 
 
-def _write_rows(h5: h5py.File, records: Iterable[Any], options: CorpusOptions, summary: CorpusSummary) -> None:
-    names = ("ids", "texts", "titles", "urls", "topics")
-    for name in names:
-        h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=UTF8, chunks=(4096,))
-    digest, seen, block = hashlib.sha256(), {}, {n: [] for n in names}
-    has_topics = False
-    for row, record in enumerate(tqdm(records, desc="prepare corpus", unit="row", mininterval=5, ascii=True,
-                                      disable=None)):
-        summary.source_rows += 1
-        clean, bad = check_record(record, row, options, seen)
-        if bad:
-            summary.rejected.append(bad)
-            continue
-        has_topics = has_topics or bool(clean["topics"])
-        digest.update(f"{clean['ids']}\x1f{clean['texts']}\x1e".encode())
-        for name in names:
-            block[name].append(clean[name])
-        if len(block["ids"]) >= WRITE_BLOCK_ROWS:
-            _append_block(h5, block)
-    _append_block(h5, block)
-    summary.rows = h5["ids"].shape[0]
+class _Scan:
+    """One pass over the batches: check rows, write the good ones, hash ids and content."""
+
+    def __init__(self, options: CorpusOptions, summary: CorpusSummary):
+        self.options, self.summary = options, summary
+        self.rejected_rows: list[int] = []  # sorted source rows refused during the pass
+        self.digest = hashlib.sha256()
+        self.has_topics = False
+        self.present = Counter()  # field -> rows where it is not None
+        self.sample: tuple[str, dict[str, float]] | None = None  # (file, fields) of the first batch
+        self.places: list[tuple[int, Batch]] = []  # (first source row, batch sans data) of multi-file sources
+
+    def run(self, h5: h5py.File, dupes: DuplicateFinder, batches: Iterable[Batch]) -> None:
+        for name in STRING_FIELDS:
+            h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=UTF8, chunks=(4096,))
+        h5.create_dataset("text_chars", shape=(0,), maxshape=(None,), dtype="<i4", chunks=(65536,))
+        for batch in batches:
+            self._add(h5, dupes, batch)
+        fieldhints.check_present(self.present, self.options, self.sample, self.summary)
+        if not self.has_topics:
+            del h5["topics"]
+
+    def _add(self, h5: h5py.File, dupes: DuplicateFinder, batch: Batch) -> None:
+        row0 = self.summary.source_rows
+        checked = check_batch(batch, self.options, row0, check_utf8=False)
+        payload = _utf8_payload(checked)
+        if payload is None:  # a lone surrogate somewhere in the batch: check it row by row
+            checked = check_batch(batch, self.options, row0, check_utf8=True)
+            payload = _utf8_payload(checked)
+        self.summary.source_rows += batch.rows
+        self._track_fields(batch, row0)
+        self.summary.rejected.extend(checked.bad)
+        self.rejected_rows.extend(b.row for b in checked.bad)
+        if checked.ids:
+            self.digest.update(payload)
+            dupes.add(checked.ids, checked.rows)
+            self._append(h5, checked)
+
+    def _track_fields(self, batch: Batch, row0: int) -> None:
+        for name, values in batch.columns.items():
+            self.present[name] += batch.rows - values.count(None)
+        if batch.where is not None:
+            self.places.append((row0, Batch({}, batch.rows, batch.file, batch.file_row, where=batch.where)))
+        if batch.fields is not None:
+            if self.sample is None:
+                self.sample = (batch.file, batch.fields)
+            if len(batch.problems) < batch.rows:
+                fieldhints.check_batch_fields(batch, self.options, self.summary.source)
+
+    def _append(self, h5: h5py.File, checked: Checked) -> None:
+        n = len(checked.ids)
+        self.has_topics = self.has_topics or any(checked.meta["topics"])
+        columns = {"ids": checked.ids, "texts": checked.texts, **checked.meta}
+        for name in STRING_FIELDS:
+            if name in h5:
+                ds = h5[name]
+                ds.resize((ds.shape[0] + n,))
+                if name in ("ids", "texts") or any(columns[name]):  # unwritten rows read as ""
+                    ds[-n:] = np.array(columns[name], dtype=object)
+        chars = h5["text_chars"]
+        chars.resize((chars.shape[0] + n,))
+        chars[-n:] = np.fromiter(map(len, checked.texts), dtype=np.int64, count=n).clip(0, 2**31 - 1)
+
+    def locate(self, row: int) -> str:
+        i = bisect.bisect_right(self.places, row, key=lambda p: p[0]) - 1
+        return self.places[i][1].locate(row - self.places[i][0]) if i >= 0 else ""
+
+    def finish(self, duplicates: list[BadRow]) -> CorpusSummary:
+        s = self.summary
+        s.rejected = sorted(s.rejected + duplicates, key=lambda b: b.row) if duplicates else s.rejected
+        s.rows = s.source_rows - len(s.rejected)
+        s.fingerprint = self.digest.hexdigest()
+        if s.rejected and not self.options.skip_bad_rows:
+            raise CorpusError(refusal_message(s))
+        if s.rows == 0:
+            detail = f" ({len(s.rejected)} rejected)" if s.rejected else ""
+            raise CorpusError(f"Corpus {s.source} has no rows to embed{detail}.")
+        return s
+
+
+def _utf8_payload(checked: Checked) -> bytes | None:
+    """The fingerprint's bytes for these rows (id US text RS ...), or None when a value is not valid UTF-8.
+
+    Encoding the batch at once checks every string for lone surrogates in one C call instead
+    of one per value (they are rare: JSON's ``\\ud800`` escapes, bytes that are not UTF-8).
+    """
+    try:
+        for name in ("titles", "urls", "topics"):
+            "".join(checked.meta[name]).encode()
+        return ("\x1e".join(map("\x1f".join, zip(checked.ids, checked.texts))) + "\x1e").encode() if checked.ids else b""
+    except UnicodeEncodeError:
+        return None
+
+
+def _positions(rows: np.ndarray, rejected_rows: list[int]) -> np.ndarray:
+    """Positions in corpus.h5 of kept source rows: the row less the refused rows before it."""
+    return rows - np.searchsorted(np.asarray(rejected_rows, dtype=np.int64), rows)
+
+
+def _confirm_duplicates(dupes: DuplicateFinder, ids: h5py.Dataset, scan: _Scan) -> list[BadRow]:
+    """Rows whose id an earlier row already has, confirmed on the stored ids (not just hashes)."""
+    found = []
+    for rows in dupes.colliding_rows():
+        texts = ids.asstr()[_positions(rows, scan.rejected_rows)]
+        first: dict[str, int] = {}
+        for row, text in zip(rows.tolist(), texts):
+            if text in first:
+                where = scan.locate(first[text])
+                reason = f"duplicate id (first at row {first[text]}{', ' + where if where else ''})"
+                found.append(BadRow(row, text, reason, scan.locate(row)))
+            else:
+                first[text] = row
+    return found
+
+
+def _drop_rows(tmp: Path, summary: CorpusSummary, rows: list[int], rejected_before: list[int]) -> None:
+    """Rewrite ``tmp`` without the kept rows at source ``rows`` (duplicates under SKIP_BAD_ROWS)."""
+    drop = _positions(np.sort(np.asarray(rows, dtype=np.int64)), rejected_before)
+    compact = tmp.with_name(tmp.name + ".compact")
+    digest = hashlib.sha256()
+    with atomic.removed_on_error(compact), h5py.File(tmp, "r") as src, h5py.File(compact, "w") as dst:
+        n = src["ids"].shape[0]
+        keep = np.ones(n, dtype=bool)
+        keep[drop] = False
+        for name, ds in src.items():
+            dst.create_dataset(name, shape=(int(keep.sum()),), maxshape=(None,), dtype=ds.dtype, chunks=ds.chunks)
+        at = 0
+        for lo in range(0, n, COPY_BLOCK_ROWS):
+            at += _copy_block(src, dst, keep[lo : lo + COPY_BLOCK_ROWS], lo, at, digest)
+    compact.replace(tmp)
     summary.fingerprint = digest.hexdigest()
-    if not has_topics:
-        del h5["topics"]
-    _write_rejected(h5.create_group("rejected"), summary.rejected)
 
 
-def _append_block(h5: h5py.File, block: dict[str, list]) -> None:
-    n = len(block["ids"])
-    if not n:
-        return
-    for name, values in block.items():
-        ds = h5[name]
-        ds.resize((ds.shape[0] + n,))
-        ds[-n:] = np.array(values, dtype=object)
-        values.clear()
+def _copy_block(src: h5py.File, dst: h5py.File, mask: np.ndarray, lo: int, at: int, digest) -> int:
+    """Copy the kept rows of ``[lo, lo + len(mask))`` to ``dst`` from row ``at``; returns how many."""
+    n = int(mask.sum())
+    for name, ds in src.items():
+        dst[name][at : at + n] = ds[lo : lo + len(mask)][mask]
+    ids = src["ids"].asstr()[lo : lo + len(mask)][mask].tolist()
+    texts = src["texts"].asstr()[lo : lo + len(mask)][mask].tolist()
+    if ids:
+        digest.update(("\x1e".join(map("\x1f".join, zip(ids, texts))) + "\x1e").encode())
+    return n
 
 
-def _write_rejected(group: h5py.Group, rejected: list[BadRow]) -> None:
-    """Every input row is accounted for: the rows left out are listed with their reason."""
+def _write_header(h5: h5py.File, summary: CorpusSummary, options: CorpusOptions) -> None:
+    h5.attrs.update(
+        format=CORPUS_FORMAT, source=summary.source, source_rows=summary.source_rows, rows=summary.rows,
+        fingerprint=summary.fingerprint, text_fields=json.dumps(list(options.text_fields)),
+        id_field=options.id_field,
+    )
+    group = h5.create_group("rejected")
+    rejected = summary.rejected
     group.create_dataset("row", data=np.array([b.row for b in rejected], dtype=np.int64))
     group.create_dataset("id", data=np.array([b.id for b in rejected], dtype=object), dtype=UTF8)
     group.create_dataset("reason", data=np.array([b.reason for b in rejected], dtype=object), dtype=UTF8)
-
-
-# ---------------------------------------------------------------- reading a prepared corpus
-
-
-@dataclass(frozen=True)
-class CorpusInfo:
-    path: Path
-    rows: int
-    source_rows: int
-    rejected_rows: int
-    fingerprint: str
-    source: str
-    has_topics: bool
-
-
-def corpus_info(path: Path) -> CorpusInfo:
-    """The header of a prepared corpus."""
-    if not path.is_file():
-        raise CorpusError(f"Prepared corpus {path} does not exist. Run: make submit RUN={path.parent} CORPUS=...")
-    with h5py.File(path, "r") as h5:
-        if h5.attrs.get("format") != CORPUS_FORMAT:
-            raise CorpusError(f"{path} is not a prepared corpus (format {h5.attrs.get('format')!r}).")
-        return CorpusInfo(
-            path=path, rows=int(h5.attrs["rows"]), source_rows=int(h5.attrs["source_rows"]),
-            rejected_rows=int(h5["rejected/row"].shape[0]), fingerprint=str(h5.attrs["fingerprint"]),
-            source=str(h5.attrs["source"]), has_topics="topics" in h5,
-        )
-
-
-def read_slice(path: Path, start: int, stop: int, fields: tuple[str, ...] = ("ids", "texts")) -> dict[str, list[str]]:
-    """Rows ``[start, stop)`` of ``fields`` as lists of str; reads only those rows."""
-    with h5py.File(path, "r") as h5:
-        rows = h5["ids"].shape[0]
-        if not 0 <= start <= stop <= rows:
-            raise CorpusError(f"Rows [{start}, {stop}) are outside the prepared corpus {path} of {rows} rows.")
-        return {name: h5[name].asstr()[start:stop].tolist() for name in fields}

@@ -1,16 +1,28 @@
-"""Encode texts by token budget, in input order, with a float32 rescue for non-finite rows."""
+"""Encode texts by token budget, in input order, with the model's own modules.
+
+Each chunk of texts is tokenised once (``embedder.feeder``) in a background thread
+(``embedder.prefetch``); batches run through the SentenceTransformer's forward (its Transformer,
+Pooling, Dense, Normalize modules), and their outputs stay on the device until the chunk is
+done: one copy to the host and one finiteness check per chunk. Rows that come out non-finite in
+low precision are redone in float32. A CUDA out-of-memory error halves the batch's token budget
+and retries, down to a single row.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
+import torch
 
-from embedder.batching import token_budget_batches
+from embedder.feeder import Batch, FastCollator, Tokenized, make_collator, token_lengths  # noqa: F401
+from embedder.prefetch import PinnedStager, PreparedChunk, Prefetcher
 from kit.errors import EncodeError
 
-CHARS_PER_TOKEN_BOUND = 12  # tokenise at most this many characters per allowed token
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -18,30 +30,32 @@ class EncodeCounters:
     truncated_rows: int = 0  # rows longer than max_seq_length (their tail is not embedded)
     recomputed_rows: int = 0  # rows whose low-precision output was non-finite, redone in float32
     batches: int = 0
+    oom_splits: int = 0  # batches split after a CUDA out-of-memory error
+    computed_tokens: int = 0  # tokens computed, padding included
+    text_tokens: int = 0  # tokens of the texts (after truncation)
 
-
-def token_lengths(tokenizer, texts: list[str], prompt: str, max_seq_length: int) -> np.ndarray:
-    """Tokens per text with special tokens, as the model will see them (prompt included).
-
-    Only a prefix of each text is tokenised: enough characters for ``max_seq_length`` tokens
-    and one more, so a 100 kB article costs no more than a paragraph.
-    """
-    limit = (max_seq_length + 1) * CHARS_PER_TOKEN_BOUND
-    encoded = tokenizer([prompt + t[:limit] for t in texts], add_special_tokens=True,
-                        return_attention_mask=False, return_token_type_ids=False, verbose=False)
-    return np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
+    def added_to(self, prior, before: EncodeCounters) -> dict[str, int]:
+        """Counts since ``before`` added to ``prior`` (a resumed shard's attrs from earlier attempts)."""
+        return {f.name: int(prior.get(f.name, 0)) + getattr(self, f.name) - getattr(before, f.name)
+                for f in fields(self) if f.name != "batches"}
 
 
 class TextEncoder:
-    """Turns a list of texts into a float32 array [n, dim] in the same order."""
+    """Turns texts into float32 arrays [n, dim] in the same order."""
 
     def __init__(self, model, *, prompt: str, normalize: bool, max_tokens: int,
-                 fallback: Callable[[], object] | None = None):
+                 fallback: Callable[[], object] | None = None, pin_memory: bool = False,
+                 threaded: bool = True):
         """``fallback`` loads a float32 model on first need (only given for bf16/fp16)."""
-        self.model = model
+        self.model = model.eval()
         self.prompt = prompt
         self.normalize = normalize
-        self.max_tokens = max_tokens
+        self.max_tokens = max_tokens  # lowered for good after an out-of-memory error
+        self.device = model.device
+        self.collator = make_collator(model, prompt)
+        # Only FastCollator may run in a thread: it owns its tokenizer and collates without one.
+        self.threaded = threaded and isinstance(self.collator, FastCollator)
+        self.stager = PinnedStager(str(self.device)) if pin_memory and self.device.type == "cuda" else None
         self._fallback_loader = fallback
         self._fallback = None
         self.counters = EncodeCounters()
@@ -50,39 +64,109 @@ class TextEncoder:
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
+    @property
+    def packed(self) -> bool:
+        return bool(self.collator.packed)
+
     def encode(self, texts: list[str], on_batch: Callable[[int], None] = lambda n: None) -> np.ndarray:
         """Float32 array of shape [len(texts), dim]; row i embeds texts[i]."""
-        max_len = int(self.model.max_seq_length)
-        lengths = token_lengths(self.model.tokenizer, texts, self.prompt, max_len)
-        self.counters.truncated_rows += int((lengths > max_len).sum())
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for batch in token_budget_batches(np.minimum(lengths, max_len), self.max_tokens):
-            out[batch] = self._encode_batch([texts[i] for i in batch])
-            self.counters.batches += 1
-            on_batch(len(batch))
+        return next(iter(self.encode_chunks([(0, texts, None)], on_batch)))[2]
+
+    def encode_chunks(self, chunks: Iterable[tuple[int, list[str], Any]],
+                      on_batch: Callable[[int], None] = lambda n: None) -> Iterator[tuple[int, Any, np.ndarray]]:
+        """For each ``(first_row, texts, extra)`` in order: ``(first_row, extra, float32 [len(texts), dim])``.
+
+        The next chunk is read and tokenised while this one runs; ``first_row`` (the corpus row
+        of ``texts[0]``) names the row in errors. ``chunks`` may be a lazy iterator.
+        """
+        for chunk in Prefetcher(self.collator, chunks, lambda: self.max_tokens, self.threaded):
+            yield chunk.first_row, chunk.extra, self._encode_chunk(chunk, on_batch)
+
+    def _encode_chunk(self, chunk: PreparedChunk, on_batch: Callable[[int], None]) -> np.ndarray:
+        self.counters.truncated_rows += chunk.tok.truncated
+        self.counters.text_tokens += int(chunk.tok.lengths.sum())
+        out = torch.empty((chunk.rows, self.dim), dtype=torch.float32, device=self.device)
+        finite = torch.ones(chunk.rows, dtype=torch.bool, device=self.device)
+        for batch in chunk.batches:
+            for piece in self._fitting(chunk, batch):
+                emb = self._forward(piece, chunk)
+                index = torch.from_numpy(piece.rows).to(self.device)
+                out[index] = emb
+                finite[index] = torch.isfinite(emb).all(dim=1)
+                self.counters.batches += 1
+                self.counters.computed_tokens += piece.tokens
+                on_batch(len(piece.rows))
+        emb, finite = out.cpu().numpy(), finite.cpu().numpy()
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            emb[bad] = self._rescue([chunk.texts[i] for i in bad], chunk, bad)
+            self.counters.recomputed_rows += len(bad)
+        return emb
+
+    def _fitting(self, chunk: PreparedChunk, batch: Batch) -> Iterator[Batch]:
+        """``batch`` itself, or its pieces under a budget lowered since it was prepared."""
+        if batch.tokens <= self.max_tokens or len(batch.rows) == 1:
+            yield batch
+            return
+        for rows in self.collator.batches(_subset(chunk.tok, batch.rows), self.max_tokens):
+            yield self.collator.collate(chunk.tok, batch.rows[rows])
+
+    def _forward(self, batch: Batch, chunk: PreparedChunk) -> torch.Tensor:
+        """Float32 [rows, dim] on the device; on out-of-memory, split the batch and retry its pieces."""
+        try:
+            return self._run(batch.features)
+        except torch.OutOfMemoryError:
+            pass  # handled outside the except block, so the failed pass's tensors are freed first
+        pieces = self._split_after_oom(batch, chunk)
+        parts = [self._forward(piece, chunk) for piece in pieces]
+        out = torch.empty((len(batch.rows), self.dim), dtype=torch.float32, device=self.device)
+        position = {row: k for k, row in enumerate(batch.rows)}
+        for piece, part in zip(pieces, parts, strict=True):
+            out[torch.tensor([position[r] for r in piece.rows], device=self.device)] = part
         return out
 
-    def _run(self, model, texts: list[str]) -> np.ndarray:
-        emb = model.encode(texts, prompt=self.prompt or None, batch_size=len(texts),
-                           normalize_embeddings=self.normalize, convert_to_numpy=True,
-                           show_progress_bar=False)
-        return np.asarray(emb, dtype=np.float32)
+    def _split_after_oom(self, batch: Batch, chunk: PreparedChunk) -> list[Batch]:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(batch.rows) == 1:
+            row = chunk.first_row + int(batch.rows[0])
+            raise EncodeError(
+                f"Corpus row {row} ({batch.tokens} tokens) does not fit in {self.device} memory even alone. "
+                f"Set MAX_SEQ_LENGTH= below {int(self.model.max_seq_length)}, use a smaller model, or a GPU "
+                "with more memory.")
+        self.max_tokens = max(min(self.max_tokens, batch.tokens) // 2, 1)
+        self.counters.oom_splits += 1
+        log.warning("out of memory on a batch of %d rows (%d tokens): token budget now %d, retrying in pieces",
+                    len(batch.rows), batch.tokens, self.max_tokens)
+        groups = self.collator.batches(_subset(chunk.tok, batch.rows), self.max_tokens)
+        return [self.collator.collate(chunk.tok, batch.rows[g]) for g in groups]
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
-        emb = self._run(self.model, texts)
-        bad = ~np.isfinite(emb).all(axis=1)
-        if bad.any():
-            emb[bad] = self._rescue([t for t, b in zip(texts, bad, strict=True) if b])
-            self.counters.recomputed_rows += int(bad.sum())
-        return emb
+    @torch.inference_mode()
+    def _run(self, features: dict) -> torch.Tensor:
+        if self.stager is not None:
+            features = self.stager.to_device(features)
+        else:
+            features = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                        for k, v in features.items()}
+        emb = self.model(features)["sentence_embedding"]
+        truncate_dim = getattr(self.model, "truncate_dim", None)
+        emb = (emb[:, :truncate_dim] if truncate_dim else emb).float()
+        return torch.nn.functional.normalize(emb, p=2, dim=1) if self.normalize else emb
 
-    def _rescue(self, texts: list[str]) -> np.ndarray:
+    def _rescue(self, texts: list[str], chunk: PreparedChunk, bad: np.ndarray) -> np.ndarray:
+        first = chunk.first_row + int(bad[0])
         if self._fallback_loader is None:
-            raise EncodeError(f"{len(texts)} rows gave non-finite embeddings in float32; "
-                              f"first text starts: {texts[0][:80]!r}")
+            raise EncodeError(f"{len(bad)} rows gave non-finite embeddings in float32; first is corpus row {first}.")
         if self._fallback is None:
             self._fallback = self._fallback_loader()
-        emb = self._run(self._fallback, texts)
+        emb = np.asarray(self._fallback.encode(texts, prompt=self.prompt or None, batch_size=8,
+                                               normalize_embeddings=self.normalize, convert_to_numpy=True,
+                                               show_progress_bar=False), dtype=np.float32)
         if not np.isfinite(emb).all():
-            raise EncodeError(f"Rows stay non-finite in float32; first text starts: {texts[0][:80]!r}")
+            raise EncodeError(f"Rows stay non-finite in float32; first is corpus row {first}.")
         return emb
+
+
+def _subset(tok: Tokenized, rows: np.ndarray) -> Tokenized:
+    """The lengths of ``rows`` only (to group them again under a new budget)."""
+    return Tokenized(tok.lengths[rows], 0)

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedder.config import EmbedConfig
+from embedder.config import EmbedIdentity
 from kit.errors import ModelNotFoundError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
@@ -29,29 +29,44 @@ def hub_cache_dir(cache_dir: str | None) -> Path:
     return Path(cache_dir or constants.HF_HUB_CACHE)
 
 
-def resolve_model(config: EmbedConfig) -> ResolvedModel:
+def looks_like_a_path(model: str) -> bool:
+    """True for names only a folder can have: absolute, ``~``, ``./``, ``../``, or under an existing folder.
+
+    Hub names look like ``org/name``; a local typo must not be diagnosed as a hub download.
+    """
+    if model.startswith(("/", "~", "./", "../")):
+        return True
+    parent = Path(model).expanduser().parent
+    return str(parent) not in ("", ".") and parent.is_dir()
+
+
+def resolve_model(identity: EmbedIdentity, cache_dir: str | None = None, profile: str | None = None) -> ResolvedModel:
     """A local folder as is; a hub name from the offline cache only (never downloads).
 
     Raises:
-        ModelNotFoundError: naming the cache path and the command that stages the model.
+        ModelNotFoundError: naming the folder or the cache path, and the command that stages the model.
     """
-    local = Path(config.model).expanduser()
+    local = Path(identity.model).expanduser()
     if local.is_dir():
-        return ResolvedModel(local.resolve(), config.model, "local")
+        return ResolvedModel(local.resolve(), identity.model, "local")
+    if looks_like_a_path(identity.model):
+        raise ModelNotFoundError(f"Model folder {local} does not exist. Check MODEL= (a local folder or a hub "
+                                 "name like sentence-transformers/all-MiniLM-L6-v2).")
     from huggingface_hub import snapshot_download
 
     try:
-        path = snapshot_download(
-            config.model, revision=config.revision, cache_dir=config.cache_dir, local_files_only=True
-        )
+        path = snapshot_download(identity.model, revision=identity.revision, cache_dir=cache_dir,
+                                 local_files_only=True)
     except Exception as err:  # huggingface_hub raises several types for "not cached"
+        from kit.commands import make_command
+
+        stage = make_command("stage-model", MODEL=identity.model, REVISION=identity.revision, PROFILE=profile)
         raise ModelNotFoundError(
-            f"Model {config.model!r} is neither a local folder nor in the offline cache at "
-            f"{hub_cache_dir(config.cache_dir)} ({type(err).__name__}). Compute tasks never download. "
-            "Download it once into that cache where there is network: python -c \"from huggingface_hub "
-            f"import snapshot_download; snapshot_download('{config.model}')\", or pass a local folder."
+            f"Model {identity.model!r}{'@' + identity.revision if identity.revision else ''} is not in the "
+            f"offline cache at {hub_cache_dir(cache_dir)} ({type(err).__name__}); compute tasks never download.\n"
+            f"Stage it once on the login node (with network): {stage}"
         ) from err
-    return ResolvedModel(Path(path), config.model, Path(path).name)
+    return ResolvedModel(Path(path), identity.model, Path(path).name)
 
 
 def weights_fingerprint(folder: Path) -> str:
@@ -81,24 +96,43 @@ def pick_device(requested: str) -> str:
     return "cpu"
 
 
-def load_model(resolved: ResolvedModel, config: EmbedConfig, device: str, dtype: str):
-    """A SentenceTransformer on ``device`` with weights in ``dtype``, loaded offline."""
+# ATTENTION= values and the transformers attn_implementation each loads (None: the model's own).
+ATTN_IMPLEMENTATIONS = {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attention_2"}
+
+
+def load_model(resolved: ResolvedModel, identity: EmbedIdentity, device: str, dtype: str,
+               attention: str | None = None):
+    """A SentenceTransformer on ``device`` with weights in ``dtype``, loaded offline.
+
+    ``attention`` picks the attention back-end; None keeps the model's own choice (PyTorch SDPA
+    where the architecture supports it). ``flash`` also packs batches without padding
+    (sentence-transformers does so when a varlen flash kernel is importable).
+    """
     os.environ["HF_HUB_OFFLINE"] = "1"  # belt and braces: a compute task never reaches a hub
     import torch
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(
-        str(resolved.path), device=device, local_files_only=True,
-        model_kwargs={"dtype": getattr(torch, dtype)},
-    )
-    if config.max_seq_length:
-        model.max_seq_length = config.max_seq_length
-    if config.prompt_name and config.prompt_name not in model.prompts:
+    model_kwargs = {"dtype": getattr(torch, dtype)}
+    if attention:
+        model_kwargs["attn_implementation"] = ATTN_IMPLEMENTATIONS[attention]
+    model = SentenceTransformer(str(resolved.path), device=device, local_files_only=True, model_kwargs=model_kwargs)
+    if identity.max_seq_length:
+        model.max_seq_length = identity.max_seq_length
+    if identity.prompt_name and identity.prompt_name not in model.prompts:
         raise ModelNotFoundError(
-            f"Model {resolved.name!r} defines no prompt {config.prompt_name!r}; it has: "
+            f"Model {resolved.name!r} defines no prompt {identity.prompt_name!r}; it has: "
             f"{', '.join(model.prompts) or 'none'}. Pass PROMPT_NAME= one of those, or PROMPT='...'."
         )
     return model
+
+
+def attention_description(model) -> str:
+    """The attention back-end the model runs (``sdpa``, ``eager``, ``flash_attention_2``), ``+packed``
+    when batches are flattened without padding."""
+    first = model[0]
+    config = getattr(getattr(first, "model", None), "config", None)
+    name = str(getattr(config, "_attn_implementation", None) or "unknown")
+    return name + ("+packed" if getattr(first, "can_flatten_inputs", False) else "")
 
 
 def pooling_description(model) -> str:
@@ -107,10 +141,10 @@ def pooling_description(model) -> str:
                       for m in list(model)[1:])
 
 
-def prompt_text(model, config: EmbedConfig) -> str:
+def prompt_text(model, identity: EmbedIdentity) -> str:
     """The literal prompt prepended to every text ("" for none)."""
-    if config.prompt is not None:
-        return config.prompt
-    if config.prompt_name:
-        return model.prompts[config.prompt_name]
+    if identity.prompt is not None:
+        return identity.prompt
+    if identity.prompt_name:
+        return model.prompts[identity.prompt_name]
     return model.prompts.get(model.default_prompt_name, "") if model.default_prompt_name else ""

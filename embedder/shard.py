@@ -9,110 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from embedder.config import ShardSpec
 from kit import atomic
 from kit.errors import ShardError
-from kit.format import SHARD_FORMAT, STORED_DTYPE, UTF8, shard_name
+from kit.format import SHARD_FORMAT, STORED_DTYPE, UTF8
+from kit.shardfile import IDENTITY_KEYS, ShardHeader, ShardSpec, check_complete, plain_attr, read_header
 
 log = logging.getLogger(__name__)
-
-# Attributes every shard of a run must share (and a resumed .tmp must match).
-IDENTITY_KEYS = (
-    "model", "model_revision", "model_fingerprint", "dim", "dtype", "compute_dtype", "pooling",
-    "normalize_embeddings", "prompt", "max_seq_length", "corpus_fingerprint",
-)
-SCAN_BLOCK_BYTES = 16 << 20
-
-
-@dataclass(frozen=True)
-class ShardHeader:
-    """What a shard file says about itself, without reading its data."""
-
-    path: Path
-    start: int
-    stop: int
-    rows: int  # rows the embeddings dataset holds
-    rows_done: int  # rows flushed and counted
-    complete: bool  # the file has its final name
-    identity: dict[str, Any]  # IDENTITY_KEYS -> value
-    attrs: dict[str, Any]  # every attribute, for provenance
-
-
-def final_path(shards_dir: Path, spec: ShardSpec) -> Path:
-    return shards_dir / shard_name(spec.index)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    return value
-
-
-def read_header(path: Path) -> ShardHeader:
-    """Read a shard's attributes and shapes.
-
-    Raises:
-        ShardError: the file cannot be opened or is not a shard.
-    """
-    try:
-        with h5py.File(path, "r", locking=False) as h5:
-            attrs = {k: _plain(v) for k, v in h5.attrs.items()}
-            rows = h5["embeddings"].shape[0] if "embeddings" in h5 else 0
-    except (OSError, KeyError) as err:
-        raise ShardError(f"Cannot read shard {path}: {err}. Delete it and re-run to recompute it.") from err
-    if attrs.get("format") != SHARD_FORMAT:
-        raise ShardError(f"{path} is not a shard file (format {attrs.get('format')!r}).")
-    return ShardHeader(
-        path=path, start=int(attrs["start"]), stop=int(attrs["stop"]), rows=int(rows),
-        rows_done=int(attrs.get("rows_done", 0)), complete=not path.name.endswith(atomic.TMP_SUFFIX),
-        identity={k: attrs.get(k) for k in IDENTITY_KEYS}, attrs=attrs,
-    )
-
-
-def block_problems(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows with NaN/Inf, rows that are all zero) of a float array [n, dim], as indices."""
-    nonfinite = np.flatnonzero(~np.isfinite(block).all(axis=1))
-    zero = np.flatnonzero(~block.any(axis=1))
-    return nonfinite, zero
-
-
-def describe_rows(first_row: int, rows: np.ndarray) -> str:
-    """``rows [12, 40) (28 rows)`` for a sorted index array offset by ``first_row``."""
-    lo, hi = first_row + int(rows[0]), first_row + int(rows[-1]) + 1
-    return f"rows [{lo}, {hi}) ({len(rows)} rows)"
-
-
-def check_complete(path: Path) -> ShardHeader:
-    """Re-open ``path`` and prove it complete: shape, ``rows_done``, ids, finite, no zero rows.
-
-    Raises:
-        ShardError: naming the shard, the rows and what to do.
-    """
-    header = read_header(path)
-    expected = header.stop - header.start
-    label = f"{path.name} rows [{header.start}, {header.stop})"
-    if header.rows != expected or header.rows_done != expected:
-        raise ShardError(f"{label}: holds {header.rows} rows, rows_done={header.rows_done}, expected {expected}.")
-    with h5py.File(path, "r", locking=False) as h5:
-        emb, ids = h5["embeddings"], h5["ids"]
-        if emb.shape[1] != header.identity["dim"] or ids.shape[0] != expected:
-            raise ShardError(f"{label}: embeddings {emb.shape} / ids {ids.shape} do not match dim {header.identity['dim']}.")
-        step = max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1]))
-        for lo in range(0, expected, step):
-            nonfinite, zero = block_problems(emb[lo : lo + step])
-            for what, rows in (("non-finite values", nonfinite), ("all-zero rows", zero)):
-                if len(rows):
-                    raise ShardError(f"{label}: {what} at {describe_rows(header.start + lo, rows)}.")
-    return header
 
 
 class ShardWriter:
@@ -140,7 +48,7 @@ class ShardWriter:
             h5 = h5py.File(self.tmp, "a")
         except OSError as err:  # killed mid-metadata-write: the file is unreadable
             return self._set_aside(f"unreadable ({err})")
-        same = all(_plain(h5.attrs.get(k)) == self.identity[k] for k in IDENTITY_KEYS) and (
+        same = all(plain_attr(h5.attrs.get(k)) == self.identity[k] for k in IDENTITY_KEYS) and (
             int(h5.attrs["start"]), int(h5.attrs["stop"])) == (self.spec.start, self.spec.stop)
         if not same:
             h5.close()

@@ -1,22 +1,21 @@
-"""The merge stage of a run folder: read run.json, call merge.run.merge_run."""
+"""The merge and map stages of a run folder: read run.json, call merge/ and knowledgemap/."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from jobs import manifest as manifest_lib
+from jobs import runstate
+from kit.commands import make_command
 from kit.errors import ConfigError
 from kit.format import OUTPUT_FILE
 from merge.run import merge_run
 
 
-def merge_from_manifest(run_dir: Path) -> dict:
+def merge_run_folder(run_dir: Path) -> dict:
     """Merge a run folder; returns the summary as a plain dict (it crosses process boundaries)."""
-    manifest = manifest_lib.load(run_dir)
-    if manifest is None:
-        raise ConfigError(f"{run_dir} has no run.json; it is not a run folder. Start one with make submit.")
-    summary = merge_run(run_dir, manifest.plan, {"model": manifest.embed.model})
+    state = runstate.require(Path(run_dir))
+    summary = merge_run(Path(run_dir), list(state.plan), {"model": state.identity.model})
     return {**asdict(summary), "path": str(summary.path)}
 
 
@@ -37,15 +36,22 @@ def merged_summary(run_dir: Path) -> dict:
 
 
 def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pca_dims: int | None) -> dict:
-    """The map stage of a run folder (after the merge): map.h5, map.html, map.png."""
+    """The map stage of a run folder (after the merge): map.h5, map.html, map.png, map.svg."""
     from knowledgemap.params import MapParams
     from knowledgemap.run import build_map
 
-    manifest = manifest_lib.load(run_dir)
-    if manifest is None or not (Path(run_dir) / OUTPUT_FILE).exists():
-        raise ConfigError(f"{run_dir} has no merged embeddings.h5 yet. Run make submit (WAIT=1), make resubmit or "
-                          "make fetch first.")
+    state = runstate.require(Path(run_dir))
+    if not (Path(run_dir) / OUTPUT_FILE).exists():
+        raise ConfigError(f"{run_dir} has no merged embeddings.h5 yet. Finish the run first "
+                          f"({make_command('status', RUN=run_dir)} says how), or fetch it with make fetch.")
     # PCA_DIMS unset keeps the default; 0 means no PCA.
     params = MapParams(seed=seed, **({} if pca_dims is None else {"pca_dims": pca_dims or None}))
-    return build_map(Path(run_dir), params, manifest.embed,
-                     Path(questions) if questions else None)
+
+    def encode_questions(texts: list[str]):
+        """Float32 [n, dim] through the tasks' own loader: the run's model, prompt and normalisation."""
+        from embedder.run import load_model_for
+
+        compute = replace(state.compute, compute_dtype="float32")  # a few questions: exact, on any device
+        return load_model_for(Path(run_dir), state.identity, compute).encoder.encode(texts)
+
+    return build_map(Path(run_dir), params, encode_questions, Path(questions) if questions else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embedder.config import EmbedConfig
+from embedder.config import EmbedIdentity
 from embedder.model import hub_cache_dir, resolve_model
 from kit.errors import ModelNotFoundError
 from slurm.profiles import LOCAL, load_profile
@@ -13,8 +13,8 @@ from slurm.profiles import LOCAL, load_profile
 def stage_model(model: str, profile: str | None, revision: str | None = None) -> Path:
     """Download ``model`` into the profile's model_cache (else the default hub cache); return its folder."""
     cache = load_profile(profile).model_cache if profile and profile != LOCAL else None
-    config = EmbedConfig(model=model, revision=revision, cache_dir=cache)
-    if config.model_is_local:
+    identity = EmbedIdentity(model=model, revision=revision)
+    if identity.model_is_local:
         return Path(model).resolve()
     from huggingface_hub import snapshot_download
 
@@ -24,4 +24,4 @@ def stage_model(model: str, profile: str | None, revision: str | None = None) ->
         raise ModelNotFoundError(f"Could not download {model!r} into {hub_cache_dir(cache)}: {type(err).__name__}: "
                                  f"{err}. Run this on a machine with network (the login node), logged in with "
                                  "hf auth login for gated models.") from err
-    return resolve_model(config).path
+    return resolve_model(identity, cache).path

@@ -1,118 +1,175 @@
-"""make status: per shard done / running / pending / failed / partial / missing.
+"""make status: per shard done / running / pending / failed / cancelled / partial / missing.
 
-Files first (a shard is done only if its final file exists), then one batched squeue call and
-one sacct call for the run's Slurm jobs. Success is never read from scheduler state alone.
+Files first (a shard is done only if its final file exists: ``kit.shardfile.done_shards``),
+then one snapshot of the backend (one squeue and one sacct call on Slurm). Success is never
+read from scheduler state alone, and a scheduler that does not answer leaves the files' view.
 """
 
 from __future__ import annotations
 
-import shlex
-import shutil
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-from embedder.shard import read_header
-from jobs import localjobs, manifest as manifest_lib, slurmjobs
-from jobs.manifest import Manifest
+from jobs.backend import Snapshot
+from jobs.runstate import JobRecord, RunState
 from kit import atomic
-from kit.errors import ConfigError, ShardError
-from kit.format import OUTPUT_FILE, SHARDS_DIR, shard_name, sidecar_path
+from kit.commands import make_command
+from kit.errors import ShardError
+from kit.format import OUTPUT_FILE, shard_name, sidecar_path
+from kit.shardfile import ShardSpec, done_shards, read_header, shard_path
+
+LISTED_SHARDS = 40  # a run with more shards lists the unfinished ones only, up to this many
 
 
 @dataclass(frozen=True)
-class ShardState:
-    index: int
-    start: int
-    stop: int
-    state: str  # done | running | pending | failed: <STATE> | partial | missing
+class ShardFiles:
+    """What a shard's files say: rows flushed and attempts so far."""
+
+    done: bool
+    partial: bool  # a .tmp file exists
     rows_done: int
-    task: str = ""  # the Slurm task id of its latest attempt
+    attempts: int
 
 
-def latest_tasks(manifest: Manifest) -> tuple[dict[int, str], dict[str, str]]:
-    """Shard index -> Slurm task id of its latest submission, and the latest Slurm job of each other stage."""
-    tasks, stages = {}, {}
-    for job in manifest.jobs:
-        if job.get("executor") != "slurm":
-            continue
-        if job["stage"] != "embed":
-            stages[job["stage"]] = job["job_id"]
-        shards = job.get("shards") or []
-        for i, index in enumerate(shards):  # submitit sends a one-shard window as a plain job
-            tasks[index] = job["job_id"] if len(shards) == 1 else f"{job['job_id']}_{i}"
-    return tasks, stages
+@dataclass(frozen=True)
+class ShardStatus:
+    spec: ShardSpec
+    state: str  # done | running | pending | failed | cancelled | partial | missing
+    rows_done: int
+    attempts: int
+    task: str = ""  # the scheduler's id of its latest task
+    detail: str = ""  # why pending, how it failed
+
+    def line(self) -> str:
+        extra = [f"task {self.task}"] if self.task and self.state != "done" else []
+        extra += [f"attempt {self.attempts}"] if self.attempts > 1 else []
+        extra += [self.detail] if self.detail else []
+        return (f"  {shard_name(self.spec.index)}  [{self.spec.start}, {self.spec.stop})  "
+                f"{self.rows_done:>8}/{self.spec.rows:<8} {self.state}" + (f"  ({'; '.join(extra)})" if extra else ""))
 
 
-def _rows_done(tmp: Path) -> int:
-    try:
-        return read_header(tmp).rows_done
-    except ShardError:
-        return 0
+def shard_files(run_dir: Path, plan: tuple[ShardSpec, ...]) -> dict[int, ShardFiles]:
+    """Rows flushed and attempts of every planned shard, from its final or ``.tmp`` file."""
+    done, out = done_shards(run_dir), {}
+    for spec in plan:
+        path = shard_path(run_dir, spec.index) if spec.index in done else atomic.tmp_path(shard_path(run_dir, spec.index))
+        try:
+            header = read_header(path) if path.exists() else None
+        except ShardError:
+            header = None
+        rows = spec.rows if spec.index in done else (header.rows_done if header else 0)
+        attempts = int(header.attrs.get("attempts", 1)) if header else 0
+        out[spec.index] = ShardFiles(spec.index in done, path.exists() and spec.index not in done, rows, attempts)
+    return out
 
 
-def shard_states(run_dir: Path, manifest: Manifest, queue: dict, acct: dict | None, local_alive: bool) -> list[ShardState]:
-    tasks, _ = latest_tasks(manifest)
-    states = []
-    for spec in manifest.plan:
-        final = run_dir / SHARDS_DIR / shard_name(spec.index)
-        tmp, task = atomic.tmp_path(final), tasks.get(spec.index, "")
-        rows = _rows_done(tmp) if tmp.exists() else 0
-        if final.exists():
-            state, rows = "done", spec.rows
-        elif task in queue:
-            state = queue[task].state.lower()
-        elif acct and task in acct:
-            state = f"failed: {acct[task].state}" + (f" (exit {acct[task].reason})" if acct[task].reason else "")
-            if acct[task].state == "COMPLETED":
-                state = "failed: COMPLETED without a shard file"
-        elif local_alive and tmp.exists():
-            state = "running"
-        else:
-            state = "partial" if tmp.exists() else "missing"
-        states.append(ShardState(spec.index, spec.start, spec.stop, state, rows, task))
-    return states
+def classify(files: ShardFiles, job: JobRecord | None, task: str, snapshot: Snapshot,
+             first_unfinished_of_worker: bool) -> tuple[str, str]:
+    """(state, detail) of one shard from its files and its latest task's state. Pure."""
+    if files.done:
+        return "done", ""
+    state = snapshot.tasks.get(task) if task else None
+    if state is not None and state.alive:
+        if job is not None and job.backend == "local":  # one worker runs its shards in turn
+            return ("running", "") if first_unfinished_of_worker else ("pending", "queued behind its worker's shards")
+        return state.state.lower(), state.reason
+    if state is not None:
+        if state.state == "COMPLETED":
+            return "failed", "the task ended without a shard file"
+        if state.state == "CANCELLED" and not state.started:
+            return "cancelled", "cancelled before it started"
+        return ("cancelled" if state.state == "CANCELLED" else "failed"), " ".join(
+            p for p in (state.state, state.reason) if p)
+    return ("partial" if files.partial else "missing"), ""
 
 
-def _stage_line(stage: str, job_id: str, queue: dict, acct: dict | None) -> str:
-    if job_id in queue:
-        st = queue[job_id]
-        return f"{stage} job {job_id}: {st.state}" + (f" ({st.reason})" if st.reason and st.reason != "None" else "")
-    if acct and job_id in acct:
-        return f"{stage} job {job_id}: {acct[job_id].state}"
-    return f"{stage} job {job_id}: left the queue"
+def shard_statuses(run_dir: Path, run: RunState, snapshot: Snapshot) -> list[ShardStatus]:
+    files = shard_files(run_dir, run.plan)
+    latest = run.latest_task_of_shards()
+    started: set[str] = set()
+    out = []
+    for spec in run.plan:
+        job, task = latest.get(spec.index, (None, ""))
+        f = files[spec.index]
+        first = not f.done and task not in started
+        if first and not f.done:
+            started.add(task)
+        state, detail = classify(f, job, task, snapshot, first)
+        out.append(ShardStatus(spec, state, f.rows_done, f.attempts, task, detail))
+    return out
 
 
-def status_report(run_dir: Path) -> str:
-    """A table of shards, the jobs' states, the merged file, and the one command that repairs the run."""
-    manifest = manifest_lib.load(run_dir)
-    if manifest is None:
-        raise ConfigError(f"{run_dir} has no run.json. Start a run with: make submit RUN={run_dir} CORPUS=... MODEL=...")
-    slurm_ids = sorted({j["job_id"] for j in manifest.jobs if j.get("executor") == "slurm"})
-    notes = []
-    queue, acct = {}, None
-    if slurm_ids:
-        if shutil.which("squeue"):
-            queue = slurmjobs.queue_states(slurm_ids)
-        acct = slurmjobs.accounting_states(slurm_ids)
-        if acct is None:
-            notes.append("sacct is unavailable: ended jobs are judged from the shard files and squeue only.")
-    local_alive = bool(localjobs.jobs_alive(manifest.jobs))
-    states = shard_states(run_dir, manifest, queue, acct, local_alive)
-    total = sum(s.stop - s.start for s in states)
-    lines = [f"Run {run_dir}: model {manifest.embed.model}, {len(states)} shards, "
-             f"{sum(s.rows_done for s in states)}/{total} rows embedded"]
-    lines += [f"  {shard_name(s.index)}  [{s.start}, {s.stop})  {s.rows_done:>8}/{s.stop - s.start:<8} {s.state}"
-              + (f"  (task {s.task})" if s.task and s.state != "done" else "") for s in states]
-    lines += [_stage_line(stage, job_id, queue, acct) for stage, job_id in latest_tasks(manifest)[1].items()]
-    lines += notes
-    output = run_dir / OUTPUT_FILE
-    busy = local_alive or bool(queue)
-    if output.exists() and sidecar_path(output).exists():
-        lines.append(f"Merged: {output} (sha256 in {sidecar_path(output).name})")
-    elif busy:
-        lines.append("Merged: not yet; the merge runs after the shards.")
-    else:
-        bad = [shard_name(s.index) for s in states if s.state != "done"]
-        what = f"{', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''} not done" if bad else "the merge did not finish"
-        lines.append(f"Merged: no ({what}). Repair with: make resubmit RUN={shlex.quote(str(run_dir))}")
+def _stage_line(job: JobRecord, snapshot: Snapshot) -> str:
+    state = snapshot.tasks.get(job.job_id)
+    if state is None:
+        return f"{job.stage} job {job.job_id}: " + ("left the queue" if snapshot.reachable else "unknown")
+    return f"{job.stage} job {job.job_id}: {state.state}" + (f" ({state.reason})" if state.reason else "")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def rate_line(run: RunState, statuses: list[ShardStatus], now: datetime | None = None) -> str:
+    """Rows/s since the latest embed submission and the ETA of the rest, when it can be said."""
+    embeds = [j for j in run.jobs if j.stage == "embed" and j.submitted_at]
+    done = sum(s.rows_done for s in statuses)
+    total = sum(s.spec.rows for s in statuses)
+    if not embeds or done >= total:
+        return ""
+    since = datetime.fromisoformat(embeds[-1].submitted_at)
+    elapsed = ((now or datetime.now(timezone.utc)) - since).total_seconds()
+    gained = done - embeds[-1].rows_at_submit
+    if elapsed <= 0 or gained <= 0:
+        return "; no rows flushed since the latest submit yet"
+    rate = gained / elapsed
+    return f"; {rate:.1f} docs/s since the latest submit, ETA {format_duration((total - done) / rate)}"
+
+
+def summarise(statuses: list[ShardStatus]) -> str:
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    order = ("done", "running", "pending", "failed", "cancelled", "partial", "missing")
+    return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
+
+
+def shard_lines(statuses: list[ShardStatus]) -> list[str]:
+    if len(statuses) <= LISTED_SHARDS:
+        return [s.line() for s in statuses]
+    unfinished = [s for s in statuses if s.state != "done"]
+    lines = [s.line() for s in unfinished[:LISTED_SHARDS]]
+    if len(unfinished) > LISTED_SHARDS:
+        lines.append(f"  ... and {len(unfinished) - LISTED_SHARDS} more unfinished shards")
+    return lines
+
+
+def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
+    """Shards, the stages' jobs, the merged file, and the one command that moves the run on."""
+    statuses = shard_statuses(run_dir, run, snapshot)
+    done = sum(s.rows_done for s in statuses)
+    total = sum(s.spec.rows for s in statuses)
+    lines = [f"Run {run_dir}: model {run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
+             f"{done}/{total} rows embedded{rate_line(run, statuses)}"]
+    lines += shard_lines(statuses)
+    lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
+    lines += [snapshot.note] if snapshot.note else []
+    lines.append(next_step(run_dir, statuses, snapshot))
     return "\n".join(lines)
+
+
+def next_step(run_dir: Path, statuses: list[ShardStatus], snapshot: Snapshot) -> str:
+    output = Path(run_dir) / OUTPUT_FILE
+    if output.exists() and sidecar_path(output).exists():
+        return f"Merged: {output} (sha256 in {sidecar_path(output).name})"
+    if snapshot.any_alive():
+        return f"Merged: not yet; the merge runs after the shards. Watch it with: {make_command('status', RUN=run_dir)}"
+    if not snapshot.reachable:
+        return "Merged: not yet; the scheduler did not answer, so whether jobs still run is unknown. Try again later."
+    bad = [s for s in statuses if s.state != "done"]
+    what = (f"{len(bad)} shard(s) not done: {shard_name(bad[0].spec.index)}"
+            + (f" ... {shard_name(bad[-1].spec.index)}" if len(bad) > 1 else "")) if bad else "the merge did not finish"
+    return f"Merged: no ({what}). Repair with: {make_command('resubmit', RUN=run_dir)}"

@@ -1,27 +1,38 @@
-"""make submit: prepare the corpus once, plan, submit pending shards and the merge."""
+"""make submit / resubmit / plan: settle the run's state, then submit its stages through one loop.
+
+Everything is validated (profile, partitions, model in cache, corpus, identity, the scripts
+with ``sbatch --test-only``) before the first job is queued. The stages (embed per shard,
+merge, optional map) are data; the backend decides how each becomes jobs.
+"""
 
 from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from embedder import corpus as corpus_lib
-from embedder.model import resolve_model
+from embedder.model import resolve_model, weights_fingerprint
 from embedder.run import now_iso
-from jobs import localjobs, manifest as manifest_lib, slurmjobs
-from jobs.config import RunConfig, reconcile
-from jobs.manifest import Manifest
+from jobs import corpusrun, runstate
+from jobs.backend import Backend, StageRequest
+from jobs.localbackend import LocalBackend
+from jobs.observe import RunObserver
 from jobs.plan import pending_shards, plan_shards
-from kit.errors import ConfigError, KitError, RunBusyError
-from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_index, shard_name
+from jobs.runstate import JobRecord, RunState
+from jobs.settings import (SubmitRequest, change_refusal, compute_settings, corpus_options, given_identity,
+                           identity_changes)
+from kit.commands import make_command
+from kit.corpusfile import row_costs
+from kit.errors import ConfigError, RunBusyError
+from kit.format import CORPUS_FILE, LOGS_DIR, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_name, sidecar_path
+from kit.shardfile import done_shards, shard_path
 from slurm.profiles import LOCAL, available_profiles, load_profile
 
 log = logging.getLogger(__name__)
+Say = Callable[[str], None]
 
 
 @dataclass
@@ -29,222 +40,226 @@ class SubmitOutcome:
     run_dir: Path
     pending: list[int]  # shard indices submitted
     skipped: list[int]  # shard indices already complete
-    job_ids: list[str] = field(default_factory=list)
-    merge: dict | None = None  # the merge summary when waited for
-    map: dict | None = None  # the map's quality figures when waited for
-    message: str = ""
+    jobs: list[JobRecord] = field(default_factory=list)
+    message: str = ""  # set when nothing was submitted
+    plan_lines: list[str] = field(default_factory=list)  # make plan: what would be submitted
 
 
-def ensure_corpus(run_dir: Path, source: Path | None, options: corpus_lib.CorpusOptions,
-                  records: Iterable[Any] | None = None) -> corpus_lib.CorpusInfo:
-    """Prepare ``<run>/corpus.h5`` once (validating every row); later submits reuse it."""
-    path = run_dir / CORPUS_FILE
-    if path.exists():
-        return corpus_lib.corpus_info(path)
-    if records is None:
-        if source is None:
-            raise ConfigError(f"Run {run_dir} has no prepared corpus yet: pass CORPUS=<file.pkl|.jsonl|.json>.")
-        records = corpus_lib.iter_records(source)
-    summary = corpus_lib.prepare(records, path, options, str(source or "records"))
-    log.info("prepared %s: %d rows (%d rejected) from %s", path, summary.rows, len(summary.rejected), summary.source)
-    if summary.rejected:
-        log.warning(corpus_lib.refusal_message(summary).splitlines()[0] + " They are listed under /rejected.")
-    return corpus_lib.corpus_info(path)
-
-
-def complete_shards(run_dir: Path) -> set[int]:
-    return {i for p in (run_dir / SHARDS_DIR).glob("shard-*.h5") if (i := shard_index(p)) is not None}
-
-
-def set_aside_for_redo(run_dir: Path, indices: Iterable[int]) -> list[Path]:
-    """Move complete shards to shards/rejected/ so they are recomputed (nothing is deleted)."""
-    moved, stamp = [], time.strftime("%Y%m%dT%H%M%S")
-    for index in indices:
-        path = run_dir / SHARDS_DIR / shard_name(index)
-        if path.exists():
-            target = run_dir / REJECTED_SHARDS_DIR / f"{path.stem}.{stamp}.h5"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            path.rename(target)
-            moved.append(target)
-    return moved
-
-
-def _load_or_create(config: RunConfig, info: corpus_lib.CorpusInfo, manifest: Manifest | None) -> Manifest:
-    if manifest is not None:
-        return manifest
-    corpus = {"source": info.source, "rows": info.rows, "source_rows": info.source_rows,
-              "rejected_rows": info.rejected_rows, "fingerprint": info.fingerprint,
-              "text_fields": list(config.corpus_options.text_fields),
-              "skip_bad_rows": config.corpus_options.skip_bad_rows}
-    return Manifest(embed=config.embed, plan=plan_shards(info.rows, config.shards), corpus=corpus,
-                    created_at=now_iso())
-
-
-def _profile_for(config: RunConfig, existing: Manifest | None) -> str:
+def profile_name(request: SubmitRequest, run: RunState | None) -> str:
     """PROFILE if given; else the run's last profile; else local where there is no Slurm."""
-    if config.profile:
-        return config.profile
-    used = [j["profile"] for j in (existing.jobs if existing else []) if j.get("profile")]
-    if used:
-        return used[-1]
+    if request.profile:
+        return request.profile
+    if run is not None and run.latest_profile():
+        return run.latest_profile()
     if shutil.which("sbatch") is None:
         return LOCAL
     raise ConfigError(f"Slurm is available here: choose PROFILE=<site> from {', '.join(available_profiles())} "
                       "(or a .toml path); PROFILE=local runs on this machine instead.")
 
 
-def live_jobs(manifest: Manifest) -> list[dict]:
-    """The run's jobs still alive: local pids of this host, and Slurm jobs in the queue.
+def backend_for(name: str, run_dir: Path) -> tuple[Backend, str | None]:
+    """The backend of a profile, and the profile's model cache."""
+    if name == LOCAL:
+        return LocalBackend(run_dir), None
+    from jobs import slurmcli
+    from jobs.slurmbackend import SlurmBackend
 
-    A merge left pending on a dependency that can never be satisfied is cancelled, not counted.
+    profile = load_profile(name)
+    slurmcli.require_slurm()
+    known = slurmcli.partitions()
+    for stage, res in (("embed", profile.embed), ("merge", profile.merge)):
+        if res.partition and res.partition not in known:
+            raise ConfigError(f"Partition {res.partition!r} ([{stage}] in profile {profile.name}) does not exist. "
+                              f"Choose from: {', '.join(sorted(known))}.")
+    return SlurmBackend(profile), profile.model_cache
+
+
+def alive_jobs(run: RunState, backend: Backend) -> list[JobRecord]:
+    """The run's jobs still queued or running. A stage stuck on a dependency that can never be
+    satisfied is cancelled, not counted."""
+    snapshot = backend.snapshot(run.jobs)
+    stuck = [j for j in run.jobs if (s := snapshot.tasks.get(j.job_id)) and "DependencyNeverSatisfied" in s.reason]
+    if stuck:
+        backend.cancel(stuck)
+    alive_ids = {t.split("_")[0] for t, s in snapshot.tasks.items() if s.alive}
+    return [j for j in run.jobs if j.job_id in alive_ids and j not in stuck]
+
+
+def busy_refusal(run_dir: Path, alive: list[JobRecord]) -> RunBusyError:
+    ids = [j.job_id for j in alive]
+    shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
+    return RunBusyError(f"Run {run_dir} still has jobs queued or running ({shown}); a second submit would race "
+                        f"them. Watch it with: {make_command('status', RUN=run_dir)}")
+
+
+def _move_aside(run_dir: Path, path: Path, stamp: str) -> Path:
+    """``shard-00003.h5`` -> ``shards/rejected/shard-00003.<stamp>.h5`` (nothing is deleted)."""
+    stem, _, suffixes = path.name.partition(".")
+    target = Path(run_dir) / REJECTED_SHARDS_DIR / f"{stem}.{stamp}.{suffixes}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path.rename(target)
+    return target
+
+
+def set_aside(run_dir: Path, indices: Iterable[int]) -> list[Path]:
+    """Move complete shards to shards/rejected/ so they are recomputed (REDO='3 5')."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    return [_move_aside(run_dir, shard_path(run_dir, i), stamp) for i in indices if shard_path(run_dir, i).exists()]
+
+
+def set_aside_all(run_dir: Path) -> list[Path]:
+    """REDO=all: every shard file, complete or partial, and the merged file go to shards/rejected/."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    moved = [_move_aside(run_dir, p, stamp) for p in sorted((Path(run_dir) / SHARDS_DIR).glob("shard-*.h5*"))]
+    output = Path(run_dir) / OUTPUT_FILE
+    if output.exists():
+        moved.append(_move_aside(run_dir, output, stamp))
+    sidecar_path(output).unlink(missing_ok=True)
+    return moved
+
+
+def _computed_anything(run_dir: Path, run: RunState) -> int:
+    """Shards with a final or partial file: once there are any, the run's identity is fixed."""
+    shards = Path(run_dir) / SHARDS_DIR
+    return len({p.name.split(".")[0] for p in shards.glob("shard-*.h5*")}) if shards.is_dir() else 0
+
+
+def _pinned_identity(request: SubmitRequest, run: RunState | None, cache: str | None, profile: str):
+    identity = given_identity(request, run.identity if run else None)
+    resolved = resolve_model(identity, cache, profile if profile != LOCAL else None)
+    if resolved.revision != "local":
+        identity = replace(identity, revision=resolved.revision)
+    return identity, weights_fingerprint(resolved.path)
+
+
+def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
+           backend: Backend | None = None, observer=None) -> tuple[RunState, Backend, bool]:
+    """The run's state as this submit leaves it (saved only by the caller), its backend, and
+    whether everything is to be recomputed (REDO=all on a changed run).
+
+    ``backend`` and ``observer`` replace the profile's backend and the run's observer (tests).
     """
-    alive = localjobs.jobs_alive(manifest.jobs)
-    slurm_jobs = [j for j in manifest.jobs if j.get("executor") == "slurm"]
-    if slurm_jobs and shutil.which("squeue"):
-        states = slurmjobs.queue_states([j["job_id"] for j in slurm_jobs])
-        stuck = [i for i, st in states.items() if st.state == "PENDING" and "DependencyNeverSatisfied" in st.reason]
-        slurmjobs.cancel(stuck)
-        queued = {i.split("_")[0] for i, st in states.items() if i not in stuck and st.state in slurmjobs.ALIVE}
-        alive += [j for j in slurm_jobs if j["job_id"] in queued]
-    return alive
+    run_dir = request.run_dir
+    run = runstate.load(run_dir)
+    name = profile_name(request, run) if backend is None else backend.name
+    backend, model_cache = (backend, None) if backend is not None else backend_for(name, run_dir)
+    if run is not None and (alive := alive_jobs(run, observer or RunObserver(run_dir))):
+        raise busy_refusal(run_dir, alive)
+    compute = compute_settings(request, run.compute if run else None, model_cache)
+    identity, fingerprint = _pinned_identity(request, run, compute.cache_dir, name)
+    options = corpus_options(request, run.corpus.options if run else None)
+    if run is None:
+        corpus = corpusrun.first_corpus(run_dir, request.corpus, options, records)
+        return _new_state(request, identity, fingerprint, corpus, compute), backend, False
+    check = corpusrun.check_corpus(run_dir, run.corpus, request.corpus, options, records)
+    changes = {**identity_changes(run.identity, identity), **(check.changes or {})}
+    if run.model_fingerprint and fingerprint != run.model_fingerprint:
+        changes["model weights"] = (run.model_fingerprint[:12], fingerprint[:12])
+    computed = _computed_anything(run_dir, run)
+    if changes and computed and not request.redo_all:
+        corpusrun.discard_candidate(run_dir)
+        raise change_refusal(run_dir, "settings", changes, computed)
+    if check.candidate is not None:
+        corpusrun.install_candidate(run_dir, check.candidate)
+    replan = _replan(request, run, computed, check.record.rows != run.corpus.rows or bool(changes))
+    state = replace(run, identity=identity, model_fingerprint=fingerprint, corpus=check.record, compute=compute,
+                    **replan)
+    if changes:
+        say(f"Run {run_dir}: recomputing everything with the new settings (REDO=all)." if computed else
+            f"Run {run_dir}: nothing computed yet, so it takes the new settings.")
+    return state, backend, bool(changes) and request.redo_all
 
 
-def submit(config: RunConfig, *, wait: bool = False, redo: Iterable[int] = (),
-           records: Iterable[Any] | None = None, map_options: dict | None = None) -> SubmitOutcome:
-    """Submit what the run still needs. Refuses while the run's jobs are alive.
+def _new_state(request: SubmitRequest, identity, fingerprint: str, corpus, compute) -> RunState:
+    shards = request.shards or 1
+    return RunState(identity=identity, model_fingerprint=fingerprint, corpus=corpus,
+                    plan=tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE), shards)),
+                    requested_shards=shards, compute=compute, created_at=now_iso())
 
-    Everything is validated (profile, partitions, model in cache, corpus) before any job starts.
-    ``map_options`` (questions, seed, pca_dims) adds a third stage: the knowledge map after the merge.
-    """
-    run_dir = config.run_dir
-    existing = manifest_lib.load(run_dir)
-    if existing and (alive := live_jobs(existing)):
-        raise RunBusyError(f"Run {run_dir} still has jobs in the queue ({', '.join(j['job_id'] for j in alive)}). "
-                           f"Watch it with: make status RUN={run_dir}")
-    profile_name = _profile_for(config, existing)
-    profile = None if profile_name == LOCAL else load_profile(profile_name)
-    if profile is not None:
-        slurmjobs.require_slurm()
-        slurmjobs.check_partitions(profile)
-    config = reconcile(config, existing)
-    if profile is not None and profile.model_cache and not config.embed.cache_dir:
-        config = replace(config, embed=replace(config.embed, cache_dir=profile.model_cache))
-    resolve_model(config.embed)  # fail before submitting anything if the model is not staged
-    info = ensure_corpus(run_dir, config.corpus, config.corpus_options, records)
-    manifest = _load_or_create(config, info, existing)
-    if manifest.corpus["fingerprint"] != info.fingerprint:
-        raise ConfigError(f"{run_dir / CORPUS_FILE} is not the corpus run.json was planned on. Use a new RUN.")
-    unknown = sorted(set(redo) - {s.index for s in manifest.plan})
+
+def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed: bool) -> dict:
+    """A new plan where SHARDS asks for another one (refused once shards exist, unless REDO=all)."""
+    asked = request.shards
+    if not corpus_changed and (asked is None or asked in (run.requested_shards, len(run.plan))):
+        return {}
+    if computed and not request.redo_all and not corpus_changed:
+        raise ConfigError(
+            f"Run {request.run_dir} was planned with {len(run.plan)} shards ({computed} computed or started); "
+            f"SHARDS={asked} would cut its rows differently. To continue as planned: "
+            f"{make_command('submit', RUN=request.run_dir)}; to recompute everything with {asked} shards add REDO=all.")
+    shards = asked or run.requested_shards
+    return {"plan": tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE), shards)), "requested_shards": shards}
+
+
+def stage_requests(state: RunState, run_dir: Path, pending, map_options: dict | None) -> list[StageRequest]:
+    """The stages to submit, in order: each starts after the one before it succeeded."""
+    stages = []
+    if pending:
+        stages.append(StageRequest("embed", run_dir, tuple(pending), state.identity, state.compute))
+    stages.append(StageRequest("merge", run_dir))
+    if map_options is not None:
+        stages.append(StageRequest("map", run_dir, options=dict(map_options)))
+    return stages
+
+
+def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Say = print,
+           dry_run: bool = False, backend: Backend | None = None,
+           observer=None) -> tuple[SubmitOutcome, Backend, RunState]:
+    """Submit what the run still needs (or, with ``dry_run``, check it and say what would be submitted)."""
+    run_dir = request.run_dir
+    state, backend, redo_all = settle(request, records, say, backend, observer)
+    if redo_all:
+        set_aside_all(run_dir)
+    unknown = sorted(set(request.redo) - {s.index for s in state.plan}) if not request.redo_all else []
     if unknown:
-        raise ConfigError(f"REDO names shards {unknown}, but run {run_dir} has shards 0 to {len(manifest.plan) - 1}.")
-    set_aside_for_redo(run_dir, redo)
-    done = complete_shards(run_dir)
-    pending = pending_shards(manifest.plan, done)
+        raise ConfigError(f"REDO names shards {unknown}, but run {run_dir} has shards 0 to {len(state.plan) - 1}.")
+    if not request.redo_all and request.redo:
+        set_aside(run_dir, request.redo)
+    if request.map_options is not None:
+        state = replace(state, map_options=dict(request.map_options))
+    state = replace(state, scheduler_version=backend.version())
+    done = done_shards(run_dir)
+    pending = pending_shards(list(state.plan), done)
     outcome = SubmitOutcome(run_dir, [s.index for s in pending], sorted(done))
-    output = run_dir / OUTPUT_FILE
-    if not pending and output.exists() and not redo:
-        manifest_lib.save(run_dir, manifest)
-        outcome.message = f"Nothing to do: every shard is complete and {output} exists."
-        return outcome
+    if not pending and (run_dir / OUTPUT_FILE).exists() and not request.redo:
+        if not dry_run:
+            runstate.save(run_dir, state)
+        outcome.message = f"Nothing to do: every shard is complete and {run_dir / OUTPUT_FILE} exists."
+        return outcome, backend, state
+    stages = stage_requests(state, run_dir, pending, request.map_options)
+    outcome.plan_lines = [backend.check(stage) for stage in stages]
+    if dry_run:
+        return outcome, backend, state
     (run_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
-    if profile is None:
-        _submit_local(run_dir, pending, manifest, config, outcome, wait, map_options)
-    else:
-        _submit_slurm(run_dir, pending, manifest, profile, outcome, wait, map_options)
-    return outcome
+    before = len(state.jobs)
+    state = _submit_stages(run_dir, state, backend, stages, say)
+    outcome.jobs = list(state.jobs[before:])
+    return outcome, backend, state
 
 
-def _record(manifest: Manifest, stage: str, executor: str, job_id: str, profile: str, shards: list[int]) -> None:
-    manifest.jobs.append({"stage": stage, "executor": executor, "job_id": job_id, "host": socket.gethostname(),
-                          "profile": profile, "shards": shards, "submitted_at": now_iso()})
+def _submit_stages(run_dir: Path, state: RunState, backend: Backend, stages: list[StageRequest], say: Say) -> RunState:
+    """The one loop: each stage after the jobs of the stage before; run.json saved after each."""
+    from jobs.status import shard_files
+
+    rows_now = sum(f.rows_done for f in shard_files(run_dir, state.plan).values())
+    after: list[JobRecord] = []
+    for stage in stages:
+        jobs = [replace(j, rows_at_submit=rows_now) for j in backend.submit(stage, after)]
+        state = state.with_jobs(*jobs)
+        runstate.save(run_dir, state)  # recorded as soon as they exist: an error later leaves them findable
+        say(describe_jobs(stage, jobs))
+        after = jobs
+    return state
 
 
-def _submit_local(run_dir: Path, pending: list, manifest: Manifest, config: RunConfig, outcome: SubmitOutcome,
-                  wait: bool, map_options: dict | None) -> None:
-    embed_jobs = localjobs.submit_embed(run_dir, pending, manifest.embed, config.timeout_min) if pending else []
-    merge_job = localjobs.submit_merge(run_dir, embed_jobs, config.timeout_min)
-    map_job = localjobs.submit_map(run_dir, merge_job, config.timeout_min, map_options) if map_options else None
-    for job in embed_jobs:
-        _record(manifest, "embed", "local", str(job.job_id), LOCAL, [])
-    _record(manifest, "merge", "local", str(merge_job.job_id), LOCAL, [])
-    if map_job:
-        _record(manifest, "map", "local", str(map_job.job_id), LOCAL, [])
-    manifest_lib.save(run_dir, manifest)
-    outcome.job_ids = [str(j.job_id) for j in [*embed_jobs, merge_job, *([map_job] if map_job else [])]]
-    if wait:
-        outcome.merge = wait_for(embed_jobs, merge_job)
-        if map_job:
-            outcome.map = wait_for([], map_job, stage="map")
+def describe_jobs(stage: StageRequest, jobs: list[JobRecord]) -> str:
+    if stage.stage == "embed":
+        n = len(stage.shards)
+        first, last = shard_name(stage.shards[0].index), shard_name(stage.shards[-1].index)
+        return (f"  embed: {n} shard(s) ({first}{' ... ' + last if n > 1 else ''}) as job(s) "
+                f"{', '.join(j.job_id for j in jobs)}")
+    return f"  {stage.stage}: job {', '.join(j.job_id for j in jobs)} (after the previous stage succeeds)"
 
 
-def _submit_slurm(run_dir: Path, pending: list, manifest: Manifest, profile, outcome: SubmitOutcome,
-                  wait: bool, map_options: dict | None) -> None:
-    arrays = slurmjobs.submit_embed(run_dir, pending, manifest.embed, profile) if pending else []
-    for sub in arrays:  # recorded as soon as each exists: an error later still leaves them findable
-        _record(manifest, "embed", "slurm", sub.job_id, profile.name, sub.shards)
-    manifest_lib.save(run_dir, manifest)
-    merge = slurmjobs.submit_merge(run_dir, arrays, profile)
-    _record(manifest, "merge", "slurm", merge.job_id, profile.name, [])
-    mapped = slurmjobs.submit_map(run_dir, merge, profile, map_options) if map_options else None
-    if mapped:
-        _record(manifest, "map", "slurm", mapped.job_id, profile.name, [])
-    manifest_lib.save(run_dir, manifest)
-    outcome.job_ids = [s.job_id for s in [*arrays, merge, *([mapped] if mapped else [])]]
-    if wait:
-        outcome.merge = wait_for_slurm(run_dir, merge.job_id)
-        if mapped:
-            _wait_gone(mapped.job_id)
-            outcome.map = _map_quality(run_dir)
-
-
-def _map_quality(run_dir: Path) -> dict:
-    import json
-
-    import h5py
-
-    path = run_dir / "map.h5"
-    if not path.exists():
-        raise KitError(f"The map job of {run_dir} ended without map.h5; see its log in {run_dir / 'logs'}.")
-    with h5py.File(path, "r") as h5:
-        return json.loads(h5.attrs["quality"])
-
-
-def _wait_gone(job_id: str, poll_s: float = 5.0) -> None:
-    """Block until a Slurm job has left the queue."""
-    while slurmjobs.queue_states([job_id]):
-        time.sleep(poll_s)
-
-
-def wait_for_slurm(run_dir: Path, merge_id: str) -> dict:
-    """Block until the merge job leaves the queue; success only if the merged file is there."""
-    from jobs.merging import merged_summary
-    from jobs.status import status_report
-
-    _wait_gone(merge_id)
-    output = run_dir / OUTPUT_FILE
-    if not output.exists():
-        raise KitError(f"The run ended without {output}.\n{status_report(run_dir)}")
-    return merged_summary(run_dir)
-
-
-def _failure_text(job) -> str:
-    """A failed job's error: from our exception's line (``kit.errors.X: ...``) to the end."""
-    lines = [ln for ln in str(job.exception()).strip().splitlines() if ln.strip()]
-    starts = [i for i, ln in enumerate(lines) if ln.startswith("kit.errors.")]
-    return "\n".join(lines[starts[-1]:] if starts else lines[-15:])
-
-
-def wait_for(embed_jobs: list, last_job, stage: str = "merge") -> dict:
-    """Block until ``last_job`` (the merge, or the map) ends; raise KitError with the failing job's message."""
-    failures = []
-    for job in embed_jobs:
-        job.wait()
-        if job.exception() is not None:
-            failures.append(f"embed job {job.job_id} failed (log: {job.paths.stderr}):\n{_failure_text(job)}")
-    last_job.wait()
-    if last_job.exception() is not None:
-        failures.append(f"{stage} job {last_job.job_id} (log: {last_job.paths.stderr}):\n{_failure_text(last_job)}")
-        raise KitError("\n\n".join(failures))
-    if failures:
-        log.warning("\n\n".join(failures))
-    return last_job.result()
+def logs_dir(run_dir: Path) -> Path:
+    return run_dir / LOGS_DIR

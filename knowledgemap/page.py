@@ -1,4 +1,9 @@
-"""The interactive page: one self-contained HTML file (no network at view time)."""
+"""The interactive page: one self-contained HTML file (no request leaves it at view time).
+
+Points travel as uint16 coordinates sorted by a CELLS x CELLS grid (so the page draws and hovers
+only the cells in view), titles as one newline-joined string (parsed ~10x faster than a JSON
+list at 250,000 titles).
+"""
 
 from __future__ import annotations
 
@@ -9,29 +14,56 @@ from pathlib import Path
 import numpy as np
 
 from kit import atomic
-from knowledgemap.png import PALETTE
+from knowledgemap.figure import density_bins
+from knowledgemap.placement import COUNT_BINS, MIN_FILL, MIN_POINTS, wrap
+from knowledgemap.regions import Level, region_order
 
-TEMPLATE = Path(__file__).with_name("page.html")
-SIGMA = 0.15  # the seeds' heatmap kernel width, in map units
+HERE = Path(__file__).parent
+CELLS = 64  # spatial index of the page: points sorted by cell of a CELLS x CELLS grid
+SIGMA = 0.08  # heatmap kernel width, map units (the map spans [0, 1])
 
 
 def _b64(array: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
 
 
-def page_data(coords: np.ndarray, titles: list[str], topics: list[str] | None, labels: list, questions: list[dict],
-              model: str) -> dict:
-    """The page's payload: coordinates quantised to uint16 (1/65535 of the map), topics as indices."""
-    names = sorted(set(topics)) if topics else [""]
-    index = {t: k for k, t in enumerate(names)}
-    topic_ids = np.array([index[t] for t in topics], dtype=np.uint8) if topics else np.zeros(len(titles), np.uint8)
-    q = np.clip(np.rint(coords * 65535), 0, 65535).astype("<u2")
-    return {"count": len(titles), "x": _b64(q[:, 0]), "y": _b64(q[:, 1]), "topic": _b64(topic_ids),
-            "topics": names, "titles": titles, "labels": [[float(x), float(y), t] for x, y, t in labels],
-            "questions": questions, "model": model, "sigma": SIGMA, "palette": PALETTE}
+def spatial_order(coords: np.ndarray, cells: int = CELLS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(order [n], cell starts [cells * cells + 1]): rows sorted by cell (x-major), shuffled inside a cell."""
+    cell = np.clip((coords * cells).astype(np.int64), 0, cells - 1)
+    flat = cell[:, 0] * cells + cell[:, 1]
+    order = np.lexsort((np.random.default_rng(seed).random(len(coords)), flat))
+    return order, np.searchsorted(flat[order], np.arange(cells * cells + 1)).astype("<u4")
+
+
+def _level(level: Level, order: np.ndarray) -> dict:
+    return {"name": level.name, "names": level.names, "labels": [wrap(n) for n in level.names],
+            "order": region_order(level).tolist(), "region": _b64(level.labels[order].astype("<u2")),
+            "anchors": [np.round(a, 5).tolist() for a in level.anchors]}
+
+
+def page_data(coords: np.ndarray, titles: list[str], colouring: tuple[np.ndarray, list[str], list[str], str],
+              levels: list[Level], questions: list[dict], model: str) -> dict:
+    """The page's payload.
+
+    Args:
+        coords: float [n, 2] in [0, 1]. titles: n strings.
+        colouring: (int [n] palette index per point, legend name per index, palette, "topic" or "region").
+        levels: coarse first. questions: {text, options, correct, x, y} each. model: shown in the panel.
+    """
+    colours, legend, palette, colour_by = colouring
+    order, starts = spatial_order(coords)
+    q = np.clip(np.rint(coords[order] * 65535), 0, 65535).astype("<u2")
+    return {"count": len(titles), "x": _b64(q[:, 0]), "y": _b64(q[:, 1]), "cells": CELLS, "cellStart": _b64(starts),
+            "colour": _b64(colours[order].astype(np.uint8)), "legend": legend, "colourBy": colour_by,
+            "titles": "\n".join(titles[i].replace("\n", " ") for i in order),
+            "levels": [_level(level, order) for level in levels], "bins": density_bins(len(titles)),
+            "countBins": COUNT_BINS, "minPoints": MIN_POINTS, "minFill": MIN_FILL, "questions": questions, "model": model, "sigma": SIGMA,
+            "palette": palette}
 
 
 def write_page(path: Path, data: dict) -> None:
     """Write the page atomically; ``</`` is escaped so no title can close the data script."""
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
-    atomic.write_text(path, TEMPLATE.read_text(encoding="utf-8").replace("/*__DATA__*/", payload))
+    script = (HERE / "page.js").read_text(encoding="utf-8")
+    html = (HERE / "page.html").read_text(encoding="utf-8")
+    atomic.write_text(path, html.replace("/*__SCRIPT__*/", script).replace("/*__DATA__*/", payload))

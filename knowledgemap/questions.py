@@ -1,4 +1,4 @@
-"""Quiz questions: read and validate the JSON file, embed with the run's model and prompt."""
+"""Quiz questions: read and validate the JSON file (the caller embeds them with the run's model)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from embedder.config import EmbedConfig
 from kit.errors import ConfigError
 
 
@@ -40,15 +37,3 @@ def load_questions(path: Path) -> list[Question]:
         out.append(Question(text, tuple(options), correct, str(q.get("topic", ""))))
     return out
 
-
-def embed_questions(questions: list[Question], embed: EmbedConfig) -> np.ndarray:
-    """Float32 [q, dim] with the run's model, prompt and normalisation (on this machine's device)."""
-    from embedder import model as model_lib
-    from embedder.encode import TextEncoder
-
-    resolved = model_lib.resolve_model(embed)
-    device = model_lib.pick_device(embed.device)
-    model = model_lib.load_model(resolved, embed, device, "float32")
-    encoder = TextEncoder(model, prompt=model_lib.prompt_text(model, embed), normalize=embed.normalize_embeddings,
-                          max_tokens=4096)
-    return encoder.encode([q.text for q in questions])

@@ -1,60 +1,72 @@
-"""build_map: embeddings.h5 -> map.h5 (+ reducer), map.html and map.png. embeddings.h5 is only read."""
+"""build_map: embeddings.h5 -> map.h5 (+ reducer), map.html, map.png and map.svg. embeddings.h5 is only read.
+
+The map never loads a model itself: the caller passes ``encode_questions`` (jobs.merging builds it
+from the run's settings), so this package does not depend on embedder.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
 
-from embedder.config import EmbedConfig
 from kit import atomic
-from kit.format import OUTPUT_FILE, UTF8
-from knowledgemap.labels import cell_labels
+from kit.errors import ConfigError
+from kit.format import CORPUS_FILE, OUTPUT_FILE
+from knowledgemap.figure import PALETTE, Figure, write_figure
+from knowledgemap.mapfile import write_map_h5
+from knowledgemap.naming import NO_TOPIC
 from knowledgemap.page import page_data, write_page
 from knowledgemap.params import MapParams
-from knowledgemap.png import write_png
-from knowledgemap.project import Projection, fit
+from knowledgemap.project import fit
 from knowledgemap.quality import map_quality
-from knowledgemap.questions import Question, embed_questions, load_questions
+from knowledgemap.questions import Question, load_questions
+from knowledgemap.regions import Level, find_levels
 
 log = logging.getLogger(__name__)
 
-MAP_FILE, REDUCER_FILE, PAGE_FILE, PNG_FILE = "map.h5", "map_reducer.joblib", "map.html", "map.png"
+MAP_FILE, REDUCER_FILE, PAGE_FILE, PNG_FILE, SVG_FILE = "map.h5", "map_reducer.joblib", "map.html", "map.png", "map.svg"
+TEXT_CHARS = 400  # the start of each text is enough to name regions, and keeps 1M rows in memory
+NO_TOPIC_COLOUR = "#c4c4c4"
+EncodeQuestions = Callable[[list[str]], np.ndarray]  # texts -> float32 [n, dim], the run's model and prompt
 
 
-def _read_run(run_dir: Path) -> tuple[np.ndarray, list[str], list[str], list[str] | None, str]:
+@dataclass
+class Corpus:
+    """What the map reads from a run folder."""
+
+    embeddings: np.ndarray  # float32 [n, dim]
+    ids: list[str]
+    titles: list[str]
+    topics: list[str] | None
+    model: str
+    docs: list[str]  # title and the start of the text per row, for region names
+
+
+def read_run(run_dir: Path) -> Corpus:
+    """embeddings.h5, and the texts from corpus.h5 where it is there and row-aligned (not after a fetch)."""
     with h5py.File(run_dir / OUTPUT_FILE, "r") as h5:
         topics = h5["topics"].asstr()[:].tolist() if "topics" in h5 else None
-        return (h5["embeddings"][:], h5["ids"].asstr()[:].tolist(), h5["titles"].asstr()[:].tolist(), topics,
-                str(h5.attrs["model"]))
+        ids, titles = h5["ids"].asstr()[:].tolist(), h5["titles"].asstr()[:].tolist()
+        corpus = Corpus(h5["embeddings"][:], ids, titles, topics, str(h5.attrs["model"]), titles)
+    texts = _texts(run_dir / CORPUS_FILE, ids)
+    if texts is not None:
+        corpus.docs = [f"{t} {t} {x}" for t, x in zip(titles, texts)]  # the title counts twice
+    return corpus
 
 
-def _write_map_h5(path: Path, ids: list[str], coords: np.ndarray, projection: Projection, params: MapParams,
-                  quality: dict, labels: list, questions: list[Question], q_emb: np.ndarray, q_xy: np.ndarray) -> None:
-    tmp = atomic.tmp_path(path)
-    with atomic.removed_on_error(tmp):
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("coords", data=coords)
-            h5.create_dataset("ids", data=np.array(ids, dtype=object), dtype=UTF8)
-            g = h5.create_group("labels")
-            g.create_dataset("xy", data=np.array([[x, y] for x, y, _ in labels], dtype=np.float32).reshape(-1, 2))
-            g.create_dataset("text", data=np.array([t for _, _, t in labels], dtype=object), dtype=UTF8)
-            q = h5.create_group("questions")
-            q.create_dataset("text", data=np.array([x.text for x in questions], dtype=object), dtype=UTF8)
-            q.create_dataset("options", data=np.array([json.dumps(x.options) for x in questions], dtype=object),
-                             dtype=UTF8)
-            q.create_dataset("correct", data=np.array([x.correct for x in questions], dtype=np.int64))
-            q.create_dataset("topic", data=np.array([x.topic for x in questions], dtype=object), dtype=UTF8)
-            q.create_dataset("coords", data=q_xy.reshape(-1, 2).astype(np.float32))
-            q.create_dataset("embeddings", data=q_emb.astype(np.float32))
-            h5.attrs.update(format="embedkit-map/1", bounds_low=projection.low, bounds_high=projection.high,
-                            params=json.dumps(asdict(params)), quality=json.dumps(quality))
-        atomic.commit(tmp, path)
+def _texts(path: Path, ids: list[str]) -> list[str] | None:
+    if not path.exists():
+        return None
+    with h5py.File(path, "r") as h5:
+        if "texts" not in h5 or h5["ids"].shape[0] != len(ids) or h5["ids"].asstr()[:].tolist() != ids:
+            return None
+        return [t[:TEXT_CHARS] for t in h5["texts"].asstr()[:]]
 
 
 def model_label(model: str) -> str:
@@ -63,28 +75,80 @@ def model_label(model: str) -> str:
     return path.parent.name if path.name in ("model", "models") and path.parent.name else path.name
 
 
-def build_map(run_dir: Path, params: MapParams, embed: EmbedConfig, questions_path: Path | None = None) -> dict:
-    """Fit the map of a merged run and write map.h5, the reducer, map.html and map.png. Returns quality."""
+def colours_and_legend(topics: list[str] | None, coarse: Level) -> tuple[np.ndarray, list[str], list[str], str]:
+    """(palette index per point, legend names, palette, "topic" or "region"): by topic where the
+    corpus has topics (articles without one in light grey, last), else by coarse region."""
+    if topics and len(set(topics)) > 1:
+        names = sorted(set(topics), key=lambda t: (t.strip().lower() in NO_TOPIC, t))
+        palette = [NO_TOPIC_COLOUR if t.strip().lower() in NO_TOPIC else PALETTE[k % len(PALETTE)]
+                   for k, t in enumerate(names)]
+        index = {t: k for k, t in enumerate(names)}
+        return np.array([index[t] for t in topics], np.int64), names, palette, "topic"
+    return coarse.labels.astype(np.int64), coarse.names, PALETTE, "region"
+
+
+def place_questions(questions: list[Question], encode_questions: EncodeQuestions | None, projection,
+                    dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings float32 [q, dim], map coordinates [q, 2]) of the questions."""
+    if not questions:
+        return np.zeros((0, dim), np.float32), np.zeros((0, 2), np.float32)
+    if encode_questions is None:
+        raise ConfigError("Questions were given but no encoder for them; build the map through jobs (make map).")
+    q_emb = np.asarray(encode_questions([q.text for q in questions]), dtype=np.float32)
+    if q_emb.shape != (len(questions), dim):
+        raise ConfigError(f"The question encoder returned shape {q_emb.shape}; the run's embeddings have "
+                          f"{dim} dimensions. Build the map with the run's own model (make map RUN=...).")
+    return q_emb, projection.transform(q_emb)
+
+
+def write_outputs(run_dir: Path, corpus: Corpus, coords: np.ndarray, levels: list[Level],
+                  questions: list[Question], q_xy: np.ndarray) -> list:
+    """map.html, map.png and map.svg; returns the figure's placed labels."""
+    colours, legend, palette, colour_by = colours_and_legend(corpus.topics, levels[0])
+    label = model_label(corpus.model)
+    page_questions = [{"text": q.text, "options": list(q.options), "correct": q.correct, "x": float(x),
+                       "y": float(y)} for q, (x, y) in zip(questions, q_xy, strict=True)]
+    write_page(run_dir / PAGE_FILE, page_data(coords, corpus.titles, (colours, legend, palette, colour_by), levels,
+                                              page_questions, label))
+    figure = Figure(coords, colours, palette, legend if colour_by == "topic" else [], levels,
+                    [q.text for q in questions], q_xy, f"{len(coords):,} articles · {label}")
+    return write_figure(run_dir / PNG_FILE, run_dir / SVG_FILE, figure)
+
+
+def build_map(run_dir: Path, params: MapParams, encode_questions: EncodeQuestions | None = None,
+              questions_path: Path | None = None) -> dict:
+    """Fit the map of a merged run and write map.h5, the reducer, map.html, map.png and map.svg.
+
+    Args:
+        run_dir: a run folder with embeddings.h5 (only read).
+        params: how the map is made.
+        encode_questions: texts -> float32 [n, dim] with the run's model and prompt; needed only
+            with questions.
+        questions_path: a questions JSON file, or None.
+
+    Returns:
+        The quality figures (also in map.h5's ``quality`` attribute).
+    """
     import joblib
 
     t0 = time.monotonic()
     run_dir = Path(run_dir)
-    emb, ids, titles, topics, model = _read_run(run_dir)
-    log.info("UMAP of %d x %d (%s)", *emb.shape, "seeded, single-threaded" if params.seed is not None else "parallel")
-    coords, projection = fit(emb, params)
-    quality = map_quality(emb, coords, np.array(topics) if topics else None, params.quality_sample,
-                          params.quality_k, params.metric)
+    questions = load_questions(questions_path) if questions_path else []  # a bad file fails before UMAP
+    corpus = read_run(run_dir)
+    log.info("UMAP of %d x %d (%s)", *corpus.embeddings.shape,
+             "seeded, single-threaded" if params.seed is not None else "parallel")
+    coords, projection = fit(corpus.embeddings, params)
+    quality = map_quality(corpus.embeddings, coords, np.array(corpus.topics) if corpus.topics else None,
+                          params.quality_sample, params.quality_k, params.metric)
     quality["fit_seconds"] = time.monotonic() - t0
-    labels = cell_labels(coords, titles, params.grid)
-    questions = load_questions(questions_path) if questions_path else []
-    q_emb = embed_questions(questions, embed) if questions else np.zeros((0, emb.shape[1]), np.float32)
-    q_xy = projection.transform(q_emb) if questions else np.zeros((0, 2), np.float32)
-    _write_map_h5(run_dir / MAP_FILE, ids, coords, projection, params, quality, labels, questions, q_emb, q_xy)
+    log.info("Regions and names of %d points", len(coords))
+    levels = find_levels(coords, corpus.titles, corpus.docs, corpus.topics, (params.coarse_share, params.fine_share))
+    q_emb, q_xy = place_questions(questions, encode_questions, projection, corpus.embeddings.shape[1])
+    labels = write_outputs(run_dir, corpus, coords, levels, questions, q_xy)
+    write_map_h5(run_dir / MAP_FILE, corpus.ids, coords, projection, params, quality, levels, labels,
+                 (questions, q_emb, q_xy))
     tmp = atomic.tmp_path(run_dir / REDUCER_FILE)
     joblib.dump(projection, tmp)  # a pickle: load it only from runs you made (project new texts with it)
     atomic.commit(tmp, run_dir / REDUCER_FILE)
-    page_questions = [{"text": q.text, "options": list(q.options), "correct": q.correct, "x": float(x), "y": float(y)}
-                      for q, (x, y) in zip(questions, q_xy, strict=True)]
-    write_page(run_dir / PAGE_FILE, page_data(coords, titles, topics, labels, page_questions, model_label(model)))
-    write_png(run_dir / PNG_FILE, coords, topics, labels, q_xy, f"{len(ids):,} articles · {model_label(model)}")
+    quality["seconds"] = time.monotonic() - t0
     return quality

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embedder.shard import SCAN_BLOCK_BYTES, ShardHeader, block_problems, describe_rows
+from kit.shardfile import SCAN_BLOCK_BYTES, ShardHeader, block_problems, describe_rows
 from kit.errors import ShardDataError
 from kit.format import META_FIELDS, OPTIONAL_META_FIELDS, OUTPUT_FORMAT
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 
-from embedder.config import ShardSpec
-from embedder.corpus import corpus_info
-from embedder.shard import ShardHeader, read_header
+from kit.shardfile import ShardSpec
+from kit.corpusfile import corpus_info
+from kit.shardfile import ShardHeader, read_header
 from kit import atomic
+from kit.commands import index_ranges, make_command
 from kit.errors import MergeError, ShardDataError, ShardError, ShardGapError, ShardMismatchError
 from kit.format import CORPUS_FILE, OUTPUT_FILE, SHARDS_DIR, shard_index
 from merge.consolidate import consolidate
@@ -34,10 +34,12 @@ class MergeSummary:
     seconds: float
 
 
+SHOWN_PROBLEMS = 8  # a refusal lists at most this many problems, then counts the rest
+
+
 def repair_command(run_dir: Path, redo: set[int]) -> str:
     """The one command that recomputes what a failed merge names (then merges again)."""
-    cmd = f"make resubmit RUN={shlex.quote(str(run_dir))}"
-    return cmd + (f" REDO='{' '.join(str(i) for i in sorted(redo))}'" if redo else "")
+    return make_command("resubmit", RUN=run_dir, REDO=index_ranges(redo) if redo else None)
 
 
 def collect_headers(shards_dir: Path, verdict: Verdict) -> tuple[list[ShardHeader], dict[int, ShardHeader]]:
@@ -59,19 +61,27 @@ def collect_headers(shards_dir: Path, verdict: Verdict) -> tuple[list[ShardHeade
 
 def _raise_for(verdict: Verdict, run_dir: Path) -> None:
     kind = ShardGapError if verdict.missing else ShardMismatchError if verdict.redo else MergeError
-    lines = ["Merge refused; nothing was written:", *(f"  - {p}" for p in verdict.problems)]
+    problems = verdict.problems
+    shown = problems if len(problems) <= SHOWN_PROBLEMS else [*problems[:SHOWN_PROBLEMS - 1],
+                                                              f"... and {len(problems) - SHOWN_PROBLEMS + 1} more"]
+    lines = ["Merge refused; nothing was written:", *(f"  - {p}" for p in shown)]
     if verdict.redo:
-        lines.append(f"Shards to recompute: {', '.join(str(i) for i in sorted(verdict.redo))} "
+        lines.append(f"Shards to recompute: {index_ranges(verdict.redo)} "
                      "(REDO moves their files to shards/rejected/).")
     lines.append(f"Run: {repair_command(run_dir, verdict.redo)}")
     raise kind("\n".join(lines))
 
 
 def _chunk_info(headers: list[ShardHeader]) -> list[dict]:
-    keys = ("host", "device", "started_at", "finished_at", "encode_seconds", "truncated_rows",
-            "recomputed_rows", "attempts")
+    keys = ("host", "device", "compute_dtype", "max_tokens_per_batch", "started_at", "finished_at",
+            "encode_seconds", "truncated_rows", "recomputed_rows", "attempts")
     return [{"shard": h.path.name, "start_index": h.start, "end_index": h.stop, "rows": h.rows,
              **{k: h.attrs.get(k) for k in keys}} for h in sorted(headers, key=lambda h: h.start)]
+
+
+def _values_used(headers: list[ShardHeader], key: str) -> str:
+    """How the shards were computed, e.g. ``bfloat16`` or ``bfloat16,float32`` (details in chunk_info)."""
+    return ",".join(sorted({v for h in headers for v in str(h.attrs.get(key, "")).split(",") if v}))
 
 
 def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSummary:
@@ -100,6 +110,7 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSumm
         "chunk_info": json.dumps(_chunk_info(complete)), "input_rows": info.source_rows,
         "rejected_rows": info.rejected_rows, "corpus_source": info.source,
         **{f"provenance_{k}": v for k, v in first.items() if k != "model"},
+        **{f"provenance_{k}": _values_used(complete, k) for k in ("device", "compute_dtype")},
     }
     log.info("merging %d shards, %d rows -> %s", len(complete), info.rows, out)
     with atomic.removed_on_error(tmp):
@@ -112,7 +123,7 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSumm
         with h5py.File(tmp, "r") as check:
             if check["embeddings"].shape != (info.rows, first["dim"]):
                 raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
-                                 f"({info.rows}, {first['dim']}). Re-run: python -m jobs merge --run {run_dir}")
+                                 f"({info.rows}, {first['dim']}). Re-run: {make_command('merge', RUN=run_dir)}")
         digest = atomic.commit_with_sidecar(tmp, out)
     return MergeSummary(out, info.rows, int(first["dim"]), digest, quality, info.rejected_rows,
                         time.monotonic() - t0)

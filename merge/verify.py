@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from embedder.config import ShardSpec
-from embedder.shard import IDENTITY_KEYS, ShardHeader
+from kit.shardfile import ShardSpec
+from kit.shardfile import IDENTITY_KEYS, ShardHeader
 from kit.format import shard_index, shard_name
+
+
+SHOWN_SHARDS = 6  # a message names at most this many shards of one gap
 
 
 @dataclass
@@ -60,6 +63,10 @@ def _gap(start: int, stop: int, partial: dict[int, ShardHeader], plan: list[Shar
         tmp = partial.get(spec.index)
         states.append(f"{shard_name(spec.index)}: " + (
             f"unfinished, {tmp.rows_done} of {spec.rows} rows flushed" if tmp else "not written"))
+    if len(states) > SHOWN_SHARDS:  # a long gap: counts, then the first and last shards
+        unfinished = sum(1 for s in owners if s.index in partial)
+        states = [f"{len(owners)} shards, {unfinished} unfinished and {len(owners) - unfinished} not written",
+                  *states[:2], "...", states[-1]]
     where = f" ({'; '.join(states)})" if states else ""
     verdict.problems.append(f"Rows [{start}, {stop}) are missing{where}.")
 

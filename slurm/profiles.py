@@ -20,8 +20,9 @@ class Resources:
     partition: str | None = None  # --partition
     account: str | None = None  # --account
     qos: str | None = None  # --qos
-    gpus_per_task: int = 0  # GPUs per array task, requested as --gres=gpu:N
-    gres: str | None = None  # a full --gres value instead (e.g. "gpu:a100:1")
+    gpus_per_task: int = 0  # GPUs per array task (one task = one shard = one job of the array)
+    gpu_request: str = "gres"  # how a site wants them asked for: a key of GPU_REQUEST_FORMS
+    gres: str | None = None  # a full --gres value instead (e.g. "gpu:a100:1"); with gpu_request = "gres"
     cpus_per_task: int = 1  # --cpus-per-task
     mem_gb: float | None = None  # --mem
     timeout_min: int = 60  # --time, minutes
@@ -29,6 +30,8 @@ class Resources:
     constraint: str | None = None  # --constraint
     exclude: str | None = None  # --exclude (nodes)
     signal_delay_s: int = 120  # USR2 this long before the time limit: checkpoint and requeue
+    max_requeues: int | None = None  # cap on requeues of one task (preemptions and time limits); None: no cap
+    max_stalled_time_limits: int = 2  # time limits in a row without a flushed row before a task gives up
     sbatch_extra: dict[str, Any] = field(default_factory=dict)  # any other sbatch option
 
 
@@ -46,6 +49,12 @@ class ClusterProfile:
 
 _TOP_KEYS = {"setup", "model_cache", "python", "embed", "merge"}
 
+# Site policy: sites accept different ways of asking for GPUs (some refuse --gres, some --gpus;
+# on Slurm >= 26.05 --gres=gpu and --gpus-per-node exclude each other). A stage emits exactly one.
+GPU_REQUEST_FORMS = {"gres": "--gres=gpu:N", "gpus-per-task": "--gpus-per-task=N", "gpus": "--gpus=N"}
+# sbatch options that would be a second GPU request beside the one gpu_request emits.
+_GPU_OPTIONS = {"gres", "gpus", "gpus-per-task", "gpus_per_task", "gpus-per-node", "gpus_per_node", "G"}
+
 
 def available_profiles() -> list[str]:
     return sorted([LOCAL, *(p.stem for p in PROFILES_DIR.glob("*.toml") if not p.stem.startswith("_"))])
@@ -58,11 +67,40 @@ def _resources(table: dict, where: str) -> Resources:
         raise ConfigError(f"Unknown key(s) {', '.join(unknown)} in {where}. Valid keys: {', '.join(valid)}.")
     for key, value in table.items():
         expected = valid[key].type
-        ok = {"int": isinstance(value, int), "float | None": isinstance(value, (int, float)),
+        ok = {"int": isinstance(value, int), "int | None": isinstance(value, int),
+              "float | None": isinstance(value, (int, float)),
               "dict[str, Any]": isinstance(value, dict)}.get(expected, isinstance(value, str))
         if not ok or isinstance(value, bool) and expected != "dict[str, Any]":
             raise ConfigError(f"{where}.{key} = {value!r} should be {expected}.")
+    _check_gpu_request(table, where)
     return Resources(**table)
+
+
+def _check_gpu_request(table: dict, where: str) -> None:
+    """One way of asking for GPUs per stage: gpu_request's form, or a full gres string."""
+    form = table.get("gpu_request", "gres")
+    if form not in GPU_REQUEST_FORMS:
+        choices = ", ".join(f'"{k}" ({v})' for k, v in GPU_REQUEST_FORMS.items())
+        raise ConfigError(f"{where}.gpu_request = {form!r} is not a way to ask for GPUs. Choose one of: {choices}.")
+    if table.get("gres") and form != "gres":
+        raise ConfigError(f'{where} has both gres = {table["gres"]!r} and gpu_request = "{form}": keep one '
+                          f'(a full gres string is sent as --gres, so it needs gpu_request = "gres").')
+    doubled = sorted(_GPU_OPTIONS & set(table.get("sbatch_extra", {})))
+    if doubled:
+        raise ConfigError(f"{where}.sbatch_extra sets {', '.join(doubled)}: GPUs are asked for by gpus_per_task "
+                          "and gpu_request (or gres) only, so that exactly one form reaches sbatch.")
+
+
+def gpu_parameters(res: Resources) -> dict[str, Any]:
+    """The one GPU request of a stage, as submitit parameters ({} for a CPU stage)."""
+    if res.gres:
+        return {"gres": res.gres}
+    if not res.gpus_per_task:
+        return {}
+    n = res.gpus_per_task
+    return {"gres": {"gres": f"gpu:{n}"},
+            "gpus-per-task": {"gpus_per_task": n, "ntasks_per_node": 1},  # Slurm wants a task count with it
+            "gpus": {"additional_parameters": {"gpus": n}}}[res.gpu_request]
 
 
 def load_profile(name_or_path: str) -> ClusterProfile:
@@ -97,13 +135,15 @@ def sbatch_parameters(res: Resources, job_name: str, setup: tuple[str, ...]) -> 
     params: dict[str, Any] = {"job_name": job_name, "time": res.timeout_min, "cpus_per_task": res.cpus_per_task,
                               "array_parallelism": res.array_parallelism, "signal_delay_s": res.signal_delay_s,
                               "setup": list(setup), "stderr_to_stdout": False}
-    gres = res.gres or (f"gpu:{res.gpus_per_task}" if res.gpus_per_task else None)
-    optional = {"partition": res.partition, "account": res.account, "qos": res.qos, "gres": gres,
+    optional = {"partition": res.partition, "account": res.account, "qos": res.qos,
                 "constraint": res.constraint, "exclude": res.exclude,
                 "mem": f"{res.mem_gb:g}GB" if res.mem_gb else None}
     params.update({k: v for k, v in optional.items() if v is not None})
-    if res.sbatch_extra:
-        params["additional_parameters"] = dict(res.sbatch_extra)
+    gpus = gpu_parameters(res)
+    extra = {**gpus.pop("additional_parameters", {}), **res.sbatch_extra}
+    params.update(gpus)
+    if extra:
+        params["additional_parameters"] = extra
     return params
 
 

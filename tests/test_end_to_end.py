@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from jobs.localjobs import pid_alive
+from jobs.tasks import pid_alive
 from tests.conftest import write_jsonl
 from tests.helpers import assert_matches_direct_encode, children, jobs_cli, resumed_row, task_log, wait_for
 
@@ -33,9 +33,10 @@ def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model
     # A damaged shard: the merge refuses and names the repair; REDO recomputes only that shard.
     with h5py.File(run / "shards" / "shard-00001.h5", "a") as h5:
         h5["embeddings"][-5:] = 0
+    stop = json.loads((run / "run.json").read_text())["plan"][1]["stop"]
     refused = jobs_cli("merge", "--run", str(run), check=False)
-    assert refused.returncode == 2 and "shard-00001.h5 has all-zero rows at rows [55, 60)" in refused.stderr
-    assert f"make resubmit RUN='{run}' REDO='1'" in refused.stderr
+    assert refused.returncode == 2 and f"shard-00001.h5 has all-zero rows at rows [{stop - 5}, {stop})" in refused.stderr
+    assert f"make resubmit RUN='{run}' REDO=1" in refused.stderr
     untouched = {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)}
     jobs_cli("submit", "--run", str(run), "--redo", "1", "--wait")
     assert_matches_direct_encode(run, records, st_model)
@@ -51,7 +52,7 @@ def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_
     jobs = json.loads((run / "run.json").read_text())["jobs"]
     embed_id, merge_id = jobs[0]["job_id"], jobs[1]["job_id"]
     busy = jobs_cli("submit", "--run", str(run), check=False)  # a second submit while jobs live
-    assert busy.returncode == 2 and "still has jobs in the queue" in busy.stderr
+    assert busy.returncode == 2 and "still has jobs queued or running" in busy.stderr
 
     log = task_log(run, embed_id)
     wait_for(lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 240, "three flushes")

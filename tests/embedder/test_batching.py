@@ -23,3 +23,15 @@ def test_sorting_by_tokens_removes_padding():
     fixed = [np.arange(i, min(i + 32, 2000)) for i in range(0, 2000, 32)]  # unsorted, 32 a batch
     assert sorted_cost < 0.7 * padded_tokens(lengths, fixed)
     assert sorted_cost >= lengths.sum()
+
+
+@given(st.lists(st.integers(1, 512), min_size=0, max_size=400), st.integers(1, 20000))
+def test_packed_batches_hold_every_row_once_within_budget(lengths, budget):
+    from embedder.batching import packed_batches
+
+    lengths = np.array(lengths, dtype=np.int64)
+    batches = packed_batches(lengths, budget)
+    flat = np.concatenate(batches) if batches else np.array([], dtype=np.int64)
+    assert sorted(flat.tolist()) == list(range(len(lengths)))
+    assert all(len(b) == 1 or lengths[b].sum() <= budget for b in batches)
+    assert all(lengths[a].sum() + lengths[b][0] > budget for a, b in zip(batches, batches[1:]))  # filled

@@ -5,7 +5,8 @@ import pickle
 import h5py
 import pytest
 
-from embedder.corpus import CorpusOptions, corpus_info, iter_records, prepare, read_slice
+from embedder.corpus import CorpusOptions, prepare, prepare_source
+from kit.corpusfile import corpus_info, read_slice
 from kit.errors import CorpusError
 
 GOOD = [{"id": i, "title": f"T{i}", "url": f"u{i}", "text": f"text number {i}"} for i in range(5)]
@@ -15,10 +16,14 @@ def _prepare(tmp_path, records, **options):
     return prepare(records, tmp_path / "corpus.h5", CorpusOptions(**options), "test")
 
 
+def _prepare_file(tmp_path, path, **options):
+    return prepare_source(path, tmp_path / "corpus.h5", CorpusOptions(**options))
+
+
 def test_pickle_list_of_dicts_is_read(tmp_path):
     path = tmp_path / "wikipedia.pkl"
     path.write_bytes(pickle.dumps(GOOD))
-    summary = _prepare(tmp_path, iter_records(path))
+    summary = _prepare_file(tmp_path, path)
     assert summary.rows == 5 and not summary.rejected
     rows = read_slice(tmp_path / "corpus.h5", 1, 3, ("ids", "texts", "titles", "urls"))
     assert rows == {"ids": ["1", "2"], "texts": ["text number 1", "text number 2"], "titles": ["T1", "T2"],
@@ -35,7 +40,7 @@ def test_pickle_that_would_run_code_is_refused_without_running_it(tmp_path, monk
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps([{"id": 1, "text": "x", "payload": _RunsCode()}]))
     with pytest.raises(CorpusError, match="posix.system|os.system"):
-        list(iter_records(path))
+        _prepare_file(tmp_path, path)
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -84,11 +89,47 @@ def test_jsonl_with_broken_line_and_text_fields(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps(GOOD[0]) + "\n\n{not json\n" + json.dumps(GOOD[1]) + "\n", encoding="utf-8")
     with pytest.raises(CorpusError, match="line 3 is not valid JSON"):
-        _prepare(tmp_path, iter_records(path))
-    _prepare(tmp_path, iter_records(path), skip_bad_rows=True, text_fields=("title", "text"))
+        _prepare_file(tmp_path, path)
+    _prepare_file(tmp_path, path, skip_bad_rows=True, text_fields=("title", "text"))
     assert read_slice(tmp_path / "corpus.h5", 0, 2)["texts"] == ["T0\n\ntext number 0", "T1\n\ntext number 1"]
 
 
 def test_missing_corpus_file_names_it(tmp_path):
     with pytest.raises(CorpusError, match="nope.jsonl does not exist"):
-        list(iter_records(tmp_path / "nope.jsonl"))
+        _prepare_file(tmp_path, tmp_path / "nope.jsonl")
+
+
+def test_costs_are_recorded_at_prepare(tmp_path):
+    from kit.corpusfile import row_costs, text_chars
+
+    records = [{"id": i, "text": "x" * (10 + 40 * i)} for i in range(4)] + [{"id": 9, "text": "é" * 2000}]
+    _prepare(tmp_path, records)
+    path = tmp_path / "corpus.h5"
+    assert text_chars(path).tolist() == [10, 50, 90, 130, 2000]
+    costs = row_costs(path, max_seq_length=256)
+    assert costs.shape == (5,) and (costs > 0).all() and (costs[1:4] > costs[:3]).all()
+    assert costs[4] == 256 + 8.0  # cut at max_seq_length tokens, plus the row overhead
+    with h5py.File(path, "a") as h5:  # a corpus prepared before costs were recorded: counted from the texts
+        del h5["text_chars"]
+    assert text_chars(path).tolist() == [10, 50, 90, 130, 2000]
+
+
+def test_duplicates_are_found_across_spills_to_disk(tmp_path, monkeypatch):
+    from embedder import duplicates
+
+    monkeypatch.setattr(duplicates, "FLUSH_ROWS", 1000)  # spill to the bucket files many times
+    records = [{"id": f"doc-{i}", "text": "t"} for i in range(20_000)] + [{"id": "doc-17", "text": "again"},
+                                                                        {"id": "doc-19999", "text": "again"}]
+    with pytest.raises(CorpusError) as err:
+        _prepare(tmp_path, records)
+    assert "row 20000 id='doc-17': duplicate id (first at row 17)" in str(err.value)
+    assert "row 20001 id='doc-19999': duplicate id (first at row 19999)" in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # no corpus, no .tmp, no spill folder left
+
+
+def test_fingerprint_is_a_function_of_the_prepared_rows(tmp_path):
+    a = _prepare(tmp_path / "a", GOOD)
+    b = _prepare(tmp_path / "b", [*GOOD[:2], {"id": 99, "text": ""}, *GOOD[2:], {"id": 0, "text": "dup"}],
+                 skip_bad_rows=True)
+    c = prepare((dict(r, url="elsewhere") for r in GOOD), tmp_path / "c" / "corpus.h5", CorpusOptions(), "other")
+    assert a.fingerprint == b.fingerprint == c.fingerprint

@@ -2,9 +2,10 @@ import h5py
 import numpy as np
 import pytest
 
-from bench.synthetic import identity, vectors
-from embedder.config import ShardSpec
-from embedder.shard import ShardWriter, check_complete, read_header
+from jobs.testing.synthetic import identity, vectors
+from kit.shardfile import ShardSpec
+from embedder.shard import ShardWriter
+from kit.shardfile import check_complete, read_header
 from kit.errors import ShardError
 
 SPEC = ShardSpec(3, 100, 160)
@@ -58,6 +59,8 @@ def test_unreadable_partial_file_is_set_aside(tmp_path):
     w = ShardWriter(path, SPEC, IDENT, {})
     assert w.resumed_from == 0
     w.close()
+    kept = list(tmp_path.glob("shard-00003.h5.tmp.set-aside-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"\x89HDF\r\n garbage"  # kept, not deleted
 
 
 def test_check_catches_all_zero_tail_that_opens_cleanly(tmp_path):

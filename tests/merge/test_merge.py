@@ -5,8 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
-from bench.synthetic import SYNTHETIC_MODEL, identity, synthetic_run, vectors, write_shard
-from embedder.config import ShardSpec
+from jobs.testing.synthetic import SYNTHETIC_MODEL, identity, synthetic_run, vectors, write_shard
+from kit.shardfile import ShardSpec
 from kit.errors import MergeError, ShardDataError, ShardGapError, ShardMismatchError
 from merge.run import merge_run
 
@@ -16,8 +16,8 @@ N, SHARDS, DIM = 300, 4, 16
 @pytest.fixture
 def run_dir(tmp_path):
     run = tmp_path / "my run"  # a space in the path on purpose
-    manifest = synthetic_run(run, N, SHARDS, DIM)
-    return run, manifest.plan
+    state = synthetic_run(run, N, SHARDS, DIM)
+    return run, list(state.plan)
 
 
 def _merge(run, plan):
@@ -55,7 +55,7 @@ def test_truncated_shard_is_refused(run_dir):
         h5["embeddings"].resize(50, axis=0)
     with pytest.raises(MergeError, match=r"shard-00001.h5 rows \[75, 150\) is truncated: it holds 50 rows") as e:
         _merge(run, plan)
-    assert "REDO='1'" in str(e.value) and _no_output(run)
+    assert "REDO=1" in str(e.value) and _no_output(run)
 
 
 def test_all_zero_tail_is_refused(run_dir):
@@ -64,7 +64,7 @@ def test_all_zero_tail_is_refused(run_dir):
         h5["embeddings"][60:] = 0
     with pytest.raises(ShardDataError, match=r"shard-00002.h5 has all-zero rows at rows \[210, 225\)") as e:
         _merge(run, plan)
-    assert "make resubmit RUN='" in str(e.value) and "REDO='2'" in str(e.value) and _no_output(run)
+    assert "make resubmit RUN='" in str(e.value) and "REDO=2" in str(e.value) and _no_output(run)
 
 
 def test_nan_is_refused(run_dir):
@@ -91,7 +91,7 @@ def test_overlap_is_refused(run_dir):
     with pytest.raises(MergeError, match=r"Rows \[60, 75\) are in two shards: shard-00000.h5 \[0, 75\) and "
                                          r"shard-00009.h5 \[60, 90\)") as e:
         _merge(run, plan)
-    assert "REDO='9'" in str(e.value) and _no_output(run)
+    assert "REDO=9" in str(e.value) and _no_output(run)
 
 
 @pytest.mark.parametrize("key,value", [("model", "other/model"), ("dim", 8), ("prompt", "query: "),

@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from bench.synthetic import identity
-from embedder.config import ShardSpec
-from embedder.shard import ShardHeader
+from jobs.testing.synthetic import identity
+from kit.shardfile import ShardSpec
+from kit.shardfile import ShardHeader
 from merge.verify import verify
 
 IDENT = identity(8, "c" * 64)

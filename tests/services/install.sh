@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests run for real (sshd, rsync, headless Chromium), if missing.
-# Idempotent; root or sudo.
+# Install the Debian packages the tests run for real (sshd, rsync, headless Chromium), if missing,
+# then start the two one-node Slurm test clusters: the host's (22.05) and Debian unstable's (26.05,
+# in a chroot). Idempotent: what is installed or running is left alone. Root or sudo.
 set -euo pipefail
 needed=()
 command -v rsync >/dev/null || needed+=(rsync)
@@ -8,9 +9,13 @@ command -v rsync >/dev/null || needed+=(rsync)
 command -v ssh >/dev/null || needed+=(openssh-client)
 [ -x /usr/bin/chromium ] || needed+=(chromium)
 [ -x /usr/bin/chromedriver ] || needed+=(chromium-driver)
-[ ${#needed[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "Installing test services: ${needed[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${needed[@]}" >/dev/null
+if [ ${#needed[@]} -gt 0 ]; then
+  echo "Installing test services: ${needed[*]}"
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${needed[@]}" >/dev/null
+fi
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+$sudo bash "$repo/slurm/testcluster/setup.sh"
+$sudo bash "$repo/slurm/testcluster/sid/setup.sh"

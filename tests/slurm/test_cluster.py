@@ -1,10 +1,9 @@
-"""Real jobs on the one-node test cluster (slurm/testcluster/setup.sh, started by make test)."""
+"""Real jobs on a one-node test cluster: Slurm 22.05 (slurm/testcluster/setup.sh) or 26.05 (sid/), both run by make test."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,16 +12,15 @@ import pytest
 
 from tests.conftest import cosine_rows
 from tests.helpers import REPO, assert_matches_direct_encode, jobs_cli, resumed_row, task_log, wait_for
+from tests.slurm.conftest import selected_cluster
 
-PROFILE = "testcluster"
+PROFILE = selected_cluster().profile  # the host's cluster (22.05), or sid's (26.05): tests/slurm/conftest.py
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cluster():
-    """The test cluster must be up: fail loudly, never skip."""
-    if shutil.which("sbatch") is None or subprocess.run(["scontrol", "ping"], capture_output=True).returncode:
-        raise RuntimeError("The Slurm test cluster is not running: make test-services (slurm/testcluster/setup.sh)")
-    yield
+def cluster(slurm_cluster):
+    """The selected test cluster must be up and of its Slurm version: fail loudly, never skip."""
+    yield slurm_cluster
 
 
 def run_jobs(run: Path) -> list[dict]:
@@ -69,7 +67,7 @@ def test_make_submit_on_the_cluster_matches_a_local_run(tmp_path, vital_jsonl, m
 
 def failing_profile(tmp_path: Path, task: int) -> Path:
     """The testcluster profile with one array task that exits before it starts (a real FAILED task)."""
-    text = (REPO / "slurm/profiles/testcluster.toml").read_text()
+    text = (REPO / f"slurm/profiles/{PROFILE}.toml").read_text()
     line = f'  "if [ \\"${{SLURM_ARRAY_TASK_ID:-}}\\" = {task} ]; then echo broken node >&2; exit 3; fi",\n'
     path = tmp_path / "flaky.toml"
     path.write_text(text.replace("setup = [\n", "setup = [\n" + line, 1))
@@ -79,20 +77,21 @@ def failing_profile(tmp_path: Path, task: int) -> Path:
 def test_failed_task_cancels_merge_then_resubmit_completes(tmp_path, vital_jsonl, model_path, st_model,
                                                             cancel_leftovers):
     corpus, records = vital_jsonl(30)
-    run = tmp_path / "flaky"
+    run = tmp_path / "flaky run"  # a space: the printed repair command must quote it
     cancel_leftovers.append(run)
     jobs_cli("submit", "--run", str(run), "--profile", str(failing_profile(tmp_path, 1)), "--corpus", str(corpus),
              "--model", str(model_path), "--shards", "3")
     wait_for(lambda: queue_empty(run), 300, "the array to end and the merge to be cancelled")
     status = jobs_cli("status", "--run", str(run)).stdout
-    assert "shard-00001.h5" in status and "failed: FAILED" in status
+    failed = [ln for ln in status.splitlines() if ln.startswith("  shard-00001.h5")]
+    assert failed and " failed  (task " in failed[0] and "FAILED exit 3:0" in failed[0], status
     assert "merge job" in status and "CANCELLED" in status
-    assert f"Repair with: make resubmit RUN='{run}'" in status or f"Repair with: make resubmit RUN={run}" in status
+    assert f"Repair with: make resubmit RUN='{run}'" in status
     assert not (run / "embeddings.h5").exists()
     done = {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)}
 
     out = jobs_cli("resubmit", "--run", str(run), "--profile", PROFILE, "--wait").stdout
-    assert "submitted shards [1]" in out
+    assert "Submitted 1 shard(s) (2 already complete)" in out and "embed: 1 shard(s) (shard-00001.h5)" in out
     assert_matches_direct_encode(run, records, st_model)
     assert {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)} == done
 
@@ -141,7 +140,7 @@ def test_scancel_of_a_task_and_of_the_merge_then_resubmit_recovers(tmp_path, vit
     wait_for(lambda: queue_empty(run), 300, "the resubmitted shard")
     assert not (run / "embeddings.h5").exists()
     out = jobs_cli("resubmit", "--run", str(run), "--wait").stdout
-    assert "submitted shards none" in out  # only the merge, without a dependency
+    assert "Submitted 0 shard(s) (2 already complete)" in out  # only the merge, without a dependency
     assert_matches_direct_encode(run, records, st_model)
 
 
@@ -156,8 +155,8 @@ def test_submit_fails_before_any_sbatch_when_the_model_is_not_staged(tmp_path, v
 
 
 def test_jobs_slurm_has_forgotten_read_as_gone():
-    from jobs.slurmjobs import queue_states
+    from jobs.slurmcli import queue
 
     # squeue -j 999999 alone exits 1 ("Invalid job id"); a run's old ids must not break status or resubmit.
     assert subprocess.run(["squeue", "-h", "-j", "999999"], capture_output=True).returncode != 0
-    assert queue_states(["999999"]) == {}
+    assert queue(["999999"]) == {}

@@ -1,11 +1,15 @@
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given, strategies as st
 
-from embedder.config import ShardSpec
+from kit.shardfile import ShardSpec
 from jobs.plan import plan_shards
-from jobs.slurmjobs import afterok, parse_max_array_size, windows
+from jobs.slurmbackend import afterok, render_sbatch, windows
+from jobs.slurmcli import parse_max_array_size
 from kit.errors import ConfigError
-from slurm.profiles import available_profiles, load_profile, sbatch_parameters
+from slurm.profiles import available_profiles, gpu_parameters, load_profile, sbatch_parameters
 
 
 def test_shipped_profiles_load():
@@ -55,3 +59,50 @@ def test_dependency_strings_and_config_parsing():
     assert parse_max_array_size("MaxArraySize            = 5\nMaxJobCount = 10000\n") == 5
     assert parse_max_array_size("no such line") == 1001
     assert windows([ShardSpec(0, 0, 1)], 5) == [[ShardSpec(0, 0, 1)]]
+
+
+GPU_FORMS = {"gres": "--gres=gpu:2", "gpus-per-task": "--gpus-per-task=2", "gpus": "--gpus=2"}  # one task per job
+GPU_LINE = re.compile(r"^#SBATCH --(gres|gpus|gpus-per-task|gpus-per-node|gpus-per-socket)=", re.M)
+
+
+def site_profile(tmp_path, embed: str) -> Path:
+    path = tmp_path / "site.toml"
+    path.write_text(f'[embed]\npartition = "gpu"\ngpus_per_task = 2\n{embed}\n[merge]\ncpus_per_task = 1\n')
+    return path
+
+
+@pytest.mark.parametrize("form", GPU_FORMS)
+def test_each_gpu_request_form_emits_exactly_that_one_option(tmp_path, form):
+    profile = load_profile(str(site_profile(tmp_path, f'gpu_request = "{form}"')))
+    script = render_sbatch(tmp_path / "run", profile, "embed", 3, python="/venv/bin/python")
+    assert GPU_LINE.findall(script) == [GPU_FORMS[form].split("=")[0][2:]]
+    assert f"#SBATCH {GPU_FORMS[form]}\n" in script
+    merge = render_sbatch(tmp_path / "run", profile, "merge", 1, python="/venv/bin/python")
+    assert GPU_LINE.findall(merge) == []  # the merge asks for no GPU
+
+
+def test_a_full_gres_string_is_sent_as_is(tmp_path):
+    profile = load_profile(str(site_profile(tmp_path, 'gres = "gpu:a100:1"')))
+    assert gpu_parameters(profile.embed) == {"gres": "gpu:a100:1"}
+    script = render_sbatch(tmp_path / "run", profile, "embed", 1, python="/venv/bin/python")
+    assert GPU_LINE.findall(script) == ["gres"] and "#SBATCH --gres=gpu:a100:1\n" in script
+
+
+def test_gpu_request_defaults_to_gres_and_keeps_other_extras(tmp_path):
+    profile = load_profile(str(site_profile(tmp_path, '[embed.sbatch_extra]\nreservation = "lab"')))
+    params = sbatch_parameters(profile.embed, "x-embed", ())
+    assert params["gres"] == "gpu:2" and params["additional_parameters"] == {"reservation": "lab"}
+    gpus = load_profile(str(site_profile(tmp_path, 'gpu_request = "gpus"\n[embed.sbatch_extra]\nreservation = "lab"')))
+    assert sbatch_parameters(gpus.embed, "x-embed", ())["additional_parameters"] == {"gpus": 2, "reservation": "lab"}
+    assert "gres" not in sbatch_parameters(gpus.embed, "x-embed", ())
+
+
+@pytest.mark.parametrize("embed,message", [
+    ('gpu_request = "gpus-per-node"', r'gpu_request = .gpus-per-node. is not a way to ask for GPUs\. Choose one of: '
+                                      r'"gres" \(--gres=gpu:N\), "gpus-per-task" \(--gpus-per-task=N\), "gpus"'),
+    ('gpu_request = "gpus"\ngres = "gpu:a100:1"', r'has both gres = .gpu:a100:1. and gpu_request = "gpus": keep one'),
+    ('[embed.sbatch_extra]\ngpus-per-node = 1', r"sbatch_extra sets gpus-per-node: GPUs are asked for by gpus_per_task"),
+])
+def test_a_second_or_unknown_gpu_request_is_refused_naming_the_key(tmp_path, embed, message):
+    with pytest.raises(ConfigError, match=message):
+        load_profile(str(site_profile(tmp_path, embed)))

@@ -1,22 +1,39 @@
-"""The sbatch scripts the testcluster profile generates, pinned (UPDATE_GOLDEN=1 rewrites them)."""
+"""The sbatch scripts the test cluster's profile generates, pinned, one per GPU request form, and
+accepted as they are by the selected cluster's own ``sbatch --test-only`` (22.05 and 26.05).
+
+A script is pinned once for every Slurm version, in golden/<name>; where a version needs other
+output, golden/<release>/<name> (e.g. golden/26.05/...) pins that version's script instead.
+UPDATE_GOLDEN=1 rewrites the file the test compares with.
+"""
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from jobs.slurmjobs import render_sbatch
-from slurm.profiles import load_profile
+from jobs.slurmbackend import render_sbatch
+from slurm.profiles import load_profile, with_overrides
 
 GOLDEN = Path(__file__).parent / "golden"
 RUN = Path("/scratch/lab runs/it's \"wiki\"")  # spaces and quotes on purpose
+CASES = [("embed", 5, "gres"), ("merge", 1, "gres"), ("embed", 5, "gpus-per-task"), ("embed", 1, "gpus")]
 
 
-@pytest.mark.parametrize("stage,n_tasks", [("embed", 5), ("merge", 1)])
-def test_testcluster_sbatch_script_is_pinned(stage, n_tasks):
-    text = render_sbatch(RUN, load_profile("testcluster"), stage, n_tasks, python="/opt/embedkit/.venv/bin/python")
-    golden = GOLDEN / f"testcluster_{stage}.sbatch"
+def golden_file(name: str, release: str) -> Path:
+    specific = GOLDEN / release / name
+    return specific if specific.exists() else GOLDEN / name
+
+
+@pytest.mark.parametrize("stage,n_tasks,form", CASES)
+def test_sbatch_script_is_pinned_and_this_slurm_accepts_it(stage, n_tasks, form, slurm_cluster):
+    profile = with_overrides(load_profile(slurm_cluster.profile), gpu_request=form)
+    text = render_sbatch(RUN, profile, stage, n_tasks, python="/opt/embedkit/.venv/bin/python")
+    suffix = "" if form == "gres" else f"_{form}"
+    golden = golden_file(f"{profile.name}_{stage}{suffix}.sbatch", slurm_cluster.slurm)
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
     assert "srun --unbuffered" in text  # tasks are job steps: USR2 reaches them
+    proc = subprocess.run(["sbatch", "--test-only", str(golden)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"Slurm {slurm_cluster.slurm} refuses {golden.name}: {proc.stderr}"

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from embedder.config import EmbedConfig, ShardSpec
-from embedder.corpus import CorpusOptions, corpus_info, prepare
-from embedder.shard import ShardWriter, final_path
-from jobs import manifest as manifest_lib
-from jobs.manifest import Manifest
+from embedder.config import ComputeSettings, EmbedIdentity
+from embedder.corpus import CorpusOptions, prepare
+from embedder.shard import ShardWriter
+from jobs import runstate
 from jobs.plan import plan_shards
-from kit.format import CORPUS_FILE, SHARDS_DIR
+from jobs.runstate import CorpusRecord, RunState
+from kit.corpusfile import corpus_info
+from kit.format import CORPUS_FILE
+from kit.shardfile import ShardSpec, shard_path
 
 SYNTHETIC_MODEL = "synthetic/unit-vectors"
 
@@ -24,7 +26,7 @@ def synthetic_records(n_rows: int):
 
 def identity(dim: int, fingerprint: str, **overrides) -> dict:
     base = {"model": SYNTHETIC_MODEL, "model_revision": "local", "model_fingerprint": "0" * 64, "dim": dim,
-            "dtype": "float32", "compute_dtype": "float32", "pooling": "Pooling(mean)",
+            "dtype": "float32", "pooling": "Pooling(mean)",
             "normalize_embeddings": False, "prompt": "", "max_seq_length": 256, "corpus_fingerprint": fingerprint}
     return {**base, **overrides}
 
@@ -40,7 +42,7 @@ def vectors(start: int, stop: int, dim: int) -> np.ndarray:
 
 def write_shard(run_dir: Path, spec: ShardSpec, ident: dict, block_rows: int = 4096, fast: bool = False) -> Path:
     """A complete shard for ``spec``; ``fast`` fills rows from one random block (benchmarks)."""
-    writer = ShardWriter(final_path(run_dir / SHARDS_DIR, spec), spec, ident, {"host": "synthetic"})
+    writer = ShardWriter(shard_path(run_dir, spec.index), spec, ident, {"host": "synthetic"})
     rng = np.random.default_rng(spec.index)
     template = rng.standard_normal((block_rows, ident["dim"])).astype(np.float32) + 0.1 if fast else None
     for lo in range(spec.start, spec.stop, block_rows):
@@ -51,15 +53,16 @@ def write_shard(run_dir: Path, spec: ShardSpec, ident: dict, block_rows: int = 4
     return header.path
 
 
-def synthetic_run(run_dir: Path, n_rows: int, n_shards: int, dim: int = 16, fast: bool = False) -> Manifest:
+def synthetic_run(run_dir: Path, n_rows: int, n_shards: int, dim: int = 16, fast: bool = False) -> RunState:
     """A run folder (run.json, corpus.h5, complete shards) ready to merge."""
     prepare(synthetic_records(n_rows), run_dir / CORPUS_FILE, CorpusOptions(), "synthetic")
     info = corpus_info(run_dir / CORPUS_FILE)
-    manifest = Manifest(embed=EmbedConfig(model=SYNTHETIC_MODEL), plan=plan_shards(n_rows, n_shards),
-                        corpus={"source": "synthetic", "rows": n_rows, "source_rows": n_rows, "rejected_rows": 0,
-                                "fingerprint": info.fingerprint, "text_fields": ["text"], "skip_bad_rows": False},
-                        created_at="synthetic")
-    manifest_lib.save(run_dir, manifest)
-    for spec in manifest.plan:
+    corpus = CorpusRecord(source="synthetic", rows=n_rows, source_rows=n_rows, rejected_rows=0,
+                          fingerprint=info.fingerprint, options=CorpusOptions())
+    state = RunState(identity=EmbedIdentity(model=SYNTHETIC_MODEL), model_fingerprint="0" * 64, corpus=corpus,
+                     plan=tuple(plan_shards(n_rows, n_shards)), requested_shards=n_shards,
+                     compute=ComputeSettings(), created_at="synthetic")
+    runstate.save(run_dir, state)
+    for spec in state.plan:
         write_shard(run_dir, spec, identity(dim, info.fingerprint), fast=fast)
-    return manifest
+    return state

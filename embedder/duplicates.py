@@ -1,0 +1,75 @@
+"""Find duplicate ids in memory that does not grow with the corpus.
+
+Each kept row's id is hashed to 64 bits; (hash, row) pairs are spilled to 256 bucket files by
+the hash's top byte. After the last row each bucket is loaded alone (1/256 of the pairs), sorted,
+and rows whose hashes collide are returned as candidates; the caller confirms them on the real
+ids (a collision of different ids is possible, only rare). 16 bytes per row go to disk, next to
+the output, and are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+BUCKETS = 256
+FLUSH_ROWS = 1 << 20  # pairs held in memory before they are spread over the bucket files (16 MiB)
+PAIR = np.dtype([("hash", "<i8"), ("row", "<i8")])
+
+
+class DuplicateFinder:
+    """Collect ids with ``add``; ``colliding_rows`` yields groups of rows whose id hashes are equal."""
+
+    def __init__(self, folder: Path):
+        self.dir = Path(tempfile.mkdtemp(prefix=".corpus-ids-", dir=folder))
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+
+    def __enter__(self) -> DuplicateFinder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def add(self, ids: list[str], rows: list[int]) -> None:
+        """Remember the ids of source rows ``rows`` (same length)."""
+        pairs = np.empty(len(ids), dtype=PAIR)
+        # str hashes are SipHash, 64 bits, cached on the string; salted per process, which is
+        # fine: they are compared only within this process.
+        pairs["hash"] = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
+        pairs["row"] = rows
+        self._pending.append(pairs)
+        self._pending_rows += len(ids)
+        if self._pending_rows >= FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        pairs = np.concatenate(self._pending)
+        self._pending, self._pending_rows = [], 0
+        bucket = (pairs["hash"].view(np.uint64) >> np.uint64(56)).astype(np.intp)
+        order = np.argsort(bucket, kind="stable")
+        pairs, bounds = pairs[order], np.searchsorted(bucket[order], np.arange(BUCKETS + 1))
+        for b in range(BUCKETS):
+            if bounds[b] < bounds[b + 1]:
+                with open(self.dir / f"{b:03d}.bin", "ab") as f:
+                    pairs[bounds[b] : bounds[b + 1]].tofile(f)
+
+    def colliding_rows(self) -> Iterator[np.ndarray]:
+        """Sorted source rows sharing one id hash, group by group (each group has 2+ rows)."""
+        self._flush()
+        for path in sorted(self.dir.glob("*.bin")):
+            pairs = np.fromfile(path, dtype=PAIR)
+            pairs = pairs[np.lexsort((pairs["row"], pairs["hash"]))]
+            same = pairs["hash"][1:] == pairs["hash"][:-1]
+            if not same.any():
+                continue
+            starts = np.flatnonzero(np.diff(np.concatenate(([False], same, [False])).astype(np.int8)) == 1)
+            stops = np.flatnonzero(np.diff(np.concatenate(([False], same, [False])).astype(np.int8)) == -1)
+            for lo, hi in zip(starts, stops):
+                yield pairs["row"][lo : hi + 1]

@@ -1,0 +1,171 @@
+"""Model inputs for each batch: every text tokenised once, as the model will see it.
+
+``FastCollator`` tokenises a chunk of texts in one call of the model's own (fast) tokenizer,
+truncated to ``max_seq_length`` exactly as sentence-transformers' ``Transformer.preprocess``
+does, and then builds each batch's tensors from those ids with numpy: padded to the batch's
+longest row on the tokenizer's padding side, or packed into one flat sequence with the
+module's own ``DataCollatorWithFlattening`` when the model was loaded for flash attention.
+Models this cannot mirror (chat templates, custom processor arguments, slow tokenizers) get
+``PreprocessCollator``, which calls ``model.preprocess`` per batch (tokenising twice, as before).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from embedder.batching import computed_tokens, packed_batches, token_budget_batches
+
+CHARS_PER_TOKEN_BOUND = 12  # tokenise at most this many characters per allowed token
+
+
+@dataclass
+class Tokenized:
+    """Token ids of a chunk's rows (``None`` when the collator tokenises per batch)."""
+
+    lengths: np.ndarray  # int64 [n]: tokens per row as the model sees them (after truncation)
+    truncated: int  # rows longer than max_seq_length
+    ids: list[list[int]] | None = None
+    type_ids: list[list[int]] | None = None
+    texts: list[str] | None = None  # kept only by PreprocessCollator
+
+
+@dataclass
+class Batch:
+    rows: np.ndarray  # indices into the chunk
+    features: dict  # what the SentenceTransformer's forward takes, on the host
+    tokens: int  # tokens computed, padding included
+
+
+def token_lengths(tokenizer, texts: list[str], prompt: str, max_seq_length: int) -> np.ndarray:
+    """Tokens per text with special tokens (prompt included), untruncated up to ``max_seq_length + 1``.
+
+    Only a prefix of each text is tokenised: enough characters for ``max_seq_length`` tokens
+    and one more, so a 100 kB article costs no more than a paragraph.
+    """
+    limit = (max_seq_length + 1) * CHARS_PER_TOKEN_BOUND
+    encoded = tokenizer([prompt + t[:limit] for t in texts], add_special_tokens=True,
+                        return_attention_mask=False, return_token_type_ids=False, verbose=False)
+    return np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
+
+
+def can_tokenize_once(model) -> bool:
+    """True when ``FastCollator`` reproduces the model's own preprocessing exactly."""
+    from sentence_transformers.base.modules.transformer import Transformer
+
+    first = model[0]
+    if not isinstance(first, Transformer) or first.transformer_task != "feature-extraction":
+        return False
+    tokenizer = first.tokenizer
+    overrides = first._merge_processing_kwargs(None)
+    return (tokenizer is not None and tokenizer.is_fast and "text" in first.modality_config
+            and "message" not in first.modality_config and not overrides.get("text")
+            and not overrides.get("common"))
+
+
+class FastCollator:
+    """Tokenise each text once; pad or pack batches from the ids (no tokenizer after that)."""
+
+    def __init__(self, model, prompt: str):
+        first = model[0]
+        self.tokenizer = copy.deepcopy(first.tokenizer)  # the feeder thread's own: not re-entrant
+        self.max_len = int(model.max_seq_length)
+        self.prompt = prompt
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.left = self.tokenizer.padding_side == "left"
+        self.with_types = "token_type_ids" in self.tokenizer.model_input_names
+        self.prompt_length = first._get_prompt_length(prompt) if prompt else None
+        self.packed = bool(first.can_flatten_inputs)
+        self.flatten = first.data_collator if self.packed else None
+        self.position_offset = getattr(first, "_flatten_position_offset", 0) if self.packed else 0
+
+    def tokenize(self, texts: list[str]) -> Tokenized:
+        """One tokenizer call over the prefixes; rows whose prefix was too short are redone whole."""
+        limit = (self.max_len + 1) * CHARS_PER_TOKEN_BOUND
+        ids, types, cut = self._encode([t[:limit] for t in texts])
+        redo = [i for i, t in enumerate(texts) if len(t) > limit and not cut[i]]  # > 12 chars a token
+        if redo:
+            r_ids, r_types, r_cut = self._encode([texts[i] for i in redo])
+            for j, i in enumerate(redo):
+                ids[i], cut[i] = r_ids[j], r_cut[j]
+                if types is not None:
+                    types[i] = r_types[j]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        return Tokenized(lengths, int(sum(cut)), ids, types)
+
+    def _encode(self, texts: list[str]) -> tuple[list, list | None, list[bool]]:
+        """Ids truncated like ``Transformer.preprocess`` does, and which rows lost a tail."""
+        enc = self.tokenizer([self.prompt + t for t in texts], truncation=True, max_length=self.max_len,
+                             return_overflowing_tokens=True, return_attention_mask=False,
+                             return_token_type_ids=self.with_types, verbose=False)
+        sample = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+        first = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]]) if len(sample) else sample
+        cut = np.bincount(sample, minlength=len(texts)) > 1
+        ids = [enc["input_ids"][k] for k in first]
+        types = [enc["token_type_ids"][k] for k in first] if self.with_types else None
+        return ids, types, cut.tolist()
+
+    def batches(self, tok: Tokenized, max_tokens: int) -> list[np.ndarray]:
+        group = packed_batches if self.packed else token_budget_batches
+        return group(tok.lengths, max_tokens)
+
+    def collate(self, tok: Tokenized, rows: np.ndarray) -> Batch:
+        features = self._packed(tok, rows) if self.packed else self._padded(tok, rows)
+        features["modality"] = "text"
+        if self.prompt_length is not None:
+            features["prompt_length"] = self.prompt_length
+        return Batch(rows, features, computed_tokens(tok.lengths[rows], self.packed))
+
+    def _padded(self, tok: Tokenized, rows: np.ndarray) -> dict:
+        width = int(tok.lengths[rows].max())
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64) if tok.type_ids is not None else None
+        for k, row in enumerate(rows):
+            n = int(tok.lengths[row])
+            cols = slice(width - n, width) if self.left else slice(0, n)
+            ids[k, cols], mask[k, cols] = tok.ids[row], 1
+            if types is not None:
+                types[k, cols] = tok.type_ids[row]
+        out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if types is not None:
+            out["token_type_ids"] = torch.from_numpy(types)
+        return out
+
+    def _packed(self, tok: Tokenized, rows: np.ndarray) -> dict:
+        """Exactly what ``Transformer.preprocess`` builds when it flattens a batch for flash attention."""
+        samples = [{"input_ids": tok.ids[r], **({"token_type_ids": tok.type_ids[r]} if tok.type_ids else {})}
+                   for r in rows]
+        out = self.flatten(samples)
+        out.pop("labels", None)
+        if self.position_offset:
+            out["position_ids"] = out["position_ids"] + self.position_offset
+        return dict(out)
+
+
+class PreprocessCollator:
+    """Any other model: count tokens first, then ``model.preprocess`` per batch (tokenises twice)."""
+
+    packed = False
+
+    def __init__(self, model, prompt: str):
+        self.model, self.prompt = model, prompt
+        self.max_len = int(model.max_seq_length)
+
+    def tokenize(self, texts: list[str]) -> Tokenized:
+        lengths = token_lengths(self.model.tokenizer, texts, self.prompt, self.max_len)
+        return Tokenized(np.minimum(lengths, self.max_len), int((lengths > self.max_len).sum()), texts=texts)
+
+    def batches(self, tok: Tokenized, max_tokens: int) -> list[np.ndarray]:
+        return token_budget_batches(tok.lengths, max_tokens)
+
+    def collate(self, tok: Tokenized, rows: np.ndarray) -> Batch:
+        features = self.model.preprocess([tok.texts[i] for i in rows], prompt=self.prompt or None)
+        return Batch(rows, features, computed_tokens(tok.lengths[rows], False))
+
+
+def make_collator(model, prompt: str) -> FastCollator | PreprocessCollator:
+    return FastCollator(model, prompt) if can_tokenize_once(model) else PreprocessCollator(model, prompt)

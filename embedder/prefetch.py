@@ -1,0 +1,144 @@
+"""Keep the device busy: prepare the next chunk's batches while the current one runs.
+
+``Prefetcher`` reads, tokenises and collates chunks in a background thread (the tokenizer and
+h5py release the GIL while they work), at most one chunk ahead of the consumer, so the forward
+passes never wait on the host. ``PinnedStager`` copies batches to a CUDA device through reused
+page-locked buffers with ``non_blocking=True`` (an option, off by default: not measured yet).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from embedder.feeder import Batch, Tokenized
+from kit.corpusfile import read_slice
+
+_END = object()
+
+
+@dataclass
+class PreparedChunk:
+    first_row: int  # corpus row of texts[0] (names rows in errors)
+    texts: list[str]
+    extra: Any  # what the caller passed along (the rows' ids)
+    tok: Tokenized
+    batches: Iterable[Batch]  # in the order the budget grouped them (longest rows first)
+
+    @property
+    def rows(self) -> int:
+        return len(self.texts)
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class Prefetcher:
+    """Iterate ``PreparedChunk`` objects for ``chunks`` of ``(first_row, texts, extra)``, prepared ahead.
+
+    ``budget()`` is read for each new chunk, so a budget lowered after an out-of-memory error
+    applies from the next chunk on (the consumer splits batches already prepared).
+    """
+
+    def __init__(self, collator, chunks: Iterable[tuple[int, list[str], Any]], budget: Callable[[], int],
+                 threaded: bool = True):
+        self.collator, self.chunks, self.budget, self.threaded = collator, chunks, budget, threaded
+        self._ready: queue.Queue = queue.Queue()
+        self._slots = threading.Semaphore(2)  # the chunk being consumed and the next one
+        self._stop = threading.Event()
+
+    def __iter__(self) -> Iterator[PreparedChunk]:
+        if not self.threaded:
+            yield from self._inline()
+            return
+        worker = threading.Thread(target=self._work, name="embed-feeder", daemon=True)
+        worker.start()
+        try:
+            while (item := self._ready.get()) is not _END:
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+                self._slots.release()
+        finally:
+            self._stop.set()
+            self._slots.release()  # wake a worker waiting for a slot, so it sees the stop flag
+
+    def _inline(self) -> Iterator[PreparedChunk]:
+        for first_row, texts, extra in self.chunks:
+            tok = self.collator.tokenize(texts)
+            rows = self.collator.batches(tok, self.budget())
+            yield PreparedChunk(first_row, texts, extra, tok, (self.collator.collate(tok, r) for r in rows))
+
+    def _work(self) -> None:
+        try:
+            for first_row, texts, extra in self.chunks:
+                self._slots.acquire()
+                if self._stop.is_set():
+                    return
+                tok = self.collator.tokenize(texts)
+                batches: queue.Queue = queue.Queue()
+                self._ready.put(PreparedChunk(first_row, texts, extra, tok, _drain(batches)))
+                try:
+                    for rows in self.collator.batches(tok, self.budget()):
+                        batches.put(self.collator.collate(tok, rows))
+                finally:
+                    batches.put(_END)
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            self._ready.put(_Failure(err))
+        self._ready.put(_END)
+
+
+def read_chunks(corpus: Path, start: int, stop: int, flush_rows: int) -> Iterator[tuple[int, list[str], list[str]]]:
+    """``(first row, texts, ids)`` of corpus rows ``[start, stop)`` in chunks of ``flush_rows``, read lazily."""
+    for lo in range(start, stop, flush_rows):
+        rows = read_slice(corpus, lo, min(lo + flush_rows, stop))
+        yield lo, rows["texts"], rows["ids"]
+
+
+def _drain(batches: queue.Queue) -> Iterator[Batch]:
+    while (batch := batches.get()) is not _END:
+        yield batch
+
+
+class PinnedStager:
+    """Host-to-GPU copies through a few reused page-locked buffers, ``non_blocking`` (CUDA only).
+
+    A buffer is refilled only after the copy that last read it has finished (a CUDA event).
+    """
+
+    def __init__(self, device: str, slots: int = 3):
+        self.device = torch.device(device)
+        self.buffers: list[torch.Tensor | None] = [None] * slots
+        self.events: list[torch.cuda.Event | None] = [None] * slots
+        self.turn = 0
+
+    def to_device(self, features: dict) -> dict:
+        slot, self.turn = self.turn, (self.turn + 1) % len(self.buffers)
+        if self.events[slot] is not None:
+            self.events[slot].synchronize()
+        tensors = {k: v for k, v in features.items() if isinstance(v, torch.Tensor)}
+        need = sum(_aligned(v.numel() * v.element_size()) for v in tensors.values())
+        if self.buffers[slot] is None or self.buffers[slot].numel() < need:
+            self.buffers[slot] = torch.empty(max(need, 1 << 20), dtype=torch.uint8, pin_memory=True)
+        out, offset = dict(features), 0
+        for name, value in tensors.items():
+            size = value.numel() * value.element_size()
+            staged = self.buffers[slot][offset:offset + size].view(value.dtype).view(value.shape)
+            staged.copy_(value)
+            out[name] = staged.to(self.device, non_blocking=True)
+            offset += _aligned(size)
+        self.events[slot] = torch.cuda.Event()
+        self.events[slot].record()
+        return out
+
+
+def _aligned(nbytes: int) -> int:
+    return (nbytes + 63) // 64 * 64

@@ -1,0 +1,62 @@
+"""CSV and TSV (plain or .gz/.zst), streamed; the first line names the fields.
+
+A row whose field count differs from the header's is a problem of that row (its line is
+named); every value is text, so ids are read as text too.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from embedder.readers import Batch, field_lengths
+from embedder.readers.textio import base_name, open_text
+from kit.errors import CorpusError
+
+BATCH_ROWS = 4096
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # articles are longer than csv's 128 kB default
+
+
+class DelimitedReader:
+    def __init__(self, path: Path):
+        self.path = path
+        self.total_rows = None
+        self.delimiter = "\t" if base_name(path).endswith(".tsv") else ","
+
+    def batches(self, columns: Sequence[str]) -> Iterator[Batch]:
+        where = [0]
+        with open_text(self.path, where, newline="") as f:
+            reader = csv.reader(f, delimiter=self.delimiter)
+            header = next(reader, None)
+            if header is None:
+                raise CorpusError(f"{self.path} is empty: expected a header line naming the fields.")
+            yield from self._batches(reader, header, columns, where)
+
+    def _batches(self, reader, header: list[str], columns: Sequence[str], where: list[int]) -> Iterator[Batch]:
+        index = {name: i for i, name in enumerate(header)}
+        pick = [(name, index.get(name)) for name in columns]
+        rows: list[list[str]] = []
+        problems: dict[int, str] = {}
+        file_row, first = 0, True
+        for row in reader:
+            where[0] = reader.line_num
+            if len(row) != len(header):
+                problems[len(rows)] = (f"wrong number of fields (line {reader.line_num} has {len(row)}, "
+                                       f"the header has {len(header)})")
+                row = []
+            rows.append(row)
+            if len(rows) >= BATCH_ROWS:
+                yield self._batch(rows, pick, header, file_row, problems, first)
+                file_row, first, rows, problems = file_row + len(rows), False, [], {}
+        if rows:
+            yield self._batch(rows, pick, header, file_row, problems, first)
+
+    def _batch(self, rows, pick, header, file_row, problems, first) -> Batch:
+        cols = {name: [r[i] if r else None for r in rows] if i is not None else [None] * len(rows)
+                for name, i in pick}
+        fields = None
+        if first:
+            fields = field_lengths({h: [r[i] for r in rows[:1000] if r] for i, h in enumerate(header)})
+        return Batch(cols, len(rows), str(self.path), file_row, problems, valid_utf8=False, fields=fields)

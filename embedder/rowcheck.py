@@ -1,0 +1,131 @@
+"""Which rows of a batch can be embedded: field mapping and the row checks, batch by batch.
+
+A row is refused (with its reason) for a missing, empty or non-string id or text, a NUL byte,
+a lone surrogate (invalid UTF-8), or a problem its reader found (a line that is not JSON, a CSV
+line with too many fields). Duplicate ids are found after the last batch (embedder.duplicates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from embedder.readers import Batch
+
+ROW_IDS = "@row"  # ID_FIELD=@row: the id of a row is its 0-based position in the source
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    """How records become the rows to embed (Make: TEXT_FIELDS, SKIP_BAD_ROWS, ID_FIELD, TITLE_FIELD, URL_FIELD)."""
+
+    text_fields: tuple[str, ...] = ("text",)  # joined with a blank line, e.g. ("title", "text")
+    skip_bad_rows: bool = False  # False: refuse the corpus; True: embed the rest, list the others
+    id_field: str = "id"  # the field holding each row's id; "@row" numbers the rows 0, 1, ...
+    title_field: str = "title"  # copied to /titles ("" where absent)
+    url_field: str = "url"  # copied to /urls ("" where absent)
+    topic_field: str = "topic"  # copied to /topics when any row has one
+
+    def columns(self) -> tuple[str, ...]:
+        """Every field a reader must supply."""
+        ids = () if self.id_field == ROW_IDS else (self.id_field,)
+        return tuple(dict.fromkeys((*ids, *self.text_fields, self.title_field, self.url_field, self.topic_field)))
+
+
+@dataclass(frozen=True)
+class BadRow:
+    row: int  # 0-based position in the source
+    id: str  # the row's id as text ("" when it has none)
+    reason: str
+    where: str = ""  # file and row within it for multi-file sources ("b.parquet row 3, row group 0")
+
+
+@dataclass
+class Checked:
+    """The rows of one batch that can be embedded, and the others."""
+
+    ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    meta: dict[str, list[str]] = field(default_factory=lambda: {"titles": [], "urls": [], "topics": []})
+    rows: list[int] = field(default_factory=list)  # source row of each kept row
+    bad: list[BadRow] = field(default_factory=list)
+
+
+def text_problem(value: object, name: str, check_utf8: bool = True) -> str | None:
+    """Why ``value`` cannot be stored as a UTF-8 HDF5 string, or None."""
+    if type(value) is not str:
+        return f"{name} is not a string (got {type(value).__name__})"
+    if "\x00" in value:
+        return f"NUL byte in {name}"
+    if check_utf8 and not value.isascii():  # isascii is O(1) on CPython strings
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"lone surrogate (invalid UTF-8) in {name}"
+    return None
+
+
+def row_id(raw: object, check_utf8: bool) -> tuple[str, str | None]:
+    """(id as text, problem or None)."""
+    if raw is None:
+        return "", "missing id"
+    if type(raw) is str:
+        text = raw
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw), None
+    else:
+        return repr(raw)[:40], f"id is not a string or integer (got {type(raw).__name__})"
+    problem = text_problem(text, "id", check_utf8)
+    if not problem and (not text or text.isspace()):
+        problem = "empty id"
+    return text, problem
+
+
+def compose_text(values: list[object], names: tuple[str, ...], check_utf8: bool) -> tuple[str, str | None]:
+    """(text to embed, problem or None) from one row's text field values."""
+    parts = []
+    for name, value in zip(names, values):
+        if value is None:
+            return "", f"missing {name}"
+        problem = text_problem(value, name, check_utf8)
+        if problem:
+            return "", problem
+        if value and not value.isspace():
+            parts.append(value)
+    if not parts:
+        return "", "empty text"
+    return parts[0] if len(parts) == 1 else "\n\n".join(parts), None
+
+
+def check_batch(batch: Batch, options: CorpusOptions, row0: int, check_utf8: bool = True) -> Checked:
+    """Split ``batch`` (source rows ``row0 ..``) into rows to embed and refused rows.
+
+    ``check_utf8=False`` skips the per-value lone-surrogate check (the caller checks the batch at once).
+    """
+    cols, out, check = batch.columns, Checked(), check_utf8 and not batch.valid_utf8
+    ids = None if options.id_field == ROW_IDS else cols[options.id_field]
+    texts = [cols[name] for name in options.text_fields]
+    meta = [(key, cols[name], name) for key, name in
+            (("titles", options.title_field), ("urls", options.url_field), ("topics", options.topic_field))]
+    for i in range(batch.rows):
+        row = row0 + i
+        if i in batch.problems:
+            out.bad.append(BadRow(row, "", batch.problems[i], batch.locate(i)))
+            continue
+        rid, problem = (str(row), None) if ids is None else row_id(ids[i], check)
+        text, text_bad = compose_text([col[i] for col in texts], options.text_fields, check)
+        problem = problem or text_bad
+        values = []
+        for key, col, name in meta:
+            value = col[i]
+            value = "" if value is None else value
+            problem = problem or (text_problem(value, name, check) if value != "" else None)
+            values.append(value)
+        if problem:
+            out.bad.append(BadRow(row, rid, problem, batch.locate(i)))
+            continue
+        out.ids.append(rid)
+        out.texts.append(text)
+        out.rows.append(row)
+        for (key, _, _), value in zip(meta, values):
+            out.meta[key].append(value)
+    return out

@@ -1,0 +1,120 @@
+"""The run's prepared corpus: made once, and a new CORPUS= compared with it by content.
+
+The same file unchanged (path, size, mtime) is taken as is. Anything else is prepared beside
+the run's corpus as a candidate and compared by fingerprint (sha256 over ids and texts): the
+same content is fine; other content is a change of what the vectors are.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from embedder import corpus as corpus_lib
+from embedder.corpus import CorpusOptions
+from jobs.runstate import CorpusRecord
+from kit.atomic import TMP_SUFFIX
+from kit.commands import make_command
+from kit.corpusfile import corpus_info
+from kit.errors import ConfigError
+from kit.format import CORPUS_FILE
+
+log = logging.getLogger(__name__)
+CANDIDATE_SUFFIX = ".candidate"
+RECORDS_SOURCE = "records"
+
+
+@dataclass(frozen=True)
+class CorpusCheck:
+    """The corpus a submit will use, and whether it differs from the run's."""
+
+    record: CorpusRecord
+    candidate: Path | None = None  # a prepared corpus that differs from the run's (to refuse or install)
+    changes: dict[str, tuple[Any, Any]] | None = None
+
+
+def source_stat(source: str) -> tuple[int, int] | None:
+    """(total size, newest mtime_ns) of a file, a folder's files or a glob's matches; None if unknown."""
+    path = Path(source)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = [p for p in path.rglob("*") if p.is_file()]
+    else:
+        files = [Path(p) for p in glob.glob(source) if Path(p).is_file()]
+    if not files:
+        return None
+    stats = [os.stat(p) for p in files]
+    return sum(s.st_size for s in stats), max(s.st_mtime_ns for s in stats)
+
+
+def _source_text(source: Path | str) -> str:
+    """A path as recorded: absolute, so tasks and later submits from another folder find it."""
+    text = str(source)
+    return text if any(c in text for c in "*?[") else str(Path(text).expanduser().resolve())
+
+
+def prepare(out: Path, source: str, options: CorpusOptions, records: Iterable[Any] | None) -> CorpusRecord:
+    """Prepare ``source`` (or ``records``) into ``out`` and describe it."""
+    if records is not None:
+        summary = corpus_lib.prepare(records, out, options, source)
+    else:
+        summary = corpus_lib.prepare_source(Path(source), out, options)
+    if summary.rejected:
+        log.warning("%s They are listed under /rejected.", corpus_lib.refusal_message(summary).splitlines()[0])
+    info = corpus_info(out)
+    return CorpusRecord(source=source, rows=info.rows, source_rows=info.source_rows,
+                        rejected_rows=info.rejected_rows, fingerprint=info.fingerprint, options=options,
+                        source_stat=None if records is not None else source_stat(source))
+
+
+def first_corpus(run_dir: Path, corpus: Path | None, options: CorpusOptions,
+                 records: Iterable[Any] | None) -> CorpusRecord:
+    """The corpus of a new run: prepared from CORPUS (or records) into ``<run>/corpus.h5``."""
+    if corpus is None and records is None:
+        raise ConfigError(f"Run {run_dir} has no corpus yet: pass CORPUS=<file or folder>, e.g. "
+                          f"{make_command('submit', RUN=run_dir)} CORPUS=corpus.jsonl MODEL=<model>")
+    source = RECORDS_SOURCE if records is not None else _source_text(corpus)
+    return prepare(Path(run_dir) / CORPUS_FILE, source, options, records)
+
+
+def check_corpus(run_dir: Path, old: CorpusRecord, corpus: Path | None, options: CorpusOptions,
+                 records: Iterable[Any] | None) -> CorpusCheck:
+    """Compare what this submit names with the run's corpus, preparing a candidate only when needed."""
+    if corpus is None and records is None and options == old.options:
+        return CorpusCheck(old)
+    source = RECORDS_SOURCE if records is not None else _source_text(corpus) if corpus else old.source
+    if records is None and source == old.source and options == old.options and old.source_stat is not None \
+            and source_stat(source) == old.source_stat:
+        return CorpusCheck(old)
+    if records is None and source_stat(source) is None:
+        raise ConfigError(f"Corpus {source} does not exist" + ("" if corpus else
+                          " (the run's source, needed to apply the new field options); pass CORPUS=<file>") + ".")
+    candidate = Path(run_dir) / (CORPUS_FILE + CANDIDATE_SUFFIX)
+    candidate.unlink(missing_ok=True)
+    record = prepare(candidate, source, options, records)
+    changes = {}
+    if options != old.options:
+        changes.update({k: (getattr(old.options, k), getattr(options, k)) for k in vars(options)
+                        if getattr(old.options, k) != getattr(options, k)})
+    if record.fingerprint != old.fingerprint:
+        changes["corpus"] = (f"{old.source} ({old.rows} rows, {old.fingerprint[:12]})",
+                             f"{record.source} ({record.rows} rows, {record.fingerprint[:12]})")
+    if not changes:
+        candidate.unlink()
+        return CorpusCheck(replace(old, source=record.source, source_stat=record.source_stat))
+    return CorpusCheck(record, candidate, changes)
+
+
+def install_candidate(run_dir: Path, candidate: Path) -> None:
+    """REDO=all with a new corpus: the candidate becomes the run's corpus (atomic rename)."""
+    os.replace(candidate, Path(run_dir) / CORPUS_FILE)
+
+
+def discard_candidate(run_dir: Path) -> None:
+    for suffix in (CANDIDATE_SUFFIX, CANDIDATE_SUFFIX + TMP_SUFFIX):
+        (Path(run_dir) / (CORPUS_FILE + suffix)).unlink(missing_ok=True)

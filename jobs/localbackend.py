@@ -1,0 +1,172 @@
+"""The local backend: submitit's LocalExecutor, one worker per visible GPU, later stages after pids.
+
+submitit's local jobs are processes whose job id is their pid; they outlive ``make submit``.
+The local executor has no dependencies, so a later stage waits for the earlier pids itself.
+A job's end is read from submitit's result file in the log folder: no process handle is needed,
+so ``make status`` from another shell sees the same states.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import shlex
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import submitit
+from submitit.core.utils import JobPaths
+
+from jobs.backend import JobState, Snapshot, StageRequest
+from jobs.plan import assign_workers
+from jobs.runstate import JobRecord
+from jobs.tasks import MapTask, MergeTask, after_pids, local_embed, pid_alive
+from kit.format import LOGS_DIR
+
+CONTROLLER_LOG = "local-controllers.log"  # what submitit's local controllers print themselves
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # no scheduler limit to mirror on one machine
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (ordinals or UUIDs)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip()]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        return []
+
+
+@contextlib.contextmanager
+def detached_stdio(log_path: Path) -> Iterator[None]:
+    """Local jobs inherit fds 1 and 2; point them at a log file while they start.
+
+    Otherwise ``make submit | tee`` (or any pipe) would stay open until the last job ends.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def ended_state(folder: Path, job_id: str) -> JobState:
+    """A local job that is no longer running: COMPLETED or FAILED, from submitit's result file."""
+    result = JobPaths(folder, job_id=job_id).result_pickle
+    try:
+        with open(result, "rb") as f:
+            outcome, value = pickle.load(f)
+    except FileNotFoundError:
+        return JobState(job_id, "FAILED", "ended without a result (killed?)")
+    except Exception as err:  # an unreadable result file: report it, never guess success
+        return JobState(job_id, "FAILED", f"unreadable result file {result.name}: {type(err).__name__}")
+    if outcome == "success":
+        return JobState(job_id, "COMPLETED")
+    last = [ln for ln in str(value).strip().splitlines() if ln.strip()]
+    return JobState(job_id, "FAILED", last[-1] if last else "error")
+
+
+def local_job_alive(job_id: str) -> bool:
+    """The pid runs and is still a submitit job (a pid reused by another program does not count)."""
+    pid = int(job_id)
+    if not pid_alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        return b"submitit" in cmdline.read_bytes() if cmdline.exists() else True
+    except OSError:
+        return False
+
+
+@dataclass
+class LocalBackend:
+    """Runs the stages of ``run_dir`` as processes on this machine."""
+
+    run_dir: Path
+    name: str = "local"
+    timeout_min: int = LOCAL_TIMEOUT_MIN
+
+    def log_folder(self, run_dir: Path | None = None) -> Path:
+        return Path(run_dir or self.run_dir) / LOGS_DIR
+
+    def version(self) -> str | None:
+        return None
+
+    def _executor(self, run_dir: Path, gpu: str | None) -> submitit.LocalExecutor:
+        ex = submitit.LocalExecutor(folder=self.log_folder(run_dir))
+        params: dict = {"timeout_min": self.timeout_min}
+        if gpu is not None:
+            # submitit's own visible_gpus takes ordinals only; an export keeps "4" or a GPU UUID as given.
+            params["setup"] = [f"export CUDA_VISIBLE_DEVICES={shlex.quote(gpu)}"]
+        ex.update_parameters(**params)
+        return ex
+
+    def _record(self, stage: str, job_id: str, shards: Sequence[int] = ()) -> JobRecord:
+        from embedder.run import now_iso
+
+        return JobRecord(stage=stage, backend=self.name, job_id=str(job_id), host=socket.gethostname(),
+                         profile="local", shards=tuple(shards), submitted_at=now_iso())
+
+    def check(self, request: StageRequest) -> str:
+        if request.stage == "embed":
+            gpus = visible_gpus()
+            workers = len(assign_workers(list(request.shards), len(gpus) or 1))
+            return f"embed: {workers} local worker(s) on {', '.join('GPU ' + g for g in gpus) or 'the CPU'}"
+        return f"{request.stage}: one local process after the previous stage"
+
+    def submit(self, request: StageRequest, after: Sequence[JobRecord]) -> list[JobRecord]:
+        pids = [int(j.job_id) for j in after if j.backend == self.name]
+        with detached_stdio(self.log_folder(request.run_dir) / CONTROLLER_LOG):
+            if request.stage == "embed":
+                return self._submit_embed(request)
+            ex = self._executor(request.run_dir, None)
+            if request.stage == "merge":
+                job = ex.submit(after_pids, pids, MergeTask(), request.run_dir)
+            else:
+                job = ex.submit(after_pids, pids, MapTask(), request.run_dir, dict(request.options))
+        return [self._record(request.stage, job.job_id)]
+
+    def _submit_embed(self, request: StageRequest) -> list[JobRecord]:
+        gpus = visible_gpus()
+        records = []
+        for w, group in enumerate(assign_workers(list(request.shards), len(gpus) or 1)):
+            ex = self._executor(request.run_dir, gpus[w] if gpus else None)
+            job = ex.submit(local_embed, group, request.run_dir, request.identity, request.compute)
+            records.append(self._record("embed", job.job_id, [s.index for s in group]))
+        return records
+
+    def snapshot(self, jobs: Sequence[JobRecord], retry_s: float | None = None) -> Snapshot:
+        host, tasks, foreign = socket.gethostname(), {}, []
+        for job in jobs:
+            if job.backend != self.name:
+                continue
+            if job.host != host:
+                foreign.append(job.job_id)
+                continue
+            tasks[job.job_id] = (JobState(job.job_id, "RUNNING") if local_job_alive(job.job_id)
+                                 else ended_state(self.log_folder(), job.job_id))
+        note = f"local jobs {', '.join(foreign)} ran on another host; judged from the files." if foreign else ""
+        return Snapshot(tasks, note=note)
+
+    def cancel(self, jobs: Sequence[JobRecord]) -> None:
+        import signal
+
+        for job in jobs:
+            if job.backend == self.name and job.host == socket.gethostname() and local_job_alive(job.job_id):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(job.job_id), signal.SIGTERM)

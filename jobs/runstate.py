@@ -1,0 +1,199 @@
+"""run.json: the one recorded truth about a run, as frozen typed records, written atomically.
+
+What the vectors are (identity, corpus) is fixed when the run is created; how they are computed
+(compute settings) may change on a re-submit; the plan is fixed; jobs are appended as they are
+submitted. Whether a shard is done is never stored here: the shard files are the truth
+(``kit.shardfile.done_shards``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from embedder.config import ComputeSettings, EmbedIdentity
+from embedder.corpus import CorpusOptions
+from kit import atomic
+from kit.commands import make_command
+from kit.errors import ConfigError
+from kit.format import MANIFEST
+from kit.shardfile import ShardSpec
+
+RUN_FORMAT = "embedkit-run/2"
+OLD_FORMATS = ("embedkit-run/1",)
+
+
+@dataclass(frozen=True)
+class CorpusRecord:
+    """The prepared corpus a run was planned on."""
+
+    source: str  # the file or folder it was prepared from ("records" for the demo)
+    rows: int  # rows embedded
+    source_rows: int  # rows read from the source
+    rejected_rows: int  # rows left out (SKIP_BAD_ROWS), listed under /rejected
+    fingerprint: str  # sha256 over ids and texts: same content, same fingerprint
+    options: CorpusOptions  # field mapping and SKIP_BAD_ROWS
+    source_stat: tuple[int, int] | None = None  # (size, mtime_ns) of the source when prepared
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One submitted job: an embed worker or array window, a merge, a map."""
+
+    stage: str  # embed | merge | map
+    backend: str  # local | slurm
+    job_id: str  # Slurm job id (array id for a window) or local pid
+    host: str  # where it was submitted (local pids mean something only there)
+    profile: str  # the profile it was submitted with ("local")
+    shards: tuple[int, ...] = ()  # embed: shard index of task i (Slurm) or the worker's shards (local)
+    submitted_at: str = ""
+    rows_at_submit: int = 0  # embed: rows already flushed in the run's shard files when it was submitted
+    array: bool = False  # True: shard i of ``shards`` runs as array task ``<job_id>_<i>``
+
+    def task_of(self, shard: int) -> str:
+        """The scheduler's id of the task running ``shard``: ``A_i`` for an array, else the job id."""
+        return f"{self.job_id}_{self.shards.index(shard)}" if self.array else self.job_id
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Everything about a run that is not in its shard files."""
+
+    identity: EmbedIdentity  # what the vectors are; the revision is pinned at submit
+    model_fingerprint: str  # sha256 of the weights, pinned at submit
+    corpus: CorpusRecord
+    plan: tuple[ShardSpec, ...]
+    requested_shards: int  # SHARDS as asked (the plan may hold fewer: never more shards than rows)
+    compute: ComputeSettings  # how the latest submission computes
+    created_at: str
+    jobs: tuple[JobRecord, ...] = ()
+    scheduler_version: str | None = None  # e.g. "slurm 22.05.8", detected once at submit
+    map_options: dict[str, Any] | None = None  # the map stage's options when MAP=1 was asked
+
+    def with_jobs(self, *jobs: JobRecord) -> RunState:
+        return replace(self, jobs=(*self.jobs, *jobs))
+
+    def latest_profile(self) -> str | None:
+        return self.jobs[-1].profile if self.jobs else None
+
+    def latest_task_of_shards(self) -> dict[int, tuple[JobRecord, str]]:
+        """Shard index -> (its latest embed job, the task id running it)."""
+        out = {}
+        for job in self.jobs:
+            if job.stage == "embed":
+                for shard in job.shards:
+                    out[shard] = (job, job.task_of(shard))
+        return out
+
+    def latest_stage_jobs(self) -> dict[str, JobRecord]:
+        """The latest job of each non-embed stage (merge, map)."""
+        return {job.stage: job for job in self.jobs if job.stage != "embed"}
+
+
+def manifest_path(run_dir: Path) -> Path:
+    return Path(run_dir) / MANIFEST
+
+
+def to_json(state: RunState) -> str:
+    data = {"format": RUN_FORMAT, **asdict(state)}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _build(cls, data: dict, where: str):
+    """A dataclass from a dict, refusing unknown keys (a newer or foreign run.json)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; written by a newer embedkit?")
+    return cls(**data)
+
+
+def from_json(text: str, path: Path) -> RunState:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    fmt = data.pop("format", None)
+    if fmt in OLD_FORMATS:
+        return _from_v1(data)
+    if fmt != RUN_FORMAT:
+        raise ConfigError(f"{path} is not an embedkit run manifest (format {fmt!r}, expected {RUN_FORMAT!r}). "
+                          f"Use another RUN folder for a new run.")
+    corpus = dict(data.pop("corpus"))
+    corpus["options"] = _corpus_options(corpus["options"])
+    stat = corpus.get("source_stat")
+    corpus["source_stat"] = tuple(stat) if stat else None
+    return _build(RunState, {
+        **data, "identity": _build(EmbedIdentity, data["identity"], f"{path} identity"),
+        "compute": _build(ComputeSettings, data["compute"], f"{path} compute"),
+        "corpus": _build(CorpusRecord, corpus, f"{path} corpus"),
+        "plan": tuple(_build(ShardSpec, s, f"{path} plan") for s in data["plan"]),
+        "jobs": tuple(_job(j, path) for j in data.get("jobs", [])),
+    }, str(path))
+
+
+def _corpus_options(data: dict) -> CorpusOptions:
+    data = {**data, "text_fields": tuple(data.get("text_fields", ("text",)))}
+    names = {f.name for f in dataclasses.fields(CorpusOptions)}
+    return CorpusOptions(**{k: v for k, v in data.items() if k in names})
+
+
+def _job(data: dict, path: Path) -> JobRecord:
+    return _build(JobRecord, {**data, "shards": tuple(data.get("shards", ()))}, f"{path} jobs")
+
+
+def _from_v1(data: dict) -> RunState:
+    """A run.json of embedkit-run/1 (one mixed ``embed`` dict, jobs as plain dicts), read as today's records."""
+    embed, corpus = data["embed"], data["corpus"]
+    identity = EmbedIdentity(**{k: embed.get(k) for k in ("model", "revision", "prompt_name", "prompt",
+                                                          "max_seq_length")},
+                             normalize_embeddings=bool(embed.get("normalize_embeddings")))
+    compute = ComputeSettings(**{k: embed[k] for k in ("device", "compute_dtype", "max_tokens_per_batch",
+                                                       "flush_rows", "cache_dir") if k in embed})
+    options = CorpusOptions(text_fields=tuple(corpus.get("text_fields", ["text"])),
+                            skip_bad_rows=bool(corpus.get("skip_bad_rows")))
+    plan = tuple(ShardSpec(**s) for s in data["plan"])
+    jobs = tuple(JobRecord(stage=j["stage"], backend=j.get("executor", "local"), job_id=str(j["job_id"]),
+                           host=j.get("host", ""), profile=j.get("profile", "local"),
+                           shards=tuple(j.get("shards") or ()), submitted_at=j.get("submitted_at", ""),
+                           array=j.get("executor") == "slurm" and len(j.get("shards") or ()) > 1)
+                 for j in data.get("jobs", []))
+    record = CorpusRecord(source=corpus["source"], rows=corpus["rows"], source_rows=corpus["source_rows"],
+                          rejected_rows=corpus.get("rejected_rows", 0), fingerprint=corpus["fingerprint"],
+                          options=options)
+    return RunState(identity=identity, model_fingerprint="", corpus=record, plan=plan,
+                    requested_shards=len(plan), compute=compute, created_at=data.get("created_at", ""), jobs=jobs)
+
+
+def load(run_dir: Path) -> RunState | None:
+    """The run's state, or None for a folder that is not a run yet.
+
+    Raises:
+        ConfigError: run.json exists but cannot be read, naming the file and what to do.
+    """
+    path = manifest_path(run_dir)
+    if not path.exists():
+        return None
+    try:
+        return from_json(path.read_text(encoding="utf-8"), path)
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path} is not a readable run manifest ({type(err).__name__}: {err}). "
+                          "Use another RUN folder for a new run.") from err
+
+
+def require(run_dir: Path) -> RunState:
+    """The run's state; a folder without run.json is refused with the command that starts a run."""
+    state = load(run_dir)
+    if state is None:
+        raise ConfigError(f"{run_dir} has no run.json; it is not a run folder yet. Start one with: "
+                          f"{make_command('submit', RUN=run_dir)} CORPUS=<corpus file> MODEL=<model>")
+    return state
+
+
+def save(run_dir: Path, state: RunState) -> None:
+    atomic.write_text(manifest_path(run_dir), to_json(state))
+

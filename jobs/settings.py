@@ -1,0 +1,109 @@
+"""What a submit asks for, and how it meets the run that exists: identity fixed, execution free.
+
+Only what the user set is carried (``None`` fields are "not given"), so nothing is inferred by
+comparing with defaults. Identity (model, revision, weights, prompt, pooling, normalisation,
+max_seq_length, and the corpus with its field mapping) is fixed once a run has computed
+anything: a change is refused naming old and new values and the two ways out. Compute settings
+(device, dtype, token budget, flush size, cache, profile) may change on any re-submit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from embedder.config import ComputeSettings, EmbedIdentity
+from embedder.corpus import CorpusOptions
+from kit.commands import make_command
+from kit.errors import ConfigError
+
+REDO_ALL = "all"
+IDENTITY_FIELDS = tuple(f.name for f in fields(EmbedIdentity))
+COMPUTE_FIELDS = tuple(f.name for f in fields(ComputeSettings))
+CORPUS_FIELDS = tuple(f.name for f in fields(CorpusOptions))
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """``make submit`` / ``make plan`` / ``make resubmit`` as asked: only given values are set."""
+
+    run_dir: Path
+    corpus: Path | None = None  # CORPUS=
+    shards: int | None = None  # SHARDS=
+    profile: str | None = None  # PROFILE=
+    identity: dict[str, Any] = field(default_factory=dict)  # given EmbedIdentity fields
+    compute: dict[str, Any] = field(default_factory=dict)  # given ComputeSettings fields
+    corpus_options: dict[str, Any] = field(default_factory=dict)  # given CorpusOptions fields
+    redo: tuple[int, ...] | str = ()  # shard indices, or "all"
+    wait: bool = False
+    map_options: dict[str, Any] | None = None  # MAP=1: questions, seed, pca_dims
+
+    @property
+    def redo_all(self) -> bool:
+        return self.redo == REDO_ALL
+
+
+def identity_changes(old: EmbedIdentity, new: EmbedIdentity) -> dict[str, tuple[Any, Any]]:
+    """Field -> (old, new) for every identity field that differs."""
+    return {name: (getattr(old, name), getattr(new, name)) for name in IDENTITY_FIELDS
+            if getattr(old, name) != getattr(new, name)}
+
+
+def given_identity(request: SubmitRequest, old: EmbedIdentity | None) -> EmbedIdentity:
+    """The identity the request describes: the run's, with what was given put over it."""
+    if old is None:
+        if not request.identity.get("model"):
+            raise ConfigError("No model given. Pass MODEL=<hub name or local folder>.")
+        return EmbedIdentity(**request.identity)
+    given = dict(request.identity)
+    if "model" in given and given["model"] != old.model:
+        given.setdefault("revision", None)  # another model: its revision is resolved anew
+    return replace(old, **given)
+
+
+def compute_settings(request: SubmitRequest, old: ComputeSettings | None, model_cache: str | None) -> ComputeSettings:
+    """Execution settings: the run's latest, with what was given put over it (always allowed)."""
+    base = old or ComputeSettings()
+    settings = replace(base, **request.compute)
+    if settings.cache_dir is None and model_cache:
+        settings = replace(settings, cache_dir=model_cache)
+    return settings
+
+
+def corpus_options(request: SubmitRequest, old: CorpusOptions | None) -> CorpusOptions:
+    return replace(old or CorpusOptions(), **request.corpus_options)
+
+
+def describe_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, str):
+        return value or "''"
+    return repr(value) if value is not None else "unset"
+
+
+def change_refusal(run_dir: Path, what: str, changes: dict[str, tuple[Any, Any]], done: int) -> ConfigError:
+    """A change of what the vectors are, on a run that has computed some: old, new, and two ways out."""
+    shown = "; ".join(f"{name}: {describe_value(a)} -> {describe_value(b)}" for name, (a, b) in changes.items())
+    return ConfigError(
+        f"Run {run_dir} was made with other {what} ({shown}); {done} shard(s) were computed with the old ones.\n"
+        f"Either start a new run: the same command with another RUN=..., or recompute everything with the new "
+        f"settings by adding REDO=all (the old shards are kept in shards/rejected/). To continue this run as it "
+        f"was: {make_command('submit', RUN=run_dir)}"
+    )
+
+
+def parse_redo(value: str) -> tuple[int, ...] | str:
+    """'3 5', '3,5', '0-9 12' or 'all'."""
+    text = value.strip()
+    if text.lower() == REDO_ALL:
+        return REDO_ALL
+    out: list[int] = []
+    try:
+        for part in text.replace(",", " ").split():
+            lo, _, hi = part.partition("-")
+            out += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        raise ConfigError(f"REDO takes shard numbers like '3 5', ranges like '0-9', or 'all'; got {value!r}.") from None
+    return tuple(out)

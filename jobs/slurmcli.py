@@ -1,0 +1,190 @@
+"""Every call to a Slurm command (but submitit's own sbatch), and the parsing of what it prints.
+
+Only stable interfaces are parsed: ``squeue`` and ``sacct`` with explicit fields and ``|``
+separators, ``sinfo --version``, ``scontrol show config``'s ``Key = value`` lines; never
+``scontrol show job`` text. An unknown state or an unparsable line is an error naming the
+command and the line. A controller that does not answer (restart, failover, overload) is
+retried with backoff for ``EMBEDKIT_SCHEDULER_RETRY_S`` seconds (default 300) before giving up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from typing import Sequence
+
+from jobs.backend import KNOWN_STATES, JobState
+from kit.errors import ConfigError, KitError
+
+log = logging.getLogger(__name__)
+
+RETRY_ENV = "EMBEDKIT_SCHEDULER_RETRY_S"
+DEFAULT_RETRY_S = 300.0
+TRANSIENT = re.compile(r"Unable to contact slurm controller|Socket timed out|Connection refused|"
+                       r"Zero Bytes were transmitted|Transport endpoint|Resource temporarily unavailable|"
+                       r"slurm_load_\w+ error|Communication connection failure|Connection timed out", re.I)
+SQUEUE_FORMAT = "%i|%T|%r"
+SACCT_FIELDS = "JobID,State,ExitCode,Start"
+
+
+class SchedulerUnreachable(KitError):
+    """The Slurm controller did not answer within the retry time."""
+
+
+class SlurmCommandError(ConfigError):
+    """A Slurm command failed for a reason that retrying will not fix, or printed something unexpected."""
+
+
+def retry_seconds() -> float:
+    value = os.environ.get(RETRY_ENV, "")
+    try:
+        return float(value) if value else DEFAULT_RETRY_S
+    except ValueError:
+        raise ConfigError(f"{RETRY_ENV}={value!r} is not a number of seconds.") from None
+
+
+def require_slurm() -> None:
+    missing = [c for c in ("sbatch", "squeue", "sinfo", "scontrol") if shutil.which(c) is None]
+    if missing:
+        raise ConfigError(f"Slurm commands {', '.join(missing)} are not on PATH. On a machine without Slurm "
+                          "use PROFILE=local.")
+
+
+def run(argv: Sequence[str], retry_s: float | None = None) -> str:
+    """stdout of ``argv``; transient controller failures are retried with backoff, others raise."""
+    budget = retry_seconds() if retry_s is None else retry_s
+    deadline, delay, warned = time.monotonic() + budget, 1.0, False
+    while True:
+        try:
+            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            proc = subprocess.CompletedProcess(argv, 1, "", "Socket timed out (no answer in 120 s)")
+        if proc.returncode == 0:
+            if warned:
+                log.warning("%s: the Slurm controller answers again", argv[0])
+            return proc.stdout
+        err = proc.stderr.strip()
+        if not TRANSIENT.search(err):
+            raise SlurmCommandError(f"{' '.join(argv[:3])} failed (exit {proc.returncode}): {err[-400:]}")
+        if time.monotonic() + delay > deadline:
+            raise SchedulerUnreachable(f"{argv[0]}: the Slurm controller did not answer for {budget:.0f} s "
+                                       f"({err.splitlines()[-1] if err else 'no message'}).")
+        if not warned:
+            log.warning("%s: Slurm controller unreachable (%s); retrying for up to %.0f s", argv[0],
+                        err.splitlines()[-1] if err else "no message", budget)
+            warned = True
+        time.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+def version() -> str:
+    """``slurm 22.05.8``: the release of the Slurm commands on this machine."""
+    return run(["sinfo", "--version"]).strip()
+
+
+def parse_max_array_size(config_text: str) -> int:
+    """MaxArraySize from ``scontrol show config`` output (Slurm's default is 1001)."""
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config_text, flags=re.M)
+    return int(match[1]) if match else 1001
+
+
+def max_array_size() -> int:
+    return parse_max_array_size(run(["scontrol", "show", "config"]))
+
+
+def partitions() -> set[str]:
+    return {p.rstrip("*") for p in run(["sinfo", "-h", "-o", "%R"]).split()}
+
+
+def expand_task_ids(job_id: str) -> list[str]:
+    """``123_[0-2,5%4]`` -> ``123_0 123_1 123_2 123_5``; plain ids unchanged."""
+    match = re.fullmatch(r"(\d+)_\[([^\]]+)\]", job_id)
+    if not match:
+        return [job_id]
+    out = []
+    for part in match[2].split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        out += [f"{match[1]}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def _state_word(text: str, command: str, line: str) -> str:
+    word = text.split()[0] if text.split() else ""
+    if word not in KNOWN_STATES:
+        raise SlurmCommandError(f"{command} printed a job state the kit does not know, {word!r}, in line "
+                                f"{line!r}. Please report it with your Slurm version (sinfo --version).")
+    return word
+
+
+def parse_squeue(text: str) -> dict[str, JobState]:
+    """Rows of ``squeue -h -r -o '%i|%T|%r'``."""
+    states = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.strip().split("|")
+        if len(parts) != 3 or not parts[0]:
+            raise SlurmCommandError(f"squeue printed a line the kit cannot read: {line!r}")
+        state = _state_word(parts[1], "squeue", line)
+        reason = "" if parts[2] in ("None", "(null)") else parts[2]
+        for task in expand_task_ids(parts[0]):
+            states[task] = JobState(task, state, reason)
+    return states
+
+
+def parse_sacct(text: str) -> dict[str, JobState]:
+    """Rows of ``sacct -n -X -P -o JobID,State,ExitCode,Start``."""
+    states = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.strip().split("|")
+        if len(parts) != 4 or not parts[0]:
+            raise SlurmCommandError(f"sacct printed a line the kit cannot read: {line!r}")
+        state = _state_word(parts[1], "sacct", line)
+        started = parts[3] not in ("Unknown", "None", "")
+        for task in expand_task_ids(parts[0]):
+            states[task] = JobState(task, state, "" if parts[2] in ("", "0:0") else f"exit {parts[2]}", started)
+    return states
+
+
+def queue(job_ids: Sequence[str], retry_s: float | None = None) -> dict[str, JobState]:
+    """The user's tasks still in the queue that belong to ``job_ids``, from one squeue call.
+
+    Asks for the user's jobs and filters here: ``squeue -j`` fails outright when a single id
+    has already been forgotten by slurmctld (MinJobAge), which old runs always have.
+    """
+    if not job_ids:
+        return {}
+    wanted = set(job_ids)
+    states = parse_squeue(run(["squeue", "-h", "-r", "--me", "-o", SQUEUE_FORMAT], retry_s))
+    return {k: v for k, v in states.items() if k.split("_")[0] in wanted or k in wanted}
+
+
+def accounting(job_ids: Sequence[str], retry_s: float | None = None) -> dict[str, JobState] | None:
+    """One sacct call for all of ``job_ids``; None where accounting is not available."""
+    if not job_ids or shutil.which("sacct") is None:
+        return None
+    try:
+        text = run(["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", SACCT_FIELDS], retry_s)
+    except SlurmCommandError as err:
+        log.warning("sacct is not usable here (%s); judging ended jobs from the files", err)
+        return None
+    return parse_sacct(text)
+
+
+def cancel(job_ids: Sequence[str]) -> None:
+    if job_ids:
+        run(["scancel", *job_ids])
+
+
+def test_only(script: str) -> str:
+    """``sbatch --test-only`` of a rendered script: '' if Slurm would accept it, else its error text."""
+    proc = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=120)
+    if proc.returncode == 0:
+        return ""
+    return proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}"

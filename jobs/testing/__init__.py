@@ -1,0 +1,1 @@
+"""Real local stand-ins the tests and benchmarks share: synthetic run folders, a throwaway sshd."""

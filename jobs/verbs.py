@@ -1,0 +1,207 @@
+"""What each verb does and prints (python -m jobs VERB; make VERB). Parsing is in jobs/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from jobs import demo as demo_lib, runstate
+from jobs.cli import submit_request
+from jobs.observe import RunObserver
+from jobs.runstate import RunState
+from jobs.settings import SubmitRequest
+from jobs.submit import SubmitOutcome, alive_jobs, busy_refusal, submit
+from jobs.wait import interrupted_message, wait_for_run
+from kit.commands import make_command
+from kit.errors import ConfigError, KitError
+from kit.format import LOGS_DIR, OUTPUT_FILE
+
+
+STATUS_RETRY_S = 20.0
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def merged_lines(run_dir: Path) -> list[str]:
+    from jobs.merging import merged_summary
+
+    m = merged_summary(run_dir)
+    q = m["quality"]
+    return [f"Merged {m['rows']} rows x {m['dim']} into {m['path']} (sha256 {m['sha256'][:12]}...; "
+            f"{m['rejected_rows']} rows rejected)",
+            f"Norms: mean {q['mean_norm']:.4f} std {q['std_norm']:.4f} min {q['min_norm']:.4f} "
+            f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows"]
+
+
+def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> str:
+    """After submitting: wait (WAIT=1) and summarise, or say how to watch."""
+    run_dir = outcome.run_dir
+    if outcome.message:
+        return outcome.message
+    if not request.wait:
+        return f"Watch it with: {make_command('status', RUN=run_dir)}"
+    observer = RunObserver(run_dir)
+    say("Waiting for the run (a progress line every so often; Ctrl-C stops waiting)...")
+    try:
+        wait_for_run(run_dir, state, observer, [outcome.jobs[-1]], say)
+    except KeyboardInterrupt:
+        raise KitError(interrupted_message(run_dir, state, observer)) from None
+    if not (run_dir / OUTPUT_FILE).exists():
+        from jobs.status import status_report
+
+        raise KitError(f"The run ended without {run_dir / OUTPUT_FILE}.\n"
+                       f"{status_report(run_dir, runstate.require(run_dir), observer.snapshot(state.jobs))}")
+    lines = merged_lines(run_dir)
+    if state.map_options is not None and outcome.jobs[-1].stage == "map":
+        lines.append(map_line(run_dir))
+    return "\n".join(lines)
+
+
+def map_line(run_dir: Path) -> str:
+    import h5py
+
+    path = run_dir / "map.h5"
+    if not path.exists():
+        raise KitError(f"The map job of {run_dir} ended without map.h5; see its log in {run_dir / LOGS_DIR}.")
+    with h5py.File(path, "r") as h5:
+        quality = json.loads(h5.attrs["quality"])
+    return f"Map: {run_dir / 'map.html'} (trustworthiness {quality['trustworthiness']:.3f})"
+
+
+def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
+    say(f"Run {request.run_dir}: preparing (corpus, model, plan)...")
+    outcome, _, state = submit(request, records, say=say, dry_run=dry_run)
+    if dry_run:
+        return plan_text(outcome, state)
+    if not outcome.message:
+        say(f"Submitted {len(outcome.pending)} shard(s) ({len(outcome.skipped)} already complete); "
+            f"logs in {request.run_dir / LOGS_DIR}")
+    return finish(outcome, state, request)
+
+
+def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
+    from kit.corpusfile import row_costs
+    from kit.format import CORPUS_FILE
+
+    costs = row_costs(outcome.run_dir / CORPUS_FILE)
+    pending = [s for s in state.plan if s.index in set(outcome.pending)]
+    lines = [f"Plan for {outcome.run_dir} (nothing was queued):",
+             f"  corpus: {state.corpus.source}, {state.corpus.rows} rows ({state.corpus.rejected_rows} rejected)",
+             f"  model: {state.identity.model} @ {state.identity.revision or 'local'}",
+             f"  shards: {len(state.plan)} planned, {len(pending)} to embed"]
+    for spec in pending[:10]:
+        lines.append(f"    {spec.describe()}: {spec.rows} rows, est. cost {costs[spec.start:spec.stop].sum():.0f}")
+    if len(pending) > 10:
+        lines.append(f"    ... and {len(pending) - 10} more")
+    lines += [f"  {line}" for line in outcome.plan_lines]
+    lines.append(outcome.message or f"Submit it with: {make_command('submit', RUN=outcome.run_dir)}")
+    return "\n".join(lines)
+
+
+def cmd_submit(args: argparse.Namespace) -> str:
+    return _submit(submit_request(args))
+
+
+def cmd_plan(args: argparse.Namespace) -> str:
+    return _submit(submit_request(args), dry_run=True)
+
+
+def cmd_resubmit(args: argparse.Namespace) -> str:
+    run_dir = args.run.resolve()
+    runstate.require(run_dir)
+    return _submit(SubmitRequest(run_dir=run_dir, profile=args.profile, redo=args.redo, wait=bool(args.wait)))
+
+
+def cmd_status(args: argparse.Namespace) -> str:
+    from jobs.status import status_report
+
+    run_dir = args.run.resolve()
+    state = runstate.require(run_dir)
+    return status_report(run_dir, state, RunObserver(run_dir).snapshot(state.jobs, status_retry_s()))
+
+
+def status_retry_s() -> float:
+    """make status answers soon: it retries an unanswering controller briefly, then reports from the files."""
+    from jobs.slurmcli import retry_seconds
+
+    return min(retry_seconds(), STATUS_RETRY_S)
+
+
+def cmd_merge(args: argparse.Namespace) -> str:
+    from jobs.merging import merge_run_folder
+
+    run_dir = args.run.resolve()
+    state = runstate.require(run_dir)
+    alive = alive_jobs(state, RunObserver(run_dir))
+    if alive:
+        raise ConfigError(f"{busy_refusal(run_dir, alive)}\nIts merge job runs after them; a merge now would "
+                          "find unfinished shards.")
+    merge_run_folder(run_dir)
+    return "\n".join(merged_lines(run_dir))
+
+
+def cmd_stage_model(args: argparse.Namespace) -> str:
+    from jobs.stage import stage_model
+
+    if not args.model:
+        raise ConfigError("Pass MODEL=<hub name> to stage (PROFILE=<site> puts it in that profile's model_cache).")
+    return f"Staged {args.model} at {stage_model(args.model, args.profile, args.revision)}"
+
+
+def cmd_fetch(args: argparse.Namespace) -> str:
+    from jobs.fetch import fetch, parse_remote
+
+    if not args.remote:
+        raise ConfigError("Pass REMOTE=host:/path/to/run (an ssh host or alias from ~/.ssh/config).")
+    dest = Path(args.dest) if args.dest else Path("runs") / parse_remote(args.remote).run_dir.name
+    r = fetch(args.remote, dest, Path(args.ssh_config) if args.ssh_config else None, bool(args.float16))
+    return f"Fetched {r.path} ({r.file_bytes:,} bytes, {r.bytes_received:,} received), sha256 {r.sha256} verified"
+
+
+def cmd_export_float16(args: argparse.Namespace) -> str:
+    from merge.float16 import write_float16_copy
+
+    return f"Wrote {write_float16_copy(args.run / OUTPUT_FILE)}"
+
+
+def cmd_export_pkl(args: argparse.Namespace) -> str:
+    from merge.export_pkl import export_pkl
+
+    return f"Wrote {export_pkl(args.run / OUTPUT_FILE, args.run / 'wikipedia_merged.pkl')}"
+
+
+def cmd_map(args: argparse.Namespace) -> str:
+    from jobs.merging import map_from_manifest
+    from knowledgemap.run import PAGE_FILE, PNG_FILE
+
+    quality = map_from_manifest(args.run, args.questions, args.seed, args.pca_dims)
+    lines = [f"Map of {args.run}: open {args.run / PAGE_FILE} (picture: {args.run / PNG_FILE})",
+             f"Trustworthiness {quality['trustworthiness']:.3f} on {quality['sample']} points (k={quality['k']})"]
+    if "topic_agreement_map" in quality:
+        lines.append(f"Topic agreement of {quality['k']} nearest neighbours: map {quality['topic_agreement_map']:.3f}"
+                     f" vs embedding {quality['topic_agreement_embedding']:.3f} "
+                     f"({quality['topic_agreement_ratio']:.0%} kept)")
+    return "\n".join(lines)
+
+
+def demo_run_dir(rows: str) -> Path:
+    """runs/demo for the default 2,000 rows; runs/demo-<rows> (runs/demo-all) beside it for others."""
+    return Path("runs/demo") if rows == "2000" else Path(f"runs/demo-{rows}")
+
+
+def cmd_demo(args: argparse.Namespace) -> str:
+    if args.rows != "all" and not args.rows.isdigit():
+        raise ConfigError(f"DEMO_ROWS={args.rows!r}: give a number of articles or 'all'.")
+    rows = None if args.rows == "all" else int(args.rows)
+    run_dir = (args.run or demo_run_dir(args.rows)).resolve()
+    model = demo_lib.demo_model_path()
+    request = SubmitRequest(run_dir=run_dir, shards=args.shards or 2, profile="local", identity={"model": str(model)},
+                            corpus_options={"skip_bad_rows": True}, wait=True,
+                            map_options={"questions": None, "seed": None, "pca_dims": None} if args.map else None)
+    text = _submit(request, records=demo_lib.vital_articles(rows))
+    return text + (f"\nModel: {model}\nOpen it: h5py.File('{run_dir / OUTPUT_FILE}') (docs/FORMAT.md)\n"
+                   f"Draw it: {make_command('map', RUN=run_dir)}")
+

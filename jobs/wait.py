@@ -1,0 +1,95 @@
+"""WAIT=1: follow a run until its last stage ends, with one progress line at a steady interval.
+
+The loop asks the backend for one snapshot per poll and reads progress from the shard files.
+A scheduler that does not answer (a controller restart) is reported and waited out: the jobs
+go on without us, and so does the wait.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from jobs.backend import Backend
+from jobs.runstate import JobRecord, RunState
+from jobs.status import format_duration, shard_statuses, summarise
+from kit.commands import make_command
+from kit.errors import KitError
+
+PROGRESS_ENV = "EMBEDKIT_PROGRESS_S"
+DEFAULT_PROGRESS_S = 30.0
+POLL_S = 2.0
+UNREACHABLE_GIVE_UP_S = 1800.0  # each poll already retried for EMBEDKIT_SCHEDULER_RETRY_S
+
+
+def progress_interval() -> float:
+    try:
+        return float(os.environ.get(PROGRESS_ENV) or DEFAULT_PROGRESS_S)
+    except ValueError:
+        return DEFAULT_PROGRESS_S
+
+
+@dataclass
+class Rate:
+    """docs/s from successive (time, rows) samples, smoothed over the recent ones."""
+
+    samples: list[tuple[float, int]]
+
+    def add(self, rows: int) -> None:
+        self.samples = [*self.samples[-10:], (time.monotonic(), rows)]
+
+    def per_second(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        (t0, r0), (t1, r1) = self.samples[0], self.samples[-1]
+        return (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def progress_line(statuses, rate: float, unreachable: bool) -> str:
+    done = sum(s.rows_done for s in statuses)
+    total = sum(s.spec.rows for s in statuses)
+    eta = f", ETA {format_duration((total - done) / rate)}" if rate > 0 and done < total else ""
+    line = (f"  {done}/{total} rows ({done / max(total, 1):.0%}), {rate:.1f} docs/s{eta}; "
+            f"shards: {summarise(statuses)}")
+    return line + ("; the scheduler is not answering, still waiting" if unreachable else "")
+
+
+def wait_for_run(run_dir: Path, state: RunState, backend: Backend, last: list[JobRecord],
+                 say: Callable[[str], None], interval_s: float | None = None) -> None:
+    """Block until every job of ``last`` (the final stage) has ended."""
+    interval = progress_interval() if interval_s is None else interval_s
+    rate, next_line = Rate([]), time.monotonic() + interval
+    last_ids = {j.job_id for j in last}
+    answered = time.monotonic()
+    while True:
+        snapshot = backend.snapshot(state.jobs)
+        statuses = shard_statuses(run_dir, state, snapshot)
+        rate.add(sum(s.rows_done for s in statuses))
+        if snapshot.reachable and not any(snapshot.alive(i) for i in last_ids):
+            return
+        answered = time.monotonic() if snapshot.reachable else answered
+        if time.monotonic() - answered > UNREACHABLE_GIVE_UP_S:
+            raise KitError(f"Stopped waiting: the scheduler has not answered for {UNREACHABLE_GIVE_UP_S / 60:.0f} "
+                           f"minutes. The jobs may still run; check later with: "
+                           f"{make_command('status', RUN=run_dir)}")
+        if time.monotonic() >= next_line:
+            say(progress_line(statuses, rate.per_second(), not snapshot.reachable))
+            next_line += interval
+        time.sleep(POLL_S)
+
+
+def interrupted_message(run_dir: Path, state: RunState, backend: Backend) -> str:
+    """Ctrl-C during WAIT=1: what happened to the jobs, and how to go on."""
+    time.sleep(0.5)  # local jobs share the terminal: give them the moment SIGINT takes
+    try:
+        alive = backend.snapshot(state.jobs).any_alive()
+    except KitError:
+        alive = True
+    if alive:
+        return (f"Stopped waiting; the jobs go on. Watch them with: {make_command('status', RUN=run_dir)} "
+                f"(the merged file appears when they finish).")
+    return (f"Stopped: Ctrl-C also ended the run's local jobs; flushed rows are kept. Resume with: "
+            f"{make_command('submit', RUN=run_dir)}")

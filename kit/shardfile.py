@@ -1,0 +1,137 @@
+"""The shard vocabulary shared by embedder, merge and knowledgemap: what a shard is and says.
+
+``ShardSpec`` (rows of the plan), the identity keys every shard of a run must share, the
+header read without the data, block checks, and the one answer to "which shards are done"
+(the final file exists: completion is a file). Layout: docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from kit import atomic
+from kit.errors import ShardError
+from kit.format import SHARD_FORMAT, SHARDS_DIR, shard_index, shard_name
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Rows ``[start, stop)`` of the prepared corpus, written to ``shards/shard-<index>.h5``."""
+
+    index: int  # position in the plan; names the file
+    start: int  # first row, inclusive
+    stop: int  # last row, exclusive
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    def describe(self) -> str:
+        return f"shard {self.index:05d} rows [{self.start}, {self.stop})"
+
+
+def shard_path(run_dir: Path, index: int) -> Path:
+    """The final file of shard ``index`` of a run folder; it exists only once the shard is complete."""
+    return Path(run_dir) / SHARDS_DIR / shard_name(index)
+
+
+def done_shards(run_dir: Path) -> set[int]:
+    """Indices of the shards of ``run_dir`` that are complete: the one place that decides it.
+
+    A shard is done when its final file exists (written as ``.tmp`` and renamed after a re-open
+    check). The merge still verifies every file's contents before it trusts one.
+    """
+    return {i for p in (Path(run_dir) / SHARDS_DIR).glob("shard-*.h5") if (i := shard_index(p)) is not None}
+
+
+# Attributes every shard of a run must share (and a resumed .tmp must match).
+IDENTITY_KEYS = (
+    "model", "model_revision", "model_fingerprint", "dim", "dtype", "pooling",
+    "normalize_embeddings", "prompt", "max_seq_length", "corpus_fingerprint",
+)
+SCAN_BLOCK_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class ShardHeader:
+    """What a shard file says about itself, without reading its data."""
+
+    path: Path
+    start: int
+    stop: int
+    rows: int  # rows the embeddings dataset holds
+    rows_done: int  # rows flushed and counted
+    complete: bool  # the file has its final name
+    identity: dict[str, Any]  # IDENTITY_KEYS -> value
+    attrs: dict[str, Any]  # every attribute, for provenance
+
+
+def plain_attr(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def read_header(path: Path) -> ShardHeader:
+    """Read a shard's attributes and shapes.
+
+    Raises:
+        ShardError: the file cannot be opened or is not a shard.
+    """
+    try:
+        with h5py.File(path, "r", locking=False) as h5:
+            attrs = {k: plain_attr(v) for k, v in h5.attrs.items()}
+            rows = h5["embeddings"].shape[0] if "embeddings" in h5 else 0
+    except (OSError, KeyError) as err:
+        raise ShardError(f"Cannot read shard {path}: {err}. Delete it and re-run to recompute it.") from err
+    if attrs.get("format") != SHARD_FORMAT:
+        raise ShardError(f"{path} is not a shard file (format {attrs.get('format')!r}).")
+    return ShardHeader(
+        path=path, start=int(attrs["start"]), stop=int(attrs["stop"]), rows=int(rows),
+        rows_done=int(attrs.get("rows_done", 0)), complete=not path.name.endswith(atomic.TMP_SUFFIX),
+        identity={k: attrs.get(k) for k in IDENTITY_KEYS}, attrs=attrs,
+    )
+
+
+def block_problems(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows with NaN/Inf, rows that are all zero) of a float array [n, dim], as indices."""
+    nonfinite = np.flatnonzero(~np.isfinite(block).all(axis=1))
+    zero = np.flatnonzero(~block.any(axis=1))
+    return nonfinite, zero
+
+
+def describe_rows(first_row: int, rows: np.ndarray) -> str:
+    """``rows [12, 40) (28 rows)`` for a sorted index array offset by ``first_row``."""
+    lo, hi = first_row + int(rows[0]), first_row + int(rows[-1]) + 1
+    return f"rows [{lo}, {hi}) ({len(rows)} rows)"
+
+
+def check_complete(path: Path) -> ShardHeader:
+    """Re-open ``path`` and prove it complete: shape, ``rows_done``, ids, finite, no zero rows.
+
+    Raises:
+        ShardError: naming the shard, the rows and what to do.
+    """
+    header = read_header(path)
+    expected = header.stop - header.start
+    label = f"{path.name} rows [{header.start}, {header.stop})"
+    if header.rows != expected or header.rows_done != expected:
+        raise ShardError(f"{label}: holds {header.rows} rows, rows_done={header.rows_done}, expected {expected}.")
+    with h5py.File(path, "r", locking=False) as h5:
+        emb, ids = h5["embeddings"], h5["ids"]
+        if emb.shape[1] != header.identity["dim"] or ids.shape[0] != expected:
+            raise ShardError(f"{label}: embeddings {emb.shape} / ids {ids.shape} do not match dim {header.identity['dim']}.")
+        step = max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1]))
+        for lo in range(0, expected, step):
+            nonfinite, zero = block_problems(emb[lo : lo + step])
+            for what, rows in (("non-finite values", nonfinite), ("all-zero rows", zero)):
+                if len(rows):
+                    raise ShardError(f"{label}: {what} at {describe_rows(header.start + lo, rows)}.")
+    return header

@@ -1,0 +1,89 @@
+"""Regions of the map at two levels of detail: coarse regions and the finer neighbourhoods shown
+when zooming in. Found with HDBSCAN on the 2-D map (fast_hdbscan: numba, parallel; about 5 s at
+250,000 points on 2 cores), then named (knowledgemap.naming)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LEVELS = ("coarse", "fine")
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of regions."""
+
+    name: str  # "coarse" or "fine"
+    labels: np.ndarray  # int32 [n]: the region of each point; every point has one (noise joins its nearest region)
+    names: list[str]  # one per region
+    anchors: list[np.ndarray]  # per region, float32 [a, 2]: label positions to try, densest first (map units)
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+
+def cluster(coords: np.ndarray, size: int) -> np.ndarray:
+    """Int32 [n] region ids 0..k-1 for points [n, 2]; HDBSCAN's noise joins the nearest clustered point."""
+    import fast_hdbscan
+    from sklearn.neighbors import NearestNeighbors
+
+    labels = fast_hdbscan.HDBSCAN(min_cluster_size=size, min_samples=min(size, 10)).fit_predict(
+        coords.astype(np.float64))
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.max() < 0:  # no structure at this size: one region
+        return np.zeros(len(coords), np.int32)
+    noise = labels < 0
+    if noise.any():
+        nn = NearestNeighbors(n_neighbors=1).fit(coords[~noise])
+        labels[noise] = labels[~noise][nn.kneighbors(coords[noise], return_distance=False)[:, 0]]
+    _, dense = np.unique(labels, return_inverse=True)  # ids 0..k-1 without gaps
+    return dense.astype(np.int32)
+
+
+def anchors(coords: np.ndarray, labels: np.ndarray, count: int, bins: int, per_region: int = 8) -> list[np.ndarray]:
+    """Candidate label centres per region: the centres of the grid cells holding most of its points.
+
+    A label placed there sits on its own region's densest ground, never on empty space; several
+    candidates let the placement move a label aside when a bigger one took its first choice.
+    """
+    cell = np.minimum((coords * bins).astype(np.int64), bins - 1)
+    flat = labels.astype(np.int64) * bins * bins + cell[:, 0] * bins + cell[:, 1]
+    keys, counts = np.unique(flat, return_counts=True)
+    region, rest = keys // (bins * bins), keys % (bins * bins)
+    out = []
+    for r in range(count):
+        mine = np.flatnonzero(region == r)
+        top = mine[np.argsort(-counts[mine], kind="stable")[:per_region]]
+        xy = np.stack([rest[top] // bins, rest[top] % bins], axis=1).astype(np.float32)
+        out.append((xy + 0.5) / bins)
+    return out
+
+
+def region_order(level: Level) -> np.ndarray:
+    """Region ids, largest first (the placement's priority)."""
+    sizes = np.bincount(level.labels, minlength=level.count)
+    return np.argsort(-sizes, kind="stable")
+
+
+def find_levels(coords: np.ndarray, titles: list[str], docs: list[str], topics: list[str] | None,
+                shares: tuple[float, float]) -> list[Level]:
+    """Coarse regions and fine neighbourhoods of the map, each named (knowledgemap.naming).
+
+    Args:
+        coords: float [n, 2] in [0, 1]. titles, docs: n strings (docs: title and text, for the words).
+        topics: n topics or None. shares: HDBSCAN min_cluster_size as a share of n, coarse and fine.
+    """
+    from knowledgemap import naming
+
+    levels = []
+    for name, share, bins in (("coarse", shares[0], 32), ("fine", shares[1], 64)):
+        labels = cluster(coords, max(5, int(len(coords) * share)))
+        count = int(labels.max()) + 1
+        topic_names = naming.majority_topics(labels, count, topics) if topics and name == "coarse" else [None] * count
+        names = naming.name_level(topic_names, naming.distinctive_terms(labels, count, docs),
+                                  naming.central_titles(coords, labels, count, titles))
+        levels.append(Level(name, labels, names, anchors(coords, labels, count, bins)))
+    return levels

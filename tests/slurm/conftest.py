@@ -1,0 +1,78 @@
+"""Which one-node test cluster the Slurm tests run against, for every test file in tests/slurm.
+
+By default the host's cluster (slurm/testcluster/setup.sh: Debian bookworm, Slurm 22.05). With
+EMBEDKIT_TEST_CLUSTER=sid, Debian unstable's (slurm/testcluster/sid/setup.sh: Slurm 26.05), from
+inside its chroot, where slurm/testcluster/sid/run-tests.sh starts pytest (a 22.05 client cannot
+talk to a 26.05 controller). make test runs tests/slurm on both.
+
+Tests that need a cluster take the ``slurm_cluster`` fixture (or ``slurm_profile``): it fails
+loudly, never skips, when the cluster is down or is another Slurm version than expected.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+CLUSTER_ENV = "EMBEDKIT_TEST_CLUSTER"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    key: str  # the value of EMBEDKIT_TEST_CLUSTER that selects it
+    slurm: str  # the Slurm release it runs ("22.05"): checked against sinfo --version
+    profile: str  # slurm/profiles/<profile>.toml for its jobs
+    setup: str  # the command that starts it
+    run: str  # the command that runs tests/slurm against it
+
+
+CLUSTERS = {
+    "bookworm": Cluster("bookworm", "22.05", "testcluster", "bash slurm/testcluster/setup.sh",
+                            "HF_HUB_OFFLINE=1 .venv/bin/python -m pytest tests/slurm"),
+    "sid": Cluster("sid", "26.05", "testcluster", "bash slurm/testcluster/sid/setup.sh",
+                       "bash slurm/testcluster/sid/run-tests.sh tests/slurm"),
+}
+# Partitions of both clusters that refuse one GPU request form (slurm/testcluster/job_submit.lua).
+REFUSING_PARTITION = {"gres": "nogres", "gpus": "nogpus"}
+
+
+def selected_cluster() -> Cluster:
+    key = os.environ.get(CLUSTER_ENV) or "bookworm"
+    if key not in CLUSTERS:
+        raise pytest.UsageError(f"{CLUSTER_ENV}={key!r}: choose one of {', '.join(CLUSTERS)}.")
+    return CLUSTERS[key]
+
+
+def slurm_release() -> str:
+    """'22.05' from sinfo --version ('slurm-wlm 22.05.8' on Debian, 'slurm 26.05.5' upstream)."""
+    words = subprocess.run(["sinfo", "--version"], capture_output=True, text=True, check=True).stdout.split()
+    return ".".join(words[-1].split(".")[:2])
+
+
+def pytest_report_header(config) -> str:
+    cluster = selected_cluster()
+    return f"Slurm test cluster: {cluster.key} (Slurm {cluster.slurm}, profile {cluster.profile})"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Cluster:
+    """The selected test cluster, up and of the expected version: fail loudly, never skip."""
+    cluster = selected_cluster()
+    if shutil.which("sbatch") is None or subprocess.run(["scontrol", "ping"], capture_output=True).returncode:
+        raise RuntimeError(f"The Slurm test cluster {cluster.key!r} is not running: {cluster.setup} "
+                           "(make test-services starts both)")
+    found = slurm_release()
+    if found != cluster.slurm:
+        raise RuntimeError(f"{CLUSTER_ENV}={cluster.key} expects Slurm {cluster.slurm} but sinfo here is {found}. "
+                           f"Run the tests for it with: {cluster.run}")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def slurm_profile(slurm_cluster) -> str:
+    """The profile the selected cluster's jobs use (make submit PROFILE=...)."""
+    return slurm_cluster.profile
