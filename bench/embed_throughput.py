@@ -23,16 +23,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from embedder.batching import padded_tokens, token_budget_batches  # noqa: E402
-from embedder.config import DEFAULT_TOKENS_PER_BATCH, ComputeSettings, EmbedIdentity  # noqa: E402
-from embedder.corpus import CorpusOptions, prepare  # noqa: E402
-from embedder.feeder import token_lengths  # noqa: E402
-from embedder.run import embed_shards  # noqa: E402
-from jobs.demo import demo_model_path, vital_articles  # noqa: E402
-from kit.format import CORPUS_FILE  # noqa: E402
-from kit.shardfile import ShardSpec  # noqa: E402
+from embedder.batching import padded_tokens, token_budget_batches
+from embedder.config import DEFAULT_TOKENS_PER_BATCH, ComputeSettings, EmbedIdentity
+from embedder.corpus import CorpusOptions, prepare
+from embedder.feeder import token_lengths
+from embedder.run import embed_shards
+from jobs.demo import demo_model_path, vital_articles
+from kit.format import CORPUS_FILE
+from kit.shardfile import ShardSpec
 
 
 def plain_batches(texts: list[str], batch_size: int = 32) -> list[np.ndarray]:

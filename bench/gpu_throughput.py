@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 # name: (family, layers, hidden, heads, kv heads, intermediate, max_seq_length, pooling)
 SHAPES = {
@@ -78,8 +78,8 @@ def build_model(shape: str, folder: Path) -> None:
 
     family, layers, hidden, heads, kv, inter, max_len, pooling = SHAPES[shape]
     tokenizer = AutoTokenizer.from_pretrained(str(demo_model_path()))
-    common = dict(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                  num_attention_heads=heads, intermediate_size=inter, pad_token_id=tokenizer.pad_token_id)
+    common = {"vocab_size": len(tokenizer), "hidden_size": hidden, "num_hidden_layers": layers,
+                  "num_attention_heads": heads, "intermediate_size": inter, "pad_token_id": tokenizer.pad_token_id}
     if family == "bert":
         config = BertConfig(max_position_embeddings=512, **common)
     else:
@@ -217,7 +217,6 @@ def plain_runs(m: Measure, folder: Path, batch_sizes: list[int], sweep_rows: int
     model.encode(m.texts[:32])
     seconds, m.reference = timed(lambda: model.encode(m.texts, convert_to_numpy=True), m.device)
     m.add("st encode float32 B=32", seconds, m.reference, model, None)
-    del model
     bf16 = load(folder, m.device, "bfloat16")
     bf16.encode(m.texts[:32])
     subset = m.texts[:sweep_rows]
@@ -237,7 +236,7 @@ def kit_runs(m: Measure, folder: Path, dtype: str, attentions: list[str | None],
             encoder = TextEncoder(model, prompt="", normalize=False, max_tokens=budget, pin_memory=pin_memory)
             encoder.encode(m.texts[:64])
             before = encoder.counters.computed_tokens
-            seconds, emb = timed(lambda: encoder.encode(m.texts), m.device)
+            seconds, emb = timed(lambda encoder=encoder: encoder.encode(m.texts), m.device)
             from embedder.model import attention_description
 
             name = f"kit {dtype} {attention_description(model)} {budget // 1024}k{' pinned' if pin_memory else ''}"

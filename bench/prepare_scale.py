@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -88,16 +87,20 @@ prepare_source(Path(SOURCE), Path(OUT), CorpusOptions())
 }
 
 
-def run_child(kind: str, source: Path, out: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB) of one measurement in a fresh process."""
+def run_child(kind: str, source: Path, out: Path) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MiB) of one measurement in a fresh process.
+
+    CPU time (user + system of the child) is reported beside wall time: on a shared machine it is
+    the steadier of the two.
+    """
     code = (f"import sys, time\nfrom pathlib import Path\nSOURCE, OUT = {str(source)!r}, {str(out)!r}\n"
-            f"t = time.perf_counter()\n{CHILD[kind]}\n"
+            f"t, c = time.perf_counter(), time.process_time()\n{CHILD[kind]}\n"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-            "print(time.perf_counter() - t, int(hwm) / 1024)")
+            "print(time.perf_counter() - t, time.process_time() - c, int(hwm) / 1024)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the (large) parent.
-    seconds, rss = proc.stdout.split()[-2:]
-    return float(seconds), float(rss)
+    seconds, cpu, rss = proc.stdout.split()[-3:]
+    return float(seconds), float(cpu), float(rss)
 
 
 def main() -> None:
@@ -112,16 +115,18 @@ def main() -> None:
     parquet, jsonl = write_corpus(args.dir, args.rows, args.texts)
     print(f"wrote {parquet.stat().st_size / 2**20:.0f} MiB parquet, {jsonl.stat().st_size / 2**20:.0f} MiB JSONL "
           f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    print("| corpus | format | plain read s | prepare s | ratio | prepare peak RSS MiB | plain read RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| corpus | format | plain read s | prepare s | ratio | CPU s read / prepare (ratio) | "
+          "prepare peak RSS MiB | plain read RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     try:
         for fmt, path in (("parquet", parquet), ("jsonl", jsonl)):
             out = args.dir / f"corpus-{fmt}.h5"
-            read_s, read_rss = run_child(f"read-{fmt}", path, out)
-            prep_s, prep_rss = run_child("prepare", path, out)
+            read_s, read_cpu, read_rss = run_child(f"read-{fmt}", path, out)
+            prep_s, prep_cpu, prep_rss = run_child("prepare", path, out)
             out.unlink()
             print(f"| {args.rows:,} {args.texts} | {fmt} | {read_s:.1f} | {prep_s:.1f} | {prep_s / read_s:.2f} | "
-                  f"{prep_rss:.0f} | {read_rss:.0f} |", flush=True)
+                  f"{read_cpu:.1f} / {prep_cpu:.1f} ({prep_cpu / read_cpu:.2f}) | {prep_rss:.0f} | {read_rss:.0f} |",
+                  flush=True)
     finally:
         if not args.keep:
             parquet.unlink(missing_ok=True)

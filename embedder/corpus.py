@@ -11,9 +11,11 @@ import bisect
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import h5py
 import numpy as np
@@ -23,12 +25,12 @@ from embedder import fieldhints
 from embedder.duplicates import DuplicateFinder
 from embedder.readers import Batch, open_reader
 from embedder.readers.records import record_batches
-from embedder.rowcheck import ROW_IDS, BadRow, Checked, CorpusOptions, check_batch
+from embedder.rowcheck import ROW_IDS, BadRow, Checked, CorpusOptions, check_batch, encode_rows, fast_check
 from kit import atomic
 from kit.errors import CorpusError
 from kit.format import CORPUS_FORMAT, UTF8
 
-__all__ = ["BadRow", "CorpusOptions", "CorpusSummary", "ROW_IDS", "prepare", "prepare_source", "refusal_message"]
+__all__ = ["ROW_IDS", "BadRow", "CorpusOptions", "CorpusSummary", "prepare", "prepare_source", "refusal_message"]
 
 EXAMPLES_SHOWN = 5
 STRING_FIELDS = ("ids", "texts", "titles", "urls", "topics")
@@ -134,19 +136,15 @@ class _Scan:
 
     def _add(self, h5: h5py.File, dupes: DuplicateFinder, batch: Batch) -> None:
         row0 = self.summary.source_rows
-        checked = check_batch(batch, self.options, row0, check_utf8=False)
-        payload = _utf8_payload(checked)
-        if payload is None:  # a lone surrogate somewhere in the batch: check it row by row
-            checked = check_batch(batch, self.options, row0, check_utf8=True)
-            payload = _utf8_payload(checked)
+        checked, encoded = _check(batch, self.options, row0)
         self.summary.source_rows += batch.rows
         self._track_fields(batch, row0)
         self.summary.rejected.extend(checked.bad)
         self.rejected_rows.extend(b.row for b in checked.bad)
         if checked.ids:
-            self.digest.update(payload)
+            self.digest.update(_payload(encoded))
             dupes.add(checked.ids, checked.rows)
-            self._append(h5, checked)
+            self._append(h5, checked, encoded)
 
     def _track_fields(self, batch: Batch, row0: int) -> None:
         for name, values in batch.columns.items():
@@ -159,16 +157,16 @@ class _Scan:
             if len(batch.problems) < batch.rows:
                 fieldhints.check_batch_fields(batch, self.options, self.summary.source)
 
-    def _append(self, h5: h5py.File, checked: Checked) -> None:
+    def _append(self, h5: h5py.File, checked: Checked, encoded: dict[str, list[bytes]]) -> None:
+        """Append the kept rows; strings go in as their UTF-8 bytes (h5py stores them as they are)."""
         n = len(checked.ids)
         self.has_topics = self.has_topics or any(checked.meta["topics"])
-        columns = {"ids": checked.ids, "texts": checked.texts, **checked.meta}
         for name in STRING_FIELDS:
             if name in h5:
                 ds = h5[name]
                 ds.resize((ds.shape[0] + n,))
-                if name in ("ids", "texts") or any(columns[name]):  # unwritten rows read as ""
-                    ds[-n:] = np.array(columns[name], dtype=object)
+                if name in ("ids", "texts") or any(checked.meta[name]):  # unwritten rows read as ""
+                    ds[-n:] = np.array(encoded[name], dtype=object)
         chars = h5["text_chars"]
         chars.resize((chars.shape[0] + n,))
         chars[-n:] = np.fromiter(map(len, checked.texts), dtype=np.int64, count=n).clip(0, 2**31 - 1)
@@ -190,18 +188,29 @@ class _Scan:
         return s
 
 
-def _utf8_payload(checked: Checked) -> bytes | None:
-    """The fingerprint's bytes for these rows (id US text RS ...), or None when a value is not valid UTF-8.
+def _check(batch: Batch, options: CorpusOptions, row0: int) -> tuple[Checked, dict[str, list[bytes]]]:
+    """(rows to keep and refused rows, UTF-8 bytes of the kept values).
 
-    Encoding the batch at once checks every string for lone surrogates in one C call instead
-    of one per value (they are rare: JSON's ``\\ud800`` escapes, bytes that are not UTF-8).
+    Bulk checks first (rowcheck.fast_check); a batch they cannot clear is checked row by row,
+    without and then (only when a lone surrogate is somewhere in it) with the per-value UTF-8 check.
     """
-    try:
-        for name in ("titles", "urls", "topics"):
-            "".join(checked.meta[name]).encode()
-        return ("\x1e".join(map("\x1f".join, zip(checked.ids, checked.texts))) + "\x1e").encode() if checked.ids else b""
-    except UnicodeEncodeError:
-        return None
+    checked = fast_check(batch, options, row0)
+    encoded = encode_rows(checked) if checked is not None else None
+    if encoded is None:
+        checked = check_batch(batch, options, row0, check_utf8=False)
+        encoded = encode_rows(checked)
+    if encoded is None:
+        checked = check_batch(batch, options, row0, check_utf8=True)
+        encoded = encode_rows(checked)
+    return checked, encoded
+
+
+def _payload(encoded: dict[str, list[bytes]]) -> bytes:
+    """The fingerprint's bytes for these rows: id US text RS ... (UTF-8), as docs/FORMAT.md states."""
+    ids, texts = encoded["ids"], encoded["texts"]
+    parts = [b"\x1f"] * (4 * len(ids))  # one join over the values in place: a single copy of the text
+    parts[0::4], parts[2::4], parts[3::4] = ids, texts, repeat(b"\x1e", len(ids))
+    return b"".join(parts)
 
 
 def _positions(rows: np.ndarray, rejected_rows: list[int]) -> np.ndarray:

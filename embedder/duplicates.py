@@ -4,15 +4,15 @@ Each kept row's id is hashed to 64 bits; (hash, row) pairs are spilled to 256 bu
 the hash's top byte. After the last row each bucket is loaded alone (1/256 of the pairs), sorted,
 and rows whose hashes collide are returned as candidates; the caller confirms them on the real
 ids (a collision of different ids is possible, only rare). 16 bytes per row go to disk, next to
-the output, and are deleted afterwards.
+the output, and are deleted afterwards; a corpus of fewer than FLUSH_ROWS rows never touches disk.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class DuplicateFinder:
         self.dir = Path(tempfile.mkdtemp(prefix=".corpus-ids-", dir=folder))
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
+        self._spilled = False
 
     def __enter__(self) -> DuplicateFinder:
         return self
@@ -51,7 +52,7 @@ class DuplicateFinder:
         if not self._pending:
             return
         pairs = np.concatenate(self._pending)
-        self._pending, self._pending_rows = [], 0
+        self._pending, self._pending_rows, self._spilled = [], 0, True
         bucket = (pairs["hash"].view(np.uint64) >> np.uint64(56)).astype(np.intp)
         order = np.argsort(bucket, kind="stable")
         pairs, bounds = pairs[order], np.searchsorted(bucket[order], np.arange(BUCKETS + 1))
@@ -62,14 +63,22 @@ class DuplicateFinder:
 
     def colliding_rows(self) -> Iterator[np.ndarray]:
         """Sorted source rows sharing one id hash, group by group (each group has 2+ rows)."""
+        if not self._spilled:  # all pairs are still in memory (< FLUSH_ROWS): no bucket files
+            pairs = np.concatenate(self._pending) if self._pending else np.empty(0, dtype=PAIR)
+            self._pending, self._pending_rows = [], 0
+            yield from _groups(pairs)
+            return
         self._flush()
         for path in sorted(self.dir.glob("*.bin")):
-            pairs = np.fromfile(path, dtype=PAIR)
-            pairs = pairs[np.lexsort((pairs["row"], pairs["hash"]))]
-            same = pairs["hash"][1:] == pairs["hash"][:-1]
-            if not same.any():
-                continue
-            starts = np.flatnonzero(np.diff(np.concatenate(([False], same, [False])).astype(np.int8)) == 1)
-            stops = np.flatnonzero(np.diff(np.concatenate(([False], same, [False])).astype(np.int8)) == -1)
-            for lo, hi in zip(starts, stops):
-                yield pairs["row"][lo : hi + 1]
+            yield from _groups(np.fromfile(path, dtype=PAIR))
+
+
+def _groups(pairs: np.ndarray) -> Iterator[np.ndarray]:
+    """Rows of ``pairs`` whose hashes are equal, group by group, rows sorted."""
+    pairs = pairs[np.lexsort((pairs["row"], pairs["hash"]))]
+    same = pairs["hash"][1:] == pairs["hash"][:-1]
+    if not same.any():
+        return
+    edges = np.diff(np.concatenate(([False], same, [False])).astype(np.int8))
+    for lo, hi in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+        yield pairs["row"][lo : hi + 1]

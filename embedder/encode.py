@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from embedder.feeder import Batch, FastCollator, Tokenized, make_collator, token_lengths  # noqa: F401
-from embedder.prefetch import PinnedStager, PreparedChunk, Prefetcher
+from embedder.prefetch import PinnedStager, Prefetcher, PreparedChunk
 from kit.errors import EncodeError
 
 log = logging.getLogger(__name__)
+_ROWS = "_embedkit_rows"  # the batch's row indices, staged to the device with its inputs
 
 
 @dataclass
@@ -89,12 +90,7 @@ class TextEncoder:
         finite = torch.ones(chunk.rows, dtype=torch.bool, device=self.device)
         for batch in chunk.batches:
             for piece in self._fitting(chunk, batch):
-                emb = self._forward(piece, chunk)
-                index = torch.from_numpy(piece.rows).to(self.device)
-                out[index] = emb
-                finite[index] = torch.isfinite(emb).all(dim=1)
-                self.counters.batches += 1
-                self.counters.computed_tokens += piece.tokens
+                self._forward(piece, chunk, out, finite)
                 on_batch(len(piece.rows))
         emb, finite = out.cpu().numpy(), finite.cpu().numpy()
         if not finite.all():
@@ -111,19 +107,20 @@ class TextEncoder:
         for rows in self.collator.batches(_subset(chunk.tok, batch.rows), self.max_tokens):
             yield self.collator.collate(chunk.tok, batch.rows[rows])
 
-    def _forward(self, batch: Batch, chunk: PreparedChunk) -> torch.Tensor:
-        """Float32 [rows, dim] on the device; on out-of-memory, split the batch and retry its pieces."""
+    def _forward(self, batch: Batch, chunk: PreparedChunk, out: torch.Tensor, finite: torch.Tensor) -> None:
+        """Embed ``batch`` into its rows of ``out``; on out-of-memory, split it and retry the pieces."""
         try:
-            return self._run(batch.features)
+            emb, index = self._run(batch)
         except torch.OutOfMemoryError:
-            pass  # handled outside the except block, so the failed pass's tensors are freed first
-        pieces = self._split_after_oom(batch, chunk)
-        parts = [self._forward(piece, chunk) for piece in pieces]
-        out = torch.empty((len(batch.rows), self.dim), dtype=torch.float32, device=self.device)
-        position = {row: k for k, row in enumerate(batch.rows)}
-        for piece, part in zip(pieces, parts, strict=True):
-            out[torch.tensor([position[r] for r in piece.rows], device=self.device)] = part
-        return out
+            emb = None  # handled outside the except block, so the failed pass's tensors are freed first
+        if emb is None:
+            for piece in self._split_after_oom(batch, chunk):
+                self._forward(piece, chunk, out, finite)
+            return
+        out[index] = emb
+        finite[index] = torch.isfinite(emb).all(dim=1)  # checked once per chunk: no sync per batch
+        self.counters.batches += 1
+        self.counters.computed_tokens += batch.tokens
 
     def _split_after_oom(self, batch: Batch, chunk: PreparedChunk) -> list[Batch]:
         if self.device.type == "cuda":
@@ -142,16 +139,19 @@ class TextEncoder:
         return [self.collator.collate(chunk.tok, batch.rows[g]) for g in groups]
 
     @torch.inference_mode()
-    def _run(self, features: dict) -> torch.Tensor:
+    def _run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float32 [rows, dim] on the device, and the batch's row indices there (copied with its inputs)."""
+        features = {**batch.features, _ROWS: torch.from_numpy(batch.rows)}
         if self.stager is not None:
             features = self.stager.to_device(features)
         else:
             features = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
                         for k, v in features.items()}
+        index = features.pop(_ROWS)
         emb = self.model(features)["sentence_embedding"]
         truncate_dim = getattr(self.model, "truncate_dim", None)
         emb = (emb[:, :truncate_dim] if truncate_dim else emb).float()
-        return torch.nn.functional.normalize(emb, p=2, dim=1) if self.normalize else emb
+        return (torch.nn.functional.normalize(emb, p=2, dim=1) if self.normalize else emb), index
 
     def _rescue(self, texts: list[str], chunk: PreparedChunk, bad: np.ndarray) -> np.ndarray:
         first = chunk.first_row + int(bad[0])

@@ -57,7 +57,7 @@ def missing_field_error(source: str, file: str, fields: dict[str, float], option
     if missing == options.id_field:
         guess = likeliest_id(fields)
         fix = f"Add {assignment('ID_FIELD', guess)} to your make submit command (--id-field {shlex.quote(guess)})"
-        fix += "." if guess == ROW_IDS else f", or ID_FIELD=@row to number the rows 0, 1, ... instead."
+        fix += "." if guess == ROW_IDS else ", or ID_FIELD=@row to number the rows 0, 1, ... instead."
         return CorpusError(f"{head}\n{fix}")
     guess = likeliest_text(fields, options)
     if guess is None:

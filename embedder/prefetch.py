@@ -91,7 +91,7 @@ class Prefetcher:
                         batches.put(self.collator.collate(tok, rows))
                 finally:
                     batches.put(_END)
-        except BaseException as err:  # handed to the consumer, which re-raises it
+        except BaseException as err:  # noqa: BLE001 (handed to the consumer thread, which re-raises it)
             self._ready.put(_Failure(err))
         self._ready.put(_END)
 

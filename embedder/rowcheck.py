@@ -3,11 +3,17 @@
 A row is refused (with its reason) for a missing, empty or non-string id or text, a NUL byte,
 a lone surrogate (invalid UTF-8), or a problem its reader found (a line that is not JSON, a CSV
 line with too many fields). Duplicate ids are found after the last batch (embedder.duplicates).
+
+Most batches have nothing to refuse: ``fast_check`` and ``encode_rows`` establish that with a few
+C-level passes per column (types, blanks; NUL bytes and lone surrogates on the UTF-8 bytes) and
+only a batch they cannot clear is checked row by row (``check_batch``), which names each problem.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import contains
 
 from embedder.readers import Batch
 
@@ -128,4 +134,64 @@ def check_batch(batch: Batch, options: CorpusOptions, row0: int, check_utf8: boo
         out.rows.append(row)
         for (key, _, _), value in zip(meta, values):
             out.meta[key].append(value)
+    return out
+
+
+def fast_check(batch: Batch, options: CorpusOptions, row0: int) -> Checked | None:
+    """Every row of ``batch``, when bulk checks of types and blanks find nothing to refuse; else None.
+
+    NUL bytes and lone surrogates are left to ``encode_rows``; None means: use ``check_batch``.
+    """
+    if batch.problems or not batch.rows:
+        return None
+    ids, texts = _fast_ids(batch, options, row0), _fast_texts(batch, options)
+    if ids is None or texts is None:
+        return None
+    meta = {}
+    for key, name in (("titles", options.title_field), ("urls", options.url_field), ("topics", options.topic_field)):
+        col, types = batch.columns[name], set(map(type, batch.columns[name]))
+        if not types <= {str, type(None)}:
+            return None
+        meta[key] = [v or "" for v in col] if type(None) in types else col
+    return Checked(ids, texts, meta, list(range(row0, row0 + batch.rows)))
+
+
+def _blank_free(col: list[str]) -> bool:
+    return all(col) and not any(map(str.isspace, col))
+
+
+def _fast_ids(batch: Batch, options: CorpusOptions, row0: int) -> list[str] | None:
+    if options.id_field == ROW_IDS:
+        return list(map(str, range(row0, row0 + batch.rows)))
+    col = batch.columns[options.id_field]
+    types = set(map(type, col))
+    if types == {int}:
+        return list(map(str, col))
+    return col if types == {str} and _blank_free(col) else None
+
+
+def _fast_texts(batch: Batch, options: CorpusOptions) -> list[str] | None:
+    parts = [batch.columns[name] for name in options.text_fields]
+    if any(set(map(type, col)) != {str} for col in parts):
+        return None
+    if len(parts) == 1:
+        return parts[0] if _blank_free(parts[0]) else None
+    texts = ["\n\n".join([p for p in row if p and not p.isspace()]) for row in zip(*parts)]
+    return texts if all(texts) else None
+
+
+def encode_rows(checked: Checked) -> dict[str, list[bytes]] | None:
+    """The UTF-8 bytes of every kept value (ids, texts, titles, urls, topics), or None when a value
+    holds a lone surrogate or a NUL byte (then ``check_batch`` names the row).
+
+    One encode per value serves the check, the fingerprint and the HDF5 write (which would
+    otherwise encode each string again).
+    """
+    try:
+        out = {"ids": list(map(str.encode, checked.ids)), "texts": list(map(str.encode, checked.texts)),
+               **{key: list(map(str.encode, values)) for key, values in checked.meta.items()}}
+    except UnicodeEncodeError:
+        return None
+    if any(any(map(contains, values, repeat(b"\x00"))) for values in out.values()):
+        return None
     return out

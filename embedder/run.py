@@ -15,11 +15,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from embedder import model as model_lib
-from embedder.config import DEFAULT_COMPUTE_DTYPE, DEFAULT_TOKENS_PER_BATCH, ComputeSettings, EmbedIdentity
+from embedder.config import (
+    DEFAULT_COMPUTE_DTYPE,
+    DEFAULT_TOKENS_PER_BATCH,
+    ComputeSettings,
+    EmbedIdentity,
+)
 from embedder.encode import TextEncoder
 from embedder.prefetch import read_chunks
 from embedder.shard import ShardWriter
-from kit.corpusfile import corpus_info, read_slice
+from kit.corpusfile import corpus_info
 from kit.format import CORPUS_FILE
 from kit.shardfile import ShardSpec, done_shards, shard_path
 

@@ -8,6 +8,7 @@ reach them. Queries go through jobs/slurmcli.py.
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import sys
@@ -26,6 +27,7 @@ from kit.format import LOGS_DIR
 from kit.shardfile import ShardSpec
 from slurm.profiles import ClusterProfile, Resources, sbatch_parameters
 
+log = logging.getLogger(__name__)
 NO_TIMEOUT_CAP = 1_000_000  # submitit's max_num_timeout: the kit's Requeue decides instead
 
 
@@ -56,8 +58,9 @@ def executor(run_dir: Path, profile: ClusterProfile, stage: str, after: Sequence
                                 max_num_timeout=NO_TIMEOUT_CAP)
     ex.update_parameters(**sbatch_parameters(res, job_name(run_dir, stage), profile.setup))
     if after:
+        extra = dict(ex.parameters.get("additional_parameters") or {})  # keeps --gpus and sbatch_extra
         ex.update_parameters(dependency=afterok(after),
-                             additional_parameters={**res.sbatch_extra, "kill-on-invalid-dep": "yes"})
+                             additional_parameters={**extra, "kill-on-invalid-dep": "yes"})
     return ex
 
 
@@ -100,7 +103,11 @@ class SlurmBackend:
             script = render_sbatch(request.run_dir, self.profile, request.stage, size, self.profile.python
                                    or sys.executable)
             error = slurmcli.test_only(script)
-            if error:
+            res = stage_resources(self.profile, request.stage)
+            if error and UNAVAILABLE in error and slurmcli.nodes_all_unavailable(res.partition):
+                log.warning("every node of partition %s is drained or down now: the jobs will pend until they "
+                            "return", res.partition or "(default)")
+            elif error:
                 raise ConfigError(rejection_message(self.profile, request.stage, error))
         res = stage_resources(self.profile, request.stage)
         return (f"{request.stage}: {len(sizes)} sbatch ({' + '.join(map(str, sizes))} tasks), partition "
@@ -145,11 +152,16 @@ class SlurmBackend:
         slurmcli.cancel([j.job_id for j in jobs if j.backend == self.name])
 
 
+UNAVAILABLE = "Requested node configuration is not available"
+
+
 def rejection_message(profile: ClusterProfile, stage: str, error: str) -> str:
-    """sbatch --test-only refused a script: say which profile keys decide what was asked."""
+    """sbatch --test-only refused a script: Slurm's reason, and which profile keys decide what was asked."""
+    lines = [ln.strip() for ln in error.strip().splitlines() if ln.strip()]
+    reasons = [ln.split("error:", 1)[1].strip() for ln in lines if "error:" in ln] or lines[-1:]
     table = "embed" if stage == "embed" else "merge"
-    keys = "gpu_request / gpus_per_task / gres" if stage == "embed" else "partition / gres"
-    first = error.strip().splitlines()[-1] if error.strip() else error
-    return (f"Slurm would refuse the {stage} job of profile {profile.name!r}: {first}\n"
-            f"Nothing was queued. Change [{table}] {keys} (or partition, account, qos) in the profile "
-            f"{profile.name}, then run the same command again.")
+    gpu = any(w in " ".join(reasons).lower() for w in ("gpu", "gres", "tres"))
+    keys = "gpu_request (or gpus_per_task, gres)" if gpu else "partition, account, qos or sbatch_extra"
+    return (f"Slurm would refuse the {stage} job of profile {profile.name!r}: {'; '.join(reasons)}\n"
+            f"Nothing was queued. Change [{table}] {keys} in profile {profile.name}, then run the same "
+            "command again.")

@@ -100,6 +100,18 @@ def partitions() -> set[str]:
     return {p.rstrip("*") for p in run(["sinfo", "-h", "-o", "%R"]).split()}
 
 
+def nodes_all_unavailable(partition: str | None) -> bool:
+    """True when every node of ``partition`` (None: the default one) is drained, down or failing.
+
+    ``sbatch --test-only`` then reports "Requested node configuration is not available" although
+    a real submit would be accepted and pend until the nodes return.
+    """
+    rows = [line.split("|") for line in run(["sinfo", "-h", "-N", "-o", "%P|%T"]).splitlines() if "|" in line]
+    states = [s for p, s in rows if (p.rstrip("*") == partition if partition else p.endswith("*"))]
+    bad = ("drain", "down", "fail", "maint", "reserved", "inval", "unk", "not_responding")
+    return bool(states) and all(any(b in s.lower() for b in bad) for s in states)
+
+
 def expand_task_ids(job_id: str) -> list[str]:
     """``123_[0-2,5%4]`` -> ``123_0 123_1 123_2 123_5``; plain ids unchanged."""
     match = re.fullmatch(r"(\d+)_\[([^\]]+)\]", job_id)
@@ -120,35 +132,33 @@ def _state_word(text: str, command: str, line: str) -> str:
     return word
 
 
-def parse_squeue(text: str) -> dict[str, JobState]:
-    """Rows of ``squeue -h -r -o '%i|%T|%r'``."""
-    states = {}
+def _rows(text: str, command: str, n_fields: int):
+    """(line, fields, state) of each ``|``-separated line; a line of another shape is an error."""
     for line in text.splitlines():
         if not line.strip():
             continue
         parts = line.strip().split("|")
-        if len(parts) != 3 or not parts[0]:
-            raise SlurmCommandError(f"squeue printed a line the kit cannot read: {line!r}")
-        state = _state_word(parts[1], "squeue", line)
-        reason = "" if parts[2] in ("None", "(null)") else parts[2]
-        for task in expand_task_ids(parts[0]):
-            states[task] = JobState(task, state, reason)
+        if len(parts) != n_fields or not parts[0]:
+            raise SlurmCommandError(f"{command} printed a line the kit cannot read: {line!r}")
+        yield parts, _state_word(parts[1], command, line)
+
+
+def parse_squeue(text: str) -> dict[str, JobState]:
+    """Rows of ``squeue -h -r -o '%i|%T|%r'``."""
+    states = {}
+    for (job_id, _, reason), state in _rows(text, "squeue", 3):
+        for task in expand_task_ids(job_id):
+            states[task] = JobState(task, state, "" if reason in ("None", "(null)") else reason)
     return states
 
 
 def parse_sacct(text: str) -> dict[str, JobState]:
     """Rows of ``sacct -n -X -P -o JobID,State,ExitCode,Start``."""
     states = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = line.strip().split("|")
-        if len(parts) != 4 or not parts[0]:
-            raise SlurmCommandError(f"sacct printed a line the kit cannot read: {line!r}")
-        state = _state_word(parts[1], "sacct", line)
-        started = parts[3] not in ("Unknown", "None", "")
-        for task in expand_task_ids(parts[0]):
-            states[task] = JobState(task, state, "" if parts[2] in ("", "0:0") else f"exit {parts[2]}", started)
+    for (job_id, _, exit_code, start), state in _rows(text, "sacct", 4):
+        reason = "" if exit_code in ("", "0:0") else f"exit {exit_code}"
+        for task in expand_task_ids(job_id):
+            states[task] = JobState(task, state, reason, started=start not in ("Unknown", "None", ""))
     return states
 
 

@@ -10,9 +10,14 @@ from kit.errors import ModelNotFoundError
 from slurm.profiles import LOCAL, load_profile
 
 
+def profile_cache(profile: str | None) -> str | None:
+    """The profile's shared model_cache (None: the default hub cache)."""
+    return load_profile(profile).model_cache if profile and profile != LOCAL else None
+
+
 def stage_model(model: str, profile: str | None, revision: str | None = None) -> Path:
     """Download ``model`` into the profile's model_cache (else the default hub cache); return its folder."""
-    cache = load_profile(profile).model_cache if profile and profile != LOCAL else None
+    cache = profile_cache(profile)
     identity = EmbedIdentity(model=model, revision=revision)
     if identity.model_is_local:
         return Path(model).resolve()

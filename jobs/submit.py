@@ -125,11 +125,22 @@ def _computed_anything(run_dir: Path, run: RunState) -> int:
 
 
 def _pinned_identity(request: SubmitRequest, run: RunState | None, cache: str | None, profile: str):
+    """The identity with the hub revision pinned, the weights' fingerprint and the model's token limit."""
     identity = given_identity(request, run.identity if run else None)
     resolved = resolve_model(identity, cache, profile if profile != LOCAL else None)
     if resolved.revision != "local":
         identity = replace(identity, revision=resolved.revision)
-    return identity, weights_fingerprint(resolved.path)
+    return identity, weights_fingerprint(resolved.path), identity.max_seq_length or model_max_seq_length(resolved.path)
+
+
+def model_max_seq_length(folder: Path) -> int | None:
+    """The token limit sentence-transformers will apply (sentence_bert_config.json), for the plan's cost."""
+    import json
+
+    try:
+        return int(json.loads((Path(folder) / "sentence_bert_config.json").read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
@@ -146,11 +157,11 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
     if run is not None and (alive := alive_jobs(run, observer or RunObserver(run_dir))):
         raise busy_refusal(run_dir, alive)
     compute = compute_settings(request, run.compute if run else None, model_cache)
-    identity, fingerprint = _pinned_identity(request, run, compute.cache_dir, name)
+    identity, fingerprint, max_len = _pinned_identity(request, run, compute.cache_dir, name)
     options = corpus_options(request, run.corpus.options if run else None)
     if run is None:
         corpus = corpusrun.first_corpus(run_dir, request.corpus, options, records)
-        return _new_state(request, identity, fingerprint, corpus, compute), backend, False
+        return _new_state(request, identity, fingerprint, corpus, compute, max_len), backend, False
     check = corpusrun.check_corpus(run_dir, run.corpus, request.corpus, options, records)
     changes = {**identity_changes(run.identity, identity), **(check.changes or {})}
     if run.model_fingerprint and fingerprint != run.model_fingerprint:
@@ -161,7 +172,7 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
         raise change_refusal(run_dir, "settings", changes, computed)
     if check.candidate is not None:
         corpusrun.install_candidate(run_dir, check.candidate)
-    replan = _replan(request, run, computed, check.record.rows != run.corpus.rows or bool(changes))
+    replan = _replan(request, run, computed, check.record.rows != run.corpus.rows or bool(changes), max_len)
     state = replace(run, identity=identity, model_fingerprint=fingerprint, corpus=check.record, compute=compute,
                     **replan)
     if changes:
@@ -170,14 +181,14 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
     return state, backend, bool(changes) and request.redo_all
 
 
-def _new_state(request: SubmitRequest, identity, fingerprint: str, corpus, compute) -> RunState:
+def _new_state(request: SubmitRequest, identity, fingerprint: str, corpus, compute, max_len: int | None) -> RunState:
     shards = request.shards or 1
     return RunState(identity=identity, model_fingerprint=fingerprint, corpus=corpus,
-                    plan=tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE), shards)),
+                    plan=tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE, max_len), shards)),
                     requested_shards=shards, compute=compute, created_at=now_iso())
 
 
-def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed: bool) -> dict:
+def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed: bool, max_len: int | None) -> dict:
     """A new plan where SHARDS asks for another one (refused once shards exist, unless REDO=all)."""
     asked = request.shards
     if not corpus_changed and (asked is None or asked in (run.requested_shards, len(run.plan))):
@@ -188,7 +199,8 @@ def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed
             f"SHARDS={asked} would cut its rows differently. To continue as planned: "
             f"{make_command('submit', RUN=request.run_dir)}; to recompute everything with {asked} shards add REDO=all.")
     shards = asked or run.requested_shards
-    return {"plan": tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE), shards)), "requested_shards": shards}
+    return {"plan": tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE, max_len), shards)),
+            "requested_shards": shards}
 
 
 def stage_requests(state: RunState, run_dir: Path, pending, map_options: dict | None) -> list[StageRequest]:

@@ -23,7 +23,8 @@ import submitit
 from embedder.config import ComputeSettings, EmbedIdentity
 from embedder.run import embed_shards
 from kit.atomic import tmp_path
-from kit.shardfile import ShardError, ShardSpec, done_shards, read_header, shard_path
+from kit.errors import ShardError
+from kit.shardfile import ShardSpec, done_shards, read_header, shard_path
 
 log = logging.getLogger(__name__)
 LATE_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)

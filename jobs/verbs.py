@@ -148,7 +148,13 @@ def cmd_stage_model(args: argparse.Namespace) -> str:
 
     if not args.model:
         raise ConfigError("Pass MODEL=<hub name> to stage (PROFILE=<site> puts it in that profile's model_cache).")
-    return f"Staged {args.model} at {stage_model(args.model, args.profile, args.revision)}"
+    lines = [f"Staged {args.model} at {stage_model(args.model, args.profile, args.revision)}"]
+    if args.attention == "flash":
+        from embedder.kernels import stage_flash_kernel
+        from jobs.stage import profile_cache
+
+        lines.append(f"Staged the flash-attention kernel: {stage_flash_kernel(profile_cache(args.profile))}")
+    return "\n".join(lines)
 
 
 def cmd_fetch(args: argparse.Namespace) -> str:

@@ -37,6 +37,7 @@ def _labels(h5: h5py.File, labels: list[Placed]) -> None:
     g.create_dataset("box", data=np.array([p.box for p in labels], np.float32).reshape(-1, 4))
     _strings(g, "text", [p.text.replace("\n", " ") for p in labels])
     _strings(g, "level", [p.level for p in labels])
+    g.create_dataset("beside", data=np.array([p.beside for p in labels], dtype=bool))
 
 
 def _questions(h5: h5py.File, questions: list[Question], q_emb: np.ndarray, q_xy: np.ndarray) -> None:

@@ -8,7 +8,9 @@ const LEVELS = D.levels.map(l => ({ ...l, region: b64(l.region, Uint16Array) }))
 const PALETTE = D.palette, RGB = PALETTE.map(h => [1, 3, 5].map(i => parseInt(h.slice(i, i + 2), 16)));
 const PACKED = new Uint32Array(RGB.map(([r, g, b]) => ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0));
 const FINE_ZOOM = 2.2, MIN_POINTS = D.minPoints, MIN_FILL = D.minFill, HEAT = 128, M = 0.05;  // heat grid over [-M, 1 + M]^2
+// Three layers: points (bottom), the knowledge heatmap over them, names and questions on top (and the events).
 const canvas = document.getElementById("map"), ctx = canvas.getContext("2d");
+const pointsCanvas = document.getElementById("points"), pctx = pointsCanvas.getContext("2d");
 const heatCanvas = document.getElementById("heat"), hctx = heatCanvas.getContext("2d");
 const tip = document.getElementById("tooltip");
 const view = { scale: 1, tx: 0, ty: 0 };
@@ -39,10 +41,13 @@ const SAT = summed(histogram(COUNT), COUNT), FILLED = summed((function dilate(g)
   return out;
 })(histogram(BINS)), BINS);
 function boxSum(T, n, x0, y0, x1, y1) { const s = n + 1; return T[x1 * s + y1] - T[x0 * s + y1] - T[x1 * s + y0] + T[x0 * s + y0]; }
+// Zoomed in, a label covers less of the map, so it needs fewer points under it (never fewer than 2).
+function minPoints() { return Math.max(2, Math.round(MIN_POINTS / view.scale)); }
+kmap.minPoints = minPoints;
 function onGround(mx0, my0, mx1, my1) {  // a box in map units: inside the map, enough points, mostly occupied
   if (mx0 < 0 || my0 < 0 || mx1 > 1 || my1 > 1) return false;
   const i0 = Math.ceil(mx0 * COUNT), j0 = Math.ceil(my0 * COUNT), i1 = Math.floor(mx1 * COUNT), j1 = Math.floor(my1 * COUNT);
-  if (i1 <= i0 || j1 <= j0 || boxSum(SAT, COUNT, i0, j0, i1, j1) < MIN_POINTS) return false;
+  if (i1 <= i0 || j1 <= j0 || boxSum(SAT, COUNT, i0, j0, i1, j1) < minPoints()) return false;
   const x0 = Math.min(BINS - 1, Math.floor(mx0 * BINS)), y0 = Math.min(BINS - 1, Math.floor(my0 * BINS));
   const x1 = Math.max(x0 + 1, Math.min(BINS, Math.ceil(mx1 * BINS))), y1 = Math.max(y0 + 1, Math.min(BINS, Math.ceil(my1 * BINS)));
   return boxSum(FILLED, BINS, x0, y0, x1, y1) / ((x1 - x0) * (y1 - y0)) >= MIN_FILL;
@@ -52,8 +57,8 @@ kmap.pointsUnder = (mx0, my0, mx1, my1) => { let n = 0; for (let i = 0; i < N; i
 // Points: splatted into an ImageData at device resolution, visiting only the grid cells in view
 // (points arrive sorted by cell, START[c] .. START[c + 1] per cell, shuffled inside a cell).
 function drawPoints() {
-  const PW = canvas.width, PH = canvas.height;
-  if (!img || img.width !== PW || img.height !== PH) { img = ctx.createImageData(PW, PH); u32 = new Uint32Array(img.data.buffer); }
+  const PW = pointsCanvas.width, PH = pointsCanvas.height;
+  if (!img || img.width !== PW || img.height !== PH) { img = pctx.createImageData(PW, PH); u32 = new Uint32Array(img.data.buffer); }
   u32.fill(0);
   const boost = Math.min(3, Math.sqrt(view.scale));
   const s = Math.max(1, Math.round(R * (N < 5000 ? 3 : N < 60000 ? 2 : 1.5) * boost));
@@ -75,7 +80,7 @@ function drawPoints() {
       }
     }
   }
-  ctx.putImageData(img, 0, 0);
+  pctx.putImageData(img, 0, 0);
   kmap.drawnPoints = drawn;
 }
 
@@ -106,6 +111,17 @@ function placeLabels() {
       break;
     }
   }
+  // Coarse regions still unnamed (islands smaller than their names): just above the island, touching it.
+  const named = new Set(placed.map(p => p.text));
+  for (const level of order.filter(l => l.name === "coarse")) for (const region of level.order) {
+    const lines = level.labels[region].split("\n"), text = lines.join(" "), [w, h] = labelSize(level, region, lines);
+    if (named.has(text) || !level.anchors[region].length) continue;
+    const [ax, ay] = level.anchors[region][0], cx = sx(ax), cy = sy(ay) - h / 2 - 5, box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2];
+    if (box[0] < 0 || box[1] < 0 || box[2] > W || box[3] > H || view.scale > FINE_ZOOM * 2) continue;
+    if (taken.some(t => box[0] < t[2] + 2 && t[0] < box[2] + 2 && box[1] < t[3] + 2 && t[1] < box[3] + 2)) continue;
+    placed.push({ text, level: level.name, region, box, lines, cx, cy, beside: true, mapBox: [ux(box[0]), uy(box[3]), ux(box[2]), uy(box[1])] });
+    taken.push(box); named.add(text);
+  }
   return placed;
 }
 function drawLabels(placed) {
@@ -117,7 +133,7 @@ function drawLabels(placed) {
       ctx.fillStyle = p.level === "coarse" ? "#1d1d1d" : "#3a3a3a"; ctx.fillText(l, p.cx, top + k * line);
     });
   }
-  kmap.placedLabels = placed.map(({ text, level, box, mapBox }) => ({ text, level, box, mapBox }));
+  kmap.placedLabels = placed.map(({ text, level, box, mapBox, beside }) => ({ text, level, box, mapBox, beside: !!beside }));
 }
 
 // Questions: numbered markers, coloured once answered.
@@ -136,6 +152,7 @@ function draw() {
   const t = performance.now();
   queued = false;
   drawPoints();
+  ctx.setTransform(1, 0, 0, 1, 0, 0); ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.setTransform(R, 0, 0, R, 0, 0);
   for (const i of highlight) { ctx.beginPath(); ctx.arc(sx(X[i] / 65535), sy(Y[i] / 65535), 6, 0, 2 * Math.PI); ctx.lineWidth = 2; ctx.strokeStyle = "#000"; ctx.stroke(); }
   drawLabels(placeLabels());
@@ -148,14 +165,19 @@ function requestDraw() { if (!queued) { queued = true; requestAnimationFrame(dra
 
 // Knowledge heatmap: a Gaussian kernel over the answered questions (right = 1, wrong = 0),
 // Nadaraya-Watson on a HEAT x HEAT grid, shown only where the map has articles (a blurred
-// occupancy mask), drawn smoothly scaled under the points.
-const MASK = (function mask() {
-  const g = new Float32Array(HEAT * HEAT), out = new Float32Array(HEAT * HEAT), k = [0.06, 0.24, 0.4, 0.24, 0.06];
-  const cell = v => Math.min(HEAT - 1, ((v / 65535 + M) / (1 + 2 * M) * HEAT) | 0);
-  for (let i = 0; i < N; i++) g[cell(Y[i]) * HEAT + cell(X[i])] = 1;
-  const tmp = new Float32Array(HEAT * HEAT);
-  for (let r = 0; r < HEAT; r++) for (let c = 0; c < HEAT; c++) { let v = 0; for (let d = -2; d <= 2; d++) { const cc = c + d; if (cc >= 0 && cc < HEAT) v += k[d + 2] * g[r * HEAT + cc]; } tmp[r * HEAT + c] = v; }
-  for (let r = 0; r < HEAT; r++) for (let c = 0; c < HEAT; c++) { let v = 0; for (let d = -2; d <= 2; d++) { const rr = r + d; if (rr >= 0 && rr < HEAT) v += k[d + 2] * tmp[rr * HEAT + c]; } out[r * HEAT + c] = Math.min(1, v * 1.6); }
+// occupancy mask), drawn smoothly scaled over the points (at 250,000 points they cover the ground).
+const MASK = (function mask() {  // on a grid of about four points per cell, blurred, sampled bilinearly at HEAT x HEAT
+  const G = Math.max(8, Math.min(HEAT, Math.round(Math.sqrt(N) / 2))), g = new Float32Array(G * G), k = [0.06, 0.24, 0.4, 0.24, 0.06];
+  const cell = v => Math.min(G - 1, ((v / 65535 + M) / (1 + 2 * M) * G) | 0);
+  for (let i = 0; i < N; i++) g[cell(Y[i]) * G + cell(X[i])] = 1;
+  const blur = (src, step, along) => { const out = new Float32Array(G * G); for (let r = 0; r < G; r++) for (let c = 0; c < G; c++) { let v = 0; for (let d = -2; d <= 2; d++) { const rr = along ? r : r + d, cc = along ? c + d : c; if (rr >= 0 && rr < G && cc >= 0 && cc < G) v += k[d + 2] * src[rr * G + cc]; } out[r * G + c] = v; } return out; };
+  const m = blur(blur(g, 1, true), 1, false), out = new Float32Array(HEAT * HEAT);
+  for (let r = 0; r < HEAT; r++) for (let c = 0; c < HEAT; c++) {
+    const fy = Math.max(0, Math.min(G - 1.001, (r + .5) / HEAT * G - .5)), fx = Math.max(0, Math.min(G - 1.001, (c + .5) / HEAT * G - .5));
+    const r0 = fy | 0, c0 = fx | 0, ty = fy - r0, tx = fx - c0, at = (rr, cc) => m[Math.min(G - 1, rr) * G + Math.min(G - 1, cc)];
+    const v = (at(r0, c0) * (1 - tx) + at(r0, c0 + 1) * tx) * (1 - ty) + (at(r0 + 1, c0) * (1 - tx) + at(r0 + 1, c0 + 1) * tx) * ty;
+    out[r * HEAT + c] = Math.min(1, v * 2.5);
+  }
   return out;
 })();
 const heatImage = document.createElement("canvas"); heatImage.width = heatImage.height = HEAT;
@@ -171,7 +193,7 @@ function computeHeat() {
     const known = den > 1e-9 ? num / den : .5, evidence = Math.min(1, den), cell = r * HEAT + c, p = ((HEAT - 1 - r) * HEAT + c) * 4;
     heat[cell * 2] = known; heat[cell * 2 + 1] = evidence;
     const [cr, cg, cb] = known < .5 ? mix([215, 60, 50], [240, 200, 80], known * 2) : mix([240, 200, 80], [40, 150, 70], known * 2 - 1);
-    image.data[p] = cr; image.data[p + 1] = cg; image.data[p + 2] = cb; image.data[p + 3] = 255 * .62 * evidence * MASK[cell];
+    image.data[p] = cr; image.data[p + 1] = cg; image.data[p + 2] = cb; image.data[p + 3] = 255 * .5 * evidence * MASK[cell];
   }
   heatImage.getContext("2d").putImageData(image, 0, 0);
   document.getElementById("heatkey").style.display = "block";
@@ -209,7 +231,7 @@ function showTip(e, title, detail) {
 
 function resize() {  // the map sits right of the panel when there is room; the canvases at device resolution
   W = innerWidth; H = innerHeight; R = window.devicePixelRatio || 1;
-  for (const c of [canvas, heatCanvas]) { c.width = Math.round(W * R); c.height = Math.round(H * R); }
+  for (const c of [canvas, heatCanvas, pointsCanvas]) { c.width = Math.round(W * R); c.height = Math.round(H * R); }
   const left = W > 900 ? 310 : 0; base = Math.min(W - left, H) * .94; ox = left + (W - left - base) / 2; oy = (H - base) / 2; draw();
 }
 canvas.addEventListener("wheel", e => {
@@ -272,7 +294,7 @@ kmap.zoomTo = (x, y, scale) => { view.scale = scale; view.tx = 0; view.ty = 0; v
 
 document.getElementById("meta").textContent = N.toLocaleString() + " articles · " + D.model;
 const legend = document.getElementById("legend");
-if (D.legend.length > 1) D.legend.forEach((t, k) => { const s = document.createElement("span"), i = document.createElement("i"); i.style.background = PALETTE[k % PALETTE.length]; s.append(i, t); legend.append(s); });
+if (D.colourBy === "topic" && D.legend.length > 1) D.legend.forEach((t, k) => { const s = document.createElement("span"), i = document.createElement("i"); i.style.background = PALETTE[k % PALETTE.length]; s.append(i, t); legend.append(s); });
 if (D.questions.length) document.getElementById("quizhead").textContent = "Quiz: answer to map what you know";
 D.questions.forEach((q, i) => { const li = document.createElement("li"); li.id = "q-" + i; li.textContent = q.text; li.onclick = () => ask(i); document.getElementById("questions").appendChild(li); });
 addEventListener("resize", resize);

@@ -57,7 +57,8 @@ def page_data(coords: np.ndarray, titles: list[str], colouring: tuple[np.ndarray
             "colour": _b64(colours[order].astype(np.uint8)), "legend": legend, "colourBy": colour_by,
             "titles": "\n".join(titles[i].replace("\n", " ") for i in order),
             "levels": [_level(level, order) for level in levels], "bins": density_bins(len(titles)),
-            "countBins": COUNT_BINS, "minPoints": MIN_POINTS, "minFill": MIN_FILL, "questions": questions, "model": model, "sigma": SIGMA,
+            "countBins": COUNT_BINS, "minPoints": MIN_POINTS, "minFill": MIN_FILL, "questions": questions,
+            "model": model, "sigma": SIGMA,
             "palette": palette}
 
 

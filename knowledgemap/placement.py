@@ -23,6 +23,7 @@ class Placed:
     y: float
     w: float  # box size, map units
     h: float
+    beside: bool = False  # set just above its region (an island smaller than its name), not over it
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -125,4 +126,21 @@ def place(wanted: list[tuple[str, str, int, np.ndarray, float, float]], density:
                 taken.append(label.box)
                 placed.append(label)
                 break
-    return placed
+    return placed + _beside(wanted, placed, taken, pad)
+
+
+def _beside(wanted, placed: list[Placed], taken: list, pad: float) -> list[Placed]:
+    """Coarse regions still unnamed (islands smaller than their names): the name just above the
+    island's densest cell, touching it, where it overlaps nothing."""
+    named = {(p.level, p.region) for p in placed} | {p.text for p in placed}
+    out = []
+    for text, level, region, candidates, w, h in wanted:
+        if level != "coarse" or (level, region) in named or text in named or not len(candidates):
+            continue
+        x, y = candidates[0]
+        label = Placed(text, level, region, float(x), float(y) + h / 2 + 0.006, w, h, beside=True)
+        x0, y0, x1, y1 = label.box
+        if 0 <= x0 and x1 <= 1 and y1 <= 1 and not any(overlaps(label.box, box, pad) for box in taken):
+            taken.append(label.box)
+            out.append(label)
+    return out

@@ -12,7 +12,7 @@ import h5py
 
 from kit.shardfile import ShardSpec
 from kit.corpusfile import corpus_info
-from kit.shardfile import ShardHeader, read_header
+from kit.shardfile import ShardHeader, done_shards, read_header, shard_path
 from kit import atomic
 from kit.commands import index_ranges, make_command
 from kit.errors import MergeError, ShardDataError, ShardError, ShardGapError, ShardMismatchError
@@ -42,15 +42,16 @@ def repair_command(run_dir: Path, redo: set[int]) -> str:
     return make_command("resubmit", RUN=run_dir, REDO=index_ranges(redo) if redo else None)
 
 
-def collect_headers(shards_dir: Path, verdict: Verdict) -> tuple[list[ShardHeader], dict[int, ShardHeader]]:
-    """Headers of final shard files, and of ``.tmp`` files by index; unreadable files become problems."""
+def collect_headers(run_dir: Path, verdict: Verdict) -> tuple[list[ShardHeader], dict[int, ShardHeader]]:
+    """Headers of the done shards' files, and of ``.tmp`` files by index; unreadable files become problems."""
     complete, partial = [], {}
-    for path in sorted(shards_dir.glob("shard-*.h5")):
+    for index in sorted(done_shards(run_dir)):
         try:
-            complete.append(read_header(path))
+            complete.append(read_header(shard_path(run_dir, index)))
         except ShardError as err:
             verdict.problems.append(str(err))
-            verdict.redo.add(shard_index(path))
+            verdict.redo.add(index)
+    shards_dir = Path(run_dir) / SHARDS_DIR
     for path in sorted(shards_dir.glob("shard-*.h5.tmp")):
         try:
             partial[shard_index(path.with_suffix(""))] = read_header(path)
@@ -98,7 +99,7 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSumm
     run_dir = Path(run_dir)
     info = corpus_info(run_dir / CORPUS_FILE)
     verdict = Verdict()
-    complete, partial = collect_headers(run_dir / SHARDS_DIR, verdict)
+    complete, partial = collect_headers(run_dir, verdict)
     verify(complete, partial, plan, info.rows, {**expected, "corpus_fingerprint": info.fingerprint}, verdict)
     if not verdict.ok:
         _raise_for(verdict, run_dir)

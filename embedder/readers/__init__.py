@@ -8,11 +8,11 @@ be read in pieces). ``open_reader`` picks the reader from the name, or else from
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
-from kit.errors import CorpusError
 
 SUPPORTED = (
     "parquet (a .parquet file, a folder of them or a glob such as 'data/*.parquet'); "

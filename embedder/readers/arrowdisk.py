@@ -8,8 +8,8 @@ and ``data-00000-of-0000N.arrow`` files in Arrow's IPC stream format. A DatasetD
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pyarrow as pa
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from embedder.readers import Batch, field_lengths
 from embedder.readers.textio import base_name, open_text

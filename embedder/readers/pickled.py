@@ -6,8 +6,9 @@ Only plain lists, dicts, strings and numbers are accepted, so a pickle cannot ru
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from embedder.readers import Batch
 from embedder.readers.records import record_batches

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from embedder.readers import Batch, field_lengths
 
@@ -29,14 +30,14 @@ def record_batches(records: Iterable[Any], columns: Sequence[str], file: str,
         if type(record) is dict:
             chars += sum(len(v) for c in columns if type(v := record.get(c)) is str)
         if len(block) >= batch_rows or chars >= BATCH_CHARS:
-            yield _to_batch(block, columns, file, file_row, first)
+            yield to_batch(block, columns, file, file_row, first)
             file_row += len(block)
             block, first, chars = [], False, 0
     if block:
-        yield _to_batch(block, columns, file, file_row, first)
+        yield to_batch(block, columns, file, file_row, first)
 
 
-def _to_batch(block: list[Any], columns: Sequence[str], file: str, file_row: int, first: bool) -> Batch:
+def to_batch(block: list[Any], columns: Sequence[str], file: str, file_row: int, first: bool) -> Batch:
     problems = {}
     for i, record in enumerate(block):
         if type(record) is not dict:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from kit.commands import shell_command
 from kit.errors import CorpusError
@@ -97,9 +98,16 @@ def open_text(path: Path, where: list[int], newline: str | None = None) -> Itera
     ``where`` is a one-item list the caller keeps at the line it has read, named in the error.
     Bytes that are not UTF-8 become lone surrogates, refused row by row later.
     """
+    with open_bytes(path, where) as binary:
+        yield io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline=newline)
+
+
+@contextmanager
+def open_bytes(path: Path, where: list[int]) -> Iterator[IO[bytes]]:
+    """Like ``open_text`` without the decoding: lines as bytes (faster where the parser takes bytes)."""
     binary = _open_binary(path)
     try:
-        yield io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline=newline)
+        yield binary
     except (EOFError, OSError, zlib.error) as err:
         raise damaged(path, where[0], err) from err
     except Exception as err:

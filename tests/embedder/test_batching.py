@@ -1,5 +1,8 @@
+import itertools
+
 import numpy as np
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from embedder.batching import padded_tokens, token_budget_batches
 
@@ -34,4 +37,4 @@ def test_packed_batches_hold_every_row_once_within_budget(lengths, budget):
     flat = np.concatenate(batches) if batches else np.array([], dtype=np.int64)
     assert sorted(flat.tolist()) == list(range(len(lengths)))
     assert all(len(b) == 1 or lengths[b].sum() <= budget for b in batches)
-    assert all(lengths[a].sum() + lengths[b][0] > budget for a, b in zip(batches, batches[1:]))  # filled
+    assert all(lengths[a].sum() + lengths[b][0] > budget for a, b in itertools.pairwise(batches))  # filled

@@ -257,6 +257,47 @@ def test_all_rows_bad_does_not_suggest_skip_bad_rows(tmp_path):
     assert "SKIP_BAD_ROWS would leave nothing" in msg and "add SKIP_BAD_ROWS=1" not in msg
 
 
+AWKWARD_JSONL = b"".join([
+    b'{"id": 1, "text": "plain"}\n',
+    b'{"id": 123456789012345678901234567890, "text": "an id beyond 64 bits"}\r\n',
+    b'{"id": 3, "title": 123456789012345678901234567890, "text": "a title beyond 64 bits"}\n',
+    b'{"id": 4, "text": "bare cr"}\r{"id": 5, "text": "after a bare cr"}\n',
+    b'{"id": 6, "text": NaN}\n',
+    b'{"id": 7, "text": "lone \\ud800 escape"}\n',
+    b'{"id": 8, "text": "bad \xff byte"}\n',
+    "\u3000\n".encode(),
+    b"not json\n",
+    b'{"id": 9, "text": 1.5}\n',
+    b'{"id": 10, "text": "NUL \\u0000 escape"}\n',
+    '{"id": 11, "text": "last line é 東京"}'.encode(),
+])
+
+
+def test_jsonl_awkward_lines_read_as_the_text_reader_reads_them(tmp_path):
+    """orjson reads most lines; every line it cannot read must come out as json.loads on text reads it."""
+    from embedder.corpus import prepare
+    from embedder.readers.records import Unreadable
+
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(AWKWARD_JSONL)
+    got = prepare_source(path, tmp_path / "got.h5", CorpusOptions(skip_bad_rows=True))
+    records = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:  # the reader before orjson
+        for line_no, line in enumerate(f, start=1):
+            if not line.isspace():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    records.append(Unreadable(f"line {line_no} is not valid JSON ({err.msg})"))
+    want = prepare(records, tmp_path / "want.h5", CorpusOptions(skip_bad_rows=True), str(path))
+    assert got.rows == want.rows == 5 and got.source_rows == want.source_rows == 12
+    assert [(b.row, b.id, b.reason) for b in got.rejected] == [(b.row, b.id, b.reason) for b in want.rejected]
+    assert "title is not a string (got int)" in {b.reason for b in got.rejected}
+    assert got.fingerprint == want.fingerprint
+    with h5py.File(tmp_path / "got.h5") as h5:
+        assert h5["ids"].asstr()[:].tolist() == ["1", "123456789012345678901234567890", "4", "5", "11"]
+
+
 # ---------------------------------------------------------------- end to end: the same embeddings.h5
 
 

@@ -18,6 +18,7 @@ from tests.helpers import REPO, assert_matches_direct_encode, jobs_cli, task_log
 from tests.slurm.conftest import selected_cluster
 
 PROFILE = selected_cluster().profile
+STARTED = "Starting with JobEnvironment"  # submitit's first line in a task's log, once per attempt
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,31 +68,45 @@ def submit(run: Path, corpus: Path, model: Path, *extra: str, profile: str | Pat
              *extra)
 
 
-def release_requeued(job_id: str) -> None:
-    """Slurm holds a requeued job back for a while (BeginTime); start it now, as an idle cluster would."""
-    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+def both_logs(err_log: Path) -> str:
+    """A task's .out and .err logs, interleaved by time (submitit logs to .out, the kit to .err)."""
+    lines = []
+    for path in (err_log.with_suffix(".out"), err_log):
+        lines += path.read_text().splitlines() if path.exists() else []
+    stamp = re.compile(r"(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+)")
+    return "\n".join(sorted((ln for ln in lines if stamp.search(ln)), key=lambda ln: stamp.search(ln)[1].replace("T", " ")))
+
+
+def release_requeued(job_id: str, log: Path, attempts: int, timeout_s: float = 240) -> None:
+    """Slurm holds a requeued job back for about two minutes (reason BeginTime): start it now, and
+    return once attempt ``attempts + 1`` has begun (its log says so)."""
+    deadline = time.monotonic() + timeout_s
+    while both_logs(log).count(STARTED) <= attempts:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} did not start again (state {in_queue(job_id)!r})")
+        if in_queue(job_id) == "PENDING":
+            subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+        time.sleep(1)
 
 
 def test_a_shard_needing_five_time_limits_finishes(tmp_path, vital_jsonl, model_path, st_model, runs):
     corpus, records = vital_jsonl(240)
     run = tmp_path / "long shard"
     runs.append(run)
-    # timeout_min=1: every USR2 counts as a time limit for submitit (past its 80 % rule at once), whose
-    # own default gives up after the third. The kit requeues while the shard makes progress.
+    # timeout_min <= 10: every USR2 counts as a time limit for submitit (past its "limit - 10 min" rule at
+    # once), whose own default gives up after the third. The kit requeues while the shard makes progress.
     submit(run, corpus, model_path, "--shards", "1", "--flush-rows", "8",
-           profile=profile_with(tmp_path, timeout_min=1, signal_delay_s=5))
+           profile=profile_with(tmp_path, timeout_min=10))
     job = jobs_of(run)[0]["job_id"]
     log, tmp = task_log(run, job), run / "shards" / "shard-00000.h5.tmp"
     for attempt in range(1, 6):
         def flushed_in_this_attempt() -> bool:
-            text = log.read_text() if log.exists() else ""
-            return text.count("Starting with JobEnvironment") >= attempt and \
-                text.split("Starting with JobEnvironment")[-1].count("flushed rows") >= 1
+            text = both_logs(log)
+            return text.count(STARTED) >= attempt and text.split(STARTED)[-1].count("flushed rows") >= 1
         wait_for(flushed_in_this_attempt, 300, f"attempt {attempt} to flush")
         subprocess.run(["scancel", "--signal=USR2", job], check=True)
         wait_for(lambda: log.read_text().count("requeued after attempt") >= attempt, 120, f"requeue {attempt}")
-        wait_for(lambda: in_queue(job) in ("PENDING", "RUNNING", "REQUEUED"), 60, "the job back in the queue")
-        release_requeued(job)
+        release_requeued(job, log, attempt)
     wait_for(lambda: (run / "embeddings.h5.sha256").exists() or not in_queue(job) and not tmp.exists(), 900,
              "the shard and the merge")
     wait_for(lambda: (run / "embeddings.h5.sha256").exists(), 300, "the merge")

@@ -20,7 +20,8 @@ python_prefix() {
   [ -n "$home" ] || die "no $REPO/.venv yet: run make setup first"
   home="$(dirname "$(readlink -f "$home/python3")")"
   case "$home" in
-    /usr/bin|/bin) die ".venv is made from the system Python ($home); make it from a Python installed outside /usr (pyenv, conda) so the chroot can mount it" ;;
+    /usr/bin|/bin) die ".venv is made from the system Python ($home): make it with PYTHON=<a Python" \
+                       "installed outside /usr (pyenv, conda)> make setup, so the chroot can mount it" ;;
   esac
   dirname "$home"
 }

@@ -11,7 +11,9 @@ LOG_TAG=testcluster-sid
 [ "$(id -u)" -eq 0 ] || die "run as root (it enters a chroot)"
 [ -f "$SID_ROOT/.embedkit-packages" ] && running slurmctld "$SID_ROOT" \
   || die "the Slurm 26.05 test cluster is not running: bash slurm/testcluster/sid/setup.sh"
-[ -x "$REPO/.venv/bin/python" ] || die "no $REPO/.venv: run make setup first"
+# The root has no python3 to rebuild .venv with, should a test's make find it out of date.
+make -s -q -C "$REPO" .venv/.done 2>/dev/null \
+  || die "$REPO/.venv is missing or older than pyproject.toml: run make setup first"
 mount_all  # no-op when mounted
 [ $# -gt 0 ] || set -- tests/slurm
 exec chroot "$SID_ROOT" env -i PATH="$ROOT_PATH" HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
