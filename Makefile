@@ -27,6 +27,7 @@ URL_FIELD ?=
 DEVICE ?=
 COMPUTE_DTYPE ?=
 ATTENTION ?=
+PIN_MEMORY ?=
 PROMPT_NAME ?=
 PROMPT ?=
 NORMALIZE ?=
@@ -46,14 +47,14 @@ DEMO_ROWS ?= 2000
 # make demo RUN=...: a demo in that folder; without RUN, runs/demo (runs/demo-all for DEMO_ROWS=all).
 DEMO_RUN ?= $(if $(filter command line environment,$(origin RUN)),$(RUN),)
 export RUN CORPUS MODEL REVISION SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS ID_FIELD TITLE_FIELD URL_FIELD \
-  DEVICE COMPUTE_DTYPE ATTENTION PROMPT_NAME PROMPT NORMALIZE MAX_SEQ_LENGTH MAX_TOKENS_PER_BATCH FLUSH_ROWS \
+  DEVICE COMPUTE_DTYPE ATTENTION PIN_MEMORY PROMPT_NAME PROMPT NORMALIZE MAX_SEQ_LENGTH MAX_TOKENS_PER_BATCH FLUSH_ROWS \
   CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 MAP QUESTIONS SEED PCA_DIMS DEMO_ROWS DEMO_RUN TORCH
 
 # Every option of submit and plan, passed quoted; an empty value means "not given".
 SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$REVISION" --shards "$$SHARDS" \
   --profile "$$PROFILE" --text-fields "$$TEXT_FIELDS" --id-field "$$ID_FIELD" --title-field "$$TITLE_FIELD" \
   --url-field "$$URL_FIELD" --skip-bad-rows "$$SKIP_BAD_ROWS" --redo "$$REDO" --device "$$DEVICE" \
-  --compute-dtype "$$COMPUTE_DTYPE" --attention "$$ATTENTION" --prompt-name "$$PROMPT_NAME" --prompt "$$PROMPT" \
+  --compute-dtype "$$COMPUTE_DTYPE" --attention "$$ATTENTION" --pin-memory "$$PIN_MEMORY" --prompt-name "$$PROMPT_NAME" --prompt "$$PROMPT" \
   --normalize-embeddings "$$NORMALIZE" --max-seq-length "$$MAX_SEQ_LENGTH" \
   --max-tokens-per-batch "$$MAX_TOKENS_PER_BATCH" --flush-rows "$$FLUSH_ROWS" --cache-dir "$$CACHE_DIR" \
   --map "$$MAP" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --wait "$$WAIT"
@@ -73,8 +74,8 @@ setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see README
 demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033; RUN=... elsewhere)
 	$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS" --map "$$MAP"
 
-test: setup test-services ## Run the tests (real model, HDF5, submitit, sshd; Slurm 22.05, then tests/slurm on 26.05)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest && bash slurm/testcluster/sid/run-tests.sh tests/slurm
+test: setup test-services ## Run the tests (real model, HDF5, submitit, sshd, Chromium; Slurm 22.05 and, beside it, 26.05)
+	bash tests/run-all.sh
 
 test-services: ## Install and start what the tests use for real: sshd, rsync, Chromium, the Slurm 22.05 and 26.05 clusters
 	bash tests/services/install.sh

@@ -82,6 +82,8 @@ SUBMIT_OPTIONS: list[tuple[str, str, Any, str, str]] = [
     ("--device", "DEVICE", _text, "auto|cuda|mps|cpu", "compute"),
     ("--compute-dtype", "COMPUTE_DTYPE", _text, "float32|bfloat16|float16", "compute"),
     ("--attention", "ATTENTION", _text, "attention implementation: sdpa|eager|flash", "compute"),
+    ("--pin-memory", "PIN_MEMORY", _flag("PIN_MEMORY"), "CUDA: page-locked buffers, non-blocking copies (1/0)",
+     "compute"),
     ("--max-tokens-per-batch", "MAX_TOKENS_PER_BATCH", _int("MAX_TOKENS_PER_BATCH"), "token budget", "compute"),
     ("--flush-rows", "FLUSH_ROWS", _int("FLUSH_ROWS"), "rows between two flushes", "compute"),
     ("--cache-dir", "CACHE_DIR", _text, "hub cache folder", "compute"),
@@ -94,7 +96,7 @@ SUBMIT_OPTIONS: list[tuple[str, str, Any, str, str]] = [
 ]
 
 
-FLAGS = ("--normalize-embeddings", "--skip-bad-rows")  # also usable bare: --skip-bad-rows
+FLAGS = ("--normalize-embeddings", "--skip-bad-rows", "--pin-memory")  # also usable bare: --skip-bad-rows
 
 
 def _switch(p: argparse.ArgumentParser, flag: str, variable: str, help_text: str) -> None:

@@ -72,12 +72,13 @@ class RunState:
     jobs: tuple[JobRecord, ...] = ()
     scheduler_version: str | None = None  # e.g. "slurm 22.05.8", detected once at submit
     map_options: dict[str, Any] | None = None  # the map stage's options when MAP=1 was asked
+    profile: str | None = None  # where the latest submit (or plan) sends the jobs: local, or a profile
 
     def with_jobs(self, *jobs: JobRecord) -> RunState:
         return replace(self, jobs=(*self.jobs, *jobs))
 
     def latest_profile(self) -> str | None:
-        return self.jobs[-1].profile if self.jobs else None
+        return self.profile or (self.jobs[-1].profile if self.jobs else None)
 
     def latest_task_of_shards(self) -> dict[int, tuple[JobRecord, str]]:
         """Shard index -> (its latest embed job, the task id running it)."""

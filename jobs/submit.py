@@ -161,7 +161,8 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
     options = corpus_options(request, run.corpus.options if run else None)
     if run is None:
         corpus = corpusrun.first_corpus(run_dir, request.corpus, options, records)
-        return _new_state(request, identity, fingerprint, corpus, compute, max_len), backend, False
+        state = _new_state(request, identity, fingerprint, corpus, compute, max_len)
+        return replace(state, profile=name), backend, False
     check = corpusrun.check_corpus(run_dir, run.corpus, request.corpus, options, records)
     changes = {**identity_changes(run.identity, identity), **(check.changes or {})}
     if run.model_fingerprint and fingerprint != run.model_fingerprint:
@@ -174,11 +175,11 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
         corpusrun.install_candidate(run_dir, check.candidate)
     replan = _replan(request, run, computed, check.record.rows != run.corpus.rows or bool(changes), max_len)
     state = replace(run, identity=identity, model_fingerprint=fingerprint, corpus=check.record, compute=compute,
-                    **replan)
+                    profile=name, **replan)
     if changes:
         say(f"Run {run_dir}: recomputing everything with the new settings (REDO=all)." if computed else
             f"Run {run_dir}: nothing computed yet, so it takes the new settings.")
-    return state, backend, bool(changes) and request.redo_all
+    return state, backend, request.redo_all
 
 
 def _new_state(request: SubmitRequest, identity, fingerprint: str, corpus, compute, max_len: int | None) -> RunState:
@@ -240,7 +241,8 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
         return outcome, backend, state
     stages = stage_requests(state, run_dir, pending, request.map_options)
     outcome.plan_lines = [backend.check(stage) for stage in stages]
-    if dry_run:
+    if dry_run:  # the run is planned: make submit RUN=... alone submits exactly this
+        runstate.save(run_dir, state)
         return outcome, backend, state
     (run_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
     before = len(state.jobs)

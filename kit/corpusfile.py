@@ -52,10 +52,12 @@ def read_slice(path: Path, start: int, stop: int, fields: tuple[str, ...] = ("id
 
 
 # Cost model of one row for the planner, in tokens. Encoding time grows with the tokens the model
-# sees: about one per 4 characters of English, at most max_seq_length (the rest is cut), plus the
-# special tokens and a fixed share per row (tokenising, batching). Calibrated on the Vital
-# Articles with all-MiniLM-L6-v2 on CPU (bench/plan_balance.py).
-CHARS_PER_TOKEN = 4.0
+# sees, at most max_seq_length (the rest is cut), plus the special tokens and a fixed share per row
+# (tokenising, batching). Calibrated with bench/plan_balance.py on the Vital Articles and
+# all-MiniLM-L6-v2 on CPU (2026-11-23): its tokenizer gives 4.73 characters per token on texts it
+# does not cut. The per-row share is not pinned down by 16 shard timings (fits of 8 to 65 tokens
+# are within the ~3% timing noise), so it stays at 8.
+CHARS_PER_TOKEN = 4.7
 ROW_OVERHEAD_TOKENS = 8.0
 COST_BLOCK_ROWS = 1 << 20
 

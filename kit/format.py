@@ -10,6 +10,7 @@ import h5py
 SHARD_FORMAT = "embedkit-shard/1"
 CORPUS_FORMAT = "embedkit-corpus/1"
 OUTPUT_FORMAT = "embedkit-embeddings/1"
+MAP_FORMAT = "embedkit-map/2"
 
 UTF8 = h5py.string_dtype("utf-8")
 STORED_DTYPE = "float32"  # embeddings are always stored as float32, whatever the compute dtype

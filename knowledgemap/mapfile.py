@@ -10,14 +10,13 @@ import h5py
 import numpy as np
 
 from kit import atomic
-from kit.format import UTF8
+from kit.format import MAP_FORMAT, UTF8
 from knowledgemap.params import MapParams
 from knowledgemap.placement import Placed
 from knowledgemap.project import Projection
 from knowledgemap.questions import Question
 from knowledgemap.regions import Level
 
-MAP_FORMAT = "embedkit-map/2"
 
 
 def _strings(group: h5py.Group, name: str, values: list[str]) -> None:

@@ -151,3 +151,15 @@ def test_a_merge_refusal_over_a_thousand_unfinished_shards_stays_short(tmp_path)
     message = refused.stderr.strip().splitlines()
     assert refused.returncode == 2 and len(message) <= 8 and max(map(len, message)) < 400, refused.stderr
     assert "1000 shards, 0 unfinished and 1000 not written" in refused.stderr and "shard-00999.h5" in refused.stderr
+
+
+def test_plan_queues_nothing_and_its_printed_submit_command_runs_the_plan(tmp_path, model_path):
+    corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 6, "plan")
+    run = tmp_path / "planned ü"
+    out = jobs_cli("plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
+                   str(model_path), "--shards", "2").stdout
+    assert "nothing was queued" in out and "shards: 2 planned, 2 to embed" in out and "1 local worker(s)" in out
+    assert not (run / "logs").exists() and json.loads((run / "run.json").read_text())["jobs"] == []
+    [command] = printed_commands(out)
+    done = run_as_printed(command + " WAIT=1")
+    assert done.returncode == 0 and "Merged 6 rows x 384" in done.stdout, done.stderr

@@ -70,7 +70,9 @@ start_munge() {
 }
 
 start_mariadb() {  # the root's own MariaDB, as its packages installed it
-  if ! running mariadbd "$ROOT_DIR" && ! running mysqld "$ROOT_DIR"; then
+  # Asked on its own socket, not by process name: the 26.05 cluster's private mariadbd runs the
+  # host's binary from the host's root, and must not pass for the host's server.
+  if ! inroot mysqladmin ping >/dev/null 2>&1; then
     log "starting mariadb"
     inroot bash -c 'mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld'
     ("${INROOT[@]}" mysqld_safe --skip-syslog > "${ROOT_DIR%/}$STATE/mysqld_safe.log" 2>&1 &)

@@ -12,12 +12,15 @@ loudly, never skips, when the cluster is down or is another Slurm version than e
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER_ENV = "EMBEDKIT_TEST_CLUSTER"
 
 
@@ -76,3 +79,15 @@ def slurm_cluster() -> Cluster:
 def slurm_profile(slurm_cluster) -> str:
     """The profile the selected cluster's jobs use (make submit PROFILE=...)."""
     return slurm_cluster.profile
+
+
+def profile_with(tmp_path: Path, **embed: object) -> Path:
+    """The cluster's profile with some [embed] values replaced."""
+    text = (REPO / f"slurm/profiles/{selected_cluster().profile}.toml").read_text()
+    for key, value in embed.items():
+        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+        if not n:
+            text = text.replace("[embed]\n", f"[embed]\n{key} = {value}\n", 1)
+    path = tmp_path / "profile.toml"
+    path.write_text(text)
+    return path

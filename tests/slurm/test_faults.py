@@ -15,7 +15,7 @@ import h5py
 import pytest
 
 from tests.helpers import REPO, assert_matches_direct_encode, jobs_cli, task_log, wait_for
-from tests.slurm.conftest import selected_cluster
+from tests.slurm.conftest import profile_with, selected_cluster
 
 PROFILE = selected_cluster().profile
 STARTED = "Starting with JobEnvironment"  # submitit's first line in a task's log, once per attempt
@@ -49,18 +49,6 @@ def sacct_state(job_id: str) -> str:
 
 def in_queue(job_id: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
-
-
-def profile_with(tmp_path: Path, **embed: object) -> Path:
-    """The cluster's profile with some [embed] values replaced."""
-    text = (REPO / f"slurm/profiles/{PROFILE}.toml").read_text()
-    for key, value in embed.items():
-        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
-        if not n:
-            text = text.replace("[embed]\n", f"[embed]\n{key} = {value}\n", 1)
-    path = tmp_path / "profile.toml"
-    path.write_text(text)
-    return path
 
 
 def submit(run: Path, corpus: Path, model: Path, *extra: str, profile: str | Path = PROFILE) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, jobs_cli
-from tests.slurm.conftest import REFUSING_PARTITION, selected_cluster
+from tests.helpers import jobs_cli
+from tests.slurm.conftest import REFUSING_PARTITION, profile_with, selected_cluster
 
 PROFILE = selected_cluster().profile
 
@@ -21,15 +19,6 @@ def cluster(slurm_cluster):
 
 def my_jobs() -> str:
     return subprocess.run(["squeue", "-h", "--me", "-o", "%i"], capture_output=True, text=True).stdout
-
-
-def profile_for(tmp_path: Path, partition: str, gpu_request: str) -> Path:
-    text = (REPO / f"slurm/profiles/{PROFILE}.toml").read_text()
-    text = re.sub(r"^\[embed\]\n", f'[embed]\ngpu_request = "{gpu_request}"\n', text, count=1, flags=re.M)
-    text = re.sub(r'^partition = "gpu"$', f'partition = "{partition}"', text, count=1, flags=re.M)
-    path = tmp_path / f"site-{partition}.toml"
-    path.write_text(text)
-    return path
 
 
 def test_plan_prints_the_windows_and_queues_nothing(tmp_path, vital_jsonl, model_path):
@@ -48,7 +37,7 @@ def test_a_gpu_form_the_site_refuses_is_refused_before_queueing_naming_the_key(t
     corpus, _ = vital_jsonl(4)
     before = my_jobs()
     proc = jobs_cli("submit", "--run", str(tmp_path / "refused"), "--profile",
-                    str(profile_for(tmp_path, partition, form)), "--corpus", str(corpus), "--model", str(model_path),
+                    str(profile_with(tmp_path, partition=f'"{partition}"', gpu_request=f'"{form}"')), "--corpus", str(corpus), "--model", str(model_path),
                     check=False)
     assert proc.returncode == 2 and "Nothing was queued" in proc.stderr
     assert f"site policy: partition {partition} refuses" in proc.stderr and "[embed] gpu_request" in proc.stderr
