@@ -35,11 +35,9 @@ synthetic_run(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.arg
 CAT_FSYNC = 'cat "$@" > "$OUT" && sync "$OUT"'
 MERGE_SNIPPET = """
 import sys
-from merge.run import merge_run
-from jobs import manifest
-run = sys.argv[1]
-m = manifest.load(run)
-merge_run(run, m.plan, {"model": m.embed.model})
+from pathlib import Path
+from jobs.merging import merge_run_folder
+merge_run_folder(Path(sys.argv[1]))
 """
 
 

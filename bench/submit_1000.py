@@ -23,13 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from jobs.testing.synthetic import synthetic_records  # noqa: E402
-from embedder.config import EmbedConfig  # noqa: E402
-from embedder.corpus import CorpusOptions  # noqa: E402
-from jobs.config import RunConfig  # noqa: E402
 from jobs.demo import demo_model_path  # noqa: E402
-from jobs.slurmjobs import max_array_size  # noqa: E402
+from jobs.settings import SubmitRequest  # noqa: E402
+from jobs.slurmcli import max_array_size  # noqa: E402
 from jobs.submit import submit  # noqa: E402
+from jobs.testing.synthetic import synthetic_records  # noqa: E402
 
 SHIM = '#!/bin/sh\necho x >> "$SBATCH_CALLS"\nexec {real} "$@"\n'
 
@@ -49,10 +47,10 @@ def main() -> None:
         profile = root / "held.toml"
         profile.write_text((REPO / "slurm/profiles/testcluster.toml").read_text()
                            + "\n[embed.sbatch_extra]\nhold = true\n")
-        config = RunConfig(run_dir=root / "run", corpus=None, shards=args.shards, profile=str(profile),
-                           embed=EmbedConfig(model=str(demo_model_path())), corpus_options=CorpusOptions())
+        request = SubmitRequest(run_dir=root / "run", shards=args.shards, profile=str(profile),
+                                identity={"model": str(demo_model_path())})
         t0 = time.perf_counter()
-        outcome = submit(config, records=synthetic_records(args.shards * 10))
+        outcome, _, _ = submit(request, records=synthetic_records(args.shards * 10), say=lambda line: None)
         wall = time.perf_counter() - t0
         jobs = json.loads((root / "run" / "run.json").read_text())["jobs"]
         subprocess.run(["scancel", *(j["job_id"] for j in jobs)], check=True)

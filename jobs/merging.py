@@ -15,7 +15,10 @@ from merge.run import merge_run
 def merge_run_folder(run_dir: Path) -> dict:
     """Merge a run folder; returns the summary as a plain dict (it crosses process boundaries)."""
     state = runstate.require(Path(run_dir))
-    summary = merge_run(Path(run_dir), list(state.plan), {"model": state.identity.model})
+    expected = {"model": state.identity.model}
+    if state.model_fingerprint:  # pinned at submit: a shard from other weights is refused
+        expected["model_fingerprint"] = state.model_fingerprint
+    summary = merge_run(Path(run_dir), list(state.plan), expected)
     return {**asdict(summary), "path": str(summary.path)}
 
 
