@@ -45,7 +45,8 @@ SEED ?=
 PCA_DIMS ?=
 DEMO_ROWS ?= 2000
 # make demo RUN=...: a demo in that folder; without RUN, runs/demo (runs/demo-all for DEMO_ROWS=all).
-DEMO_RUN ?= $(if $(filter command line environment,$(origin RUN)),$(RUN),)
+# (not ?=: make test exports DEMO_RUN empty to the tests' own make calls)
+DEMO_RUN = $(if $(filter command line environment,$(origin RUN)),$(RUN),)
 export RUN CORPUS MODEL REVISION SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS ID_FIELD TITLE_FIELD URL_FIELD \
   DEVICE COMPUTE_DTYPE ATTENTION PIN_MEMORY PROMPT_NAME PROMPT NORMALIZE MAX_SEQ_LENGTH MAX_TOKENS_PER_BATCH FLUSH_ROWS \
   CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 MAP QUESTIONS SEED PCA_DIMS DEMO_ROWS DEMO_RUN TORCH

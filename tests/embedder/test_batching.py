@@ -7,12 +7,16 @@ from hypothesis import strategies as st
 from embedder.batching import padded_tokens, token_budget_batches
 
 
+def assert_every_row_once(batches: list[np.ndarray], n: int) -> None:
+    flat = np.concatenate(batches) if batches else np.array([], dtype=np.int64)
+    assert sorted(flat.tolist()) == list(range(n))
+
+
 @given(st.lists(st.integers(1, 512), min_size=0, max_size=400), st.integers(1, 20000))
 def test_batches_hold_every_row_once_within_budget(lengths, budget):
     lengths = np.array(lengths, dtype=np.int64)
     batches = token_budget_batches(lengths, budget)
-    flat = np.concatenate(batches) if batches else np.array([], dtype=np.int64)
-    assert sorted(flat.tolist()) == list(range(len(lengths)))
+    assert_every_row_once(batches, len(lengths))
     for b in batches:
         assert len(b) == 1 or len(b) * lengths[b].max() <= budget
     longest_first = [int(lengths[b].max()) for b in batches]
@@ -34,7 +38,6 @@ def test_packed_batches_hold_every_row_once_within_budget(lengths, budget):
 
     lengths = np.array(lengths, dtype=np.int64)
     batches = packed_batches(lengths, budget)
-    flat = np.concatenate(batches) if batches else np.array([], dtype=np.int64)
-    assert sorted(flat.tolist()) == list(range(len(lengths)))
+    assert_every_row_once(batches, len(lengths))
     assert all(len(b) == 1 or lengths[b].sum() <= budget for b in batches)
     assert all(lengths[a].sum() + lengths[b][0] > budget for a, b in itertools.pairwise(batches))  # filled

@@ -91,3 +91,16 @@ def profile_with(tmp_path: Path, **embed: object) -> Path:
     path = tmp_path / "profile.toml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def cancel_leftovers():
+    """Run folders a test submits; their jobs are cancelled afterwards, never left for the next test."""
+    import json
+
+    runs: list[Path] = []
+    yield runs
+    for run in runs:
+        if (run / "run.json").exists():
+            ids = [j["job_id"] for j in json.loads((run / "run.json").read_text())["jobs"]]
+            subprocess.run(["scancel", *ids], capture_output=True)

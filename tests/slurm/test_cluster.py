@@ -32,15 +32,6 @@ def queue_empty(run: Path) -> bool:
     return not subprocess.run(["squeue", "-h", "-j", ids], capture_output=True, text=True).stdout.strip()
 
 
-@pytest.fixture
-def cancel_leftovers():
-    runs: list[Path] = []
-    yield runs
-    for run in runs:  # never leave jobs behind for the next test
-        if (run / "run.json").exists():
-            subprocess.run(["scancel", *(j["job_id"] for j in run_jobs(run))], capture_output=True)
-
-
 def test_make_submit_on_the_cluster_matches_a_local_run(tmp_path, vital_jsonl, model_path, cancel_leftovers):
     corpus, records = vital_jsonl(42)
     run = tmp_path / "cluster run"

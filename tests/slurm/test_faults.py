@@ -26,16 +26,6 @@ def cluster(slurm_cluster):
     yield slurm_cluster
 
 
-@pytest.fixture
-def runs():
-    made: list[Path] = []
-    yield made
-    for run in made:  # never leave jobs behind for the next test
-        if (run / "run.json").exists():
-            ids = [j["job_id"] for j in json.loads((run / "run.json").read_text())["jobs"]]
-            subprocess.run(["scancel", *ids], capture_output=True)
-
-
 def jobs_of(run: Path) -> list[dict]:
     return json.loads((run / "run.json").read_text())["jobs"]
 
@@ -77,10 +67,10 @@ def release_requeued(job_id: str, log: Path, attempts: int, timeout_s: float = 2
         time.sleep(1)
 
 
-def test_a_shard_needing_five_time_limits_finishes(tmp_path, vital_jsonl, model_path, st_model, runs):
+def test_a_shard_needing_five_time_limits_finishes(tmp_path, vital_jsonl, model_path, st_model, cancel_leftovers):
     corpus, records = vital_jsonl(240)
     run = tmp_path / "long shard"
-    runs.append(run)
+    cancel_leftovers.append(run)
     # timeout_min <= 10: every USR2 counts as a time limit for submitit (past its "limit - 10 min" rule at
     # once), whose own default gives up after the third. The kit requeues while the shard makes progress.
     submit(run, corpus, model_path, "--shards", "1", "--flush-rows", "8",
@@ -106,10 +96,10 @@ def test_a_shard_needing_five_time_limits_finishes(tmp_path, vital_jsonl, model_
     assert "Merged:" in status
 
 
-def test_a_late_usr2_after_the_shard_is_committed_still_completes(tmp_path, vital_jsonl, model_path, runs):
+def test_a_late_usr2_after_the_shard_is_committed_still_completes(tmp_path, vital_jsonl, model_path, cancel_leftovers):
     corpus, _ = vital_jsonl(20)
     run = tmp_path / "late signal"
-    runs.append(run)
+    cancel_leftovers.append(run)
     submit(run, corpus, model_path, "--shards", "1")
     job, merge = (j["job_id"] for j in jobs_of(run)[:2])
     final = run / "shards" / "shard-00000.h5"
@@ -140,10 +130,10 @@ class Controller:
                  "slurmctld to answer")
 
 
-def test_wait_and_status_ride_through_a_controller_outage(tmp_path, vital_jsonl, model_path, st_model, runs):
+def test_wait_and_status_ride_through_a_controller_outage(tmp_path, vital_jsonl, model_path, st_model, cancel_leftovers):
     corpus, records = vital_jsonl(200)
     run = tmp_path / "outage"
-    runs.append(run)
+    cancel_leftovers.append(run)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBEDKIT_PROGRESS_S": "2"}
     waiting = subprocess.Popen([sys.executable, "-m", "jobs", "submit", "--run", str(run), "--profile", PROFILE,
                                 "--corpus", str(corpus), "--model", str(model_path), "--shards", "2",
@@ -170,10 +160,10 @@ def node_name() -> str:
     return subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
 
 
-def test_status_gives_pending_reasons_and_tells_cancelled_before_start(tmp_path, vital_jsonl, model_path, runs):
+def test_status_gives_pending_reasons_and_tells_cancelled_before_start(tmp_path, vital_jsonl, model_path, cancel_leftovers):
     corpus, _ = vital_jsonl(6)
     run = tmp_path / "drained"
-    runs.append(run)
+    cancel_leftovers.append(run)
     node = node_name()
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=drain", "reason=kit test"], check=True)
     try:
@@ -191,10 +181,10 @@ def test_status_gives_pending_reasons_and_tells_cancelled_before_start(tmp_path,
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
 
 
-def test_printed_commands_work_as_printed_on_a_run_folder_with_spaces(tmp_path, vital_jsonl, model_path, runs):
+def test_printed_commands_work_as_printed_on_a_run_folder_with_spaces(tmp_path, vital_jsonl, model_path, cancel_leftovers):
     corpus, _ = vital_jsonl(6)
     run = tmp_path / "lab runs" / "wiki ü run"
-    runs.append(run)
+    cancel_leftovers.append(run)
     out = jobs_cli("submit", "--run", str(run), "--profile", PROFILE, "--corpus", str(corpus), "--model",
                    str(model_path), "--shards", "2").stdout
     busy = jobs_cli("submit", "--run", str(run), check=False).stderr
