@@ -61,7 +61,7 @@ SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$
   --map "$$MAP" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --wait "$$WAIT"
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,7 +73,7 @@ $(VENV)/.done: pyproject.toml
 setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see README for CUDA/MPS)
 
 demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033; RUN=... elsewhere)
-	$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS" --map "$$MAP"
+	$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS" --shards "$$SHARDS" --map "$$MAP"
 
 test: setup test-services ## Run the tests (real model, HDF5, submitit, sshd, Chromium; Slurm 22.05 and, beside it, 26.05)
 	bash tests/run-all.sh

@@ -121,7 +121,7 @@ def _add_submit_options(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     _switch(p, "--wait", "WAIT", "follow the run until it ends")
-    p.add_argument("--redo", type=_redo, default=(), help="recompute shards: '3 5' or all (REDO=)")
+    p.add_argument("--redo", type=_redo, default=(), help="recompute shards: '3 5', '0-9' or all (REDO=)")
 
 
 def _run_folder(value: str) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from embedder.config import ComputeSettings
 from jobs import runstate
 from kit.commands import make_command
 from kit.errors import ConfigError
@@ -54,7 +55,10 @@ def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pc
         """Float32 [n, dim] through the tasks' own loader: the run's model, prompt and normalisation."""
         from embedder.run import load_model_for
 
-        compute = replace(state.compute, compute_dtype="float32")  # a few questions: exact, on any device
+        # A few questions: exact, on whatever this machine has (the map may run on a laptop after
+        # make fetch, where the cluster's device, cache folder and attention kernel are not).
+        cache = state.compute.cache_dir if state.compute.cache_dir and Path(state.compute.cache_dir).is_dir() else None
+        compute = replace(ComputeSettings(), compute_dtype="float32", cache_dir=cache)
         return load_model_for(Path(run_dir), state.identity, compute).encoder.encode(texts)
 
     return build_map(Path(run_dir), params, encode_questions, Path(questions) if questions else None)

@@ -26,8 +26,13 @@ python_prefix() {
   dirname "$home"
 }
 
-bind() {  # bind SRC DST: mount SRC at DST unless something is mounted there already
-  mountpoint -q "$2" && return 0
+bind() {  # bind SRC DST: mount SRC at DST unless SRC itself is mounted there already
+  if mountpoint -q "$2"; then
+    # A folder deleted and made anew at the same path (a fresh clone where the last one was)
+    # leaves the old, deleted folder mounted: compare device and inode, and mount again.
+    [ "$(stat -c %d:%i "$1")" = "$(stat -c %d:%i "$2")" ] && return 0
+    umount -l "$2"
+  fi
   mkdir -p "$2"
   mount --rbind "$1" "$2"
   mount --make-rslave "$2"
