@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import shlex
 import socket
 import sys
@@ -65,20 +64,23 @@ def detached_stdio(log_path: Path) -> Iterator[None]:
             os.close(copy)
 
 
+SUCCESS_LINE = "Job completed successfully"  # what submitit's process_job logs once the function returned
+FAILURE_LINE = "Submitted job triggered an exception"
+
+
 def ended_state(folder: Path, job_id: str) -> JobState:
-    """A local job that is no longer running: COMPLETED or FAILED, from submitit's result file."""
-    result = JobPaths(folder, job_id=job_id).result_pickle
-    try:
-        with open(result, "rb") as f:
-            outcome, value = pickle.load(f)
-    except FileNotFoundError:
-        return JobState(job_id, "FAILED", "ended without a result (killed?)")
-    except Exception as err:  # an unreadable result file: report it, never guess success
-        return JobState(job_id, "FAILED", f"unreadable result file {result.name}: {type(err).__name__}")
-    if outcome == "success":
+    """A local job that is no longer running: COMPLETED or FAILED, read from its submitit logs.
+
+    The logs, not the result pickle: nothing from the run folder is unpickled to answer status.
+    """
+    paths = JobPaths(folder, job_id=job_id)
+    text = "".join(p.read_text(errors="replace") for p in (paths.stdout, paths.stderr) if p.exists())
+    if FAILURE_LINE in text:
+        errors = [ln.strip() for ln in text.splitlines() if "Error" in ln and not ln.startswith((" ", "submitit"))]
+        return JobState(job_id, "FAILED", errors[-1][:300] if errors else "raised an error (see its log)")
+    if SUCCESS_LINE in text and paths.result_pickle.exists():
         return JobState(job_id, "COMPLETED")
-    last = [ln for ln in str(value).strip().splitlines() if ln.strip()]
-    return JobState(job_id, "FAILED", last[-1] if last else "error")
+    return JobState(job_id, "FAILED", "ended without finishing (killed?)")
 
 
 def local_job_alive(job_id: str) -> bool:
