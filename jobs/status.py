@@ -92,8 +92,8 @@ def shard_statuses(run_dir: Path, run: RunState, snapshot: Snapshot) -> list[Sha
     for spec in run.plan:
         job, task = latest.get(spec.index, (None, ""))
         f = files[spec.index]
-        first = not f.done and task not in started
-        if first and not f.done:
+        first = not f.done and task not in started  # a local worker runs its shards in turn
+        if first:
             started.add(task)
         state, detail = classify(f, job, task, snapshot, first)
         out.append(ShardStatus(spec, state, f.rows_done, f.attempts, task, detail))

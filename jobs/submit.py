@@ -27,7 +27,7 @@ from jobs.settings import (SubmitRequest, change_refusal, compute_settings, corp
 from kit.commands import make_command
 from kit.corpusfile import row_costs
 from kit.errors import ConfigError, RunBusyError
-from kit.format import CORPUS_FILE, LOGS_DIR, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_name, sidecar_path
+from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_name, sidecar_path
 from kit.shardfile import done_shards, shard_path
 from slurm.profiles import LOCAL, available_profiles, load_profile
 
@@ -273,7 +273,3 @@ def describe_jobs(stage: StageRequest, jobs: list[JobRecord]) -> str:
         return (f"  embed: {n} shard(s) ({first}{' ... ' + last if n > 1 else ''}) as job(s) "
                 f"{', '.join(j.job_id for j in jobs)}")
     return f"  {stage.stage}: job {', '.join(j.job_id for j in jobs)} (after the previous stage succeeds)"
-
-
-def logs_dir(run_dir: Path) -> Path:
-    return run_dir / LOGS_DIR

@@ -7,7 +7,6 @@ non-ASCII characters: values are quoted with ``shlex.quote``, empty values are l
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 
 def make_command(target: str, **variables: object) -> str:
@@ -29,15 +28,6 @@ def make_command(target: str, **variables: object) -> str:
 def shell_command(*argv: object) -> str:
     """Any other command line (``python -m jobs merge --run DIR``), each word quoted."""
     return " ".join(shlex.quote(str(a)) for a in argv)
-
-
-def run_arg(run_dir: Path) -> str:
-    """The run folder as a user would type it: relative to the current folder when inside it."""
-    path = Path(run_dir)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def index_ranges(indices) -> str:

@@ -9,10 +9,10 @@ from typing import Sequence
 
 from jobs.backend import JobState, Snapshot, StageRequest
 from jobs.runstate import JobRecord
-from jobs.testing.synthetic import identity, vectors
+from jobs.testing.synthetic import identity, write_shard
 from kit.corpusfile import corpus_info
 from kit.format import CORPUS_FILE
-from kit.shardfile import ShardSpec, shard_path
+from kit.shardfile import ShardSpec
 
 
 @dataclass
@@ -68,9 +68,4 @@ class FakeBackend:
 
 def write_done_shard(run_dir: Path, spec: ShardSpec, dim: int = 8) -> Path:
     """A complete shard file for ``spec`` (synthetic vectors), as a task would leave it."""
-    from embedder.shard import ShardWriter
-
-    fingerprint = corpus_info(Path(run_dir) / CORPUS_FILE).fingerprint
-    writer = ShardWriter(shard_path(run_dir, spec.index), spec, identity(dim, fingerprint), {"host": "fake"})
-    writer.append(vectors(spec.start, spec.stop, dim), [f"doc-{i}" for i in range(spec.start, spec.stop)])
-    return writer.commit({"finished_at": "fake"}).path
+    return write_shard(run_dir, spec, identity(dim, corpus_info(Path(run_dir) / CORPUS_FILE).fingerprint))
