@@ -3,7 +3,7 @@ accepted as they are by the selected cluster's own ``sbatch --test-only`` (22.05
 
 A script is pinned once for every Slurm version, in golden/<name>; where a version needs other
 output, golden/<release>/<name> (e.g. golden/26.05/...) pins that version's script instead.
-UPDATE_GOLDEN=1 rewrites the file the test compares with.
+UPDATE_GOLDEN=1 rewrites the file and fails the test, so that a rewrite is never a pass.
 """
 
 import os
@@ -31,8 +31,9 @@ def test_sbatch_script_is_pinned_and_this_slurm_accepts_it(stage, n_tasks, form,
     text = render_sbatch(RUN, profile, stage, n_tasks, python="/opt/embedkit/.venv/bin/python")
     suffix = "" if form == "gres" else f"_{form}"
     golden = golden_file(f"{profile.name}_{stage}{suffix}.sbatch", slurm_cluster.slurm)
-    if os.environ.get("UPDATE_GOLDEN"):
+    if os.environ.get("UPDATE_GOLDEN"):  # rewrite, then fail: a rewritten file proves nothing until it is read
         golden.write_text(text)
+        pytest.fail(f"rewrote {golden}: review `git diff {GOLDEN}`, then run again without UPDATE_GOLDEN")
     assert text == golden.read_text()
     assert "srun --unbuffered" in text  # tasks are job steps: USR2 reaches them
     proc = subprocess.run(["sbatch", "--test-only", str(golden)], capture_output=True, text=True, check=False)
