@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +108,8 @@ def main() -> None:
         for rows in [args.rows] + ([args.also_rows] if args.also_rows else []):
             r = measure(Path(tmp), rows, args.dim, args.repeats)
             print(f"N={r['rows']:,} x {r['dim']} ({r['gb']:.2f} GB float32): write_table {r['baseline_s']:.2f} s "
-                  f"(peak RSS {r['baseline_rss_mib']} MiB), with the export's options {r['tuned_s']:.2f} s; export {r['export_s']:.2f} s = {r['ratio']:.2f}x "
+                  f"(peak RSS {r['baseline_rss_mib']} MiB), with the export's options "
+                  f"{r['tuned_s']:.2f} s; export {r['export_s']:.2f} s = {r['ratio']:.2f}x "
                   f"(peak RSS {r['export_rss_mib']} MiB); FLOAT16=1 export {r['export16_s']:.2f} s "
                   f"(peak RSS {r['export16_rss_mib']} MiB)", flush=True)
 

@@ -39,7 +39,8 @@ def exported(tmp_path_factory, model_path):
         jobs_cli("export", "--run", str(run), *args)
     with h5py.File(run / "embeddings.h5", "r") as h5:
         source = {"vectors": h5["embeddings"][:], "ids": h5["ids"].asstr()[:].tolist(),
-                  "titles": h5["titles"].asstr()[:].tolist(), "topics": h5["topics"].asstr()[:].tolist(), "model": h5.attrs["model"]}
+                  "titles": h5["titles"].asstr()[:].tolist(), "topics": h5["topics"].asstr()[:].tolist(),
+                  "model": h5.attrs["model"]}
     return run, source
 
 
