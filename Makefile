@@ -39,6 +39,7 @@ REMOTE ?=
 DEST ?=
 SSH_CONFIG ?=
 FLOAT16 ?=
+FORMAT ?=
 MAP ?=
 QUESTIONS ?=
 SEED ?=
@@ -49,7 +50,7 @@ DEMO_ROWS ?= 2000
 DEMO_RUN = $(if $(filter command line environment,$(origin RUN)),$(RUN),)
 export RUN CORPUS MODEL REVISION SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS ID_FIELD TITLE_FIELD URL_FIELD \
   DEVICE COMPUTE_DTYPE ATTENTION PIN_MEMORY PROMPT_NAME PROMPT NORMALIZE MAX_SEQ_LENGTH MAX_TOKENS_PER_BATCH FLUSH_ROWS \
-  CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 MAP QUESTIONS SEED PCA_DIMS DEMO_ROWS DEMO_RUN TORCH
+  CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 FORMAT MAP QUESTIONS SEED PCA_DIMS DEMO_ROWS DEMO_RUN TORCH
 
 # Every option of submit and plan, passed quoted; an empty value means "not given".
 SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$REVISION" --shards "$$SHARDS" \
@@ -111,10 +112,13 @@ map: setup ## Knowledge map of RUN=...: map.h5, map.html, map.png [QUESTIONS=fil
 export-pkl: setup ## Write RUN/wikipedia_merged.pkl (the seeds' dictionary) from embeddings.h5
 	$(PY) -m jobs export-pkl --run "$$RUN"
 
+export: setup ## Write RUN/embeddings.h5 as FORMAT=parquet|npy [FLOAT16=1] for DuckDB, LanceDB, FAISS (docs/EXPORT.md)
+	$(PY) -m jobs export --run "$$RUN" --format "$$FORMAT" --float16 "$$FLOAT16"
+
 bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(PY) bench/merge_throughput.py
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/fetch_bytes.py
 	$(PY) bench/submit_1000.py
 
-.PHONY: help setup demo test test-services submit plan resubmit stage-model status merge fetch export-float16 map export-pkl bench
+.PHONY: help setup demo test test-services submit plan resubmit stage-model status merge fetch export-float16 map export-pkl export bench

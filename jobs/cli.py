@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                        ("export-float16", "write embeddings.float16.h5 (half the bytes) for transfer"),
                        ("export-pkl", "write the seeds' wikipedia_merged.pkl from embeddings.h5")):
         _add_run(verbs.add_parser(verb, help=text))
+    p = verbs.add_parser("export", help="write embeddings.h5 as parquet or npy for DuckDB, LanceDB, FAISS, datasets")
+    _add_run(p)
+    p.add_argument("--format", type=_text, help="parquet (default) or npy (FORMAT=)")
+    _switch(p, "--float16", "FLOAT16", "export float16 vectors")
     p = verbs.add_parser("fetch", help="bring the verified embeddings.h5 of a cluster run to this machine")
     p.add_argument("--remote", type=_text, help="ssh host and run folder: host:/path/to/run (REMOTE=)")
     p.add_argument("--dest", type=_text, help="local folder (DEST=); default runs/<remote run name>")

@@ -179,6 +179,12 @@ def cmd_export_pkl(args: argparse.Namespace) -> str:
     return f"Wrote {export_pkl(args.run / OUTPUT_FILE, args.run / 'wikipedia_merged.pkl')}"
 
 
+def cmd_export(args: argparse.Namespace) -> str:
+    from merge.export import describe, export_run
+
+    return describe(export_run(args.run, args.format or "parquet", bool(args.float16)))
+
+
 def cmd_map(args: argparse.Namespace) -> str:
     from jobs.merging import map_from_manifest
     from knowledgemap.run import PAGE_FILE, PNG_FILE

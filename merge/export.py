@@ -1,0 +1,199 @@
+"""make export: embeddings.h5 as parquet or npy, the formats the tools people use read.
+
+Shared by both formats: the source is checked against its .sha256 sidecar first (on the cluster
+and in a folder that ``make fetch`` filled, which holds only embeddings.h5 and its sidecar), rows
+are read in blocks (memory does not grow with N), and identity and provenance travel with the
+export. Layouts are in docs/EXPORT.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from kit import atomic
+from kit.commands import make_command
+from kit.errors import KitError
+from kit.format import (META_FIELDS, OPTIONAL_META_FIELDS, OUTPUT_FILE, parse_sidecar, sidecar_path,
+                        sidecar_text)
+
+EXPORT_FORMAT = "embedkit-export/1"
+FORMATS = ("parquet", "npy")
+BLOCK_ROWS = 25_000  # rows per block read from HDF5; one parquet row group each
+# HDF5 dataset -> export column (singular names, as the tools that read them expect).
+COLUMNS = {"ids": "id", "titles": "title", "urls": "url", "topics": "topic"}
+SKIPPED_ATTRS = ("chunk_info",)  # one entry per shard: stays in embeddings.h5
+
+
+class ExportError(KitError):
+    """make export refused: the source is missing, unverified, or the request is invalid."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path  # the parquet file, or the npy folder
+    rows: int
+    dim: int
+    dtype: str  # float32 or float16
+    sha256: str  # of the parquet file, or of embeddings.npy
+
+
+def verified_digest(src: Path) -> str:
+    """The SHA-256 of ``src`` after checking it against its sidecar (reads the whole file once).
+
+    Raises:
+        ExportError: no file, no sidecar, or a file that does not match it.
+    """
+    run = src.parent
+    if not src.exists():
+        raise ExportError(f"{run} has no {src.name} to export. Finish the run ({make_command('status', RUN=run)} "
+                          "says how), or bring it here with make fetch REMOTE=host:/path/to/run.")
+    sidecar = sidecar_path(src)
+    if not sidecar.exists():
+        raise ExportError(f"{src} has no {sidecar.name}: it is not a finished merge. "
+                          f"Run: {make_command('merge', RUN=run)}")
+    try:
+        expected, _ = parse_sidecar(sidecar.read_text())
+    except ValueError as err:
+        raise ExportError(f"{sidecar} is damaged ({err}); nothing was exported. Merge again "
+                          f"({make_command('merge', RUN=run)}) or fetch again (make fetch REMOTE=...).") from err
+    actual = atomic.sha256_file(src)
+    if actual != expected:
+        raise ExportError(f"{src} has SHA-256 {actual[:16]}..., but {sidecar.name} says {expected[:16]}...: the file "
+                          f"is damaged or was replaced; nothing was exported. Merge it again "
+                          f"({make_command('merge', RUN=run)}) or fetch it again (make fetch REMOTE=...).")
+    return actual
+
+
+def export_metadata(h5: h5py.File, digest: str, dtype: str) -> dict:
+    """Identity and provenance of the export: the attributes of embeddings.h5 and where it came from."""
+    attrs = {k: _plain(v) for k, v in h5.attrs.items() if k not in SKIPPED_ATTRS}
+    if isinstance(attrs.get("quality_metrics"), str):
+        attrs["quality_metrics"] = json.loads(attrs["quality_metrics"])
+    rows, dim = h5["embeddings"].shape
+    return {**attrs, "export_format": EXPORT_FORMAT, "rows": int(rows), "embedding_dim": int(dim),
+            "embedding_dtype": dtype, "source_file": OUTPUT_FILE, "source_sha256": digest}
+
+
+def _plain(value):
+    """An HDF5 attribute as a JSON value."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def text_fields(h5: h5py.File) -> list[str]:
+    """The HDF5 text datasets the export carries, in column order."""
+    return [f for f in (*META_FIELDS, *OPTIONAL_META_FIELDS) if f in h5]
+
+
+def blocks(h5: h5py.File, dtype: str, block_rows: int = BLOCK_ROWS) -> Iterator[tuple[np.ndarray, dict]]:
+    """(vectors [rows, dim] in ``dtype``, {column: UTF-8 bytes}) per block of rows, in file order.
+
+    The text stays bytes: Arrow checks the UTF-8 while casting, a hundred times faster than
+    decoding to Python strings first.
+    """
+    emb = h5["embeddings"]
+    fields = text_fields(h5)
+    for lo in range(0, emb.shape[0], block_rows):
+        hi = min(lo + block_rows, emb.shape[0])
+        yield (emb[lo:hi].astype(dtype, copy=False),
+               {COLUMNS[f]: h5[f][lo:hi] for f in fields})
+
+
+def export_run(run_dir: Path, fmt: str, float16: bool = False) -> ExportResult:
+    """Export ``run_dir/embeddings.h5`` as ``fmt`` (parquet or npy), atomically, with sha256 sidecars.
+
+    A re-run replaces the previous export. Raises ExportError before writing anything when the
+    source is missing or does not match its sidecar.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"FORMAT={fmt!r} is not an export format. Choose from: {', '.join(FORMATS)}, e.g. "
+                          f"{make_command('export', RUN=run_dir, FORMAT='parquet')}")
+    src = Path(run_dir) / OUTPUT_FILE
+    digest = verified_digest(src)
+    dtype = "float16" if float16 else "float32"
+    if fmt == "parquet":
+        from merge.export_parquet import write_parquet
+
+        return write_parquet(src, parquet_path(src, dtype), digest, dtype)
+    from merge.export_npy import write_npy
+
+    return write_npy(src, npy_folder(src, dtype), digest, dtype)
+
+
+def parquet_path(src: Path, dtype: str) -> Path:
+    """``embeddings.parquet``, or ``embeddings.float16.parquet`` beside the source."""
+    return src.with_name(src.stem + ("" if dtype == "float32" else f".{dtype}") + ".parquet")
+
+
+def npy_folder(src: Path, dtype: str) -> Path:
+    """``embeddings-npy-float32/`` (neither name is a prefix of the other: embedding-reader globs ``folder**``)."""
+    return src.with_name(f"{src.stem}-npy-{dtype}")
+
+
+def text_array(values: np.ndarray):
+    """An object array of UTF-8 bytes as an Arrow string array."""
+    import pyarrow as pa
+
+    return pa.array(values, pa.binary()).cast(pa.string())
+
+
+class HashingFile:
+    """A binary file that hashes what is written to it: the export's SHA-256 without reading it back."""
+
+    def __init__(self, path: Path):
+        self._file = open(path, "wb")
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def __enter__(self) -> HashingFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def commit_hashed(tmp: Path, final: Path, digest: str) -> str:
+    """kit.atomic.commit_with_sidecar for a file already hashed (and fsynced) while it was written."""
+    atomic.write_text(sidecar_path(final), sidecar_text(digest, final))
+    os.replace(tmp, final)
+    atomic.fsync_dir(final.parent)
+    return digest
+
+
+def describe(result: ExportResult) -> str:
+    return (f"Exported {result.rows:,} rows x {result.dim} ({result.dtype}) to {result.path} "
+            f"(sha256 {result.sha256[:12]}...)")
+
+
+def metadata_json(meta: dict) -> bytes:
+    return json.dumps(meta, sort_keys=True).encode()
