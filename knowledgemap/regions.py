@@ -19,6 +19,7 @@ class Level:
     labels: np.ndarray  # int32 [n]: the region of each point; every point has one (noise joins its nearest region)
     names: list[str]  # one per region
     anchors: list[np.ndarray]  # per region, float32 [a, 2]: label positions to try, densest first (map units)
+    questions: tuple[int, ...] = ()  # the region of each quiz question: named before any other region
 
     @property
     def count(self) -> int:
@@ -63,9 +64,46 @@ def anchors(coords: np.ndarray, labels: np.ndarray, count: int, bins: int, per_r
 
 
 def region_order(level: Level) -> np.ndarray:
-    """Region ids, largest first (the placement's priority)."""
+    """Region ids in the placement's priority: the regions holding a question (a reader must see
+    where each question sits, even at the cost of a lesser name), then the rest, largest first."""
     sizes = np.bincount(level.labels, minlength=level.count)
-    return np.argsort(-sizes, kind="stable")
+    by_size = np.argsort(-sizes, kind="stable")
+    lead = list(dict.fromkeys(level.questions))
+    return np.array(lead + [int(r) for r in by_size if int(r) not in lead], dtype=np.int64)
+
+
+def regions_at(coords: np.ndarray, labels: np.ndarray, xy: np.ndarray, k: int = 5) -> tuple[int, ...]:
+    """The region of each position in ``xy`` (float [q, 2]): the most common one among its k nearest points."""
+    if not len(xy):
+        return ()
+    from sklearn.neighbors import NearestNeighbors
+
+    near = NearestNeighbors(n_neighbors=min(k, len(coords))).fit(coords).kneighbors(xy, return_distance=False)
+    return tuple(int(np.bincount(labels[row]).argmax()) for row in near)
+
+
+def neighbours(coords: np.ndarray, labels: np.ndarray, count: int, bins: int = 64, reach: int = 3) -> list[set[int]]:
+    """Per region, the regions near it on the map: some point of each within ``reach`` cells of a
+    bins x bins grid (about 5 % of the map's width: what the eye sees as next to each other)."""
+    from scipy.ndimage import maximum_filter
+
+    cell = np.minimum((coords * bins).astype(np.int64), bins - 1)
+    present = np.zeros((count, bins, bins), bool)
+    present[labels, cell[:, 0], cell[:, 1]] = True
+    near = maximum_filter(present, size=(1, 2 * reach + 1, 2 * reach + 1), mode="constant")
+    touching = present.reshape(count, -1).astype(np.int32) @ near.reshape(count, -1).T.astype(np.int32)
+    return [set(np.flatnonzero(row).tolist()) - {r} for r, row in enumerate(touching)]
+
+
+def colour_regions(touching: list[set[int]], colours: int) -> np.ndarray:
+    """Int [count] colour per region, touching regions different (greedy, most-connected first, as
+    Welsh and Powell 1967); a colour repeats only between regions apart, unless one touches
+    ``colours`` or more others."""
+    out = np.full(len(touching), -1, np.int64)
+    for r in sorted(range(len(touching)), key=lambda r: (-len(touching[r]), r)):
+        used = {int(out[n]) for n in touching[r]}
+        out[r] = next((c for c in range(colours) if c not in used), r % colours)
+    return out
 
 
 def find_levels(coords: np.ndarray, titles: list[str], docs: list[str], topics: list[str] | None,
