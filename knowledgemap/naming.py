@@ -83,10 +83,10 @@ def _starts_sentence(doc: str, start: int) -> bool:
 
 
 def _distinct(terms: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """Drop a word that shares its first five letters with a better one (composer, composers, composition)."""
+    """Drop a word that shares its first five letters (all of the shorter) with a better one (cell, cells, cellular)."""
     out: list[tuple[str, float]] = []
     for term, score in terms:
-        if not any(term[:5] == kept[:5] for kept, _ in out):
+        if not any(term[:min(5, len(term), len(kept))] == kept[:min(5, len(term), len(kept))] for kept, _ in out):
             out.append((term, score))
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +26,7 @@ from knowledgemap.params import MapParams
 from knowledgemap.project import fit
 from knowledgemap.quality import map_quality
 from knowledgemap.questions import Question, load_questions
-from knowledgemap.regions import Level, colour_regions, find_levels, neighbours, regions_at
+from knowledgemap.regions import ANCHOR_BINS, Level, colour_regions, find_levels, neighbours, with_questions
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def build_map(run_dir: Path, params: MapParams, encode_questions: EncodeQuestion
     log.info("Regions and names of %d points", len(coords))
     levels = find_levels(coords, corpus.titles, corpus.docs, corpus.topics, (params.coarse_share, params.fine_share))
     q_emb, q_xy = place_questions(questions, encode_questions, projection, corpus.embeddings.shape[1])
-    levels = [replace(level, questions=regions_at(coords, level.labels, q_xy)) for level in levels]
+    levels = [with_questions(level, coords, q_xy, bins) for level, bins in zip(levels, ANCHOR_BINS)]
     labels = write_outputs(run_dir, corpus, coords, levels, questions, q_xy)
     write_map_h5(run_dir / MAP_FILE, corpus.ids, coords, projection, params, quality, levels, labels,
                  (questions, q_emb, q_xy))
