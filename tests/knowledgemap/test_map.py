@@ -126,3 +126,15 @@ def test_a_questions_file_with_a_wrong_key_names_it(demo_map, tmp_path):
     proc = jobs_cli("map", "--run", str(demo_map[0]), "--questions", str(bad), check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f"{bad}: question 0 has no 'correctIndex' key (it has 'question', 'options', 'answer')" in proc.stderr
+
+
+def test_submit_with_a_map_refuses_a_bad_questions_file_before_any_work(tmp_path, vital_jsonl, model_path):
+    corpus, _ = vital_jsonl(5)
+    bad = tmp_path / "quiz.json"
+    bad.write_text(json.dumps([{"question": "Who?", "options": ["A", "B"], "correctIndex": 0},
+                               {"question": "Which?", "choices": ["A", "B"], "correctIndex": 1}]), encoding="utf-8")
+    run = tmp_path / "run"
+    proc = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
+                    str(model_path), "--map", "--questions", str(bad), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and not run.exists()
+    assert "question 1 has no 'options' key (it has 'question', 'choices', 'correctIndex')" in proc.stderr
