@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.map_synthetic import landscape
 from knowledgemap.naming import distinctive_terms, majority_topics, name_level
@@ -90,7 +91,7 @@ def test_touching_regions_differ_in_colour(per_coarse):
     coords, _, fine, _ = landscape(4000, fine_per_coarse=per_coarse, seed=5)
     count = int(fine.max()) + 1
     level = Level("coarse", fine, [f"r{k}" for k in range(count)], anchors(coords, fine, count, 32))
-    colours, legend, palette, by = colours_and_legend(None, level, coords)
+    colours, legend, _, by = colours_and_legend(None, level, coords)
     pairs = _touching_on_a_grid(coords, fine)
     assert by == "region" and legend == [] and pairs
     for a, b in pairs:
