@@ -203,6 +203,10 @@ def map_options(args: argparse.Namespace) -> dict | None:
         return None
     if args.questions and not Path(args.questions).is_file():
         raise ConfigError(f"Questions file {args.questions} does not exist.")
+    if args.questions:  # a bad quiz is refused now, not by the map job hours later
+        from knowledgemap.questions import load_questions
+
+        load_questions(Path(args.questions))
     return {"questions": str(Path(args.questions).resolve()) if args.questions else None, "seed": args.seed,
             "pca_dims": args.pca_dims}
 

@@ -23,8 +23,10 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#17becf", "#393b79", "#e7ba52", "#ad494a", "#637939", "#7b4173", "#3182bd", "#fd8d3c", "#74c476",
            "#9e9ac8", "#636363"]
 BACKGROUND = "#f7f5f0"
-FONTS = {"coarse": dict(fontsize=11, weight="bold", color="#1d1d1d"),
-         "fine": dict(fontsize=7.5, weight="normal", color="#333333", style="italic")}
+# parse_math=False: a "$" in a name, title or question is a dollar sign, never the start of TeX
+# (mathtext would typeset "$5 or $10" in italics, and fail the whole figure on "$\frac{").
+FONTS = {"coarse": dict(fontsize=11, weight="bold", color="#1d1d1d", parse_math=False),
+         "fine": dict(fontsize=7.5, weight="normal", color="#333333", style="italic", parse_math=False)}
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def _footer(ax, fig: Figure) -> None:
     """The legend of colours, then the numbered questions."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], ls="", marker="o", ms=7, color=fig.palette[k % len(fig.palette)], label=name)
+    handles = [Line2D([], [], ls="", marker="o", ms=7, color=fig.palette[k % len(fig.palette)],
+                      label=name.replace("$", r"\$"))
                for k, name in enumerate(fig.legend) if name]
     if handles:
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(handles)),
@@ -111,7 +114,7 @@ def _footer(ax, fig: Figure) -> None:
     if lines:
         rows = -(-len(handles) // 4) if handles else 0
         ax.text(0.0, -0.03 - 0.028 * rows, "Questions\n" + "\n".join(lines), transform=ax.transAxes, va="top",
-                ha="left", fontsize=9.5, linespacing=1.5)
+                ha="left", fontsize=9.5, linespacing=1.5, parse_math=False)
 
 
 def write_figure(png: Path, svg: Path | None, fig: Figure) -> list[Placed]:
@@ -129,7 +132,7 @@ def write_figure(png: Path, svg: Path | None, fig: Figure) -> list[Placed]:
     ax.set_ylim(-0.02, 1.02)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(fig.title, fontsize=14, loc="left")
+    ax.set_title(fig.title, fontsize=14, loc="left", parse_math=False)
     _scatter(ax, fig)
     renderer = figure.canvas.get_renderer()
     labels = placed_labels(ax, renderer, fig)

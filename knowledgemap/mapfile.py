@@ -28,6 +28,7 @@ def _regions(h5: h5py.File, levels: list[Level]) -> None:
         g = h5.create_group(f"regions/{level.name}")
         g.create_dataset("region", data=level.labels.astype(np.int32))
         _strings(g, "names", level.names)
+        g.create_dataset("question_region", data=np.array(level.questions, dtype=np.int32))
 
 
 def _labels(h5: h5py.File, labels: list[Placed]) -> None:

@@ -4,12 +4,16 @@ central title. Pure functions of arrays and strings."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
 
 NO_TOPIC = {"", "uncategorized", "uncategorised", "unknown", "other", "none"}  # not a name for a region
 MIN_TOPIC_SHARE = 0.4  # the majority topic must hold this share of a region's topical articles
+TELLING_SHARE = 0.6  # a word after the first names a region only if it scores this share of the first's
+TOKEN = re.compile(r"(?u)\b[^\W\d_]{3,}\b")  # a word as the vectoriser sees it
+SENTENCE_ENDS = ".!?:;\"(\u201c\n"  # a word after one of these (or first in its doc) may be capitalised for that
 # Words frequent in encyclopaedic leads that say nothing about a region.
 EXTRA_STOP = {"also", "known", "used", "use", "many", "one", "two", "first", "may", "often", "including", "called",
               "part", "such", "well", "new", "world", "term", "refers", "century", "centuries", "large", "several",
@@ -53,15 +57,37 @@ def distinctive_terms(labels: np.ndarray, count: int, docs: list[str], top: int 
     idf = np.log1p(per_class.sum() / count / np.maximum(per_class.sum(axis=0), 1))
     score = per_class / totals * idf
     vocabulary = vectorizer.get_feature_names_out()
-    return [_distinct([vocabulary[j] for j in np.argsort(-row)[: top * 3] if row[j] > 0])[:top] for row in score]
+    ranked = [[(vocabulary[j], row[j]) for j in np.argsort(-row)[: top * 3] if row[j] > 0] for row in score]
+    ranked = [_distinct(terms)[:top] for terms in ranked]
+    forms = surface_forms(docs, {w for terms in ranked for w, _ in terms})
+    return [[forms.get(w, w) for w, s in terms if s >= TELLING_SHARE * terms[0][1]] for terms in ranked]
 
 
-def _distinct(terms: list[str]) -> list[str]:
-    """Drop a word that shares its first five letters with a better one (composer, composers, composition)."""
-    out: list[str] = []
-    for term in terms:
-        if not any(term[:5] == kept[:5] for kept in out):
-            out.append(term)
+def surface_forms(docs: list[str], words: set[str], sample: int = 20_000) -> dict[str, str]:
+    """Each lowercased word's most frequent spelling where it does not start a sentence ("German",
+    "DNA", "Buddhism"; "physicist" stays lower), over an even sample of ``sample`` docs."""
+    counts: dict[str, Counter] = {w: Counter() for w in words}
+    step = max(1, len(docs) // sample)
+    for doc in docs[::step]:
+        for match in TOKEN.finditer(doc):
+            word = match.group()
+            forms = counts.get(word.lower())
+            if forms is not None and not _starts_sentence(doc, match.start()):
+                forms[word] += 1
+    return {w: max(c, key=lambda f: (c[f], f.islower())) for w, c in counts.items() if c}
+
+
+def _starts_sentence(doc: str, start: int) -> bool:
+    before = doc[max(0, start - 4):start].rstrip(" \t")
+    return (not before and start <= 4) or (before[-1:] in SENTENCE_ENDS and before != "")
+
+
+def _distinct(terms: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Drop a word that shares its first five letters (all of the shorter) with a better one (cell, cells, cellular)."""
+    out: list[tuple[str, float]] = []
+    for term, score in terms:
+        if not any(term[:min(5, len(term), len(kept))] == kept[:min(5, len(term), len(kept))] for kept, _ in out):
+            out.append((term, score))
     return out
 
 

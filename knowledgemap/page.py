@@ -62,9 +62,20 @@ def page_data(coords: np.ndarray, titles: list[str], colouring: tuple[np.ndarray
             "palette": palette}
 
 
+# Characters that could end or re-mode the data script (</script>, <!--<script>) or break a
+# pre-ES2019 parser (U+2028, U+2029), as JSON escapes: JSON.parse gives the same strings back.
+# https://html.spec.whatwg.org/multipage/scripting.html#restrictions-for-contents-of-script-elements
+_INERT = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def inert_json(data) -> str:
+    """JSON safe inside a <script> element: no corpus or quiz string can end it or change its parsing."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).translate(_INERT)
+
+
 def write_page(path: Path, data: dict) -> None:
-    """Write the page atomically; ``</`` is escaped so no title can close the data script."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    """Write the page atomically; the page's script puts every string into the page only as text."""
+    payload = inert_json(data)
     script = (HERE / "page.js").read_text(encoding="utf-8")
     html = (HERE / "page.html").read_text(encoding="utf-8")
     atomic.write_text(path, html.replace("/*__SCRIPT__*/", script).replace("/*__DATA__*/", payload))

@@ -4,11 +4,12 @@ when zooming in. Found with HDBSCAN on the 2-D map (fast_hdbscan: numba, paralle
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 LEVELS = ("coarse", "fine")
+ANCHOR_BINS = (32, 64)  # grid of label candidates, per level
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Level:
     labels: np.ndarray  # int32 [n]: the region of each point; every point has one (noise joins its nearest region)
     names: list[str]  # one per region
     anchors: list[np.ndarray]  # per region, float32 [a, 2]: label positions to try, densest first (map units)
+    questions: tuple[int, ...] = ()  # the region of each quiz question: named before any other region
 
     @property
     def count(self) -> int:
@@ -63,9 +65,62 @@ def anchors(coords: np.ndarray, labels: np.ndarray, count: int, bins: int, per_r
 
 
 def region_order(level: Level) -> np.ndarray:
-    """Region ids, largest first (the placement's priority)."""
+    """Region ids in the placement's priority: the regions holding a question (a reader must see
+    where each question sits, even at the cost of a lesser name), then the rest, largest first."""
     sizes = np.bincount(level.labels, minlength=level.count)
-    return np.argsort(-sizes, kind="stable")
+    by_size = np.argsort(-sizes, kind="stable")
+    lead = list(dict.fromkeys(level.questions))
+    return np.array(lead + [int(r) for r in by_size if int(r) not in lead], dtype=np.int64)
+
+
+def regions_at(coords: np.ndarray, labels: np.ndarray, xy: np.ndarray, k: int = 5) -> tuple[int, ...]:
+    """The region of each position in ``xy`` (float [q, 2]): the most common one among its k nearest points."""
+    if not len(xy):
+        return ()
+    from sklearn.neighbors import NearestNeighbors
+
+    near = NearestNeighbors(n_neighbors=min(k, len(coords))).fit(coords).kneighbors(xy, return_distance=False)
+    return tuple(int(np.bincount(labels[row]).argmax()) for row in near)
+
+
+def with_questions(level: Level, coords: np.ndarray, xy: np.ndarray, bins: int) -> Level:
+    """``level`` with each question's region, and that region's label candidates re-ordered nearest
+    the question first (its name then sits next to its marker, where the reader looks)."""
+    asked = regions_at(coords, level.labels, xy)
+    spots = list(level.anchors)
+    for r, (x, y) in reversed(list(zip(asked, xy))):  # the first question of a region wins
+        cells = anchors(coords[level.labels == r], np.zeros((level.labels == r).sum(), np.int32), 1, bins,
+                        per_region=bins * bins)[0]
+        near = cells[np.argsort(((cells - [x, y]) ** 2).sum(axis=1), kind="stable")][:12]
+        spots[r] = np.concatenate([near, level.anchors[r]])  # then its densest ground, as any region
+    return replace(level, questions=asked, anchors=spots)
+
+
+def neighbours(coords: np.ndarray, labels: np.ndarray, count: int, bins: int = 64, reach: int = 3) -> list[set[int]]:
+    """Per region, the regions near it on the map: some point of each within ``reach`` cells of a
+    bins x bins grid (about 5 % of the map's width: what the eye sees as next to each other)."""
+    from scipy.ndimage import maximum_filter
+
+    cell = np.minimum((coords * bins).astype(np.int64), bins - 1)
+    present = np.zeros((count, bins, bins), bool)
+    present[labels, cell[:, 0], cell[:, 1]] = True
+    near = maximum_filter(present, size=(1, 2 * reach + 1, 2 * reach + 1), mode="constant")
+    touching = present.reshape(count, -1).astype(np.int32) @ near.reshape(count, -1).T.astype(np.int32)
+    return [set(np.flatnonzero(row).tolist()) - {r} for r, row in enumerate(touching)]
+
+
+def colour_regions(touching: list[set[int]], colours: int) -> np.ndarray:
+    """Int [count] colour per region, touching regions different (greedy, most-connected first, as
+    Welsh and Powell 1967, each taking the least used colour its neighbours leave); a colour repeats
+    only between regions apart, unless one touches ``colours`` or more others."""
+    out = np.full(len(touching), -1, np.int64)
+    uses = np.zeros(colours, np.int64)
+    for r in sorted(range(len(touching)), key=lambda r: (-len(touching[r]), r)):
+        used = {int(out[n]) for n in touching[r]}
+        free = [c for c in range(colours) if c not in used] or list(range(colours))
+        out[r] = min(free, key=lambda c: (uses[c], c))  # the least used: the whole palette, not four colours
+        uses[out[r]] += 1
+    return out
 
 
 def find_levels(coords: np.ndarray, titles: list[str], docs: list[str], topics: list[str] | None,
@@ -79,7 +134,7 @@ def find_levels(coords: np.ndarray, titles: list[str], docs: list[str], topics: 
     from knowledgemap import naming
 
     levels = []
-    for name, share, bins in (("coarse", shares[0], 32), ("fine", shares[1], 64)):
+    for name, share, bins in zip(LEVELS, shares, ANCHOR_BINS):
         labels = cluster(coords, max(5, int(len(coords) * share)))
         count = int(labels.max()) + 1
         topic_names = naming.majority_topics(labels, count, topics) if topics and name == "coarse" else [None] * count

@@ -26,7 +26,7 @@ from knowledgemap.params import MapParams
 from knowledgemap.project import fit
 from knowledgemap.quality import map_quality
 from knowledgemap.questions import Question, load_questions
-from knowledgemap.regions import Level, find_levels
+from knowledgemap.regions import ANCHOR_BINS, Level, colour_regions, find_levels, neighbours, with_questions
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +70,51 @@ def _texts(path: Path, ids: list[str]) -> list[str] | None:
 
 
 def model_label(model: str) -> str:
-    """A short model name: the hub name, or a local folder's name (its parent's for ".../model")."""
+    """The model's name as its model card gives it (a local folder's README.md: ``model_name:`` or
+    its first heading), else the hub name ("org/name", also from a hub cache folder), else the folder's name."""
     path = Path(model)
+    card = _card_name(path / "README.md")
+    if card:
+        return card
+    hub = next((p.name[len("models--"):].replace("--", "/") for p in (path, *path.parents)
+                if p.name.startswith("models--")), None)
+    if hub:
+        return hub
+    if not path.is_absolute() and len(path.parts) == 2 and not path.exists():
+        return model  # a hub name as given
     return path.parent.name if path.name in ("model", "models") and path.parent.name else path.name
 
 
-def colours_and_legend(topics: list[str] | None, coarse: Level) -> tuple[np.ndarray, list[str], list[str], str]:
+def _card_name(readme: Path) -> str | None:
+    """``model_name:`` of a model card's front matter, else its first level-1 heading; None without a card."""
+    try:
+        lines = readme.read_text(encoding="utf-8", errors="replace").splitlines()[:400]
+    except OSError:
+        return None
+    front = lines[1:lines.index("---", 1)] if lines[:1] == ["---"] and "---" in lines[1:] else []
+    named = [ln.split(":", 1)[1].strip().strip("'\"") for ln in front if ln.startswith("model_name:")]
+    fence, heading = False, []
+    for ln in lines[len(front) + 2 if front else 0:]:
+        fence ^= ln.startswith("```")  # a "# comment" inside a code block is no heading
+        if not fence and ln.startswith("# "):
+            heading.append(ln[2:].strip())
+    name = (named or heading or [None])[0]
+    return name if name and len(name) <= 80 else None
+
+
+def colours_and_legend(topics: list[str] | None, coarse: Level,
+                       coords: np.ndarray) -> tuple[np.ndarray, list[str], list[str], str]:
     """(palette index per point, legend names, palette, "topic" or "region"): by topic where the
-    corpus has topics (articles without one in light grey, last), else by coarse region."""
+    corpus has topics (articles without one in light grey, last; a legend names them), else by
+    coarse region, touching regions in different colours (no legend: the names are on the map)."""
     if topics and len(set(topics)) > 1:
         names = sorted(set(topics), key=lambda t: (t.strip().lower() in NO_TOPIC, t))
         palette = [NO_TOPIC_COLOUR if t.strip().lower() in NO_TOPIC else PALETTE[k % len(PALETTE)]
                    for k, t in enumerate(names)]
         index = {t: k for k, t in enumerate(names)}
         return np.array([index[t] for t in topics], np.int64), names, palette, "topic"
-    return coarse.labels.astype(np.int64), coarse.names, PALETTE, "region"
+    per_region = colour_regions(neighbours(coords, coarse.labels, coarse.count), len(PALETTE))
+    return per_region[coarse.labels], [], PALETTE, "region"
 
 
 def place_questions(questions: list[Question], encode_questions: EncodeQuestions | None, projection,
@@ -104,7 +134,7 @@ def place_questions(questions: list[Question], encode_questions: EncodeQuestions
 def write_outputs(run_dir: Path, corpus: Corpus, coords: np.ndarray, levels: list[Level],
                   questions: list[Question], q_xy: np.ndarray) -> list:
     """map.html, map.png and map.svg; returns the figure's placed labels."""
-    colours, legend, palette, colour_by = colours_and_legend(corpus.topics, levels[0])
+    colours, legend, palette, colour_by = colours_and_legend(corpus.topics, levels[0], coords)
     label = model_label(corpus.model)
     page_questions = [{"text": q.text, "options": list(q.options), "correct": q.correct, "x": float(x),
                        "y": float(y)} for q, (x, y) in zip(questions, q_xy, strict=True)]
@@ -144,6 +174,7 @@ def build_map(run_dir: Path, params: MapParams, encode_questions: EncodeQuestion
     log.info("Regions and names of %d points", len(coords))
     levels = find_levels(coords, corpus.titles, corpus.docs, corpus.topics, (params.coarse_share, params.fine_share))
     q_emb, q_xy = place_questions(questions, encode_questions, projection, corpus.embeddings.shape[1])
+    levels = [with_questions(level, coords, q_xy, bins) for level, bins in zip(levels, ANCHOR_BINS)]
     labels = write_outputs(run_dir, corpus, coords, levels, questions, q_xy)
     write_map_h5(run_dir / MAP_FILE, corpus.ids, coords, projection, params, quality, levels, labels,
                  (questions, q_emb, q_xy))

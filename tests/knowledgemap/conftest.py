@@ -11,13 +11,14 @@ from tests.helpers import jobs_cli
 QUESTIONS = Path(__file__).with_name("questions.json")
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 VIEWPORT = (1400, 900)  # the size the issue looks at
+DEMO_ROWS = 2000  # as make demo
 
 
 @pytest.fixture(scope="session")
 def demo_map(tmp_path_factory):
-    """(run folder, make map's output) for 1,000 Vital Articles with the five questions."""
+    """(run folder, make map's output) for the demo's 2,000 Vital Articles with the five questions."""
     run = tmp_path_factory.mktemp("demo") / "demo"
-    jobs_cli("demo", "--run", str(run), "--rows", "1000", "--shards", "1")
+    jobs_cli("demo", "--run", str(run), "--rows", str(DEMO_ROWS), "--shards", "1")
     out = jobs_cli("map", "--run", str(run), "--questions", str(QUESTIONS), "--seed", "7").stdout
     return run, out
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from knowledgemap.naming import NO_TOPIC
 from knowledgemap.placement import MIN_POINTS, overlaps
 from tests.helpers import jobs_cli
+from tests.knowledgemap.conftest import DEMO_ROWS, set_viewport
 
 
 def test_map_files_and_topic_neighbours_kept(demo_map):
@@ -18,11 +21,11 @@ def test_map_files_and_topic_neighbours_kept(demo_map):
     embeddings_before = (run / "embeddings.h5.sha256").read_text()
     with h5py.File(run / "map.h5") as m, h5py.File(run / "embeddings.h5") as e:
         coords = m["coords"][:]
-        assert coords.shape == (1000, 2) and coords.min() >= 0 and coords.max() <= 1
+        assert coords.shape == (DEMO_ROWS, 2) and coords.min() >= 0 and coords.max() <= 1
         assert m["ids"].asstr()[:].tolist() == e["ids"].asstr()[:].tolist()
         assert m["questions/coords"].shape == (5, 2) and m["questions/embeddings"].shape == (5, 384)
         assert "questions" not in e  # never mixed into the article rows
-        assert m["regions/coarse/region"].shape == m["regions/fine/region"].shape == (1000,)
+        assert m["regions/coarse/region"].shape == m["regions/fine/region"].shape == (DEMO_ROWS,)
         quality = json.loads(m.attrs["quality"])
         params = json.loads(m.attrs["params"])
         assert len(m["labels/text"]) >= 8
@@ -34,7 +37,7 @@ def test_map_files_and_topic_neighbours_kept(demo_map):
     assert (run / "map.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
     assert (run / "embeddings.h5.sha256").read_text() == embeddings_before
     assert jobs_cli("export-pkl", "--run", str(run)).returncode == 0
-    assert (run / "wikipedia_merged.pkl").stat().st_size > 1000 * 384 * 4
+    assert (run / "wikipedia_merged.pkl").stat().st_size > DEMO_ROWS * 384 * 4
 
 
 def _read_labels(run: Path):
@@ -69,3 +72,69 @@ def test_coarse_regions_are_named_after_their_majority_topic(demo_map):
         members = Counter(t for t, g in zip(topics, region) if g == r and t.lower() not in NO_TOPIC)
         named += bool(members) and name.startswith(members.most_common(1)[0][0])
     assert len(names) >= 5 and named >= 0.8 * len(names), names
+
+
+def test_every_question_region_is_named_on_the_figure_and_the_page(demo_map, browser):
+    run, _ = demo_map
+    with h5py.File(run / "map.h5") as m:
+        coords, region = m["coords"][:], m["regions/coarse/region"][:]
+        names = m["regions/coarse/names"].asstr()[:].tolist()
+        asked, q_xy = m["regions/coarse/question_region"][:], m["questions/coords"][:]
+        on_figure = set(m["labels/text"].asstr()[:].tolist())
+    assert len(asked) == 5
+    for (x, y), r in zip(q_xy, asked):  # the region a question sits in: the most common among its nearest articles
+        nearest = np.argsort(((coords - [x, y]) ** 2).sum(axis=1))[:5]
+        assert np.bincount(region[nearest]).argmax() == r
+    wanted = {names[r] for r in asked}
+    assert wanted <= on_figure, wanted - on_figure  # map.png
+    set_viewport(browser)
+    browser.get((run / "map.html").as_uri())
+    on_page = {label["text"] for label in browser.execute_script("return kmap.placedLabels")}
+    assert wanted <= on_page, wanted - on_page  # the page at its first view
+
+
+def test_region_names_keep_the_case_of_the_texts_and_the_model_its_name(demo_map, browser):
+    run, _ = demo_map
+    with h5py.File(run / "map.h5") as m:
+        names = [n for level in ("coarse", "fine") for n in m[f"regions/{level}/names"].asstr()[:]]
+    with h5py.File(run / "corpus.h5") as c:
+        texts = " ".join(c["texts"].asstr()[:])
+    for name in names:
+        for word in re.findall(r"[^\W\d_]{3,}", name)[1:]:  # the first word is sentence-cased
+            mid = re.findall(rf"(?<=[a-z,] ){word}\b", texts, flags=re.IGNORECASE)
+            assert not (word.islower() and mid and Counter(mid).most_common(1)[0][0][0].isupper()), (name, word)
+        assert len(name.split(", ")) <= 2, name
+    assert "all-MiniLM-L6-v2" in (run / "map.svg").read_text(encoding="utf-8")  # the figure's title
+    set_viewport(browser)
+    browser.get((run / "map.html").as_uri())
+    assert browser.execute_script("return document.getElementById('meta').textContent").endswith("all-MiniLM-L6-v2")
+
+
+def test_topic_colours_are_distinct_and_named_in_a_legend(demo_map, browser):
+    run, _ = demo_map
+    set_viewport(browser)
+    browser.get((run / "map.html").as_uri())
+    legend, palette, by = browser.execute_script("return [D.legend, D.palette, D.colourBy]")
+    shown = browser.execute_script("return [...document.querySelectorAll('#legend span')].map(s => s.textContent)")
+    assert by == "topic" and shown == legend and len(legend) >= 5
+    assert len(set(palette)) == len(palette) == len(legend)  # every topic its own colour
+
+
+def test_a_questions_file_with_a_wrong_key_names_it(demo_map, tmp_path):
+    bad = tmp_path / "quiz.json"
+    bad.write_text(json.dumps([{"question": "Who?", "options": ["A", "B"], "answer": 1}]), encoding="utf-8")
+    proc = jobs_cli("map", "--run", str(demo_map[0]), "--questions", str(bad), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{bad}: question 0 has no 'correctIndex' key (it has 'question', 'options', 'answer')" in proc.stderr
+
+
+def test_submit_with_a_map_refuses_a_bad_questions_file_before_any_work(tmp_path, vital_jsonl, model_path):
+    corpus, _ = vital_jsonl(5)
+    bad = tmp_path / "quiz.json"
+    bad.write_text(json.dumps([{"question": "Who?", "options": ["A", "B"], "correctIndex": 0},
+                               {"question": "Which?", "choices": ["A", "B"], "correctIndex": 1}]), encoding="utf-8")
+    run = tmp_path / "run"
+    proc = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
+                    str(model_path), "--map", "--questions", str(bad), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and not run.exists()
+    assert "question 1 has no 'options' key (it has 'question', 'choices', 'correctIndex')" in proc.stderr

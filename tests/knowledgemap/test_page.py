@@ -11,7 +11,7 @@ from bench.map_synthetic import known_levels, landscape
 from knowledgemap.figure import PALETTE
 from knowledgemap.page import page_data, write_page
 from knowledgemap.placement import MIN_POINTS, overlaps
-from tests.knowledgemap.conftest import VIEWPORT, set_viewport
+from tests.knowledgemap.conftest import DEMO_ROWS, VIEWPORT, set_viewport
 
 FRAME_BUDGET_MS = 33.4  # two 60 Hz frames: 30 frames a second while panning and zooming
 
@@ -64,8 +64,8 @@ def test_demo_page_labels_hover_quiz_search_offline(demo_map, browser):
 
     run, _ = demo_map
     _open(browser, run / "map.html")
-    assert browser.execute_script("return kmap.pointCount") == 1000
-    assert browser.execute_script("return kmap.drawnPoints") == 1000  # every point drawn in the first view
+    assert browser.execute_script("return kmap.pointCount") == DEMO_ROWS
+    assert browser.execute_script("return kmap.drawnPoints") == DEMO_ROWS  # every point drawn in the first view
     level = json.loads(browser.execute_script("return JSON.stringify(D.levels)"))
     coarse_names = {n.replace("\n", " ") for n in level[0]["labels"]}
     labels = _assert_labels_apart_and_on_ground(browser)
@@ -104,7 +104,7 @@ def test_demo_page_is_sharp_on_hidpi(demo_map, browser):
     width, ratio, css = browser.execute_script(
         "const c = document.getElementById('map'); return [c.width, devicePixelRatio, c.clientWidth]")
     assert ratio == 2 and width == 2 * css == 2 * VIEWPORT[0]  # one canvas pixel per device pixel
-    assert browser.execute_script("return kmap.drawnPoints") == 1000
+    assert browser.execute_script("return kmap.drawnPoints") == DEMO_ROWS
     set_viewport(browser, 1)
 
 

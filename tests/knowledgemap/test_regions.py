@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
-from hypothesis import given, settings, strategies as st
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.map_synthetic import landscape
 from knowledgemap.naming import distinctive_terms, majority_topics, name_level
 from knowledgemap.placement import MIN_POINTS, Density, on_ground, overlaps, place, wrap
-from knowledgemap.regions import anchors, cluster
+from knowledgemap.regions import Level, anchors, cluster, region_order, regions_at
+from knowledgemap.run import colours_and_legend
 
 
 def test_clusters_follow_the_landscape_and_every_point_has_a_region():
@@ -66,3 +71,48 @@ def test_a_box_over_empty_space_is_refused():
     assert on_ground((0.05, 0.05, 0.2, 0.1), density)
     assert not on_ground((0.6, 0.6, 0.8, 0.65), density)
     assert not on_ground((0.25, 0.2, 0.55, 0.25), density)  # a corner of it over points, the rest over nothing
+
+
+def _touching_on_a_grid(coords: np.ndarray, labels: np.ndarray, bins: int = 48) -> set[tuple[int, int]]:
+    """Pairs of regions whose majority cells of a bins x bins grid share an edge (the eye's neighbours)."""
+    cell = np.minimum((coords * bins).astype(int), bins - 1)
+    counts = np.zeros((bins, bins, labels.max() + 1), int)
+    np.add.at(counts, (cell[:, 0], cell[:, 1], labels), 1)
+    grid = np.where(counts.sum(axis=2) > 0, counts.argmax(axis=2), -1)
+    pairs = set()
+    for a, b in ((grid[1:], grid[:-1]), (grid[:, 1:], grid[:, :-1])):
+        both = (a >= 0) & (b >= 0) & (a != b)
+        pairs |= {tuple(sorted(p)) for p in zip(a[both].tolist(), b[both].tolist())}
+    return pairs
+
+
+@pytest.mark.parametrize("per_coarse", [1, 5])  # 8 regions, and 40 on a 20-colour palette
+def test_touching_regions_differ_in_colour(per_coarse):
+    coords, _, fine, _ = landscape(4000, fine_per_coarse=per_coarse, seed=5)
+    count = int(fine.max()) + 1
+    level = Level("coarse", fine, [f"r{k}" for k in range(count)], anchors(coords, fine, count, 32))
+    colours, legend, _, by = colours_and_legend(None, level, coords)
+    pairs = _touching_on_a_grid(coords, fine)
+    assert by == "region" and legend == [] and pairs
+    for a, b in pairs:
+        assert colours[fine == a][0] != colours[fine == b][0], (a, b)
+    assert all(len(set(colours[fine == r])) == 1 for r in range(count))  # one colour per region
+
+
+def test_question_regions_are_named_first():
+    coords, _, fine, _ = landscape(3000, seed=2)
+    count = int(fine.max()) + 1
+    level = Level("fine", fine, [f"r{k}" for k in range(count)], anchors(coords, fine, count, 32))
+    smallest = int(np.bincount(fine).argmin())
+    inside = coords[fine == smallest].mean(axis=0, keepdims=True)
+    asked = replace(level, questions=regions_at(coords, fine, inside))
+    assert asked.questions == (smallest,) and region_order(asked)[0] == smallest
+    assert sorted(region_order(asked).tolist()) == list(range(count))
+
+
+def test_region_words_keep_the_case_the_texts_give_them():
+    docs = ["Buddhism Buddhism The monk taught Buddhism in India.", "Buddhism spread to Tibet from India",
+            "Sonata Sonata A sonata for violin.", "The violin sonata of Bach.", "Bach wrote a sonata in German style."]
+    terms = distinctive_terms(np.array([0, 0, 1, 1, 1]), 2, docs)
+    assert "Buddhism" in terms[0] and "buddhism" not in terms[0] and "sonata" in terms[1]
+    assert name_level([None, None], terms, ["", ""])[1].startswith("Sonata")  # first word sentence-cased
