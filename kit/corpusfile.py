@@ -204,10 +204,10 @@ def text_chars(path: Path) -> np.ndarray:
     with _open(path) as h5:
         if "text_chars" in h5:
             return h5["text_chars"][:].astype(np.int64)
-        texts, n = h5["texts"], h5["texts"].shape[0]
-        out = np.empty(n, dtype=np.int64)
-        for lo in range(0, n, COST_BLOCK_ROWS):
-            block = texts.asstr()[lo : lo + COST_BLOCK_ROWS]
+    with CorpusReader(path) as reader:
+        out = np.empty(reader.rows, dtype=np.int64)
+        for lo in range(0, reader.rows, COST_BLOCK_ROWS):
+            block = reader.read(lo, min(lo + COST_BLOCK_ROWS, reader.rows), ("texts",))["texts"]
             out[lo : lo + len(block)] = np.fromiter(map(len, block), dtype=np.int64, count=len(block))
         return out
 
@@ -223,3 +223,20 @@ def row_costs(path: Path, max_seq_length: int | None = None) -> np.ndarray:
     if max_seq_length:
         tokens = np.minimum(tokens, float(max_seq_length))
     return tokens + ROW_OVERHEAD_TOKENS
+
+
+def run_files(path: Path) -> list[Path]:
+    """Files of the run folder that the index at ``path`` reads (a converted source's parquet)."""
+    try:
+        with _open(Path(path)) as h5:
+            files = [SourceFile(**f) for f in json.loads(h5.attrs.get("files", "[]"))]
+    except (CorpusError, OSError):  # no index, or not one: it reads no run file
+        return []
+    return [f.resolve(Path(path).parent) for f in files if f.in_run]
+
+
+def remove_corpus(path: Path) -> None:
+    """Delete a prepared corpus: its index and the run-folder parquet it reads (not the user's files)."""
+    for file in run_files(path):
+        file.unlink(missing_ok=True)
+    Path(path).unlink(missing_ok=True)
