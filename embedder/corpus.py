@@ -30,10 +30,11 @@ from embedder.placement import Converted, InPlace
 from embedder.readers import Batch, open_reader
 from embedder.readers.parquet import ParquetReader
 from embedder.readers.records import record_batches
-from embedder.rowcheck import ROW_IDS, BadRow, Checked, CorpusOptions, check_batch, encode_rows, fast_check
+from embedder.arrowcheck import arrow_check
+from embedder.rowcheck import ROW_IDS, BadRow, CorpusOptions, Kept, check_batch, encode_rows, fast_check, kept_rows
 from kit import atomic
 from kit.errors import CorpusError
-from kit.format import CONTENT_HASH, CONTENT_HASH_BYTES, CORPUS_FORMAT, UTF8, content_hash
+from kit.format import CONTENT_HASH, CONTENT_HASH_BYTES, CORPUS_FORMAT, UTF8
 
 __all__ = ["ROW_IDS", "BadRow", "CorpusOptions", "CorpusSummary", "prepare", "prepare_source", "refusal_message"]
 
@@ -148,20 +149,19 @@ class _Scan:
 
     def _add(self, h5: h5py.File, dupes: DuplicateFinder, batch: Batch) -> None:
         row0 = self.summary.source_rows
-        checked, encoded = _check(batch, self.options, row0)
-        self.summary.source_rows += batch.rows
         self._track_fields(batch, row0)
-        self.summary.rejected.extend(checked.bad)
-        self.rejected_rows.extend(b.row for b in checked.bad)
-        if checked.ids:
-            hashes = list(map(content_hash, encoded["texts"]))
-            self.digest.update(_payload(encoded["ids"], hashes))
-            dupes.add(checked.ids, checked.rows)
-            self._append(h5, checked, encoded, hashes, self.sink.place(batch, checked, row0))
+        kept = arrow_check(batch, self.options, row0) or _check(batch, self.options, row0)
+        self.summary.source_rows += batch.rows
+        self.summary.rejected.extend(kept.bad)
+        self.rejected_rows.extend(b.row for b in kept.bad)
+        if kept.ids:
+            self.digest.update(_payload(kept.id_bytes, kept.hashes))
+            dupes.add(kept.ids, kept.rows)
+            self._append(h5, kept, self.sink.place(batch, kept, row0))
 
     def _track_fields(self, batch: Batch, row0: int) -> None:
-        for name, values in batch.columns.items():
-            self.present[name] += batch.rows - values.count(None)
+        for name in self.options.columns():
+            self.present[name] += batch.rows - batch.nones(name)
         if batch.where is not None:
             self.places.append((row0, Batch({}, batch.rows, batch.file, batch.file_row, where=batch.where)))
         if batch.fields is not None:
@@ -170,15 +170,14 @@ class _Scan:
             if len(batch.problems) < batch.rows:
                 fieldhints.check_batch_fields(batch, self.options, self.summary.source)
 
-    def _append(self, h5: h5py.File, checked: Checked, encoded: dict[str, list[bytes]], hashes: list[bytes],
-                place: tuple[np.ndarray, np.ndarray]) -> None:
+    def _append(self, h5: h5py.File, kept: Kept, place: tuple[np.ndarray, np.ndarray]) -> None:
         """Append the kept rows to the index: ids (UTF-8 bytes, stored as they are), place, cost, hash."""
-        n = len(checked.ids)
-        self.has_topics = self.has_topics or any(checked.meta["topics"])
+        n = len(kept.ids)
+        self.has_topics = self.has_topics or kept.has_topics
         columns = {
-            "ids": np.array(encoded["ids"], dtype=object), "file": place[0], "row": place[1],
-            "text_chars": np.fromiter(map(len, checked.texts), dtype=np.int64, count=n).clip(0, 2**31 - 1),
-            CONTENT_HASH: np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(n, CONTENT_HASH_BYTES),
+            "ids": np.array(kept.id_bytes, dtype=object), "file": place[0], "row": place[1],
+            "text_chars": kept.chars.clip(0, 2**31 - 1),
+            CONTENT_HASH: np.frombuffer(b"".join(kept.hashes), dtype=np.uint8).reshape(n, CONTENT_HASH_BYTES),
         }
         for name, values in columns.items():
             ds = h5[name]
@@ -202,8 +201,8 @@ class _Scan:
         return s
 
 
-def _check(batch: Batch, options: CorpusOptions, row0: int) -> tuple[Checked, dict[str, list[bytes]]]:
-    """(rows to keep and refused rows, UTF-8 bytes of the kept values).
+def _check(batch: Batch, options: CorpusOptions, row0: int) -> Kept:
+    """Rows to keep and refused rows, checked on Python values.
 
     Bulk checks first (rowcheck.fast_check); a batch they cannot clear is checked row by row,
     without and then (only when a lone surrogate is somewhere in it) with the per-value UTF-8 check.
@@ -216,7 +215,7 @@ def _check(batch: Batch, options: CorpusOptions, row0: int) -> tuple[Checked, di
     if encoded is None:
         checked = check_batch(batch, options, row0, check_utf8=True)
         encoded = encode_rows(checked)
-    return checked, encoded
+    return kept_rows(checked, encoded)
 
 
 def _payload(ids: list[bytes], hashes: list[bytes]) -> bytes:

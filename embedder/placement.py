@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedder.readers import Batch
-from embedder.rowcheck import Checked, CorpusOptions
+from embedder.rowcheck import CorpusOptions, Kept
 from kit import atomic, corpussource
 from kit.corpusfile import Columns
 from kit.corpussource import SourceFile
@@ -35,9 +35,9 @@ class InPlace:
         self.number = {str(f): i for i, f in enumerate(files)}
         self.columns = Columns(options.text_fields, options.title_field, options.url_field, options.topic_field)
 
-    def place(self, batch: Batch, checked: Checked, row0: int) -> tuple[np.ndarray, np.ndarray]:
+    def place(self, batch: Batch, kept: Kept, row0: int) -> tuple[np.ndarray, np.ndarray]:
         """(file number, row within the file) of each kept row of ``batch`` (source rows from ``row0``)."""
-        rows = np.asarray(checked.rows, dtype=np.int64) - row0 + batch.file_row
+        rows = np.asarray(kept.rows, dtype=np.int64) - row0 + batch.file_row
         return np.full(len(rows), self.number[batch.file], dtype=np.int32), rows
 
     def finish(self, folder: Path) -> list[SourceFile]:
@@ -64,8 +64,8 @@ class Converted:
         self.pending: list[pa.Table] = []
         self.pending_rows = self.pending_bytes = self.placed = 0
 
-    def place(self, batch: Batch, checked: Checked, row0: int) -> tuple[np.ndarray, np.ndarray]:
-        n = len(checked.ids)
+    def place(self, batch: Batch, kept: Kept, row0: int) -> tuple[np.ndarray, np.ndarray]:
+        checked, n = kept.checked, len(kept.ids)
         values = (checked.ids, checked.texts, checked.meta["titles"], checked.meta["urls"], checked.meta["topics"])
         table = pa.table(dict(zip(CONVERTED_COLUMNS, values)), schema=self.schema)
         self.pending.append(table)

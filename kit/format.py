@@ -32,7 +32,8 @@ META_FIELDS = ("ids", "titles", "urls")
 OPTIONAL_META_FIELDS = ("topics",)
 
 # The corpus index (corpus.h5, embedkit-corpus/2). A row's content hash is the BLAKE2b digest of the
-# exact text the model is given (the joined TEXT_FIELDS, UTF-8, before truncation).
+# exact text the model is given (the joined TEXT_FIELDS, UTF-8, before truncation): SHA-256, first
+# 16 bytes (SHA-256 has CPU instructions on x86 and ARM: faster here than BLAKE2b).
 CONTENT_HASH = "content_hash"
 CONTENT_HASH_BYTES = 16
 CONVERTED_COLUMNS = ("id", "text", "title", "url", "topic")  # the run's own parquet of a converted source
@@ -41,8 +42,8 @@ _SHARD_RE = re.compile(r"^shard-(\d{5,})\.h5$")
 
 
 def content_hash(text: bytes) -> bytes:
-    """The content hash of one row: BLAKE2b-128 of its text's UTF-8 bytes."""
-    return hashlib.blake2b(text, digest_size=CONTENT_HASH_BYTES).digest()
+    """The content hash of one row: the first 16 bytes of the SHA-256 of its text's UTF-8 bytes."""
+    return hashlib.sha256(text).digest()[:CONTENT_HASH_BYTES]
 
 
 def shard_name(index: int) -> str:

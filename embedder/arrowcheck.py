@@ -1,0 +1,116 @@
+"""The row checks of embedder.rowcheck, in bulk on a parquet batch's Arrow columns (pyarrow compute).
+
+Most batches have nothing to refuse: this establishes it without making a Python string of any
+text (UTF-8 validity, nulls, NUL bytes, blanks, lengths, the content hashes from the Arrow
+buffers). A batch it cannot clear returns None and is checked row by row as before, which names
+each problem with file, row group and row; both give the same rows, ids and hashes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from embedder.readers import Batch
+from embedder.rowcheck import ROW_IDS, CorpusOptions, Kept
+from kit.format import content_hash
+
+# Python's str.isspace() characters: a value is blank when trimming these leaves nothing, exactly
+# as rowcheck decides with str.isspace().
+SPACES = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+JOIN = "\n\n"  # rowcheck.compose_text joins the text fields with a blank line
+
+
+def _is_text(arr: pa.Array) -> bool:
+    return pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+
+
+def _column(rb: pa.RecordBatch, name: str) -> pa.Array | None:
+    index = rb.schema.get_field_index(name)
+    return None if index < 0 else rb.column(index)
+
+
+def _has_nul(arr: pa.Array) -> bool:
+    return bool(pc.any(pc.match_substring(arr, "\x00")).as_py())
+
+
+def _blank(arr: pa.Array) -> pa.Array:
+    return pc.equal(pc.utf8_length(pc.utf8_trim(arr, characters=SPACES)), 0)
+
+
+def _clean_text(arr: pa.Array | None) -> bool:
+    """A text column with a value in every row and no NUL byte."""
+    return arr is not None and _is_text(arr) and arr.null_count == 0 and not _has_nul(arr)
+
+
+def _ids(rb: pa.RecordBatch, options: CorpusOptions, row0: int) -> list[str] | None:
+    if options.id_field == ROW_IDS:
+        return list(map(str, range(row0, row0 + rb.num_rows)))
+    arr = _column(rb, options.id_field)
+    if arr is not None and pa.types.is_integer(arr.type) and arr.null_count == 0:
+        return list(map(str, arr.to_pylist()))
+    if not _clean_text(arr) or pc.any(_blank(arr)).as_py():
+        return None
+    return arr.to_pylist()
+
+
+def _text(rb: pa.RecordBatch, options: CorpusOptions) -> pa.Array | None:
+    """The text to embed of every row (the TEXT_FIELDS joined, blank parts left out), or None."""
+    parts = [_column(rb, name) for name in options.text_fields]
+    if not all(map(_clean_text, parts)):
+        return None
+    blanks = [_blank(p) for p in parts]
+    all_blank = blanks[0]
+    for b in blanks[1:]:
+        all_blank = pc.and_(all_blank, b)
+    if pc.any(all_blank).as_py():
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    kept = [pc.if_else(b, pa.scalar(None, p.type), p) for p, b in zip(parts, blanks)]
+    return pc.binary_join_element_wise(*kept, JOIN, null_handling="skip")
+
+
+def _meta_ok(rb: pa.RecordBatch, options: CorpusOptions) -> bool:
+    for name in (options.title_field, options.url_field, options.topic_field):
+        arr = _column(rb, name)
+        if arr is not None and not pa.types.is_null(arr.type) and (not _is_text(arr) or _has_nul(arr)):
+            return False
+    return True
+
+
+def _has_topics(rb: pa.RecordBatch, options: CorpusOptions) -> bool:
+    arr = _column(rb, options.topic_field)
+    return arr is not None and _is_text(arr) and bool(pc.any(pc.greater(pc.utf8_length(arr), 0)).as_py())
+
+
+def hashes(arr: pa.Array) -> list[bytes]:
+    """The content hash of each value of a string array, straight from its buffers."""
+    offsets_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=offsets_type)[arr.offset : arr.offset + len(arr) + 1].tolist()
+    data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
+    return [content_hash(data[a:b]) for a, b in zip(offsets, offsets[1:])]
+
+
+def arrow_check(batch: Batch, options: CorpusOptions, row0: int) -> Kept | None:
+    """Every row of a parquet ``batch`` (source rows from ``row0``) when bulk checks find nothing to
+    refuse; None otherwise (or when it is no parquet batch), meaning: check it row by row."""
+    rb = batch.arrow
+    if rb is None or batch.problems or not batch.rows:
+        return None
+    try:
+        rb.validate(full=True)  # UTF-8 of every string (the Python check refuses a lone surrogate)
+    except pa.ArrowInvalid:
+        return None
+    ids = _ids(rb, options, row0)
+    text = _text(rb, options) if ids is not None else None
+    if text is None or not _meta_ok(rb, options):
+        return None
+    id_bytes = [i.encode() for i in ids]
+    if any(b"\x00" in b for b in id_bytes):
+        return None
+    chars = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
+    return Kept(ids, id_bytes, hashes(text), chars, list(range(row0, row0 + batch.rows)),
+                _has_topics(rb, options), [])
