@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from embedder import fieldhints
+from embedder import corpusindex, fieldhints
 from embedder.duplicates import DuplicateFinder
 from embedder.placement import Converted, InPlace
 from embedder.readers import Batch, open_reader
@@ -34,12 +34,11 @@ from embedder.arrowcheck import arrow_check
 from embedder.rowcheck import ROW_IDS, BadRow, CorpusOptions, Kept, check_batch, encode_rows, fast_check, kept_rows
 from kit import atomic
 from kit.errors import CorpusError
-from kit.format import CONTENT_HASH, CONTENT_HASH_BYTES, CORPUS_FORMAT, UTF8
+from kit.format import CONTENT_HASH, CORPUS_FORMAT, UTF8
 
 __all__ = ["ROW_IDS", "BadRow", "CorpusOptions", "CorpusSummary", "prepare", "prepare_source", "refusal_message"]
 
 EXAMPLES_SHOWN = 5
-HASH_SHAPE = (CONTENT_HASH_BYTES,)
 COPY_BLOCK_ROWS = 65536
 
 
@@ -137,17 +136,14 @@ class _Scan:
         self.places: list[tuple[int, Batch]] = []  # (first source row, batch sans data) of multi-file sources
 
     def run(self, h5: h5py.File, dupes: DuplicateFinder, batches: Iterable[Batch]) -> None:
-        h5.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=UTF8, chunks=(4096,))
-        for name, dtype in (("file", "<i4"), ("row", "<i8"), ("text_chars", "<i4")):
-            h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(65536,), compression="gzip",
-                              compression_opts=1, shuffle=True)
-        h5.create_dataset(CONTENT_HASH, shape=(0, *HASH_SHAPE), maxshape=(None, *HASH_SHAPE), dtype="u1",
-                          chunks=(16384, *HASH_SHAPE))
+        corpusindex.create(h5)
+        index = corpusindex.IndexWriter(h5)
         for batch in batches:
-            self._add(h5, dupes, batch)
+            self._add(index, dupes, batch)
+        index.flush()
         fieldhints.check_present(self.present, self.options, self.sample, self.summary)
 
-    def _add(self, h5: h5py.File, dupes: DuplicateFinder, batch: Batch) -> None:
+    def _add(self, index: corpusindex.IndexWriter, dupes: DuplicateFinder, batch: Batch) -> None:
         row0 = self.summary.source_rows
         self._track_fields(batch, row0)
         kept = arrow_check(batch, self.options, row0) or _check(batch, self.options, row0)
@@ -157,7 +153,8 @@ class _Scan:
         if kept.ids:
             self.digest.update(_payload(kept.id_bytes, kept.hashes))
             dupes.add(kept.ids, kept.rows)
-            self._append(h5, kept, self.sink.place(batch, kept, row0))
+            self.has_topics = self.has_topics or kept.has_topics
+            index.append(kept, self.sink.place(batch, kept, row0))
 
     def _track_fields(self, batch: Batch, row0: int) -> None:
         for name in self.options.columns():
@@ -169,20 +166,6 @@ class _Scan:
                 self.sample = (batch.file, batch.fields)
             if len(batch.problems) < batch.rows:
                 fieldhints.check_batch_fields(batch, self.options, self.summary.source)
-
-    def _append(self, h5: h5py.File, kept: Kept, place: tuple[np.ndarray, np.ndarray]) -> None:
-        """Append the kept rows to the index: ids (UTF-8 bytes, stored as they are), place, cost, hash."""
-        n = len(kept.ids)
-        self.has_topics = self.has_topics or kept.has_topics
-        columns = {
-            "ids": np.array(kept.id_bytes, dtype=object), "file": place[0], "row": place[1],
-            "text_chars": kept.chars.clip(0, 2**31 - 1),
-            CONTENT_HASH: np.frombuffer(b"".join(kept.hashes), dtype=np.uint8).reshape(n, CONTENT_HASH_BYTES),
-        }
-        for name, values in columns.items():
-            ds = h5[name]
-            ds.resize(ds.shape[0] + n, axis=0)
-            ds[-n:] = values
 
     def locate(self, row: int) -> str:
         i = bisect.bisect_right(self.places, row, key=lambda p: p[0]) - 1

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (Table.take needs it: imported with the module, not on the first read)
 import pyarrow.parquet as pq
 
 from kit.commands import make_command
