@@ -59,9 +59,9 @@ def _blank(arr: pa.Array) -> pa.Array:
     where = np.flatnonzero(empty | SPACE_FIRST_BYTES[first])
     blank = np.zeros(len(arr), dtype=bool)
     if len(where):
-        values = arr.take(pa.array(where)).to_pylist()
+        values = arr.take(where.tolist()).to_pylist()
         blank[where] = [not v or v.isspace() for v in values]
-    return pa.array(blank)
+    return pa.array(blank.tolist(), type=pa.bool_())  # a list: pyarrow imports pandas for a numpy array
 
 
 def _clean_text(arr: pa.Array | None) -> bool:

@@ -102,8 +102,10 @@ class SourceRows:
         groups = self.groups(rows)
         parts = []
         for g in np.unique(groups):
-            table = self._group(int(g), present)
-            parts.append(table.take(pa.array(rows[groups == g] - self.starts[g])))
+            table, local = self._group(int(g), present), rows[groups == g] - self.starts[g]
+            contiguous = local[-1] - local[0] + 1 == len(local)  # the usual case: a slice, no copy
+            # (lists, not numpy arrays, go to pyarrow: a numpy array makes it import pandas, ~1 s)
+            parts.append(table.slice(int(local[0]), len(local)) if contiguous else table.take(local.tolist()))
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0] if parts else None
         return {c: table.column(c).to_pylist() if c in present and table is not None else None for c in columns}
 
