@@ -8,6 +8,8 @@ each problem with file, row group and row; both give the same rows, ids and hash
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -113,7 +115,7 @@ def _has_topics(rb: pa.RecordBatch, options: CorpusOptions) -> bool:
 def hashes(arr: pa.Array) -> list[bytes]:
     """The content hash of each value of a string array, straight from its buffers."""
     offsets, data = _offsets(arr).tolist(), _data(arr)
-    return [content_hash(data[a:b]) for a, b in zip(offsets, offsets[1:])]
+    return [content_hash(data[a:b]) for a, b in pairwise(offsets)]
 
 
 def arrow_check(batch: Batch, options: CorpusOptions, row0: int) -> Kept | None:

@@ -25,13 +25,22 @@ import numpy as np
 from tqdm import tqdm
 
 from embedder import corpusindex, fieldhints
+from embedder.arrowcheck import arrow_check
 from embedder.duplicates import DuplicateFinder
 from embedder.placement import Converted, InPlace
 from embedder.readers import Batch, open_reader
 from embedder.readers.parquet import ParquetReader
 from embedder.readers.records import record_batches
-from embedder.arrowcheck import arrow_check
-from embedder.rowcheck import ROW_IDS, BadRow, CorpusOptions, Kept, check_batch, encode_rows, fast_check, kept_rows
+from embedder.rowcheck import (
+    ROW_IDS,
+    BadRow,
+    CorpusOptions,
+    Kept,
+    check_batch,
+    encode_rows,
+    fast_check,
+    kept_rows,
+)
 from kit import atomic
 from kit.errors import CorpusError
 from kit.format import CONTENT_HASH, CORPUS_FORMAT, UTF8
