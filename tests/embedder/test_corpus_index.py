@@ -192,3 +192,15 @@ def test_a_corpus_prepared_by_the_previous_version_is_still_read(tmp_path):
     with h5py.File(tmp_path / "out.h5", "w") as out:
         copy_meta(tmp_path / "corpus.h5", out)
         assert out["titles"].asstr()[1] == rows[1]["title"] and "content_hash" not in out
+
+
+def test_embeddings_h5_carries_the_content_hash_of_each_row(tmp_path):
+    from jobs.testing.synthetic import SYNTHETIC_MODEL, synthetic_run
+    from merge.run import merge_run
+
+    state = synthetic_run(tmp_path / "run", 120, 3)
+    summary = merge_run(tmp_path / "run", list(state.plan), {"model": SYNTHETIC_MODEL})
+    with h5py.File(summary.path) as out, h5py.File(tmp_path / "run" / "corpus.h5") as index:
+        np.testing.assert_array_equal(out["content_hash"][:], index["content_hash"][:])
+        texts = read_slice(tmp_path / "run" / "corpus.h5", 0, 120, ("texts",))["texts"]
+        assert [bytes(h) for h in out["content_hash"][:]] == [content_hash(t.encode()) for t in texts]
