@@ -22,9 +22,12 @@ from kit.corpusfile import Columns
 from kit.corpussource import SourceFile
 from kit.format import CONVERTED_COLUMNS, CONVERTED_PREFIX
 
+FIELD_KEYS = ("ids", "texts", "titles", "urls", "topics")  # Kept.encoded's keys, in CONVERTED_COLUMNS' order
 ROW_GROUP_ROWS = 1 << 16
 ROW_GROUP_BYTES = 32 << 20  # of text: a task reading a few rows reads at most this much more
-COMPRESSION_LEVEL = 3
+COMPRESSION_LEVEL = 1  # zstd's fastest: the text still shrinks ~3x; higher levels cost more than the read
+WRITE_OPTIONS = {"compression": "zstd", "compression_level": COMPRESSION_LEVEL,
+                 "use_dictionary": False, "write_statistics": False}  # ids and texts are unique: neither pays
 
 
 class InPlace:
@@ -65,9 +68,10 @@ class Converted:
         self.pending_rows = self.pending_bytes = self.placed = 0
 
     def place(self, batch: Batch, kept: Kept, row0: int) -> tuple[np.ndarray, np.ndarray]:
-        checked, n = kept.checked, len(kept.ids)
-        values = (checked.ids, checked.texts, checked.meta["titles"], checked.meta["urls"], checked.meta["topics"])
-        table = pa.table(dict(zip(CONVERTED_COLUMNS, values)), schema=self.schema)
+        encoded, n = kept.encoded, len(kept.ids)
+        # From the UTF-8 bytes the check made: 4x faster than from str (the cast validates UTF-8).
+        values = [pa.array(encoded[key], pa.binary()).cast(pa.string()) for key in FIELD_KEYS]
+        table = pa.Table.from_arrays(values, schema=self.schema)
         self.pending.append(table)
         self.pending_rows, self.pending_bytes = self.pending_rows + n, self.pending_bytes + table.nbytes
         if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
@@ -80,15 +84,14 @@ class Converted:
         if not self.pending:
             return
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd",
-                                           compression_level=COMPRESSION_LEVEL)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, **WRITE_OPTIONS)
         self.writer.write_table(pa.concat_tables(self.pending), row_group_size=ROW_GROUP_ROWS)
         self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
 
     def finish(self, folder: Path) -> list[SourceFile]:
         self._flush()
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, **WRITE_OPTIONS)
         self.writer.close()
         final = Path(folder) / self.name
         atomic.commit(self.tmp, final)

@@ -211,11 +211,12 @@ class Kept:
     rows: list[int]  # source row of each kept row
     has_topics: bool
     bad: list[BadRow]
-    checked: Checked | None = None  # the Python values (a converted source writes them)
+    checked: Checked | None = None  # the Python values
+    encoded: dict[str, list[bytes]] | None = None  # their UTF-8 bytes, by field (a converted source writes them)
 
 
 def kept_rows(checked: Checked, encoded: dict[str, list[bytes]]) -> Kept:
     """``Kept`` from a Python check and the UTF-8 bytes of its values (``encode_rows``)."""
     chars = np.fromiter(map(len, checked.texts), dtype=np.int64, count=len(checked.texts))
     return Kept(checked.ids, encoded["ids"], list(map(content_hash, encoded["texts"])), chars, checked.rows,
-                any(checked.meta["topics"]), checked.bad, checked)
+                any(checked.meta["topics"]), checked.bad, checked, encoded)
