@@ -9,6 +9,7 @@ each problem with file, row group and row; both give the same rows, ids and hash
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -66,7 +67,7 @@ def _blank(arr: pa.Array) -> pa.Array:
     return pa.array(blank.tolist(), type=pa.bool_())  # a list: pyarrow imports pandas for a numpy array
 
 
-def _clean_text(arr: pa.Array | None) -> bool:
+def _clean_text(arr: pa.Array | None) -> TypeGuard[pa.Array]:
     """A text column with a value in every row and no NUL byte."""
     return arr is not None and _is_text(arr) and arr.null_count == 0 and not _has_nul(arr)
 
@@ -79,13 +80,14 @@ def _ids(rb: pa.RecordBatch, options: CorpusOptions, row0: int) -> list[str] | N
         return list(map(str, arr.to_pylist()))
     if not _clean_text(arr) or pc.any(_blank(arr)).as_py():
         return None
-    return arr.to_pylist()
+    return arr.to_pylist()  # type: ignore[union-attr]
 
 
 def _text(rb: pa.RecordBatch, options: CorpusOptions) -> pa.Array | None:
     """The text to embed of every row (the TEXT_FIELDS joined, blank parts left out), or None."""
-    parts = [_column(rb, name) for name in options.text_fields]
-    if not all(map(_clean_text, parts)):
+    columns = [_column(rb, name) for name in options.text_fields]
+    parts = [c for c in columns if _clean_text(c)]
+    if len(parts) < len(columns):
         return None
     blanks = [_blank(p) for p in parts]
     all_blank = blanks[0]
@@ -129,7 +131,9 @@ def arrow_check(batch: Batch, options: CorpusOptions, row0: int) -> Kept | None:
     except pa.ArrowInvalid:
         return None
     ids = _ids(rb, options, row0)
-    text = _text(rb, options) if ids is not None else None
+    if ids is None:
+        return None
+    text = _text(rb, options)
     if text is None or not _meta_ok(rb, options):
         return None
     id_bytes = [i.encode() for i in ids]

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import h5py
 import numpy as np
@@ -91,7 +92,7 @@ class CorpusReader:
             self.sources = [SourceFile(**f) for f in json.loads(self.h5.attrs["files"])]
         self._open: dict[int, SourceRows] = {}
 
-    def __enter__(self) -> CorpusReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -107,7 +108,7 @@ class CorpusReader:
             raise CorpusError(f"Rows [{start}, {stop}) are outside the prepared corpus {self.path} of {self.rows} rows.")
         if self.v1:
             return {name: self._v1_field(name, start, stop) for name in fields}
-        out = {name: [] for name in fields}
+        out: dict[str, list[str]] = {name: [] for name in fields}
         if "ids" in out:
             out["ids"] = self.h5["ids"].asstr()[start:stop].tolist()
         wanted = [f for f in fields if f != "ids"]
@@ -140,9 +141,9 @@ class CorpusReader:
 
 def _compose(name: str, columns: list[list | None], n: int) -> list[str]:
     """A field's values as prepare checked them: texts joined by a blank line, "" for a missing value."""
-    if name == "texts":
+    if name == "texts":  # text columns are never None: prepare refused a file without them
         if len(columns) == 1:
-            return columns[0]
+            return columns[0]  # type: ignore[return-value]
         return ["\n\n".join(p for p in row if p and not p.isspace()) for row in zip(*columns)]
     values = columns[0]
     return [""] * n if values is None else [v or "" for v in values]

@@ -42,7 +42,7 @@ CONVERTED_COLUMNS = ("id", "text", "title", "url", "topic")  # the run's own par
 _SHARD_RE = re.compile(r"^shard-(\d{5,})\.h5$")
 
 
-def content_hash(text: bytes) -> bytes:
+def content_hash(text: bytes | memoryview) -> bytes:
     """The content hash of one row: XXH3-128 of its text's UTF-8 bytes (big-endian digest, 16 bytes)."""
     return xxh3_128_digest(text)
 
