@@ -204,3 +204,15 @@ def test_embeddings_h5_carries_the_content_hash_of_each_row(tmp_path):
     with h5py.File(summary.path) as out, h5py.File(tmp_path / "run" / "corpus.h5", locking=False) as index:
         np.testing.assert_array_equal(out["content_hash"][:], index["content_hash"][:])
         assert [bytes(h) for h in out["content_hash"][:]] == [content_hash(t.encode()) for t in texts]
+
+
+def test_joined_text_fields_read_in_place_equal_the_converted_ones(tmp_path):
+    rows = [dict(r, title=r["title"] or "") for r in _rows(25)]
+    options = CorpusOptions(text_fields=("title", "text"))
+    prepare_source(_write(tmp_path / "w.parquet", rows, 4), tmp_path / "a" / "corpus.h5", options)
+    (tmp_path / "w.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    prepare_source(tmp_path / "w.jsonl", tmp_path / "b" / "corpus.h5", options)
+    fields = ("ids", "texts", "titles", "urls")
+    in_place, converted = (read_slice(tmp_path / d / "corpus.h5", 0, 25, fields) for d in "ab")
+    assert in_place == converted and in_place["texts"][1] == f"{rows[1]['title']}\n\n{rows[1]['text']}"
+    assert corpus_info(tmp_path / "a" / "corpus.h5").fingerprint == corpus_info(tmp_path / "b" / "corpus.h5").fingerprint
