@@ -8,7 +8,6 @@ each problem with file, row group and row; both give the same rows, ids and hash
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import TypeGuard
 
 import numpy as np
@@ -17,7 +16,7 @@ import pyarrow.compute as pc
 
 from embedder.readers import Batch
 from embedder.rowcheck import ROW_IDS, CorpusOptions, Kept
-from kit.format import content_hash
+from kit.format import content_hashes
 
 # Python's str.isspace() characters: a value is blank when trimming these leaves nothing, exactly
 # as rowcheck decides with str.isspace().
@@ -52,19 +51,19 @@ def _data(arr: pa.Array) -> memoryview:
     return memoryview(data) if data is not None else memoryview(b"")
 
 
-def _blank(arr: pa.Array) -> pa.Array:
-    """Which values are empty or all whitespace (str.isspace). Only a value that is empty or whose
-    first byte can start a whitespace character can be blank: those few are looked at in Python."""
+def _blank(arr: pa.Array) -> np.ndarray:
+    """Which values are empty or all whitespace (str.isspace), bool [n]. Only a value that is empty
+    or whose first byte can start a whitespace character can be blank: only those are trimmed."""
     offsets = _offsets(arr)
     starts, empty = offsets[:-1], offsets[1:] == offsets[:-1]
     data = np.frombuffer(_data(arr), dtype=np.uint8)
     first = data[np.minimum(starts, max(len(data) - 1, 0))] if len(data) else np.zeros(len(starts), np.uint8)
     where = np.flatnonzero(empty | SPACE_FIRST_BYTES[first])
     blank = np.zeros(len(arr), dtype=bool)
-    if len(where):
-        values = arr.take(where.tolist()).to_pylist()
-        blank[where] = [not v or v.isspace() for v in values]
-    return pa.array(blank.tolist(), type=pa.bool_())  # a list: pyarrow imports pandas for a numpy array
+    if len(where):  # (lists, not numpy arrays, into pyarrow: a numpy array makes it import pandas)
+        trimmed = pc.utf8_ltrim(arr.take(where.tolist()), characters=SPACES)
+        blank[where] = pc.equal(pc.utf8_length(trimmed), 0).to_numpy(zero_copy_only=False)
+    return blank
 
 
 def _clean_text(arr: pa.Array | None) -> TypeGuard[pa.Array]:
@@ -72,15 +71,16 @@ def _clean_text(arr: pa.Array | None) -> TypeGuard[pa.Array]:
     return arr is not None and _is_text(arr) and arr.null_count == 0 and not _has_nul(arr)
 
 
-def _ids(rb: pa.RecordBatch, options: CorpusOptions, row0: int) -> list[str] | None:
+def _ids(rb: pa.RecordBatch, options: CorpusOptions, row0: int) -> list[bytes] | None:
+    """The UTF-8 bytes of each row's id, as the Python check makes them (an integer as its digits)."""
     if options.id_field == ROW_IDS:
-        return list(map(str, range(row0, row0 + rb.num_rows)))
+        return [str(r).encode() for r in range(row0, row0 + rb.num_rows)]
     arr = _column(rb, options.id_field)
     if arr is not None and pa.types.is_integer(arr.type) and arr.null_count == 0:
-        return list(map(str, arr.to_pylist()))
-    if not _clean_text(arr) or pc.any(_blank(arr)).as_py():
+        return [str(v).encode() for v in arr.to_pylist()]
+    if not _clean_text(arr) or _blank(arr).any():
         return None
-    return arr.to_pylist()  # type: ignore[union-attr]
+    return arr.cast(pa.binary()).to_pylist()  # type: ignore[union-attr]
 
 
 def _text(rb: pa.RecordBatch, options: CorpusOptions) -> pa.Array | None:
@@ -90,14 +90,11 @@ def _text(rb: pa.RecordBatch, options: CorpusOptions) -> pa.Array | None:
     if len(parts) < len(columns):
         return None
     blanks = [_blank(p) for p in parts]
-    all_blank = blanks[0]
-    for b in blanks[1:]:
-        all_blank = pc.and_(all_blank, b)
-    if pc.any(all_blank).as_py():
+    if np.logical_and.reduce(blanks).any():
         return None
     if len(parts) == 1:
         return parts[0]
-    kept = [pc.if_else(b, pa.scalar(None, p.type), p) for p, b in zip(parts, blanks)]
+    kept = [pc.if_else(pa.array(b.tolist(), pa.bool_()), pa.scalar(None, p.type), p) for p, b in zip(parts, blanks)]
     return pc.binary_join_element_wise(*kept, JOIN, null_handling="skip")
 
 
@@ -115,9 +112,8 @@ def _has_topics(rb: pa.RecordBatch, options: CorpusOptions) -> bool:
 
 
 def hashes(arr: pa.Array) -> list[bytes]:
-    """The content hash of each value of a string array, straight from its buffers."""
-    offsets, data = _offsets(arr).tolist(), _data(arr)
-    return [content_hash(data[a:b]) for a, b in pairwise(offsets)]
+    """The content hash of each value of a string array (its bytes made in C, hashed in C)."""
+    return content_hashes(arr.cast(pa.binary()).to_pylist())
 
 
 def arrow_check(batch: Batch, options: CorpusOptions, row0: int) -> Kept | None:
@@ -136,9 +132,6 @@ def arrow_check(batch: Batch, options: CorpusOptions, row0: int) -> Kept | None:
     text = _text(rb, options)
     if text is None or not _meta_ok(rb, options):
         return None
-    id_bytes = [i.encode() for i in ids]
-    if any(b"\x00" in b for b in id_bytes):
-        return None
     chars = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
-    return Kept(ids, id_bytes, hashes(text), chars, list(range(row0, row0 + batch.rows)),
+    return Kept(ids, hashes(text), chars, list(range(row0, row0 + batch.rows)),
                 _has_topics(rb, options), [])

@@ -159,9 +159,9 @@ class _Scan:
         self.summary.source_rows += batch.rows
         self.summary.rejected.extend(kept.bad)
         self.rejected_rows.extend(b.row for b in kept.bad)
-        if kept.ids:
+        if kept.id_bytes:
             self.digest.update(_payload(kept.id_bytes, kept.hashes))
-            dupes.add(kept.ids, kept.rows)
+            dupes.add(kept.id_bytes, kept.rows)
             self.has_topics = self.has_topics or kept.has_topics
             index.append(kept, self.sink.place(batch, kept, row0))
 

@@ -34,7 +34,7 @@ class IndexWriter:
         self.rows = 0
 
     def append(self, kept: Kept, place: tuple[np.ndarray, np.ndarray]) -> None:
-        n = len(kept.ids)
+        n = len(kept.id_bytes)
         self.pending["ids"].append(np.array(kept.id_bytes, dtype=object))  # UTF-8 bytes: stored as they are
         self.pending["file"].append(place[0])
         self.pending["row"].append(place[1])

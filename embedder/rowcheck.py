@@ -18,7 +18,7 @@ from operator import contains
 import numpy as np
 
 from embedder.readers import Batch
-from kit.format import content_hash
+from kit.format import content_hashes
 
 ROW_IDS = "@row"  # ID_FIELD=@row: the id of a row is its 0-based position in the source
 
@@ -204,7 +204,6 @@ def encode_rows(checked: Checked) -> dict[str, list[bytes]] | None:
 class Kept:
     """What the index needs of a batch's kept rows, from either check (Arrow in bulk, or Python)."""
 
-    ids: list[str]
     id_bytes: list[bytes]  # UTF-8 of each id
     hashes: list[bytes]  # content hash of each text (kit.format.content_hash)
     chars: np.ndarray  # int64 [n], characters of each text
@@ -218,5 +217,5 @@ class Kept:
 def kept_rows(checked: Checked, encoded: dict[str, list[bytes]]) -> Kept:
     """``Kept`` from a Python check and the UTF-8 bytes of its values (``encode_rows``)."""
     chars = np.fromiter(map(len, checked.texts), dtype=np.int64, count=len(checked.texts))
-    return Kept(checked.ids, encoded["ids"], list(map(content_hash, encoded["texts"])), chars, checked.rows,
+    return Kept(encoded["ids"], content_hashes(encoded["texts"]), chars, checked.rows,
                 any(checked.meta["topics"]), checked.bad, checked, encoded)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-
 SUPPORTED = (
     "parquet (a .parquet file, a folder of them or a glob such as 'data/*.parquet'); "
     "JSONL (.jsonl, .jsonl.gz, .jsonl.zst); CSV or TSV (.csv, .tsv, also .gz/.zst); "
