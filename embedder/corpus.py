@@ -1,13 +1,16 @@
-"""Read a corpus in any supported format, validate it, and prepare it once into ``<run>/corpus.h5``.
+"""Read a corpus in any supported format, validate it, and index it once into ``<run>/corpus.h5``.
 
 The prepare step streams the source batch by batch (embedder.readers) so that its memory does
-not grow with the corpus, and each array task later reads only its own rows ``[start, stop)``
-(kit.corpusfile). Layout: docs/FORMAT.md.
+not grow with the corpus. It writes no text: the index holds each kept row's id, cost, content
+hash and place (a parquet source is read in place; any other is converted once into the run's
+own parquet, embedder.placement), and each array task later reads only its own rows
+``[start, stop)`` from there (kit.corpusfile). Layout: docs/FORMAT.md.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import json
 from collections import Counter
@@ -21,19 +24,30 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from embedder import fieldhints
+from embedder import corpusindex, fieldhints
+from embedder.arrowcheck import arrow_check
 from embedder.duplicates import DuplicateFinder
+from embedder.placement import Converted, InPlace
 from embedder.readers import Batch, open_reader
+from embedder.readers.parquet import ParquetReader
 from embedder.readers.records import record_batches
-from embedder.rowcheck import ROW_IDS, BadRow, Checked, CorpusOptions, check_batch, encode_rows, fast_check
+from embedder.rowcheck import (
+    ROW_IDS,
+    BadRow,
+    CorpusOptions,
+    Kept,
+    check_batch,
+    encode_rows,
+    fast_check,
+    kept_rows,
+)
 from kit import atomic
 from kit.errors import CorpusError
-from kit.format import CORPUS_FORMAT, UTF8
+from kit.format import CONTENT_HASH, CORPUS_FORMAT, UTF8
 
 __all__ = ["ROW_IDS", "BadRow", "CorpusOptions", "CorpusSummary", "prepare", "prepare_source", "refusal_message"]
 
 EXAMPLES_SHOWN = 5
-STRING_FIELDS = ("ids", "texts", "titles", "urls", "topics")
 COPY_BLOCK_ROWS = 65536
 
 
@@ -59,12 +73,14 @@ def prepare_source(source: Path, out_path: Path, options: CorpusOptions) -> Corp
             ``options.skip_bad_rows`` is False. Nothing is written then.
     """
     reader = open_reader(Path(source))
-    return _prepare(reader.batches(options.columns()), out_path, options, str(source), reader.total_rows)
+    sink = InPlace(reader.files, options) if isinstance(reader, ParquetReader) else Converted(Path(out_path).parent)
+    return _prepare(reader.batches(options.columns()), out_path, options, str(source), reader.total_rows, sink)
 
 
 def prepare(records: Iterable[Any], out_path: Path, options: CorpusOptions, source: str) -> CorpusSummary:
     """Like ``prepare_source`` for records (dicts) already in memory, e.g. the demo's."""
-    return _prepare(record_batches(records, options.columns(), source), out_path, options, source, None)
+    sink = Converted(Path(out_path).parent)
+    return _prepare(record_batches(records, options.columns(), source), out_path, options, source, None, sink)
 
 
 def refusal_message(summary: CorpusSummary) -> str:
@@ -85,21 +101,25 @@ def refusal_message(summary: CorpusSummary) -> str:
 
 
 def _prepare(batches: Iterable[Batch], out_path: Path, options: CorpusOptions, source: str,
-             total: int | None) -> CorpusSummary:
+             total: int | None, sink: InPlace | Converted) -> CorpusSummary:
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic.tmp_path(out_path)
-    scan = _Scan(options, CorpusSummary(source=source))
-    with atomic.removed_on_error(tmp), DuplicateFinder(out_path.parent) as dupes:
-        with h5py.File(tmp, "w") as h5:
-            scan.run(h5, dupes, _progress(batches, total))
-            duplicates = _confirm_duplicates(dupes, h5["ids"], scan)
-        summary = scan.finish(duplicates)
-        if duplicates and options.skip_bad_rows:
-            _drop_rows(tmp, summary, [d.row for d in duplicates], scan.rejected_rows)
-        with h5py.File(tmp, "a") as h5:
-            _write_header(h5, summary, options)
-        atomic.commit(tmp, out_path)
+    scan = _Scan(options, CorpusSummary(source=source), sink)
+    try:
+        with atomic.removed_on_error(tmp), DuplicateFinder(out_path.parent) as dupes:
+            with h5py.File(tmp, "w") as h5:
+                scan.run(h5, dupes, _progress(batches, total))
+                duplicates = _confirm_duplicates(dupes, h5["ids"], scan)
+            summary = scan.finish(duplicates)
+            if duplicates and options.skip_bad_rows:
+                _drop_rows(tmp, summary, [d.row for d in duplicates], scan.rejected_rows)
+            files = sink.finish(out_path.parent)
+            with h5py.File(tmp, "a") as h5:
+                _write_header(h5, summary, options, files, scan.has_topics, sink)
+            atomic.commit(tmp, out_path)
+    finally:
+        sink.discard()
     return summary
 
 
@@ -115,8 +135,8 @@ def _progress(batches: Iterable[Batch], total: int | None) -> Iterator[Batch]:
 class _Scan:
     """One pass over the batches: check rows, write the good ones, hash ids and content."""
 
-    def __init__(self, options: CorpusOptions, summary: CorpusSummary):
-        self.options, self.summary = options, summary
+    def __init__(self, options: CorpusOptions, summary: CorpusSummary, sink: InPlace | Converted):
+        self.options, self.summary, self.sink = options, summary, sink
         self.rejected_rows: list[int] = []  # sorted source rows refused during the pass
         self.digest = hashlib.sha256()
         self.has_topics = False
@@ -125,30 +145,29 @@ class _Scan:
         self.places: list[tuple[int, Batch]] = []  # (first source row, batch sans data) of multi-file sources
 
     def run(self, h5: h5py.File, dupes: DuplicateFinder, batches: Iterable[Batch]) -> None:
-        for name in STRING_FIELDS:
-            h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=UTF8, chunks=(4096,))
-        h5.create_dataset("text_chars", shape=(0,), maxshape=(None,), dtype="<i4", chunks=(65536,))
+        corpusindex.create(h5)
+        index = corpusindex.IndexWriter(h5)
         for batch in batches:
-            self._add(h5, dupes, batch)
+            self._add(index, dupes, batch)
+        index.flush()
         fieldhints.check_present(self.present, self.options, self.sample, self.summary)
-        if not self.has_topics:
-            del h5["topics"]
 
-    def _add(self, h5: h5py.File, dupes: DuplicateFinder, batch: Batch) -> None:
+    def _add(self, index: corpusindex.IndexWriter, dupes: DuplicateFinder, batch: Batch) -> None:
         row0 = self.summary.source_rows
-        checked, encoded = _check(batch, self.options, row0)
-        self.summary.source_rows += batch.rows
         self._track_fields(batch, row0)
-        self.summary.rejected.extend(checked.bad)
-        self.rejected_rows.extend(b.row for b in checked.bad)
-        if checked.ids:
-            self.digest.update(_payload(encoded))
-            dupes.add(checked.ids, checked.rows)
-            self._append(h5, checked, encoded)
+        kept = arrow_check(batch, self.options, row0) or _check(batch, self.options, row0)
+        self.summary.source_rows += batch.rows
+        self.summary.rejected.extend(kept.bad)
+        self.rejected_rows.extend(b.row for b in kept.bad)
+        if kept.id_bytes:
+            self.digest.update(_payload(kept.id_bytes, kept.hashes))
+            dupes.add(kept.id_bytes, kept.rows)
+            self.has_topics = self.has_topics or kept.has_topics
+            index.append(kept, self.sink.place(batch, kept, row0))
 
     def _track_fields(self, batch: Batch, row0: int) -> None:
-        for name, values in batch.columns.items():
-            self.present[name] += batch.rows - values.count(None)
+        for name in self.options.columns():
+            self.present[name] += batch.rows - batch.nones(name)
         if batch.where is not None:
             self.places.append((row0, Batch({}, batch.rows, batch.file, batch.file_row, where=batch.where)))
         if batch.fields is not None:
@@ -156,20 +175,6 @@ class _Scan:
                 self.sample = (batch.file, batch.fields)
             if len(batch.problems) < batch.rows:
                 fieldhints.check_batch_fields(batch, self.options, self.summary.source)
-
-    def _append(self, h5: h5py.File, checked: Checked, encoded: dict[str, list[bytes]]) -> None:
-        """Append the kept rows; strings go in as their UTF-8 bytes (h5py stores them as they are)."""
-        n = len(checked.ids)
-        self.has_topics = self.has_topics or any(checked.meta["topics"])
-        for name in STRING_FIELDS:
-            if name in h5:
-                ds = h5[name]
-                ds.resize((ds.shape[0] + n,))
-                if name in ("ids", "texts") or any(checked.meta[name]):  # unwritten rows read as ""
-                    ds[-n:] = np.array(encoded[name], dtype=object)
-        chars = h5["text_chars"]
-        chars.resize((chars.shape[0] + n,))
-        chars[-n:] = np.fromiter(map(len, checked.texts), dtype=np.int64, count=n).clip(0, 2**31 - 1)
 
     def locate(self, row: int) -> str:
         i = bisect.bisect_right(self.places, row, key=lambda p: p[0]) - 1
@@ -188,8 +193,8 @@ class _Scan:
         return s
 
 
-def _check(batch: Batch, options: CorpusOptions, row0: int) -> tuple[Checked, dict[str, list[bytes]]]:
-    """(rows to keep and refused rows, UTF-8 bytes of the kept values).
+def _check(batch: Batch, options: CorpusOptions, row0: int) -> Kept:
+    """Rows to keep and refused rows, checked on Python values.
 
     Bulk checks first (rowcheck.fast_check); a batch they cannot clear is checked row by row,
     without and then (only when a lone surrogate is somewhere in it) with the per-value UTF-8 check.
@@ -202,14 +207,13 @@ def _check(batch: Batch, options: CorpusOptions, row0: int) -> tuple[Checked, di
     if encoded is None:
         checked = check_batch(batch, options, row0, check_utf8=True)
         encoded = encode_rows(checked)
-    return checked, encoded
+    return kept_rows(checked, encoded)
 
 
-def _payload(encoded: dict[str, list[bytes]]) -> bytes:
-    """The fingerprint's bytes for these rows: id US text RS ... (UTF-8), as docs/FORMAT.md states."""
-    ids, texts = encoded["ids"], encoded["texts"]
-    parts = [b"\x1f"] * (4 * len(ids))  # one join over the values in place: a single copy of the text
-    parts[0::4], parts[2::4], parts[3::4] = ids, texts, repeat(b"\x1e", len(ids))
+def _payload(ids: list[bytes], hashes: list[bytes]) -> bytes:
+    """The fingerprint's bytes for these rows: id US content hash RS ..., as docs/FORMAT.md states."""
+    parts = [b"\x1f"] * (4 * len(ids))
+    parts[0::4], parts[2::4], parts[3::4] = ids, hashes, repeat(b"\x1e", len(ids))
     return b"".join(parts)
 
 
@@ -244,7 +248,8 @@ def _drop_rows(tmp: Path, summary: CorpusSummary, rows: list[int], rejected_befo
         keep = np.ones(n, dtype=bool)
         keep[drop] = False
         for name, ds in src.items():
-            dst.create_dataset(name, shape=(int(keep.sum()),), maxshape=(None,), dtype=ds.dtype, chunks=ds.chunks)
+            dst.create_dataset(name, shape=(int(keep.sum()), *ds.shape[1:]), maxshape=(None, *ds.shape[1:]),
+                               dtype=ds.dtype, chunks=ds.chunks, compression=ds.compression, shuffle=ds.shuffle)
         at = 0
         for lo in range(0, n, COPY_BLOCK_ROWS):
             at += _copy_block(src, dst, keep[lo : lo + COPY_BLOCK_ROWS], lo, at, digest)
@@ -257,18 +262,20 @@ def _copy_block(src: h5py.File, dst: h5py.File, mask: np.ndarray, lo: int, at: i
     n = int(mask.sum())
     for name, ds in src.items():
         dst[name][at : at + n] = ds[lo : lo + len(mask)][mask]
-    ids = src["ids"].asstr()[lo : lo + len(mask)][mask].tolist()
-    texts = src["texts"].asstr()[lo : lo + len(mask)][mask].tolist()
+    ids = src["ids"][lo : lo + len(mask)][mask].tolist()
+    hashes = [h.tobytes() for h in src[CONTENT_HASH][lo : lo + len(mask)][mask]]
     if ids:
-        digest.update(("\x1e".join(map("\x1f".join, zip(ids, texts))) + "\x1e").encode())
+        digest.update(_payload(ids, hashes))
     return n
 
 
-def _write_header(h5: h5py.File, summary: CorpusSummary, options: CorpusOptions) -> None:
+def _write_header(h5: h5py.File, summary: CorpusSummary, options: CorpusOptions, files: list,
+                  has_topics: bool, sink: InPlace | Converted) -> None:
     h5.attrs.update(
         format=CORPUS_FORMAT, source=summary.source, source_rows=summary.source_rows, rows=summary.rows,
         fingerprint=summary.fingerprint, text_fields=json.dumps(list(options.text_fields)),
-        id_field=options.id_field,
+        id_field=options.id_field, has_topics=has_topics,
+        files=json.dumps([f.as_dict() for f in files]), columns=json.dumps(dataclasses.asdict(sink.columns)),
     )
     group = h5.create_group("rejected")
     rejected = summary.rejected

@@ -44,11 +44,11 @@ class DuplicateFinder:
             f.close()
         self._files = {}
 
-    def add(self, ids: list[str], rows: list[int]) -> None:
+    def add(self, ids: list[str] | list[bytes], rows: list[int]) -> None:
         """Remember the ids of source rows ``rows`` (same length)."""
         pairs = np.empty(len(ids), dtype=PAIR)
-        # str hashes are SipHash, 64 bits, cached on the string; salted per process, which is
-        # fine: they are compared only within this process.
+        # str and bytes hashes are SipHash, 64 bits; salted per process, which is fine: they are
+        # compared only within this process (the caller passes one type: prepare gives UTF-8 bytes).
         pairs["hash"] = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
         pairs["row"] = rows
         self._pending.append(pairs)

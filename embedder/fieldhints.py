@@ -71,7 +71,7 @@ def check_batch_fields(batch: Batch, options: CorpusOptions, source: str) -> Non
     """Refuse at the first batch of a file when no row of it has a text field (or the id field)."""
     wanted = [*options.text_fields, *(() if options.id_field == ROW_IDS else (options.id_field,))]
     for name in wanted:
-        if batch.columns[name].count(None) == batch.rows:
+        if batch.nones(name) == batch.rows:
             raise missing_field_error(source, batch.file, batch.fields or {}, options, name)
 
 

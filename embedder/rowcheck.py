@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from operator import contains
 
+import numpy as np
+
 from embedder.readers import Batch
+from kit.format import content_hashes
 
 ROW_IDS = "@row"  # ID_FIELD=@row: the id of a row is its 0-based position in the source
 
@@ -195,3 +198,24 @@ def encode_rows(checked: Checked) -> dict[str, list[bytes]] | None:
     if any(any(map(contains, values, repeat(b"\x00"))) for values in out.values()):
         return None
     return out
+
+
+@dataclass
+class Kept:
+    """What the index needs of a batch's kept rows, from either check (Arrow in bulk, or Python)."""
+
+    id_bytes: list[bytes]  # UTF-8 of each id
+    hashes: list[bytes]  # content hash of each text (kit.format.content_hash)
+    chars: np.ndarray  # int64 [n], characters of each text
+    rows: list[int]  # source row of each kept row
+    has_topics: bool
+    bad: list[BadRow]
+    checked: Checked | None = None  # the Python values
+    encoded: dict[str, list[bytes]] | None = None  # their UTF-8 bytes, by field (a converted source writes them)
+
+
+def kept_rows(checked: Checked, encoded: dict[str, list[bytes]]) -> Kept:
+    """``Kept`` from a Python check and the UTF-8 bytes of its values (``encode_rows``)."""
+    chars = np.fromiter(map(len, checked.texts), dtype=np.int64, count=len(checked.texts))
+    return Kept(encoded["ids"], content_hashes(encoded["texts"]), chars, checked.rows,
+                any(checked.meta["topics"]), checked.bad, checked, encoded)

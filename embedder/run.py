@@ -22,9 +22,8 @@ from embedder.config import (
     EmbedIdentity,
 )
 from embedder.encode import TextEncoder
-from embedder.prefetch import read_chunks
 from embedder.shard import ShardWriter
-from kit.corpusfile import corpus_info
+from kit.corpusfile import corpus_info, read_chunks
 from kit.format import CORPUS_FILE
 from kit.shardfile import ShardSpec, done_shards, shard_path
 

@@ -1,8 +1,9 @@
 """The run's prepared corpus: made once, and a new CORPUS= compared with it by content.
 
 The same file unchanged (path, size, mtime) is taken as is. Anything else is prepared beside
-the run's corpus as a candidate and compared by fingerprint (sha256 over ids and texts): the
-same content is fine; other content is a change of what the vectors are.
+the run's corpus as a candidate and compared by fingerprint (sha256 over ids and content
+hashes): the same content is fine; other content is a change of what the vectors are. A corpus
+index may read a parquet file in the run folder (a converted source): it goes with its index.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from embedder.corpus import CorpusOptions
 from jobs.runstate import CorpusRecord
 from kit.atomic import TMP_SUFFIX
 from kit.commands import make_command
-from kit.corpusfile import corpus_info
+from kit.corpusfile import corpus_info, remove_corpus, run_files
 from kit.errors import ConfigError
 from kit.format import CORPUS_FILE
 
@@ -95,7 +96,7 @@ def check_corpus(run_dir: Path, old: CorpusRecord, corpus: Path | None, options:
         raise ConfigError(f"Corpus {source} does not exist" + ("" if corpus else
                           " (the run's source, needed to apply the new field options); pass CORPUS=<file>") + ".")
     candidate = Path(run_dir) / (CORPUS_FILE + CANDIDATE_SUFFIX)
-    candidate.unlink(missing_ok=True)
+    remove_corpus(candidate)
     record = prepare(candidate, source, options, records)
     changes = {}
     if options != old.options:
@@ -105,16 +106,24 @@ def check_corpus(run_dir: Path, old: CorpusRecord, corpus: Path | None, options:
         changes["corpus"] = (f"{old.source} ({old.rows} rows, {old.fingerprint[:12]})",
                              f"{record.source} ({record.rows} rows, {record.fingerprint[:12]})")
     if not changes:
-        candidate.unlink()
+        remove_corpus(candidate)
         return CorpusCheck(replace(old, source=record.source, source_stat=record.source_stat))
     return CorpusCheck(record, candidate, changes)
 
 
 def install_candidate(run_dir: Path, candidate: Path) -> None:
-    """REDO=all with a new corpus: the candidate becomes the run's corpus (atomic rename)."""
-    os.replace(candidate, Path(run_dir) / CORPUS_FILE)
+    """REDO=all with a new corpus: the candidate becomes the run's corpus (atomic rename).
+
+    The run-folder parquet of the corpus it replaces (a converted source) is deleted after.
+    """
+    current = Path(run_dir) / CORPUS_FILE
+    old_files = run_files(current) if current.is_file() else []
+    os.replace(candidate, current)
+    for path in set(old_files) - set(run_files(current)):
+        path.unlink(missing_ok=True)
 
 
 def discard_candidate(run_dir: Path) -> None:
+    remove_corpus(Path(run_dir) / (CORPUS_FILE + CANDIDATE_SUFFIX))
     for suffix in (CANDIDATE_SUFFIX, CANDIDATE_SUFFIX + TMP_SUFFIX):
         (Path(run_dir) / (CORPUS_FILE + suffix)).unlink(missing_ok=True)

@@ -1,19 +1,29 @@
-"""Reading a prepared corpus (``<run>/corpus.h5``): its header and a slice of rows.
+"""Reading a prepared corpus (``<run>/corpus.h5``): its header, a slice of rows, costs and hashes.
 
-Shared by the embedder (its rows), the merge (ids, titles, urls, topics) and jobs (the plan).
-The writer is ``embedder.corpus.prepare``. Layout: docs/FORMAT.md.
+Shared by the embedder (its rows), the merge (ids, titles, urls, topics, content hashes), the map
+(texts) and jobs (the plan). The writer is ``embedder.corpus.prepare``. Since embedkit-corpus/2
+``corpus.h5`` is an index: ids, costs and content hashes, and where each row lies in the source
+parquet (read in place, kit.corpussource). A corpus of format /1 holds the texts itself and is
+read as before. Layout: docs/FORMAT.md.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import h5py
 import numpy as np
 
+from kit.corpussource import SourceFile, SourceRows
 from kit.errors import CorpusError
-from kit.format import CORPUS_FORMAT
+from kit.format import CONTENT_HASH, CORPUS_FORMAT, CORPUS_FORMAT_V1, UTF8
+
+FIELDS = ("ids", "texts", "titles", "urls", "topics")
+META_BLOCK_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -26,29 +36,157 @@ class CorpusInfo:
     source: str
     has_topics: bool
     has_costs: bool = False  # /text_chars was recorded at prepare (corpora prepared since 2026-11)
+    format: str = CORPUS_FORMAT
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise CorpusError(f"Prepared corpus {path} does not exist. Run: make submit RUN={path.parent} CORPUS=...")
+    h5 = h5py.File(path, "r", locking=False)
+    if h5.attrs.get("format") not in (CORPUS_FORMAT, CORPUS_FORMAT_V1):
+        fmt = h5.attrs.get("format")
+        h5.close()
+        raise CorpusError(f"{path} is not a prepared corpus (format {fmt!r}).")
+    return h5
+
+
+def _has_topics(h5: h5py.File) -> bool:
+    return bool(h5.attrs.get("has_topics", False)) if "file" in h5 else "topics" in h5
 
 
 def corpus_info(path: Path) -> CorpusInfo:
     """The header of a prepared corpus."""
-    if not path.is_file():
-        raise CorpusError(f"Prepared corpus {path} does not exist. Run: make submit RUN={path.parent} CORPUS=...")
-    with h5py.File(path, "r") as h5:
-        if h5.attrs.get("format") != CORPUS_FORMAT:
-            raise CorpusError(f"{path} is not a prepared corpus (format {h5.attrs.get('format')!r}).")
+    with _open(path) as h5:
         return CorpusInfo(
             path=path, rows=int(h5.attrs["rows"]), source_rows=int(h5.attrs["source_rows"]),
             rejected_rows=int(h5["rejected/row"].shape[0]), fingerprint=str(h5.attrs["fingerprint"]),
-            source=str(h5.attrs["source"]), has_topics="topics" in h5, has_costs="text_chars" in h5,
+            source=str(h5.attrs["source"]), has_topics=_has_topics(h5), has_costs="text_chars" in h5,
+            format=str(h5.attrs["format"]),
         )
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which source columns give a row's fields (ID_FIELD, TEXT_FIELDS, ... as prepared)."""
+
+    text_fields: tuple[str, ...]
+    title_field: str
+    url_field: str
+    topic_field: str
+
+    def of(self, field: str) -> tuple[str, ...]:
+        return {"texts": self.text_fields, "titles": (self.title_field,), "urls": (self.url_field,),
+                "topics": (self.topic_field,)}[field]
+
+
+class CorpusReader:
+    """Rows of a prepared corpus, read slice by slice; open source files and one row group are kept."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.h5 = _open(self.path)
+        self.rows = int(self.h5.attrs["rows"])
+        self.v1 = "file" not in self.h5
+        if not self.v1:
+            self.columns = Columns(**json.loads(self.h5.attrs["columns"]))
+            self.sources = [SourceFile(**f) for f in json.loads(self.h5.attrs["files"])]
+        self._open: dict[int, SourceRows] = {}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.h5.close()
+        self._open.clear()
+
+    def read(self, start: int, stop: int, fields: tuple[str, ...] = ("ids", "texts")) -> dict[str, list[str]]:
+        """Rows ``[start, stop)`` of ``fields`` (of FIELDS) as lists of str; reads only those rows."""
+        if not 0 <= start <= stop <= self.rows:
+            raise CorpusError(f"Rows [{start}, {stop}) are outside the prepared corpus {self.path} of {self.rows} rows.")
+        if self.v1:
+            return {name: self._v1_field(name, start, stop) for name in fields}
+        out: dict[str, list[str]] = {name: [] for name in fields}
+        if "ids" in out:
+            out["ids"] = self.h5["ids"].asstr()[start:stop].tolist()
+        wanted = [f for f in fields if f != "ids"]
+        if wanted and stop > start:
+            files, rows = self.h5["file"][start:stop], self.h5["row"][start:stop]
+            cuts = np.flatnonzero(np.diff(files)) + 1
+            for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(files)]))):
+                self._read_part(int(files[lo]), rows[lo:hi], wanted, out)
+        return out
+
+    def _v1_field(self, name: str, start: int, stop: int) -> list[str]:
+        if name not in self.h5:
+            return [""] * (stop - start)
+        return self.h5[name].asstr()[start:stop].tolist()
+
+    def _read_part(self, file: int, rows: np.ndarray, fields: list[str], out: dict[str, list[str]]) -> None:
+        if file not in self._open:
+            self._open = {file: SourceRows(self.sources[file], self.path.parent, self.path)}  # one file at a time
+        needed = tuple(dict.fromkeys(c for f in fields for c in self.columns.of(f)))
+        values = self._open[file].take(rows, needed)
+        for name in fields:
+            out[name].extend(_compose(name, [values[c] for c in self.columns.of(name)], len(rows)))
+
+    def content_hashes(self, start: int, stop: int) -> np.ndarray:
+        """uint8 array of shape [stop - start, 16]: the content hash of each row (zeros before format /2)."""
+        if CONTENT_HASH not in self.h5:
+            return np.zeros((stop - start, 16), dtype=np.uint8)
+        return self.h5[CONTENT_HASH][start:stop]
+
+
+def _compose(name: str, columns: list[list | None], n: int) -> list[str]:
+    """A field's values as prepare checked them: texts joined by a blank line, "" for a missing value."""
+    if name == "texts":  # text columns are never None: prepare refused a file without them
+        if len(columns) == 1:
+            return columns[0]  # type: ignore[return-value]
+        return ["\n\n".join(p for p in row if p and not p.isspace()) for row in zip(*columns)]
+    values = columns[0]
+    return [""] * n if values is None else [v or "" for v in values]
 
 
 def read_slice(path: Path, start: int, stop: int, fields: tuple[str, ...] = ("ids", "texts")) -> dict[str, list[str]]:
     """Rows ``[start, stop)`` of ``fields`` as lists of str; reads only those rows."""
-    with h5py.File(path, "r") as h5:
-        rows = h5["ids"].shape[0]
-        if not 0 <= start <= stop <= rows:
-            raise CorpusError(f"Rows [{start}, {stop}) are outside the prepared corpus {path} of {rows} rows.")
-        return {name: h5[name].asstr()[start:stop].tolist() for name in fields}
+    with CorpusReader(path) as reader:
+        return reader.read(start, stop, fields)
+
+
+def read_chunks(path: Path, start: int, stop: int, flush_rows: int) -> Iterator[tuple[int, list[str], list[str]]]:
+    """``(first row, texts, ids)`` of rows ``[start, stop)`` in chunks of ``flush_rows``, read lazily.
+
+    One reader serves every chunk, so a row group that spans two chunks is read once.
+    """
+    with CorpusReader(path) as reader:
+        for lo in range(start, stop, flush_rows):
+            rows = reader.read(lo, min(lo + flush_rows, stop))
+            yield lo, rows["texts"], rows["ids"]
+
+
+def copy_meta(path: Path, out: h5py.File) -> None:
+    """Write the corpus's ids, titles, urls, topics (if any), content hashes and /rejected into ``out``.
+
+    Streams the text fields from the source in blocks of META_BLOCK_ROWS, so memory stays flat.
+    """
+    with CorpusReader(path) as reader:
+        h5, n = reader.h5, reader.rows
+        names = ("titles", "urls", *(("topics",) if _has_topics(h5) else ()))
+        for name in ("ids", "rejected", *((CONTENT_HASH,) if CONTENT_HASH in h5 else ())):
+            h5.copy(h5[name], out, name)
+        if reader.v1:
+            for name in names:
+                h5.copy(h5[name], out, name)
+            return
+        for name in names:
+            out.create_dataset(name, shape=(n,), dtype=UTF8, chunks=(min(max(n, 1), 4096),))
+        for lo in range(0, n, META_BLOCK_ROWS):
+            hi = min(lo + META_BLOCK_ROWS, n)
+            block = reader.read(lo, hi, names)
+            for name in names:
+                out[name][lo:hi] = np.array([v.encode() for v in block[name]], dtype=object)
 
 
 # Cost model of one row for the planner, in tokens. Encoding time grows with the tokens the model
@@ -64,13 +202,13 @@ COST_BLOCK_ROWS = 1 << 20
 
 def text_chars(path: Path) -> np.ndarray:
     """Characters of each row's text, int64 [N]; recorded at prepare, else counted (slower)."""
-    with h5py.File(path, "r") as h5:
+    with _open(path) as h5:
         if "text_chars" in h5:
             return h5["text_chars"][:].astype(np.int64)
-        texts, n = h5["texts"], h5["texts"].shape[0]
-        out = np.empty(n, dtype=np.int64)
-        for lo in range(0, n, COST_BLOCK_ROWS):
-            block = texts.asstr()[lo : lo + COST_BLOCK_ROWS]
+    with CorpusReader(path) as reader:
+        out = np.empty(reader.rows, dtype=np.int64)
+        for lo in range(0, reader.rows, COST_BLOCK_ROWS):
+            block = reader.read(lo, min(lo + COST_BLOCK_ROWS, reader.rows), ("texts",))["texts"]
             out[lo : lo + len(block)] = np.fromiter(map(len, block), dtype=np.int64, count=len(block))
         return out
 
@@ -86,3 +224,20 @@ def row_costs(path: Path, max_seq_length: int | None = None) -> np.ndarray:
     if max_seq_length:
         tokens = np.minimum(tokens, float(max_seq_length))
     return tokens + ROW_OVERHEAD_TOKENS
+
+
+def run_files(path: Path) -> list[Path]:
+    """Files of the run folder that the index at ``path`` reads (a converted source's parquet)."""
+    try:
+        with _open(Path(path)) as h5:
+            files = [SourceFile(**f) for f in json.loads(h5.attrs.get("files", "[]"))]
+    except (CorpusError, OSError):  # no index, or not one: it reads no run file
+        return []
+    return [f.resolve(Path(path).parent) for f in files if f.in_run]
+
+
+def remove_corpus(path: Path) -> None:
+    """Delete a prepared corpus: its index and the run-folder parquet it reads (not the user's files)."""
+    for file in run_files(path):
+        file.unlink(missing_ok=True)
+    Path(path).unlink(missing_ok=True)

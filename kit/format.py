@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import h5py
+from xxhash import xxh3_128_digest
 
 SHARD_FORMAT = "embedkit-shard/1"
-CORPUS_FORMAT = "embedkit-corpus/1"
+CORPUS_FORMAT = "embedkit-corpus/2"  # an index: where each row lies in the source parquet, no text
+CORPUS_FORMAT_V1 = "embedkit-corpus/1"  # texts copied into corpus.h5 (runs prepared before 2026-12); still read
 OUTPUT_FORMAT = "embedkit-embeddings/1"
 MAP_FORMAT = "embedkit-map/2"
 
@@ -18,6 +21,7 @@ STORED_DTYPE = "float32"  # embeddings are always stored as float32, whatever th
 # Run folder layout.
 MANIFEST = "run.json"
 CORPUS_FILE = "corpus.h5"
+CONVERTED_PREFIX = "corpus-rows-"  # + token + ".parquet": a non-parquet source converted once (zstd)
 SHARDS_DIR = "shards"
 REJECTED_SHARDS_DIR = "shards/rejected"
 LOGS_DIR = "logs"
@@ -28,7 +32,25 @@ SHA256_SUFFIX = ".sha256"
 META_FIELDS = ("ids", "titles", "urls")
 OPTIONAL_META_FIELDS = ("topics",)
 
+# The corpus index (corpus.h5, embedkit-corpus/2). A row's content hash is the BLAKE2b digest of the
+# exact text the model is given (the joined TEXT_FIELDS, UTF-8, before truncation): XXH3-128, about
+# 20x faster than SHA-256 here, so hashing every text costs little beside reading it. It keys the
+# reuse of vectors of unchanged rows; it is not a defence against crafted collisions.
+CONTENT_HASH = "content_hash"
+CONTENT_HASH_BYTES = 16
+CONVERTED_COLUMNS = ("id", "text", "title", "url", "topic")  # the run's own parquet of a converted source
+
 _SHARD_RE = re.compile(r"^shard-(\d{5,})\.h5$")
+
+
+def content_hash(text: bytes | memoryview) -> bytes:
+    """The content hash of one row: XXH3-128 of its text's UTF-8 bytes (big-endian digest, 16 bytes)."""
+    return xxh3_128_digest(text)
+
+
+def content_hashes(texts: Iterable[bytes]) -> list[bytes]:
+    """``content_hash`` of each text, in one C-level loop."""
+    return list(map(xxh3_128_digest, texts))
 
 
 def shard_name(index: int) -> str:

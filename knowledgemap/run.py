@@ -16,7 +16,8 @@ import h5py
 import numpy as np
 
 from kit import atomic
-from kit.errors import ConfigError
+from kit.corpusfile import CorpusReader
+from kit.errors import ConfigError, CorpusError
 from kit.format import CORPUS_FILE, OUTPUT_FILE
 from knowledgemap.figure import PALETTE, Figure, write_figure
 from knowledgemap.mapfile import write_map_h5
@@ -61,12 +62,18 @@ def read_run(run_dir: Path) -> Corpus:
 
 
 def _texts(path: Path, ids: list[str]) -> list[str] | None:
+    """The corpus texts (from the one corpus layer), when the corpus and its source are at hand."""
     if not path.exists():
         return None
-    with h5py.File(path, "r") as h5:
-        if "texts" not in h5 or h5["ids"].shape[0] != len(ids) or h5["ids"].asstr()[:].tolist() != ids:
-            return None
-        return [t[:TEXT_CHARS] for t in h5["texts"].asstr()[:]]
+    try:
+        with CorpusReader(path) as corpus:
+            if corpus.rows != len(ids):
+                return None
+            rows = corpus.read(0, corpus.rows, ("ids", "texts"))
+            return [t[:TEXT_CHARS] for t in rows["texts"]] if rows["ids"] == ids else None
+    except CorpusError as err:  # e.g. a fetched run folder without the source parquet: names from titles
+        log.info("Region names from titles only: %s", err)
+        return None
 
 
 def model_label(model: str) -> str:

@@ -13,7 +13,8 @@ import numpy as np
 
 from kit.shardfile import SCAN_BLOCK_BYTES, ShardHeader, block_problems, describe_rows
 from kit.errors import ShardDataError
-from kit.format import META_FIELDS, OPTIONAL_META_FIELDS, OUTPUT_FORMAT
+from kit.corpusfile import copy_meta
+from kit.format import OUTPUT_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,12 @@ def _block_rows(dim: int) -> int:
     return max(1, SCAN_BLOCK_BYTES // (4 * dim))
 
 
-def _create_output(out: h5py.File, corpus: h5py.File, rows: int, dim: int) -> None:
+def _create_output(out: h5py.File, corpus_path: Path, rows: int, dim: int) -> None:
     # Contiguous (unchunked) embeddings: the fastest layout to write once and read in slices.
     out.create_dataset("embeddings", shape=(rows, dim), dtype="float32")
-    # Output rows are exactly the corpus rows, so the text datasets are copied whole, in C.
-    for name in (*META_FIELDS, *(f for f in OPTIONAL_META_FIELDS if f in corpus), "rejected"):
-        corpus.copy(corpus[name], out, name)
+    # Output rows are exactly the corpus rows: ids, titles, urls, topics, content hashes, /rejected
+    # come from the one corpus layer (the index, and the source parquet for the text fields).
+    copy_meta(corpus_path, out)
 
 
 def _check_block(block: np.ndarray, norms: np.ndarray, first_row: int, header: ShardHeader) -> None:
@@ -101,11 +102,11 @@ def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, a
     rows, dim = headers[-1].stop, int(headers[0].identity["dim"])
     stats = NormStats()
     buf = np.empty((_block_rows(dim), dim), dtype=np.float32)
-    with h5py.File(corpus_path, "r", locking=False) as corpus, h5py.File(out_path, "w") as out:
-        _create_output(out, corpus, rows, dim)
+    with h5py.File(out_path, "w") as out:
+        _create_output(out, corpus_path, rows, dim)
         for header in headers:
             with h5py.File(header.path, "r", locking=False) as shard:
-                _copy_shard(shard, header, out, corpus["ids"], buf, stats)
+                _copy_shard(shard, header, out, out["ids"], buf, stats)
             log.info("merged %s rows [%d, %d)", header.path.name, header.start, header.stop)
         quality = stats.metrics()
         out.attrs.update(format=OUTPUT_FORMAT, total_articles=rows, embedding_dim=dim, shape=(rows, dim),

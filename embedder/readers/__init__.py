@@ -11,8 +11,7 @@ import glob
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
+from typing import Any, Protocol
 
 SUPPORTED = (
     "parquet (a .parquet file, a folder of them or a glob such as 'data/*.parquet'); "
@@ -35,6 +34,14 @@ class Batch:
     valid_utf8: bool = False  # strings were decoded from UTF-8, so they hold no lone surrogate
     fields: dict[str, float] | None = None  # first batch of a file: field -> mean text length (-1: not text)
     where: str | None = None  # multi-file sources: suffix after "file row R" (", row group 3"); None: the row says enough
+    arrow: Any = None  # parquet: the pyarrow RecordBatch the columns come from (checked in bulk, embedder.arrowcheck)
+
+    def nones(self, name: str) -> int:
+        """Rows whose ``name`` is None, without making Python values of an Arrow column."""
+        if self.arrow is not None and name not in self.columns:
+            index = self.arrow.schema.get_field_index(name)
+            return self.rows if index < 0 else self.arrow.column(index).null_count
+        return self.columns[name].count(None)
 
     def locate(self, offset: int) -> str:
         """``file row R, row group G`` for multi-part sources, else ""."""

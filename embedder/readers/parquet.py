@@ -31,6 +31,23 @@ def _mean_bytes(meta: pq.FileMetaData, column: int) -> float:
     return size / max(meta.num_rows, 1)
 
 
+class ArrowColumns(dict):
+    """A batch's columns as Python lists, made on first use (most batches are checked in Arrow)."""
+
+    def __init__(self, rb: pa.RecordBatch, file: Path, group: int):
+        super().__init__()
+        self.rb, self.file, self.group = rb, file, group
+
+    def __missing__(self, name: str) -> list:
+        try:
+            values = self.rb.column(name).to_pylist() if name in self.rb.schema.names else [None] * self.rb.num_rows
+        except (pa.ArrowException, UnicodeDecodeError) as err:
+            raise CorpusError(f"{self.file}: row group {self.group} cannot be read ({err}). "
+                              "The file is damaged: download or write it again.") from err
+        self[name] = values
+        return values
+
+
 class ParquetReader:
     def __init__(self, path: Path, files: list[Path]):
         self.path = path
@@ -52,9 +69,8 @@ class ParquetReader:
         for group in range(pf.num_row_groups):
             try:
                 for rb in pf.iter_batches(batch_size=batch_rows, row_groups=[group], columns=read, use_threads=False):
-                    cols = {c: rb.column(c).to_pylist() if c in read else [None] * rb.num_rows for c in columns}
-                    yield Batch(cols, rb.num_rows, str(file), file_row, valid_utf8=True, fields=fields,
-                                where=f", row group {group}")
+                    yield Batch(ArrowColumns(rb, file, group), rb.num_rows, str(file), file_row, valid_utf8=True, fields=fields,
+                                where=f", row group {group}", arrow=rb)
                     file_row += rb.num_rows
                     fields = None
             except (pa.ArrowException, OSError, UnicodeDecodeError) as err:

@@ -14,6 +14,7 @@ import zstandard
 
 from embedder.corpus import CorpusOptions, prepare_source
 from embedder.readers import open_reader
+from kit.corpusfile import corpus_info, read_slice
 from kit.errors import CorpusError
 
 # Wikipedia's column names and string ids (wikimedia/wikipedia parquet: id, url, title, text).
@@ -97,9 +98,11 @@ MAKERS = {
 
 
 def _contents(path):
+    """Rows as every reader of the corpus sees them (kit.corpusfile), and what the index records."""
+    n = corpus_info(path).rows
+    data = read_slice(path, 0, n, ("ids", "texts", "titles", "urls", "topics"))
     with h5py.File(path, "r") as h5:
-        data = {name: h5[name].asstr()[:].tolist() for name in ("ids", "texts", "titles", "urls")}
-        return data, h5.attrs["fingerprint"], h5["text_chars"][:].tolist()
+        return data, h5.attrs["fingerprint"], h5["text_chars"][:].tolist(), h5["content_hash"][:].tolist()
 
 
 @pytest.mark.parametrize("kind", MAKERS)
@@ -235,10 +238,9 @@ def test_field_mapping_reads_other_names(tmp_path):
     options = CorpusOptions(id_field="doc_id", text_fields=("headline", "content"), title_field="headline",
                             url_field="nothing")
     assert prepare_source(path, out, options).rows == 300
-    with h5py.File(out) as h5:
-        assert h5["ids"].asstr()[:2].tolist() == ["d0", "d1"]
-        assert h5["texts"].asstr()[1] == "H1\n\nbody 1"
-        assert h5["titles"].asstr()[1] == "H1" and h5["urls"].asstr()[1] == ""
+    rows = read_slice(out, 0, 2, ("ids", "texts", "titles", "urls"))
+    assert rows == {"ids": ["d0", "d1"], "texts": ["H0\n\nbody 0", "H1\n\nbody 1"], "titles": ["H0", "H1"],
+                    "urls": ["", ""]}
 
 
 def test_row_numbers_as_ids(tmp_path):

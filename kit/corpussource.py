@@ -1,0 +1,122 @@
+"""The parquet files a prepared corpus points into: recorded at prepare, checked and read by tasks.
+
+A corpus index (``corpus.h5``, embedkit-corpus/2) holds no text: for every row it names a source
+file and the row within it. This module records a file as prepare saw it (size, mtime, the
+footer's SHA-256), refuses it when it changed since, and reads given rows from only the row
+groups that hold them, only the columns asked for, one row group kept for the next call.
+Layout: docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # Table.take needs it: imported with the module, not at the first read
+import pyarrow.parquet as pq
+
+from kit.commands import make_command
+from kit.errors import CorpusError
+
+FOOTER_TAIL_BYTES = 8  # int32 footer length + b"PAR1"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One parquet file of the corpus, as prepare saw it."""
+
+    path: str  # absolute; or a bare name inside the run folder (a converted source, ``in_run``)
+    size: int  # bytes
+    mtime_ns: int
+    footer_sha256: str  # of the parquet footer (schema, row groups, statistics)
+    rows: int  # rows in the file
+    first_row: int  # source row of its first row (ID_FIELD=@row numbers rows across files)
+    in_run: bool = False
+
+    def resolve(self, run_dir: Path) -> Path:
+        return Path(run_dir) / self.path if self.in_run else Path(self.path)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def footer_sha256(path: Path) -> str:
+    """SHA-256 of a parquet file's footer: changes with any rewrite of the file's data."""
+    with open(path, "rb") as f:
+        f.seek(-FOOTER_TAIL_BYTES, os.SEEK_END)
+        tail = f.read(FOOTER_TAIL_BYTES)
+        length = int.from_bytes(tail[:4], "little")
+        f.seek(-(FOOTER_TAIL_BYTES + length), os.SEEK_END)
+        return hashlib.sha256(f.read(length + FOOTER_TAIL_BYTES)).hexdigest()
+
+
+def record(path: Path, first_row: int, in_run: bool = False) -> SourceFile:
+    """Describe ``path`` (absolute unless ``in_run``) for the index header."""
+    stat = path.stat()
+    rows = pq.ParquetFile(path).metadata.num_rows
+    name = path.name if in_run else str(path.resolve())
+    return SourceFile(name, stat.st_size, stat.st_mtime_ns, footer_sha256(path), rows, first_row, in_run)
+
+
+def changed(source: SourceFile, path: Path) -> str | None:
+    """What differs between ``path`` now and when it was prepared, or None."""
+    if not path.is_file():
+        return "it is missing"
+    stat = path.stat()
+    if stat.st_size != source.size:
+        return f"size {source.size} -> {stat.st_size} bytes"
+    if footer_sha256(path) != source.footer_sha256:
+        return "its parquet footer differs: it was written again"
+    if stat.st_mtime_ns != source.mtime_ns:  # a same-size edit keeps the footer (no string statistics)
+        return "its modification time differs"
+    return None
+
+
+class SourceRows:
+    """Rows of one source parquet file, read by row group; the last row group read is kept."""
+
+    def __init__(self, source: SourceFile, run_dir: Path, index: Path):
+        path = source.resolve(run_dir)
+        problem = changed(source, path)
+        if problem:
+            raise CorpusError(
+                f"Source file {path} changed since the corpus was prepared ({problem}): the rows recorded in "
+                f"{index} no longer match it. Put the original file back, or prepare the run again from the "
+                f"file as it is now: {make_command('submit', RUN=run_dir, CORPUS=path, REDO='all')}")
+        self.path = path
+        self.file = pq.ParquetFile(path, pre_buffer=False)
+        sizes = [self.file.metadata.row_group(g).num_rows for g in range(self.file.num_row_groups)]
+        self.starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+        self.names = set(self.file.schema_arrow.names)
+        self._kept: tuple[int, tuple[str, ...], pa.Table] | None = None
+
+    def groups(self, rows: np.ndarray) -> np.ndarray:
+        """The row group of each of ``rows`` (rows within the file)."""
+        return np.searchsorted(self.starts, rows, side="right") - 1
+
+    def take(self, rows: np.ndarray, columns: tuple[str, ...]) -> dict[str, list | None]:
+        """``columns`` at ``rows`` (ascending), as Python lists; None for a column the file lacks."""
+        present = tuple(c for c in columns if c in self.names)
+        groups = self.groups(rows)
+        parts = []
+        for g in np.unique(groups):
+            table, local = self._group(int(g), present), rows[groups == g] - self.starts[g]
+            contiguous = local[-1] - local[0] + 1 == len(local)  # the usual case: a slice, no copy
+            # (lists, not numpy arrays, go to pyarrow: a numpy array makes it import pandas, ~1 s)
+            parts.append(table.slice(int(local[0]), len(local)) if contiguous else table.take(local.tolist()))
+        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0] if parts else None
+        return {c: table.column(c).to_pylist() if c in present and table is not None else None for c in columns}
+
+    def _group(self, group: int, columns: tuple[str, ...]) -> pa.Table:
+        if self._kept is None or self._kept[:2] != (group, columns):
+            try:
+                table = self.file.read_row_group(group, columns=list(columns), use_threads=False)
+            except (pa.ArrowException, OSError) as err:
+                raise CorpusError(f"{self.path}: row group {group} cannot be read ({err}). "
+                                  "The file is damaged: download or write it again.") from err
+            self._kept = (group, columns, table)
+        return self._kept[2]
