@@ -86,14 +86,23 @@ class Prefetcher:
                 tok = self.collator.tokenize(texts)
                 batches: queue.Queue = queue.Queue()
                 self._ready.put(PreparedChunk(first_row, texts, extra, tok, _drain(batches)))
-                try:
-                    for rows in self.collator.batches(tok, self.budget()):
-                        batches.put(self.collator.collate(tok, rows))
-                finally:
-                    batches.put(_END)
+                if not self._fill(batches, tok):
+                    return
         except BaseException as err:  # noqa: BLE001 (handed to the consumer thread, which re-raises it)
             self._ready.put(_Failure(err))
         self._ready.put(_END)
+
+    def _fill(self, batches: queue.Queue, tok: Tokenized) -> bool:
+        """Collate one chunk's batches into ``batches``; a failure ends that chunk with the error itself
+        (the consumer raises it inside the chunk, never commits a chunk cut short)."""
+        try:
+            for rows in self.collator.batches(tok, self.budget()):
+                batches.put(self.collator.collate(tok, rows))
+        except BaseException as err:  # noqa: BLE001 (raised by _drain in the consumer thread)
+            batches.put(_Failure(err))
+            return False
+        batches.put(_END)
+        return True
 
 
 def read_chunks(corpus: Path, start: int, stop: int, flush_rows: int) -> Iterator[tuple[int, list[str], list[str]]]:
@@ -105,6 +114,8 @@ def read_chunks(corpus: Path, start: int, stop: int, flush_rows: int) -> Iterato
 
 def _drain(batches: queue.Queue) -> Iterator[Batch]:
     while (batch := batches.get()) is not _END:
+        if isinstance(batch, _Failure):
+            raise batch.error
         yield batch
 
 
