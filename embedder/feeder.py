@@ -97,6 +97,11 @@ class FastCollator:
         self.with_types = "token_type_ids" in self.tokenizer.model_input_names
         self.prompt_length = first._get_prompt_length(prompt) if prompt else None
         self.packed = bool(first.can_flatten_inputs)
+        backend = self.tokenizer.backend_tokenizer  # the deep copy's own
+        backend.no_padding()
+        backend.enable_truncation(self.max_len, stride=0, strategy="longest_first",
+                                  direction=self.tokenizer.truncation_side)
+        self._encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)  # fast: no offsets
         self.position_offset = getattr(first, "_flatten_position_offset", 0) if self.packed else 0
 
     def tokenize(self, texts: list[str]) -> Tokenized:
@@ -115,16 +120,12 @@ class FastCollator:
         return Tokenized(lengths, int(sum(cut)), ids, types)
 
     def _encode(self, texts: list[str]) -> tuple[list, list | None, list[bool]]:
-        """Ids truncated like ``Transformer.preprocess`` does, and which rows lost a tail."""
-        enc = self.tokenizer([self.prompt + t for t in texts], truncation=True, max_length=self.max_len,
-                             return_overflowing_tokens=True, return_attention_mask=False,
-                             return_token_type_ids=self.with_types, verbose=False)
-        sample = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
-        first = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]]) if len(sample) else sample
-        cut = np.bincount(sample, minlength=len(texts)) > 1
-        ids = [enc["input_ids"][k] for k in first]
-        types = [enc["token_type_ids"][k] for k in first] if self.with_types else None
-        return ids, types, cut.tolist()
+        """Ids truncated like ``Transformer.preprocess`` does (``truncation=True, max_length``), and which
+        rows lost a tail; straight from the Rust tokenizer, without offsets or Python dicts per row."""
+        encodings = self._encode_batch([self.prompt + t for t in texts])
+        ids = [e.ids for e in encodings]
+        types = [e.type_ids for e in encodings] if self.with_types else None
+        return ids, types, [bool(e.overflowing) for e in encodings]
 
     def batches(self, tok: Tokenized, max_tokens: int) -> list[np.ndarray]:
         group = packed_batches if self.packed else token_budget_batches

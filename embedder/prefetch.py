@@ -8,6 +8,7 @@ page-locked buffers with ``non_blocking=True`` (an option, off by default: not m
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +22,7 @@ from embedder.feeder import Batch, Tokenized
 from kit.corpusfile import read_slice
 
 _END = object()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -117,6 +119,56 @@ def _drain(batches: queue.Queue) -> Iterator[Batch]:
         if isinstance(batch, _Failure):
             raise batch.error
         yield batch
+
+
+class BackgroundWriter:
+    """Runs ``append(*args)`` for each ``put`` in a thread, in order, one chunk behind the compute.
+
+    The device-to-host copy and HDF5 flushes of a chunk overlap the next chunk's forward passes,
+    which run asynchronously on a GPU (and in the simulated device of bench/feed_rate.py). A failed append is raised by the next ``put`` or by ``close``; ``close`` waits for
+    every chunk already handed over, so the rows counted in the shard are the rows written.
+    """
+
+    def __init__(self, append: Callable[..., None], depth: int = 1):
+        self.append = append
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="embed-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, *args) -> None:
+        self._raise()
+        self._queue.put(args)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_END)
+            self._thread.join()
+        self._raise()
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:
+            self.close()  # the chunks handed over are whole: write them, then let the first error through
+        except BaseException:  # noqa: BLE001 (the error of the body is the one to report)
+            log.warning("a chunk write failed while handling another error", exc_info=True)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not _END:
+            if self._error is None:
+                try:
+                    self.append(*item)
+                except BaseException as err:  # noqa: BLE001 (raised in the caller's thread)
+                    self._error = err
 
 
 class PinnedStager:

@@ -23,7 +23,7 @@ from embedder.config import (
     EmbedIdentity,
 )
 from embedder.encode import TextEncoder
-from embedder.prefetch import read_chunks
+from embedder.prefetch import BackgroundWriter, read_chunks
 from embedder.shard import ShardWriter
 from kit.corpusfile import corpus_info
 from kit.errors import ConfigError
@@ -187,9 +187,14 @@ def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _Lo
         with tqdm(total=spec.rows, initial=writer.rows_done, desc=f"shard {spec.index:05d}", unit="doc",
                   file=sys.stderr, mininterval=5, dynamic_ncols=False, ascii=True) as bar:
             chunks = read_chunks(run / CORPUS_FILE, spec.start + writer.rows_done, spec.stop, compute.flush_rows)
-            for start, ids, emb in loaded.encoder.encode_chunks(chunks, on_batch=bar.update):
+
+            def append(start: int, emb, ids) -> None:
                 writer.append(emb, ids)
                 log.info("%s: flushed rows [%d, %d)", spec.describe(), start, start + len(emb))
+
+            with BackgroundWriter(append) as background:  # a chunk's flushes overlap the next one's compute
+                for start, ids, emb in loaded.encoder.encode_chunks(chunks, on_batch=bar.update):
+                    background.put(start, emb, ids)
         seconds = time.monotonic() - t0
         header = writer.commit({
             "finished_at": now_iso(),

@@ -21,4 +21,4 @@ def test_gpu_check_cpu_quick_passes(tmp_path, model_path):
             "max_seq_length_limit", "throughput"} <= set(results)
     assert results["parity"]["float32"]["min_cosine"] >= 0.9999 > results["parity"]["float32"]["shuffled_max"]
     assert results["injected_feeder_failure"]["positions"] >= 2 and results["out_of_memory"]["oom_splits"] >= 1
-    assert "bench/gpu_check.py" not in proc.stderr or "Traceback" not in proc.stderr
+    assert record["imported_forbidden"] == []  # runs where jobs/ and submitit are not installed
