@@ -27,10 +27,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from bench.gpu_shapes import SHAPES, flops_per_token, peak_tflops, shape_model  # noqa: E402
+from bench.gpu_shapes import SHAPES, flops_per_token, peak_tflops, shape_model
 
 CHECKS = []
 
@@ -104,10 +104,10 @@ class Env:
 
 @check
 def environment(env: Env) -> dict:
-    from embedder.model import driver_version, gpu_name
-
     import sentence_transformers
     import transformers
+
+    from embedder.model import driver_version, gpu_name
 
     cuda = env.device == "cuda"
     return {"ok": not cuda or torch.cuda.is_available(), "gpu": gpu_name(env.device) if cuda else "",

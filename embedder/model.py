@@ -118,7 +118,7 @@ def driver_version() -> str:
     if smi is None:
         return "unknown (no nvidia-smi on PATH)"
     try:
-        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], check=False, capture_output=True,
                              text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as err:
         return f"unknown (nvidia-smi failed: {err})"

@@ -146,7 +146,7 @@ class BackgroundWriter:
             self._thread.join()
         self._raise()
 
-    def __enter__(self) -> BackgroundWriter:
+    def __enter__(self) -> BackgroundWriter:  # noqa: PYI034
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
@@ -155,7 +155,7 @@ class BackgroundWriter:
             return
         try:
             self.close()  # the chunks handed over are whole: write them, then let the first error through
-        except BaseException:  # noqa: BLE001 (the error of the body is the one to report)
+        except BaseException:
             log.warning("a chunk write failed while handling another error", exc_info=True)
 
     def _raise(self) -> None:
