@@ -128,28 +128,40 @@ def write_corpus(path: Path, texts: list[str]) -> Path:
     return write(path, texts)
 
 
-def host_capacity(kind: str, docs: int, max_len: int, loop: str, budget: int, flush_rows: int) -> dict:
-    """Docs/s and tokens/s of read, tokenise, group, collate and write, in this process."""
+def host_capacity(kind: str, docs: int, max_len: int, budget: int, flush_rows: int, repeats: int = 3) -> dict:
+    """Docs/s and tokens/s of read, tokenise, group, collate and write, in this process: today's loop and
+    the old one alternately, ``repeats`` times each, the best of each (a shared machine is noisy)."""
+    texts = wiki_texts(docs) if kind == "wiki" else vital_texts(docs)
+    model = load_model(max_len)
+    best: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = write_corpus(Path(tmp) / "corpus.h5", texts)
+        for rep in range(repeats):
+            for loop in ("old", "new"):
+                row = _prepare_all(model, loop, corpus, Path(tmp) / f"shard-{rep}-{loop}.h5", docs, budget,
+                                   flush_rows)
+                if row["docs_s"] > best.get(loop, {}).get("docs_s", 0):
+                    best[loop] = row
+    return best
+
+
+def _prepare_all(model, loop: str, corpus: Path, shard: Path, docs: int, budget: int, flush_rows: int) -> dict:
     from embedder.feeder import FastCollator
     from embedder.prefetch import read_chunks
     from embedder.shard import ShardWriter
     from kit.shardfile import ShardSpec
 
-    texts = wiki_texts(docs) if kind == "wiki" else vital_texts(docs)
-    model = load_model(max_len)
     collator = FastCollator(model, "") if loop == "new" else LegacyCollator(model)
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = write_corpus(Path(tmp) / "corpus.h5", texts)
-        writer = ShardWriter(Path(tmp) / "shard-00000.h5", ShardSpec(0, 0, docs), {"dim": 384}, {})
-        t0, tokens, computed = time.perf_counter(), 0, 0
-        for _, chunk, ids in read_chunks(corpus, 0, docs, flush_rows):
-            tok = collator.tokenize(chunk)
-            for rows in collator.batches(tok, budget):
-                computed += collator.collate(tok, rows).tokens
-            tokens += int(tok.lengths.sum())
-            writer.append(np.zeros((len(chunk), 384), dtype=np.float32), ids)
-        seconds = time.perf_counter() - t0
-        writer.close()
+    writer = ShardWriter(shard, ShardSpec(0, 0, docs), {"dim": 384}, {})
+    t0, tokens, computed = time.perf_counter(), 0, 0
+    for _, chunk, ids in read_chunks(corpus, 0, docs, flush_rows):
+        tok = collator.tokenize(chunk)
+        for rows in collator.batches(tok, budget):
+            computed += collator.collate(tok, rows).tokens
+        tokens += int(tok.lengths.sum())
+        writer.append(np.zeros((len(chunk), 384), dtype=np.float32), ids)
+    seconds = time.perf_counter() - t0
+    writer.close()
     return {"docs_s": docs / seconds, "tokens_s": tokens / seconds, "computed_tokens_s": computed / seconds}
 
 
@@ -218,6 +230,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--docs", type=int, default=8000, help="texts per measurement")
     parser.add_argument("--budget", type=int, default=32768, help="token budget per batch (the CUDA default)")
     parser.add_argument("--flush-rows", type=int, default=256, help="rows per chunk (the first one is not overlapped)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each loop; the best counts")
     parser.add_argument("--quick", action="store_true", help="Wikipedia-length texts and MiniLM only")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -226,13 +239,13 @@ def main(argv=None) -> dict:
     cases = [("wiki", 256)] if args.quick else [("wiki", 256), ("vital", 256), ("wiki", 512)]
     for kind, max_len in cases:
         for cores in sorted({1, cores_all}):
+            best = in_process(cores, "host_capacity", kind=kind, docs=args.docs, max_len=max_len, budget=args.budget,
+                              flush_rows=args.flush_rows, repeats=args.repeats)
             for loop in ("old", "new"):
-                row = in_process(cores, "host_capacity", kind=kind, docs=args.docs, max_len=max_len, loop=loop,
-                                 budget=args.budget, flush_rows=args.flush_rows)
-                row.update(kind=kind, max_len=max_len, cores=cores, loop=loop)
+                row = {**best[loop], "kind": kind, "max_len": max_len, "cores": cores, "loop": loop}
                 out["capacity"].append(row)
                 print(f"(a) {kind:5} max_len {max_len} {cores} core(s) {loop:3} loop: {row['docs_s']:8.0f} docs/s "
-                      f"{row['tokens_s']:9.0f} tokens/s", flush=True)
+                      f"{row['tokens_s']:9.0f} tokens/s (best of {args.repeats})", flush=True)
     for loop in ("old", "new"):
         cap = next(r for r in out["capacity"] if (r["kind"], r["max_len"], r["cores"], r["loop"]) ==
                    ("wiki", 256, cores_all, loop))
