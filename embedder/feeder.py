@@ -24,7 +24,7 @@ CHARS_PER_TOKEN_BOUND = 12  # tokenise at most this many characters per allowed 
 # A text is first cut at a word boundary before max_seq_length x this many characters (English runs
 # 4 to 5 characters a token): tokenising a long text costs no more than its first window. A row whose
 # cut text gives too few tokens is tokenised again whole, so truncated rows are still counted exactly.
-CHARS_PER_TOKEN_CUT = 8
+CHARS_PER_TOKEN_CUT = 6
 
 
 def cut_at_word(text: str, limit: int) -> str:
