@@ -94,12 +94,27 @@ def prepare_cuda_allocator() -> None:
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
+def task_cpus(environ: dict | None = None) -> int:
+    """The cores this task may use: SLURM_CPUS_PER_TASK where Slurm sets it, else the affinity mask."""
+    env = os.environ if environ is None else environ
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    given = env.get("SLURM_CPUS_PER_TASK", "")
+    return min(int(given), cores) if given.isdigit() and int(given) > 0 else cores
+
+
+def prepare_tokenizer_threads() -> None:
+    """The tokenizer's thread pool (Rust, sized once, at its first use) gets the task's cores, not
+    the node's: a 16-core slice of a 128-core node must not run 128 tokenizer threads."""
+    os.environ.setdefault("RAYON_NUM_THREADS", str(task_cpus()))
+
+
 class _LoadedModel:
     """The model, its encoder, the identity every shard it writes records, and how it computes."""
 
     def __init__(self, run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings):
         resolved = model_lib.resolve_model(identity, compute.cache_dir)
         prepare_cuda_allocator()
+        prepare_tokenizer_threads()
         self.device = model_lib.pick_device(compute.device)  # refuses a held GPU it cannot use: before loading
         capability = _capability(self.device)
         dtype = compute_dtype_for(self.device, compute.compute_dtype, capability)

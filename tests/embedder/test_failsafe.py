@@ -247,9 +247,20 @@ def test_a_failed_float32_rerun_names_the_rows_and_the_fix(st_model, texts):
 
 def test_expandable_segments_are_set_before_cuda_starts(tmp_path, monkeypatch, model_path):
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
     _corpus(tmp_path, 3)
     embed_shards([ShardSpec(0, 0, 3)], tmp_path, EmbedIdentity(model=str(model_path)), ComputeSettings(device="cpu"))
     assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert os.environ["RAYON_NUM_THREADS"].isdigit()
+
+
+def test_the_tokenizer_gets_the_task_cores():
+    from embedder.run import task_cpus
+
+    cores = len(os.sched_getaffinity(0))
+    assert task_cpus({}) == cores
+    assert task_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
+    assert task_cpus({"SLURM_CPUS_PER_TASK": str(cores + 64)}) == cores  # never more than the mask allows
 
 
 # 8: MAX_SEQ_LENGTH past the position embeddings.
