@@ -39,17 +39,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
-# name: (family, layers, hidden, heads, kv heads, intermediate, max_seq_length, pooling)
-SHAPES = {
-    "tiny": ("bert", 2, 64, 2, 2, 256, 256, "mean"),
-    "minilm": ("bert", 6, 384, 12, 12, 1536, 256, "mean"),
-    "bert-base": ("bert", 12, 768, 12, 12, 3072, 512, "mean"),
-    "bge-large": ("bert", 24, 1024, 16, 16, 4096, 512, "cls"),
-    "qwen3-0.6b": ("qwen3", 28, 1024, 16, 8, 3072, 2048, "lasttoken"),
-}
-# Dense bf16 tensor-core peaks (no sparsity), FLOP/s, by a substring of torch.cuda.get_device_name().
-PEAKS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12,
-         "L40S": 362e12, "A10": 125e12, "L4": 121e12}
+from bench.gpu_shapes import (  # shapes (qwen3-0.6b: head_dim 128) and device peaks
+    SHAPES,
+    peak_tflops,
+)
+
 WIKI_TOKENS = (6.3, 0.75)  # log-normal mu, sigma of tokens per article: median ~545, mean ~720
 
 
@@ -64,33 +58,15 @@ class Row:
     flop_per_token: float
     mfu_pct: float | None
     parity: float | None
+    shuffled: float | None = None  # the best cosine of a row to ANOTHER text's reference: parity must beat it
 
 
 def build_model(shape: str, folder: Path) -> None:
     """Save a randomly initialised SentenceTransformer of ``shape`` with the shipped tokenizer."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules.transformer import Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
-    from transformers import AutoModel, AutoTokenizer, BertConfig, Qwen3Config
-
+    from bench.gpu_shapes import build
     from jobs.demo import demo_model_path
 
-    family, layers, hidden, heads, kv, inter, max_len, pooling = SHAPES[shape]
-    tokenizer = AutoTokenizer.from_pretrained(str(demo_model_path()))
-    common = {"vocab_size": len(tokenizer), "hidden_size": hidden, "num_hidden_layers": layers,
-                  "num_attention_heads": heads, "intermediate_size": inter, "pad_token_id": tokenizer.pad_token_id}
-    if family == "bert":
-        config = BertConfig(max_position_embeddings=512, **common)
-    else:
-        config = Qwen3Config(num_key_value_heads=kv, head_dim=hidden // heads, max_position_embeddings=32768,
-                             **common)
-    torch.manual_seed(0)
-    backbone = folder / "backbone"
-    AutoModel.from_config(config).to(torch.bfloat16).save_pretrained(backbone)
-    tokenizer.save_pretrained(backbone)
-    transformer = Transformer(str(backbone), max_seq_length=max_len)
-    SentenceTransformer(modules=[transformer, Pooling(hidden, pooling_mode=pooling)], device="cpu").save(str(folder))
+    build(shape, folder, demo_model_path())
 
 
 def load(folder: Path, device: str, dtype: str, attention: str | None = None):
@@ -120,24 +96,23 @@ def make_texts(kind: str, rows: int, seed: int = 0) -> list[str]:
 
 
 def flop_per_token(model, lengths: np.ndarray) -> float:
-    """2 x non-embedding parameters, plus attention (QK^T and AV: 4 x layers x context x width)."""
+    """2 x non-embedding parameters (not the BERT pooler: once per row), plus attention (QK^T and AV:
+    4 x layers x context x width, halved for causal models)."""
     backbone = model[0].model
-    params = sum(p.numel() for name, p in backbone.named_parameters() if "embed" not in name)
+    params = sum(p.numel() for name, p in backbone.named_parameters() if "embed" not in name and "pooler" not in name)
     config = backbone.config
     width = config.num_attention_heads * getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
     context = float((lengths.astype(np.float64) ** 2).sum() / max(lengths.sum(), 1))  # mean context per token
-    return 2.0 * params + 4.0 * config.num_hidden_layers * context * width
+    causal = 0.5 if getattr(config, "is_decoder", False) or config.model_type.startswith("qwen") else 1.0
+    return 2.0 * params + 4.0 * config.num_hidden_layers * context * width * causal
 
 
 def device_peak(device: str, override_tflops: float | None) -> float | None:
+    """Dense bf16 peak, FLOP/s: H100/H200 NVL, L40 and MIG slices by bench/gpu_shapes.peak_tflops."""
     if override_tflops:
         return override_tflops * 1e12
-    if device.startswith("cuda"):
-        import torch
-
-        name = torch.cuda.get_device_name()
-        return next((peak for key, peak in PEAKS.items() if key in name), None)
-    return None
+    peak = peak_tflops() if device.startswith("cuda") else None
+    return peak * 1e12 if peak else None
 
 
 def sync(device: str) -> None:
@@ -157,6 +132,10 @@ def timed(fn, device: str) -> tuple[float, object]:
 
 def cosine_min(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
+
+
+def cosine_max(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).max())
 
 
 def fixed_costs(folder: Path, device: str, dtype: str, texts: list[str], budget: int) -> dict[str, float]:
@@ -192,8 +171,9 @@ class Measure:
         tokens_per_s = lengths.sum() / seconds
         mfu = 100 * tokens_per_s * fpt / self.peak if self.peak else None
         parity = cosine_min(emb, self.reference) if self.reference is not None else None
+        shuffled = cosine_max(emb, np.roll(self.reference, 1, axis=0)) if self.reference is not None else None
         row = Row(self.shape, self.kind, method, len(self.texts) / seconds, float(tokens_per_s),
-                  100 * (1 - lengths.sum() / computed_tokens), fpt, mfu, parity)
+                  100 * (1 - lengths.sum() / computed_tokens), fpt, mfu, parity, shuffled)
         self.rows.append(row)
         print(format_row(row), flush=True)
         return row
@@ -206,7 +186,7 @@ def padded_plain(texts: list[str], lengths: np.ndarray, batch_size: int) -> int:
 
 def format_row(r: Row) -> str:
     mfu = f"{r.mfu_pct:5.1f}" if r.mfu_pct is not None else "  n/a"
-    parity = f"{r.parity:.5f}" if r.parity is not None else "    ref"
+    parity = f"{r.parity:.5f} (other text {r.shuffled:.3f})" if r.parity is not None else "    ref"
     return (f"{r.shape:>11} {r.texts:>8} {r.method:<34} {r.docs_per_s:9.1f} {r.tokens_per_s:11.0f} "
             f"{r.padding_pct:6.1f} {r.flop_per_token / 1e6:9.1f} {mfu} {parity}")
 
@@ -236,12 +216,30 @@ def kit_runs(m: Measure, folder: Path, dtype: str, attentions: list[str | None],
             encoder = TextEncoder(model, prompt="", normalize=False, max_tokens=budget, pin_memory=pin_memory)
             encoder.encode(m.texts[:64])
             before = encoder.counters.computed_tokens
-            seconds, emb = timed(lambda encoder=encoder: encoder.encode(m.texts), m.device)
+            seconds, emb = timed(lambda encoder=encoder: shard_loop(encoder, m.texts), m.device)
             from embedder.model import attention_description
 
             name = f"kit {dtype} {attention_description(model)} {budget // 1024}k{' pinned' if pin_memory else ''}"
             m.add(name, seconds, emb, model, encoder.counters.computed_tokens - before)
         del model
+
+
+def shard_loop(encoder, texts: list[str], flush_rows: int = 2048) -> np.ndarray:
+    """The kit as a task runs it: chunks of ``flush_rows``, each written to a shard by the writer thread."""
+    from embedder.prefetch import BackgroundWriter
+    from embedder.shard import ShardWriter
+    from kit.shardfile import ShardSpec
+
+    chunks = [(s, texts[s:s + flush_rows], [str(i) for i in range(s, min(s + flush_rows, len(texts)))])
+              for s in range(0, len(texts), flush_rows)]
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = ShardWriter(Path(tmp) / "shard-00000.h5", ShardSpec(0, 0, len(texts)), {"dim": encoder.dim}, {})
+        with BackgroundWriter(writer.append) as background:
+            for _, ids, emb in encoder.encode_chunks(chunks):
+                background.put(emb, ids)
+        out = writer.h5["embeddings"][:]
+        writer.close()
+    return out
 
 
 def parse_args(argv=None) -> argparse.Namespace:

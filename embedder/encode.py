@@ -5,11 +5,14 @@ Each chunk of texts is tokenised once (``embedder.feeder``) in a background thre
 Pooling, Dense, Normalize modules), and their outputs stay on the device until the chunk is
 done: one copy to the host and one finiteness check per chunk. Rows that come out non-finite in
 low precision are redone in float32. A CUDA out-of-memory error halves the batch's token budget
-and retries, down to a single row.
+and retries, down to a single row (retried once more after freeing memory); the budget grows back,
+doubling after each chunk that ran without one, so a transient error does not slow the whole task.
+Every row of a chunk is checked on the host to have been computed before the chunk is returned.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -51,7 +54,9 @@ class TextEncoder:
         self.model = model.eval()
         self.prompt = prompt
         self.normalize = normalize
-        self.max_tokens = max_tokens  # lowered for good after an out-of-memory error
+        self.max_tokens = max_tokens  # lowered after an out-of-memory error, grows back after clean chunks
+        self.start_tokens = max_tokens
+        self.lowest_tokens = max_tokens  # the smallest budget used (recorded as max_tokens_per_batch_settled)
         self.device = model.device
         self.collator = make_collator(model, prompt)
         # Only FastCollator may run in a thread: it owns its tokenizer and collates without one.
@@ -88,15 +93,20 @@ class TextEncoder:
         self.counters.text_tokens += int(chunk.tok.lengths.sum())
         out = torch.empty((chunk.rows, self.dim), dtype=torch.float32, device=self.device)
         finite = torch.ones(chunk.rows, dtype=torch.bool, device=self.device)
+        computed = np.zeros(chunk.rows, dtype=bool)  # on the host: which rows a forward pass filled
+        splits = self.counters.oom_splits
         for batch in chunk.batches:
             for piece in self._fitting(chunk, batch):
-                self._forward(piece, chunk, out, finite)
+                self._forward(piece, chunk, out, finite, computed)
                 on_batch(len(piece.rows))
+        _check_computed(computed, chunk.first_row)
         emb, finite = out.cpu().numpy(), finite.cpu().numpy()
         if not finite.all():
             bad = np.flatnonzero(~finite)
             emb[bad] = self._rescue([chunk.texts[i] for i in bad], chunk, bad)
             self.counters.recomputed_rows += len(bad)
+        if self.counters.oom_splits == splits and self.max_tokens < self.start_tokens:
+            self.max_tokens = min(self.max_tokens * 2, self.start_tokens)  # a clean chunk: grow back
         return emb
 
     def _fitting(self, chunk: PreparedChunk, batch: Batch) -> Iterator[Batch]:
@@ -107,24 +117,32 @@ class TextEncoder:
         for rows in self.collator.batches(_subset(chunk.tok, batch.rows), self.max_tokens):
             yield self.collator.collate(chunk.tok, batch.rows[rows])
 
-    def _forward(self, batch: Batch, chunk: PreparedChunk, out: torch.Tensor, finite: torch.Tensor) -> None:
+    def _forward(self, batch: Batch, chunk: PreparedChunk, out: torch.Tensor, finite: torch.Tensor,
+                 computed: np.ndarray) -> None:
         """Embed ``batch`` into its rows of ``out``; on out-of-memory, split it and retry the pieces."""
-        try:
-            emb, index = self._run(batch)
-        except torch.OutOfMemoryError:
-            emb = None  # handled outside the except block, so the failed pass's tensors are freed first
-        if emb is None:
+        result = self._try_run(batch)
+        if result is None and len(batch.rows) == 1:
+            release_memory(self.device)  # one more try for a single row: the error may have been transient
+            result = self._try_run(batch)
+        if result is None:
             for piece in self._split_after_oom(batch, chunk):
-                self._forward(piece, chunk, out, finite)
+                self._forward(piece, chunk, out, finite, computed)
             return
+        emb, index = result
         out[index] = emb
         finite[index] = torch.isfinite(emb).all(dim=1)  # checked once per chunk: no sync per batch
+        computed[batch.rows] = True
         self.counters.batches += 1
         self.counters.computed_tokens += batch.tokens
 
+    def _try_run(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        try:
+            return self._run(batch)
+        except torch.OutOfMemoryError:
+            return None  # handled outside the except block, so the failed pass's tensors are freed first
+
     def _split_after_oom(self, batch: Batch, chunk: PreparedChunk) -> list[Batch]:
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        release_memory(self.device)
         if len(batch.rows) == 1:
             row = chunk.first_row + int(batch.rows[0])
             raise EncodeError(
@@ -132,6 +150,7 @@ class TextEncoder:
                 f"Set MAX_SEQ_LENGTH= below {int(self.model.max_seq_length)}, use a smaller model, or a GPU "
                 "with more memory.")
         self.max_tokens = max(min(self.max_tokens, batch.tokens) // 2, 1)
+        self.lowest_tokens = min(self.lowest_tokens, self.max_tokens)
         self.counters.oom_splits += 1
         log.warning("out of memory on a batch of %d rows (%d tokens): token budget now %d, retrying in pieces",
                     len(batch.rows), batch.tokens, self.max_tokens)
@@ -154,17 +173,51 @@ class TextEncoder:
         return (torch.nn.functional.normalize(emb, p=2, dim=1) if self.normalize else emb), index
 
     def _rescue(self, texts: list[str], chunk: PreparedChunk, bad: np.ndarray) -> np.ndarray:
+        """Rows that were non-finite, in float32 with a model loaded for them and freed after."""
         first = chunk.first_row + int(bad[0])
         if self._fallback_loader is None:
             raise EncodeError(f"{len(bad)} rows gave non-finite embeddings in float32; first is corpus row {first}.")
-        if self._fallback is None:
-            self._fallback = self._fallback_loader()
-        emb = np.asarray(self._fallback.encode(texts, prompt=self.prompt or None, batch_size=8,
-                                               normalize_embeddings=self.normalize, convert_to_numpy=True,
-                                               show_progress_bar=False), dtype=np.float32)
+        try:
+            emb = self._rescue_with_fallback(texts)
+        finally:
+            self._fallback = None  # freed: the float32 copy must not sit beside the model for the whole task
+            release_memory(self.device)
+        if emb is None:
+            raise EncodeError(f"{len(bad)} rows were non-finite in {self.model.dtype} and their float32 rerun ran "
+                              f"out of {self.device} memory; first is corpus row {first}. Pass COMPUTE_DTYPE=float32.")
         if not np.isfinite(emb).all():
             raise EncodeError(f"Rows stay non-finite in float32; first is corpus row {first}.")
         return emb
+
+    def _rescue_with_fallback(self, texts: list[str]) -> np.ndarray | None:
+        """Float32 rows, retried one row at a time after an out-of-memory error; None if even that fails."""
+        for batch_size in (8, 1):
+            try:
+                if self._fallback is None:
+                    self._fallback = self._fallback_loader()
+                return np.asarray(self._fallback.encode(
+                    texts, prompt=self.prompt or None, batch_size=batch_size, normalize_embeddings=self.normalize,
+                    convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+            except torch.OutOfMemoryError:
+                log.warning("out of memory in the float32 rerun of %d rows (batch %d)", len(texts), batch_size)
+            release_memory(self.device)
+        return None
+
+
+def release_memory(device: torch.device) -> None:
+    """Free what an out-of-memory pass left: Python garbage first (it holds tensors), then CUDA's cache."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _check_computed(computed: np.ndarray, first_row: int) -> None:
+    """Refuse a chunk with rows no forward pass filled (they hold whatever the buffer held)."""
+    missing = np.flatnonzero(~computed)
+    if len(missing):
+        raise EncodeError(f"{len(missing)} rows of the chunk at corpus row {first_row} were never computed (first: "
+                          f"corpus row {first_row + int(missing[0])}); nothing of this chunk was written. "
+                          "Run the same command again to resume.")
 
 
 def _subset(tok: Tokenized, rows: np.ndarray) -> Tokenized:

@@ -12,6 +12,7 @@ Models this cannot mirror (chat templates, custom processor arguments, slow toke
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,23 @@ import torch
 from embedder.batching import computed_tokens, packed_batches, token_budget_batches
 
 CHARS_PER_TOKEN_BOUND = 12  # tokenise at most this many characters per allowed token
+# A text is first cut at a word boundary before max_seq_length x this many characters (English runs
+# 4 to 5 characters a token): tokenising a long text costs no more than its first window. A row whose
+# cut text gives too few tokens is tokenised again whole, so truncated rows are still counted exactly.
+CHARS_PER_TOKEN_CUT = 6
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` up to the last whitespace before ``limit`` characters (whole if shorter).
+
+    Tokenizers split words at whitespace first (WordPiece, byte-level BPE, Metaspace), so the tokens
+    of the cut text are the first tokens of the whole text. Without whitespace in the last half of
+    the window the cut falls at ``CHARS_PER_TOKEN_BOUND`` characters a token, as before.
+    """
+    if len(text) <= limit:
+        return text
+    end = max(text.rfind(" ", limit // 2, limit), text.rfind("\n", limit // 2, limit))
+    return text[:end] if end > 0 else text[:limit * CHARS_PER_TOKEN_BOUND // CHARS_PER_TOKEN_CUT]
 
 
 @dataclass
@@ -79,14 +97,19 @@ class FastCollator:
         self.with_types = "token_type_ids" in self.tokenizer.model_input_names
         self.prompt_length = first._get_prompt_length(prompt) if prompt else None
         self.packed = bool(first.can_flatten_inputs)
-        self.flatten = first.data_collator if self.packed else None
+        backend = self.tokenizer.backend_tokenizer  # the deep copy's own
+        backend.no_padding()
+        backend.enable_truncation(self.max_len, stride=0, strategy="longest_first",
+                                  direction=self.tokenizer.truncation_side)
+        self._encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)  # fast: no offsets
         self.position_offset = getattr(first, "_flatten_position_offset", 0) if self.packed else 0
 
     def tokenize(self, texts: list[str]) -> Tokenized:
-        """One tokenizer call over the prefixes; rows whose prefix was too short are redone whole."""
-        limit = (self.max_len + 1) * CHARS_PER_TOKEN_BOUND
-        ids, types, cut = self._encode([t[:limit] for t in texts])
-        redo = [i for i, t in enumerate(texts) if len(t) > limit and not cut[i]]  # > 12 chars a token
+        """One tokenizer call over the cut texts; rows whose cut gave too few tokens are redone whole."""
+        limit = self.max_len * CHARS_PER_TOKEN_CUT
+        heads = [cut_at_word(t, limit) for t in texts]
+        ids, types, cut = self._encode(heads)
+        redo = [i for i, t in enumerate(texts) if len(heads[i]) < len(t) and not cut[i]]
         if redo:
             r_ids, r_types, r_cut = self._encode([texts[i] for i in redo])
             for j, i in enumerate(redo):
@@ -97,16 +120,12 @@ class FastCollator:
         return Tokenized(lengths, int(sum(cut)), ids, types)
 
     def _encode(self, texts: list[str]) -> tuple[list, list | None, list[bool]]:
-        """Ids truncated like ``Transformer.preprocess`` does, and which rows lost a tail."""
-        enc = self.tokenizer([self.prompt + t for t in texts], truncation=True, max_length=self.max_len,
-                             return_overflowing_tokens=True, return_attention_mask=False,
-                             return_token_type_ids=self.with_types, verbose=False)
-        sample = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
-        first = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]]) if len(sample) else sample
-        cut = np.bincount(sample, minlength=len(texts)) > 1
-        ids = [enc["input_ids"][k] for k in first]
-        types = [enc["token_type_ids"][k] for k in first] if self.with_types else None
-        return ids, types, cut.tolist()
+        """Ids truncated like ``Transformer.preprocess`` does (``truncation=True, max_length``), and which
+        rows lost a tail; straight from the Rust tokenizer, without offsets or Python dicts per row."""
+        encodings = self._encode_batch([self.prompt + t for t in texts])
+        ids = [e.ids for e in encodings]
+        types = [e.type_ids for e in encodings] if self.with_types else None
+        return ids, types, [bool(e.overflowing) for e in encodings]
 
     def batches(self, tok: Tokenized, max_tokens: int) -> list[np.ndarray]:
         group = packed_batches if self.packed else token_budget_batches
@@ -120,30 +139,40 @@ class FastCollator:
         return Batch(rows, features, computed_tokens(tok.lengths[rows], self.packed))
 
     def _padded(self, tok: Tokenized, rows: np.ndarray) -> dict:
-        width = int(tok.lengths[rows].max())
+        """Rows x longest row, filled with numpy from the flat ids (no loop over rows)."""
+        lengths = tok.lengths[rows]
+        width = max(int(lengths.max()), 1)
+        cols = np.arange(width)
+        mask = cols >= width - lengths[:, None] if self.left else cols < lengths[:, None]
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        types = np.zeros((len(rows), width), dtype=np.int64) if tok.type_ids is not None else None
-        for k, row in enumerate(rows):
-            n = int(tok.lengths[row])
-            cols = slice(width - n, width) if self.left else slice(0, n)
-            ids[k, cols], mask[k, cols] = tok.ids[row], 1
-            if types is not None:
-                types[k, cols] = tok.type_ids[row]
-        out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-        if types is not None:
+        ids[mask] = _flat(tok.ids, rows, int(lengths.sum()))
+        out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
+        if tok.type_ids is not None:
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            types[mask] = _flat(tok.type_ids, rows, int(lengths.sum()))
             out["token_type_ids"] = torch.from_numpy(types)
         return out
 
     def _packed(self, tok: Tokenized, rows: np.ndarray) -> dict:
-        """Exactly what ``Transformer.preprocess`` builds when it flattens a batch for flash attention."""
-        samples = [{"input_ids": tok.ids[r], **({"token_type_ids": tok.type_ids[r]} if tok.type_ids else {})}
-                   for r in rows]
-        out = self.flatten(samples)
-        out.pop("labels", None)
-        if self.position_offset:
-            out["position_ids"] = out["position_ids"] + self.position_offset
-        return dict(out)
+        """What ``Transformer.preprocess`` builds when it flattens a batch for flash attention
+        (``DataCollatorWithFlattening``), with numpy. A zero-token row gets one padding token, so
+        every row stays one sequence and the pooled rows stay aligned with ``rows``."""
+        lengths = np.maximum(tok.lengths[rows], 1)
+        ids = [tok.ids[r] or [self.pad_id] for r in rows]
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        ends = np.cumsum(lengths)
+        starts = np.repeat(ends - lengths, lengths)
+        cu = torch.from_numpy(np.r_[0, ends].astype(np.int32))
+        longest = int(lengths.max())
+        return {"input_ids": torch.from_numpy(flat)[None],
+                "position_ids": torch.from_numpy(np.arange(len(flat)) - starts + self.position_offset)[None],
+                "seq_idx": torch.from_numpy(np.repeat(np.arange(len(rows), dtype=np.int32), lengths))[None],
+                "cu_seq_lens_q": cu, "cu_seq_lens_k": cu.clone(), "max_length_q": longest, "max_length_k": longest}
+
+
+def _flat(values: list[list[int]], rows: np.ndarray, total: int) -> np.ndarray:
+    """The lists ``values[r]`` for ``r`` in ``rows``, concatenated, as int64."""
+    return np.fromiter(itertools.chain.from_iterable(values[r] for r in rows), dtype=np.int64, count=total)
 
 
 class PreprocessCollator:

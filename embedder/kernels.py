@@ -27,8 +27,29 @@ def flash_kernel_version() -> int:
     return FLASH_ATTN_KERNEL_VERSIONS[FLASH_KERNEL_REPO]
 
 
+FLASH_MIN_CAPABILITY = (8, 0)  # FlashAttention-2 runs on Ampere (sm80) and newer
+
+
 def _flash_attn_installed() -> bool:
-    return importlib.util.find_spec("flash_attn") is not None
+    """True when the flash-attn package imports: a wheel built for another torch or CUDA is found but
+    fails to import (undefined symbol), the most common flash-attn failure.
+
+    Raises:
+        ConfigError: flash-attn is installed but cannot be imported, with the cause and the fix.
+    """
+    if importlib.util.find_spec("flash_attn") is None:
+        return False
+    try:
+        import flash_attn  # noqa: F401
+        from flash_attn import flash_attn_varlen_func  # noqa: F401
+    except Exception as err:  # ImportError, OSError (undefined symbol), RuntimeError: all mean "cannot run"
+        raise ConfigError(
+            f"ATTENTION=flash: flash-attn is installed but cannot be imported ({type(err).__name__}: "
+            f"{str(err)[:300]}); it was built for another torch or CUDA. Reinstall it for this torch "
+            "(pip install --no-build-isolation --force-reinstall flash-attn), uninstall it to use the "
+            "prebuilt kernel (pip uninstall flash-attn; make stage-model ATTENTION=flash), or use ATTENTION=sdpa."
+        ) from err
+    return True
 
 
 def _kernels(cache_dir: str | None):
@@ -67,11 +88,15 @@ def stage_flash_kernel(cache_dir: str | None = None) -> str:
     return str(Path(path))
 
 
-def check_flash_attention(device: str, dtype: str, cache_dir: str | None = None, model: str = "") -> None:
+def check_flash_attention(device: str, dtype: str, cache_dir: str | None = None, model: str = "",
+                          capability: tuple[int, int] | None = None) -> None:
     """Refuse ATTENTION=flash, before the model loads, where it cannot run; offline.
 
+    ``capability`` is the GPU's (major, minor); None asks torch.
+
     Raises:
-        ConfigError: not CUDA, float32, or no kernel installed or staged, with the next step.
+        ConfigError: not CUDA, a GPU older than sm80, float32, or no kernel that imports or is staged,
+            with the next step.
     """
     if device != "cuda":
         raise ConfigError(f"ATTENTION=flash runs on CUDA GPUs only; this task's device is {device}. "
@@ -79,10 +104,19 @@ def check_flash_attention(device: str, dtype: str, cache_dir: str | None = None,
     if dtype not in FLASH_DTYPES:
         raise ConfigError(f"ATTENTION=flash computes in bfloat16 or float16, not {dtype}. Drop COMPUTE_DTYPE "
                           "(bfloat16 is the CUDA default) or use ATTENTION=sdpa.")
+    if capability is None:
+        import torch
+
+        capability = torch.cuda.get_device_capability()
+    if tuple(capability) < FLASH_MIN_CAPABILITY:
+        raise ConfigError(f"ATTENTION=flash needs an Ampere or newer GPU (compute capability 8.0+); this one is "
+                          f"{capability[0]}.{capability[1]}. Use ATTENTION=sdpa (the default).")
     if _flash_attn_installed():
         return
+    from embedder.model import force_offline
+
+    force_offline()  # before ``kernels`` (and huggingface_hub) are imported: has_kernel must not go online
     kernels = _kernels(cache_dir)
-    os.environ["HF_HUB_OFFLINE"] = "1"
     if not kernels.has_kernel(FLASH_KERNEL_REPO, version=flash_kernel_version()):
         from kit.commands import make_command
 

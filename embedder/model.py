@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedder.config import EmbedIdentity
-from kit.errors import ModelNotFoundError
+from kit.errors import ConfigError, ModelNotFoundError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -83,17 +83,114 @@ def weights_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def pick_device(requested: str) -> str:
-    """``auto``: CUDA, then MPS, then CPU."""
+def force_offline() -> None:
+    """No hub access from here on, also where ``huggingface_hub`` has already read its environment.
+
+    ``huggingface_hub.constants`` reads HF_HUB_OFFLINE once, at import; transformers and ``kernels``
+    ask ``huggingface_hub.is_offline_mode()``, which returns that constant.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import sys
+
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+
+
+# Variables through which a scheduler (or a user) hands this process GPUs.
+GPU_CLAIM_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
+
+
+def gpu_claims(environ: dict | None = None) -> dict[str, str]:
+    """The variables that say this process holds GPUs (empty, ``-1`` and ``NoDevFiles`` say none)."""
+    env = os.environ if environ is None else environ
+    none = {"", "-1", "NoDevFiles"}
+    return {k: env[k] for k in GPU_CLAIM_VARIABLES
+            if env.get(k, "").strip() not in (none | {"0"} if k == "SLURM_GPUS_ON_NODE" else none)}
+
+
+def driver_version() -> str:
+    """The NVIDIA driver as nvidia-smi reports it, or why it could not be asked."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "unknown (no nvidia-smi on PATH)"
+    try:
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], check=False, capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"unknown (nvidia-smi failed: {err})"
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else (
+        f"unknown (nvidia-smi: {(out.stderr or out.stdout).strip()[:200]})")
+
+
+def cuda_unusable_message(claims: dict[str, str], requested: str, gpus_requested: bool) -> str:
+    """Why a task that holds a GPU refuses to run on the CPU, with torch's CUDA and the driver."""
     import torch
 
-    if requested != "auto":
+    held = ", ".join(f"{k}={v}" for k, v in claims.items()) or (
+        "the profile requests GPUs" if gpus_requested else f"DEVICE={requested}")
+    built = torch.version.cuda or "none (a CPU-only torch wheel)"
+    return (f"This task holds or asks for a GPU ({held}) but torch cannot use it: torch {torch.__version__} built for CUDA "
+            f"{built}, NVIDIA driver {driver_version()}. DEVICE={requested} would run on the CPU at a fraction "
+            "of the speed. Install a torch wheel whose CUDA the driver supports (pip install torch --index-url "
+            "https://download.pytorch.org/whl/cu126 for drivers >= 560), or check the GPU request of the "
+            "profile; to run on the CPU on purpose, pass DEVICE=cpu.")
+
+
+def pick_device(requested: str, gpus_requested: bool = False, environ: dict | None = None) -> str:
+    """``auto``: CUDA, then MPS, then CPU; never the CPU when this process holds a GPU it cannot use.
+
+    Raises:
+        ConfigError: CUDA is asked for, held (CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS, SLURM_STEP_GPUS) or
+            requested by the profile, and ``torch.cuda.is_available()`` is False: before the model loads.
+    """
+    import torch
+
+    if requested not in ("auto", "cuda"):
         return requested
     if torch.cuda.is_available():
         return "cuda"
+    claims = gpu_claims(environ)
+    if requested == "cuda" or claims or gpus_requested:
+        raise ConfigError(cuda_unusable_message(claims, requested, gpus_requested))
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def gpu_name(device: str) -> str:
+    """The GPU's name and compute capability (``NVIDIA H100 80GB HBM3 sm90``), or "" off CUDA."""
+    import torch
+
+    if device != "cuda":
+        return ""
+    major, minor = torch.cuda.get_device_capability()
+    return f"{torch.cuda.get_device_name()} sm{major}{minor}"
+
+
+def position_limit(config) -> int | None:
+    """The longest input the model's position embeddings take (RoBERTa-style offsets removed), or None."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "mpnet"):
+        limit -= int(getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after the padding index
+    return limit
+
+
+def check_max_seq_length(requested: int | None, config, model_name: str) -> None:
+    """Refuse a MAX_SEQ_LENGTH the model has no positions for (on CUDA: a device-side assert, not an error).
+
+    Raises:
+        ConfigError: naming the model's limit.
+    """
+    limit = position_limit(config)
+    if requested is not None and limit is not None and requested > limit:
+        raise ConfigError(f"MAX_SEQ_LENGTH={requested} is more than {model_name!r} has positions for ({limit}, "
+                          f"max_position_embeddings of its config). Pass MAX_SEQ_LENGTH={limit} or less.")
 
 
 # ATTENTION= values and the transformers attn_implementation each loads (None: the model's own).
@@ -108,7 +205,7 @@ def load_model(resolved: ResolvedModel, identity: EmbedIdentity, device: str, dt
     where the architecture supports it). ``flash`` also packs batches without padding
     (sentence-transformers does so when a varlen flash kernel is importable).
     """
-    os.environ["HF_HUB_OFFLINE"] = "1"  # belt and braces: a compute task never reaches a hub
+    force_offline()  # belt and braces: a compute task never reaches a hub
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -117,6 +214,8 @@ def load_model(resolved: ResolvedModel, identity: EmbedIdentity, device: str, dt
         model_kwargs["attn_implementation"] = ATTN_IMPLEMENTATIONS[attention]
     model = SentenceTransformer(str(resolved.path), device=device, local_files_only=True, model_kwargs=model_kwargs)
     if identity.max_seq_length:
+        check_max_seq_length(identity.max_seq_length, getattr(getattr(model[0], "model", None), "config", None),
+                             resolved.name)
         model.max_seq_length = identity.max_seq_length
     if identity.prompt_name and identity.prompt_name not in model.prompts:
         raise ModelNotFoundError(

@@ -8,19 +8,19 @@ page-locked buffers with ``non_blocking=True`` (an option, off by default: not m
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from embedder.feeder import Batch, Tokenized
-from kit.corpusfile import read_slice
 
 _END = object()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,26 +86,80 @@ class Prefetcher:
                 tok = self.collator.tokenize(texts)
                 batches: queue.Queue = queue.Queue()
                 self._ready.put(PreparedChunk(first_row, texts, extra, tok, _drain(batches)))
-                try:
-                    for rows in self.collator.batches(tok, self.budget()):
-                        batches.put(self.collator.collate(tok, rows))
-                finally:
-                    batches.put(_END)
+                if not self._fill(batches, tok):
+                    return
         except BaseException as err:  # noqa: BLE001 (handed to the consumer thread, which re-raises it)
             self._ready.put(_Failure(err))
         self._ready.put(_END)
 
-
-def read_chunks(corpus: Path, start: int, stop: int, flush_rows: int) -> Iterator[tuple[int, list[str], list[str]]]:
-    """``(first row, texts, ids)`` of corpus rows ``[start, stop)`` in chunks of ``flush_rows``, read lazily."""
-    for lo in range(start, stop, flush_rows):
-        rows = read_slice(corpus, lo, min(lo + flush_rows, stop))
-        yield lo, rows["texts"], rows["ids"]
+    def _fill(self, batches: queue.Queue, tok: Tokenized) -> bool:
+        """Collate one chunk's batches into ``batches``; a failure ends that chunk with the error itself
+        (the consumer raises it inside the chunk, never commits a chunk cut short)."""
+        try:
+            for rows in self.collator.batches(tok, self.budget()):
+                batches.put(self.collator.collate(tok, rows))
+        except BaseException as err:  # noqa: BLE001 (raised by _drain in the consumer thread)
+            batches.put(_Failure(err))
+            return False
+        batches.put(_END)
+        return True
 
 
 def _drain(batches: queue.Queue) -> Iterator[Batch]:
     while (batch := batches.get()) is not _END:
+        if isinstance(batch, _Failure):
+            raise batch.error
         yield batch
+
+
+class BackgroundWriter:
+    """Runs ``append(*args)`` for each ``put`` in a thread, in order, one chunk behind the compute.
+
+    The device-to-host copy and HDF5 flushes of a chunk overlap the next chunk's forward passes,
+    which run asynchronously on a GPU (and in the simulated device of bench/feed_rate.py). A failed append is raised by the next ``put`` or by ``close``; ``close`` waits for
+    every chunk already handed over, so the rows counted in the shard are the rows written.
+    """
+
+    def __init__(self, append: Callable[..., None], depth: int = 1):
+        self.append = append
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="embed-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, *args) -> None:
+        self._raise()
+        self._queue.put(args)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_END)
+            self._thread.join()
+        self._raise()
+
+    def __enter__(self) -> BackgroundWriter:  # noqa: PYI034
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:
+            self.close()  # the chunks handed over are whole: write them, then let the first error through
+        except BaseException:
+            log.warning("a chunk write failed while handling another error", exc_info=True)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not _END:
+            if self._error is None:
+                try:
+                    self.append(*item)
+                except BaseException as err:  # noqa: BLE001 (raised in the caller's thread)
+                    self._error = err
 
 
 class PinnedStager:

@@ -112,9 +112,10 @@ def test_demo_embeds_vital_articles_with_topics(tmp_path):
 def test_one_worker_per_visible_gpu_each_pinned_to_its_device(tmp_path, vital_jsonl, model_path, st_model):
     corpus, records = vital_jsonl(24)
     run = tmp_path / "gpus"
-    # No GPU here: the tasks fall back to CPU, but each must see only the device it was given.
+    # No GPU here: DEVICE=cpu on purpose (auto refuses a held GPU it cannot use), each task sees only its device.
     out = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
-                   str(model_path), "--shards", "4", "--map", "--wait", env={"CUDA_VISIBLE_DEVICES": "3,5"}).stdout
+                   str(model_path), "--shards", "4", "--map", "--wait", "--device", "cpu",
+                   env={"CUDA_VISIBLE_DEVICES": "3,5"}).stdout
     stages = [j["stage"] for j in json.loads((run / "run.json").read_text())["jobs"]]
     assert stages == ["embed", "embed", "merge", "map"]  # MAP=1: the map after the merge
     assert "Map: " in out and (run / "map.html").exists() and (run / "map.h5").exists()

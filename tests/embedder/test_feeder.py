@@ -64,3 +64,17 @@ def test_packed_batches_equal_the_flattened_preprocess(fresh_model, texts):
     assert collator.packed and all(collator.collate(tok, b).tokens <= 3000 for b in batches if len(b) > 1)
     for rows in batches[:3]:
         _assert_same(collator.collate(tok, rows).features, fresh_model.preprocess([texts[i] for i in rows]))
+
+
+def test_the_character_cut_keeps_the_ids_and_counts_truncated_rows_exactly(st_model):
+    """Texts cut at a word boundary first: ids as the whole text's, truncation counted as on the whole text."""
+    words = ["the", "antidisestablishmentarianism", "y" * 40, "a", "2026-12-02", "Zürich"]
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=n)) for n in (120, 250, 253, 254, 255, 400, 2000)]
+    texts += ["\n".join(["x" * 30] * 200), "é" * 5000]  # a cut at a newline; no whitespace at all
+    collator = FastCollator(st_model, "")
+    tok = collator.tokenize(texts)
+    whole = st_model.tokenizer(texts, truncation=True, max_length=st_model.max_seq_length)["input_ids"]
+    untruncated = st_model.tokenizer(texts)["input_ids"]
+    assert [list(ids) for ids in tok.ids] == [list(ids) for ids in whole]
+    assert tok.truncated == sum(len(ids) > st_model.max_seq_length for ids in untruncated)
