@@ -72,8 +72,9 @@ class ShardWriter:
         h5 = h5py.File(self.tmp, "w")
         dim, rows = int(self.identity["dim"]), self.spec.rows
         chunk_rows = max(1, min(rows, (1 << 20) // (4 * dim)))
+        # fletcher32: a checksum per chunk, verified by HDF5 on every read (the merge's too).
         h5.create_dataset("embeddings", shape=(0, dim), maxshape=(rows, dim), dtype=STORED_DTYPE,
-                          chunks=(chunk_rows, dim))
+                          chunks=(chunk_rows, dim), fletcher32=True)
         h5.create_dataset("ids", shape=(0,), maxshape=(rows,), dtype=UTF8, chunks=(max(1, min(rows, 4096)),))
         h5.attrs.update(format=SHARD_FORMAT, start=self.spec.start, stop=self.spec.stop, rows_done=0,
                         attempts=1, **self.identity, **provenance)

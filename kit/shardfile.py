@@ -55,6 +55,8 @@ IDENTITY_KEYS = (
     "normalize_embeddings", "prompt", "max_seq_length", "corpus_fingerprint",
 )
 SCAN_BLOCK_BYTES = 16 << 20
+# How HDF5 reports a fletcher32 mismatch when a chunk is read (h5py raises OSError with it).
+CHECKSUM_FAILURE = "filter returned failure"
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,38 @@ def describe_rows(first_row: int, rows: np.ndarray) -> str:
     return f"rows [{lo}, {hi}) ({len(rows)} rows)"
 
 
+def bad_chunk_rows(emb: h5py.Dataset, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Row ranges ``[a, b)`` within ``[lo, hi)`` whose chunks cannot be read (checksum or I/O error)."""
+    step = emb.chunks[0] if emb.chunks else hi - lo
+    bad = []
+    for a in range(lo - lo % step, hi, step):
+        a, b = max(a, lo), min(a + step, hi)
+        try:
+            emb[a:b]
+        except OSError:
+            bad.append((a, b))
+    return bad
+
+
+def read_checked(emb: h5py.Dataset, out: np.ndarray, lo: int, label: str, first_row: int,
+                 error: type[Exception] = ShardError) -> None:
+    """Read rows ``[lo, lo + len(out))`` of a shard's embeddings into ``out``, verifying checksums.
+
+    Shards carry a fletcher32 checksum per chunk (docs/FORMAT.md): HDF5 verifies it on read.
+
+    Raises:
+        error: naming ``label`` (the shard file) and the corpus rows (``first_row`` + offset) that fail.
+    """
+    try:
+        emb.read_direct(out, np.s_[lo : lo + len(out)])
+    except OSError as err:
+        bad = bad_chunk_rows(emb, lo, lo + len(out)) or [(lo, lo + len(out))]
+        rows = ", ".join(f"[{first_row + a}, {first_row + b})" for a, b in bad)
+        why = ("fail their checksum: the file's bytes changed on disk after the task wrote them"
+               if CHECKSUM_FAILURE in str(err) else f"cannot be read ({err})")
+        raise error(f"{label} rows {rows} {why}.") from err
+
+
 def check_complete(path: Path) -> ShardHeader:
     """Re-open ``path`` and prove it complete: shape, ``rows_done``, ids, finite, no zero rows.
 
@@ -129,8 +163,11 @@ def check_complete(path: Path) -> ShardHeader:
         if emb.shape[1] != header.identity["dim"] or ids.shape[0] != expected:
             raise ShardError(f"{label}: embeddings {emb.shape} / ids {ids.shape} do not match dim {header.identity['dim']}.")
         step = max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1]))
+        buf = np.empty((min(step, expected), emb.shape[1]), dtype=emb.dtype)
         for lo in range(0, expected, step):
-            nonfinite, zero = block_problems(emb[lo : lo + step])
+            block = buf[: min(step, expected - lo)]
+            read_checked(emb, block, lo, path.name, header.start)
+            nonfinite, zero = block_problems(block)
             for what, rows in (("non-finite values", nonfinite), ("all-zero rows", zero)):
                 if len(rows):
                     raise ShardError(f"{label}: {what} at {describe_rows(header.start + lo, rows)}.")

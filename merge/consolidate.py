@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from kit.shardfile import SCAN_BLOCK_BYTES, ShardHeader, block_problems, describe_rows
+from kit.shardfile import SCAN_BLOCK_BYTES, ShardHeader, block_problems, describe_rows, read_checked
 from kit.errors import ShardDataError
 from kit.format import META_FIELDS, OPTIONAL_META_FIELDS, OUTPUT_FORMAT
 
@@ -73,7 +73,7 @@ def _copy_shard(shard: h5py.File, header: ShardHeader, out: h5py.File, corpus_id
     for lo in range(0, rows, step):
         n = min(step, rows - lo)
         block = buf[:n]
-        emb.read_direct(block, np.s_[lo : lo + n])
+        read_checked(emb, block, lo, header.path.name, header.start, ShardDataError)
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         _check_block(block, norms, header.start + lo, header)
         stats.add(norms)
@@ -95,7 +95,7 @@ def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, a
     Memory is one block of about 16 MiB whatever N is.
 
     Raises:
-        ShardDataError: non-finite or all-zero rows, or ids that differ from the corpus.
+        ShardDataError: a checksum mismatch, non-finite or all-zero rows, or ids that differ from the corpus.
     """
     headers = sorted(headers, key=lambda h: h.start)
     rows, dim = headers[-1].stop, int(headers[0].identity["dim"])
