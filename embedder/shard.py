@@ -16,9 +16,12 @@ import h5py
 import numpy as np
 
 from kit import atomic
+from kit.atomic import STORAGE_ERRORS, storage_cause
+from kit.commands import make_command
 from kit.errors import ShardError
 from kit.format import SHARD_FORMAT, STORED_DTYPE, UTF8
-from kit.shardfile import IDENTITY_KEYS, ShardHeader, ShardSpec, check_complete, plain_attr, read_header
+from kit.shardfile import (IDENTITY_KEYS, SCAN_BLOCK_BYTES, SET_ASIDE_MARK, ShardHeader, ShardSpec, block_problems,
+                           check_complete, plain_attr, read_checked, read_header)
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +49,60 @@ class ShardWriter:
     def _try_resume(self) -> h5py.File | None:
         try:
             h5 = h5py.File(self.tmp, "a")
-        except OSError as err:  # killed mid-metadata-write: the file is unreadable
+        except STORAGE_ERRORS as err:  # killed mid-metadata-write: the file is unreadable
             return self._set_aside(f"unreadable ({err})")
-        same = all(plain_attr(h5.attrs.get(k)) == self.identity[k] for k in IDENTITY_KEYS) and (
-            int(h5.attrs["start"]), int(h5.attrs["stop"])) == (self.spec.start, self.spec.stop)
-        if not same:
-            h5.close()
-            return self._set_aside("written with another model, corpus or range")
-        done = int(h5.attrs["rows_done"])
-        for name in ("embeddings", "ids"):  # drop rows written after the last counted flush
-            h5[name].resize(done, axis=0)
-        h5.attrs["attempts"] = int(h5.attrs.get("attempts", 1)) + 1
+        try:
+            same = all(plain_attr(h5.attrs.get(k)) == self.identity[k] for k in IDENTITY_KEYS) and (
+                int(h5.attrs["start"]), int(h5.attrs["stop"])) == (self.spec.start, self.spec.stop)
+            if not same:
+                return self._close_and_set_aside(h5, "written with another model, corpus or range")
+            done = int(h5.attrs["rows_done"])
+            for name in ("embeddings", "ids"):  # drop rows written after the last counted flush
+                h5[name].resize(done, axis=0)
+            self._check_committed(h5, done)
+            h5.attrs["attempts"] = int(h5.attrs.get("attempts", 1)) + 1
+            h5.flush()
+        except (*STORAGE_ERRORS, KeyError, ValueError, ShardError) as err:
+            # A flush cut by a full disk, EIO or a kill can leave HDF5's metadata inconsistent
+            # ("addr overflow" on resize): such a file cannot be trusted, so it is kept aside.
+            return self._close_and_set_aside(h5, f"cannot be resumed ({str(err).splitlines()[0][:200]})")
         self.resumed_from = done
         log.info("%s: resuming at row %d of %d", self.spec.describe(), self.spec.start + done, self.spec.stop)
         return h5
 
+    def _check_committed(self, h5: h5py.File, done: int) -> None:
+        """The counted rows read back with their checksums, finite and non-zero, before more are added."""
+        emb = h5["embeddings"]
+        step = max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1]))
+        for lo in range(0, done, step):
+            block = np.empty((min(step, done - lo), emb.shape[1]), dtype=emb.dtype)
+            read_checked(emb, block, lo, self.tmp.name, self.spec.start)
+            if any(len(rows) for rows in block_problems(block)):
+                raise ShardError(f"{self.tmp.name}: counted rows from {self.spec.start + lo} are zero or non-finite")
+        if h5["ids"].shape[0] != done or done and not h5["ids"][done - 1]:
+            raise ShardError(f"{self.tmp.name}: ids do not hold the {done} counted rows")
+
+    def _close_and_set_aside(self, h5: h5py.File, why: str) -> None:
+        try:
+            h5.close()
+        except STORAGE_ERRORS as err:
+            log.warning("%s: closing %s failed (%s)", self.spec.describe(), self.tmp.name, err)
+        return self._set_aside(why)
+
     def _set_aside(self, why: str) -> None:
-        aside = self.tmp.with_name(f"{self.tmp.name}.set-aside-{int(time.time())}")
+        aside = self.tmp.with_name(f"{self.tmp.name}{SET_ASIDE_MARK}{int(time.time())}")
         self.tmp.rename(aside)
         log.warning("%s: previous partial file %s; kept as %s, starting over", self.spec.describe(), why, aside.name)
         return None
 
     def _create(self, provenance: dict[str, Any]) -> h5py.File:
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._create_file(provenance)
+        except STORAGE_ERRORS as err:
+            raise self._storage_error(err, "creating", 0) from err
+
+    def _create_file(self, provenance: dict[str, Any]) -> h5py.File:
         h5 = h5py.File(self.tmp, "w")
         dim, rows = int(self.identity["dim"]), self.spec.rows
         chunk_rows = max(1, min(rows, (1 << 20) // (4 * dim)))
@@ -81,26 +115,47 @@ class ShardWriter:
         h5.flush()
         return h5
 
+    def _storage_error(self, err: BaseException, what: str, done: int) -> ShardError:
+        """One message for a write that failed: the cause first (status shows it), then the way on."""
+        run_dir = self.path.parent.parent
+        return ShardError(
+            f"{self.spec.describe()}: {storage_cause(err)} while {what} {self.tmp}. The next attempt resumes "
+            f"after the {done} rows flushed before, or sets the file aside if it cannot be trusted. "
+            f"Free space in {run_dir}, then: {make_command('submit', RUN=run_dir)}")
+
     def append(self, embeddings: np.ndarray, ids: list[str]) -> None:
         """Append rows, flush, then count them in ``rows_done`` and flush again."""
         done, n = self.rows_done, len(ids)
         if done + n > self.spec.rows or embeddings.shape != (n, self.identity["dim"]):
             raise ShardError(f"{self.spec.describe()}: cannot append {embeddings.shape} at row {done}.")
-        for name, values in (("embeddings", embeddings), ("ids", np.array(ids, dtype=object))):
-            self.h5[name].resize(done + n, axis=0)
-            self.h5[name][done:] = values
-        self.h5.flush()
-        self.h5.attrs["rows_done"] = done + n
-        self.h5.flush()
+        try:
+            for name, values in (("embeddings", embeddings), ("ids", np.array(ids, dtype=object))):
+                self.h5[name].resize(done + n, axis=0)
+                self.h5[name][done:] = values
+            self.h5.flush()
+            self.h5.attrs["rows_done"] = done + n
+            self.h5.flush()
+        except STORAGE_ERRORS as err:
+            raise self._storage_error(err, f"flushing rows [{self.spec.start + done}, {self.spec.start + done + n}) to",
+                                      done) from err
 
     def commit(self, final_attrs: dict[str, Any]) -> ShardHeader:
         """Close, re-open and check, then rename to the final name. Returns the final header."""
-        self.h5.attrs.update(final_attrs)
-        self.h5.close()
+        done = self.rows_done
+        try:
+            self.h5.attrs.update(final_attrs)
+            self.h5.close()
+        except STORAGE_ERRORS as err:
+            raise self._storage_error(err, "closing", done) from err
         check_complete(self.tmp)
         atomic.commit(self.tmp, self.path)
         return read_header(self.path)
 
     def close(self) -> None:
+        """Close; after a failed write HDF5 may fail again here, which must not hide the first error."""
         if self.h5.id.valid:
-            self.h5.close()
+            try:
+                self.h5.close()
+            except STORAGE_ERRORS as err:
+                log.warning("%s: closing %s after an error failed too (%s)", self.spec.describe(), self.tmp.name,
+                            str(err).splitlines()[0][:200])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,17 @@ from pathlib import Path
 from typing import Iterator
 
 TMP_SUFFIX = ".tmp"
+# What HDF5 raises when a write fails (ENOSPC, EIO): OSError or RuntimeError, errno only in the text.
+STORAGE_ERRORS = (OSError, RuntimeError)
+NO_SPACE = "no space left on device"
+
+
+def storage_cause(err: BaseException) -> str:
+    """``no space left on device`` for ENOSPC (however HDF5 words it), else the error's first line."""
+    text = str(err)
+    if getattr(err, "errno", None) == errno.ENOSPC or f"errno = {errno.ENOSPC}," in text or NO_SPACE in text.lower():
+        return NO_SPACE
+    return f"storage error ({text.splitlines()[0][:200] if text else type(err).__name__})"
 
 
 def tmp_path(path: Path) -> Path:

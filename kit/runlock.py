@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 from kit.commands import shell_command
-from kit.errors import RunBusyError
+from kit.atomic import storage_cause
+from kit.errors import KitError, RunBusyError
 
 LOCK_FILE = "run.lock"
 BREAK_SUFFIX = ".break"  # held briefly while a stale lock is removed, so two removers cannot collide
@@ -69,14 +70,17 @@ def _try_create(path: Path, holder: LockHolder) -> bool:
     """Write the holder to a file of our own, then hard-link it to ``path``: the link fails if the lock
     exists, and a lock that exists is always complete (the classic NFS-safe lock, cf. open(2) O_EXCL)."""
     own = path.with_name(f"{path.name}.{holder.host}.{holder.pid}")
-    with open(own, "w", encoding="utf-8") as f:
-        f.write(json.dumps(asdict(holder)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
     try:
+        with open(own, "w", encoding="utf-8") as f:
+            f.write(json.dumps(asdict(holder)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.link(own, path)
     except FileExistsError:
         return False
+    except OSError as err:  # a full disk or a read-only folder: say so, do nothing else
+        raise KitError(f"Cannot take the lock {path}: {storage_cause(err)}. Free space (or fix the folder's "
+                       "permissions) and run the same command again.") from err
     finally:
         own.unlink(missing_ok=True)
     return True

@@ -49,12 +49,18 @@ def done_shards(run_dir: Path) -> set[int]:
     return {i for p in (Path(run_dir) / SHARDS_DIR).glob("shard-*.h5") if (i := shard_index(p)) is not None}
 
 
+def set_aside_files(run_dir: Path) -> list[Path]:
+    """Partial shard files a task could not trust and kept aside (named in make status)."""
+    return sorted((Path(run_dir) / SHARDS_DIR).glob(f"shard-*.h5{atomic.TMP_SUFFIX}{SET_ASIDE_MARK}*"))
+
+
 # Attributes every shard of a run must share (and a resumed .tmp must match).
 IDENTITY_KEYS = (
     "model", "model_revision", "model_fingerprint", "dim", "dtype", "pooling",
     "normalize_embeddings", "prompt", "max_seq_length", "corpus_fingerprint",
 )
 SCAN_BLOCK_BYTES = 16 << 20
+SET_ASIDE_MARK = ".set-aside-"  # shard-00003.h5.tmp.set-aside-<unix time>: a partial file kept, not resumed
 # How HDF5 reports a fletcher32 mismatch when a chunk is read (h5py raises OSError with it).
 CHECKSUM_FAILURE = "filter returned failure"
 
