@@ -1,6 +1,7 @@
 """Merge throughput and memory: merge of N x D float32 in S shards vs ``cat`` of the same shard bytes.
 
     python bench/merge_throughput.py [--rows 250000] [--dim 768] [--shards 16] [--also-rows 2000000]
+    python bench/merge_throughput.py --checksums [--rows 2000000]   # merge with vs without fletcher32
 
 Prints the wall time of ``cat shards/* > file`` (the floor: read and write every byte once),
 of the same followed by an fsync (the merge makes its output durable, cat does not), and of
@@ -33,6 +34,21 @@ from jobs.testing.synthetic import synthetic_run
 synthetic_run(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), fast=True)
 """
 CAT_FSYNC = 'cat "$@" > "$OUT" && sync "$OUT"'
+STRIP_SNIPPET = """
+import sys
+from pathlib import Path
+import h5py
+from kit.shardfile import SCAN_BLOCK_BYTES
+for path in sorted(Path(sys.argv[1]).glob("shards/shard-*.h5")):
+    with h5py.File(path, "a") as h5:
+        old = h5["embeddings"]
+        new = h5.create_dataset("plain", shape=old.shape, maxshape=old.maxshape, dtype=old.dtype, chunks=old.chunks)
+        step = SCAN_BLOCK_BYTES // (4 * old.shape[1])
+        for lo in range(0, old.shape[0], step):
+            new[lo : lo + step] = old[lo : lo + step]
+        del h5["embeddings"]
+        h5.move("plain", "embeddings")
+"""
 MERGE_SNIPPET = """
 import sys
 from pathlib import Path
@@ -87,6 +103,30 @@ def measure(workdir: Path, rows: int, dim: int, shards: int, repeats: int) -> di
             "peak_rss_mib": max(rss)}
 
 
+def merge_seconds(run: Path, repeats: int) -> float:
+    """Median wall time of a merge of ``run`` (shards cached, the rest synced first)."""
+    walls = []
+    for _ in range(repeats):
+        subprocess.run(["cat", *map(str, run.glob("shards/shard-*.h5"))], stdout=subprocess.DEVNULL, check=True)
+        os.sync()
+        walls.append(timed_child([sys.executable, "-c", MERGE_SNIPPET, str(run)], cwd=REPO)[0])
+    return _median(walls)
+
+
+def compare_checksums(workdir: Path, rows: int, dim: int, shards: int, repeats: int) -> None:
+    """The merge of one synthetic run with its shards' fletcher32 checksums, then of the same rows without."""
+    run = workdir / f"run-{rows}"
+    subprocess.run([sys.executable, "-c", BUILD_SNIPPET, str(run), str(rows), str(shards), str(dim)],
+                   cwd=REPO, check=True)
+    with_sums = merge_seconds(run, repeats)
+    subprocess.run([sys.executable, "-c", STRIP_SNIPPET, str(run)], cwd=REPO, check=True)
+    without = merge_seconds(run, repeats)
+    print(f"{rows:,} x {dim} float32 in {shards} shards, merge median of {repeats}:")
+    print(f"  without checksums : {without:.2f} s")
+    print(f"  with fletcher32   : {with_sums:.2f} s  ({(with_sums / without - 1) * 100:+.1f} %, target within 10 %)")
+    shutil.rmtree(run)
+
+
 def report(r: dict, dim: int, shards: int) -> None:
     print(f"{r['rows']:,} x {dim} float32 in {shards} shards ({r['shard_bytes'] / 2**20:,.0f} MiB of shards):")
     print(f"  cat shards > file         : {r['cat_s']:.2f} s")
@@ -104,9 +144,13 @@ def main() -> None:
     parser.add_argument("--also-rows", type=int, default=0, help="measure peak RSS again at this size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="where to build (needs ~2x the shard bytes)")
+    parser.add_argument("--checksums", action="store_true", help="merge time with vs without shard checksums")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="merge-bench-", dir=args.workdir))
     try:
+        if args.checksums:
+            compare_checksums(workdir, args.rows, args.dim, args.shards, args.repeats)
+            return
         base = measure(workdir, args.rows, args.dim, args.shards, args.repeats)
         report(base, args.dim, args.shards)
         if args.also_rows:

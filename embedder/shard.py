@@ -8,6 +8,7 @@ complete. Layout and attributes: docs/FORMAT.md.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,22 @@ from kit.shardfile import (IDENTITY_KEYS, SCAN_BLOCK_BYTES, SET_ASIDE_MARK, Shar
                            check_complete, plain_attr, read_checked, read_header)
 
 log = logging.getLogger(__name__)
+
+
+def quiet_hdf5_echoes() -> None:
+    """After a write failed, HDF5 fails again each time h5py frees one of the file's objects and
+    prints it ("Exception ignored in: 'h5py._objects.ObjectID.__dealloc__'") after the real error:
+    drop those echoes so the log's last error, which status shows, is the cause."""
+    previous = sys.unraisablehook
+    if getattr(previous, "quiet_hdf5", False):
+        return
+
+    def hook(unraisable) -> None:
+        if not (str(unraisable.object).startswith("h5py.") and isinstance(unraisable.exc_value, STORAGE_ERRORS)):
+            previous(unraisable)
+
+    hook.quiet_hdf5 = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 class ShardWriter:
@@ -117,6 +134,7 @@ class ShardWriter:
 
     def _storage_error(self, err: BaseException, what: str, done: int) -> ShardError:
         """One message for a write that failed: the cause first (status shows it), then the way on."""
+        quiet_hdf5_echoes()
         run_dir = self.path.parent.parent
         return ShardError(
             f"{self.spec.describe()}: {storage_cause(err)} while {what} {self.tmp}. The next attempt resumes "

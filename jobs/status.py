@@ -17,7 +17,7 @@ from kit import atomic
 from kit.commands import make_command
 from kit.errors import ShardError
 from kit.format import OUTPUT_FILE, shard_name, sidecar_path
-from kit.shardfile import ShardSpec, done_shards, read_header, shard_path
+from kit.shardfile import ShardSpec, done_shards, read_header, set_aside_files, shard_path
 
 LISTED_SHARDS = 40  # a run with more shards lists the unfinished ones only, up to this many
 
@@ -157,6 +157,7 @@ def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
     lines += shard_lines(statuses)
     lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
     lines += [snapshot.note] if snapshot.note else []
+    lines += [f"Set aside (kept, not resumed): {p.relative_to(run_dir)}" for p in set_aside_files(run_dir)]
     lines.append(next_step(run_dir, statuses, snapshot))
     return "\n".join(lines)
 
