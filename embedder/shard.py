@@ -27,20 +27,32 @@ from kit.shardfile import (IDENTITY_KEYS, SCAN_BLOCK_BYTES, SET_ASIDE_MARK, Shar
 log = logging.getLogger(__name__)
 
 
-def quiet_hdf5_echoes() -> None:
-    """After a write failed, HDF5 fails again each time h5py frees one of the file's objects and
-    prints it ("Exception ignored in: 'h5py._objects.ObjectID.__dealloc__'") after the real error:
-    drop those echoes so the log's last error, which status shows, is the cause."""
+# Errors HDF5 raised where h5py can only print them ("Exception ignored in: ObjectID.__dealloc__"):
+# a chunk written to disk as an object is freed, e.g. evicted onto a full disk. Without this the
+# write would fail silently and its rows would be counted. Recorded, not printed.
+SWALLOWED: list[BaseException] = []
+
+
+def record_swallowed_hdf5_errors() -> None:
+    """Install (once) the hook that records h5py's unraisable storage errors in ``SWALLOWED``."""
     previous = sys.unraisablehook
-    if getattr(previous, "quiet_hdf5", False):
+    if getattr(previous, "records_hdf5", False):
         return
 
     def hook(unraisable) -> None:
-        if not (str(unraisable.object).startswith("h5py.") and isinstance(unraisable.exc_value, STORAGE_ERRORS)):
+        if str(unraisable.object).startswith("h5py.") and isinstance(unraisable.exc_value, STORAGE_ERRORS):
+            SWALLOWED.append(unraisable.exc_value)
+        else:
             previous(unraisable)
 
-    hook.quiet_hdf5 = True  # type: ignore[attr-defined]
+    hook.records_hdf5 = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
+
+
+def raise_swallowed(seen: int) -> None:
+    """Raise the first storage error h5py swallowed since ``len(SWALLOWED)`` was ``seen``."""
+    if len(SWALLOWED) > seen:
+        raise SWALLOWED[seen]
 
 
 class ShardWriter:
@@ -50,6 +62,7 @@ class ShardWriter:
         self.path, self.spec, self.identity = path, spec, identity
         self.tmp = atomic.tmp_path(path)
         self.resumed_from = 0
+        record_swallowed_hdf5_errors()
         self.h5 = self._open_or_resume(provenance)
 
     @property
@@ -134,7 +147,6 @@ class ShardWriter:
 
     def _storage_error(self, err: BaseException, what: str, done: int) -> ShardError:
         """One message for a write that failed: the cause first (status shows it), then the way on."""
-        quiet_hdf5_echoes()
         run_dir = self.path.parent.parent
         return ShardError(
             f"{self.spec.describe()}: {storage_cause(err)} while {what} {self.tmp}. The next attempt resumes "
@@ -146,13 +158,16 @@ class ShardWriter:
         done, n = self.rows_done, len(ids)
         if done + n > self.spec.rows or embeddings.shape != (n, self.identity["dim"]):
             raise ShardError(f"{self.spec.describe()}: cannot append {embeddings.shape} at row {done}.")
+        seen = len(SWALLOWED)
         try:
             for name, values in (("embeddings", embeddings), ("ids", np.array(ids, dtype=object))):
                 self.h5[name].resize(done + n, axis=0)
                 self.h5[name][done:] = values
             self.h5.flush()
+            raise_swallowed(seen)  # before the rows are counted
             self.h5.attrs["rows_done"] = done + n
             self.h5.flush()
+            raise_swallowed(seen)
         except STORAGE_ERRORS as err:
             raise self._storage_error(err, f"flushing rows [{self.spec.start + done}, {self.spec.start + done + n}) to",
                                       done) from err

@@ -24,6 +24,24 @@ def storage_cause(err: BaseException) -> str:
     return f"storage error ({text.splitlines()[0][:200] if text else type(err).__name__})"
 
 
+def free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``folder``'s file system."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def space_shortfall(folder: Path, need_bytes: int) -> str | None:
+    """``No space left on device: ...`` when ``folder`` has less than ``need_bytes`` free, else None.
+
+    A task that died of a full disk often cannot say so: its log is on the same disk.
+    """
+    free = free_bytes(folder)
+    if free >= need_bytes:
+        return None
+    return (f"No space left on device: {folder} has {free / 2**20:,.1f} MiB free; what is unfinished needs "
+            f"about {need_bytes / 2**20:,.0f} MiB")
+
+
 def tmp_path(path: Path) -> Path:
     """The temporary name a file is written under before it is renamed to ``path``."""
     return path.with_name(path.name + TMP_SUFFIX)

@@ -50,12 +50,13 @@ def test_full_disk_mid_flush_and_mid_merge_recover_with_the_same_command(tmp_pat
         redo = ("submit", "--run", str(run), "--redo", "1")
         jobs_cli(*redo)
         wait_for(lambda: " failed" in _shard_line(run, 1), 300, "shard 1 to fail")
-        assert "no space left on device" in _shard_line(run, 1)
+        status = jobs_cli("status", "--run", str(run)).stdout
+        assert f"No space left on device: {run} has" in status and f"make resubmit RUN={run}" in status
         assert (shards / "shard-00001.h5.tmp").exists() and not (shards / "shard-00001.h5").exists()
         filler.unlink()
         jobs_cli(*redo)  # the same command
         wait_for(lambda: _merge_job_done(run), 300, "the merge job")
-        assert _shard_line(run, 1).split()[3] == "done"
+        assert _shard_line(run, 1).split()[4] == "done"
         assert_matches_direct_encode(run, records, st_model)
         assert {i: (shards / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0,)} == untouched
         aside = list(shards.glob("shard-00001.h5.tmp.set-aside-*"))
