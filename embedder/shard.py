@@ -21,8 +21,9 @@ from kit.atomic import STORAGE_ERRORS, storage_cause
 from kit.commands import make_command
 from kit.errors import ShardError
 from kit.format import SHARD_FORMAT, STORED_DTYPE, UTF8
-from kit.shardfile import (IDENTITY_KEYS, SCAN_BLOCK_BYTES, SET_ASIDE_MARK, ShardHeader, ShardSpec, block_problems,
-                           check_complete, plain_attr, read_checked, read_header)
+from kit.shardfile import (CHECKSUM, IDENTITY_KEYS, SCAN_BLOCK_BYTES, SET_ASIDE_MARK, ShardHeader, ShardSpec,
+                           block_problems, block_sums, check_complete, digest, plain_attr, read_header, read_rows,
+                           verify_rows)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class ShardWriter:
         self.path, self.spec, self.identity = path, spec, identity
         self.tmp = atomic.tmp_path(path)
         self.resumed_from = 0
+        self.tail = np.empty((0, int(identity["dim"])), dtype=STORED_DTYPE)  # rows of the chunk being filled
         record_swallowed_hdf5_errors()
         self.h5 = self._open_or_resume(provenance)
 
@@ -89,7 +91,7 @@ class ShardWriter:
             done = int(h5.attrs["rows_done"])
             for name in ("embeddings", "ids"):  # drop rows written after the last counted flush
                 h5[name].resize(done, axis=0)
-            self._check_committed(h5, done)
+            done, self.tail = self._check_committed(h5, done)
             h5.attrs["attempts"] = int(h5.attrs.get("attempts", 1)) + 1
             h5.flush()
         except (*STORAGE_ERRORS, KeyError, ValueError, ShardError) as err:
@@ -100,17 +102,39 @@ class ShardWriter:
         log.info("%s: resuming at row %d of %d", self.spec.describe(), self.spec.start + done, self.spec.stop)
         return h5
 
-    def _check_committed(self, h5: h5py.File, done: int) -> None:
-        """The counted rows read back with their checksums, finite and non-zero, before more are added."""
-        emb = h5["embeddings"]
-        step = max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1]))
-        for lo in range(0, done, step):
-            block = np.empty((min(step, done - lo), emb.shape[1]), dtype=emb.dtype)
-            read_checked(emb, block, lo, self.tmp.name, self.spec.start)
+    def _check_committed(self, h5: h5py.File, done: int) -> tuple[int, np.ndarray]:
+        """The counted rows read back against their checksums, finite and non-zero, before more are added.
+
+        Returns the rows to resume after and those of the last, partly filled chunk (its digest grows
+        with each append). A kill between the digest and ``rows_done`` reaching the disk leaves that
+        chunk's digest unmatched: its rows are then recomputed (resume at the chunk's start).
+        """
+        emb, sums = h5["embeddings"], block_sums(h5)
+        if sums is None:
+            raise ShardError(f"{self.tmp.name} has no checksums (written by an older version)")
+        whole = done - done % sums.rows
+        step = sums.step(max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1])))
+        for lo in range(0, whole, step):
+            block = np.empty((min(step, whole - lo), emb.shape[1]), dtype=emb.dtype)
+            read_rows(emb, block, lo, self.tmp.name, self.spec.start)
             if any(len(rows) for rows in block_problems(block)):
                 raise ShardError(f"{self.tmp.name}: counted rows from {self.spec.start + lo} are zero or non-finite")
+            verify_rows(block, lo, sums, self.tmp.name, self.spec.start)
+        tail = np.empty((done - whole, emb.shape[1]), dtype=emb.dtype)
+        read_rows(emb, tail, whole, self.tmp.name, self.spec.start)
+        c = whole // sums.rows
+        if len(tail) and (c >= len(sums.digests) or digest(tail) != int(sums.digests[c])
+                          or any(len(rows) for rows in block_problems(tail))):
+            log.warning("%s: rows [%d, %d) do not match their checksum; recomputing them", self.spec.describe(),
+                        self.spec.start + whole, self.spec.start + done)
+            done, tail = whole, tail[:0]
+            for name in ("embeddings", "ids"):
+                h5[name].resize(done, axis=0)
+            h5.attrs["rows_done"] = done
         if h5["ids"].shape[0] != done or done and not h5["ids"][done - 1]:
             raise ShardError(f"{self.tmp.name}: ids do not hold the {done} counted rows")
+        h5["checksums"].resize(-(-done // sums.rows), axis=0)
+        return done, tail
 
     def _close_and_set_aside(self, h5: h5py.File, why: str) -> None:
         try:
@@ -136,12 +160,14 @@ class ShardWriter:
         h5 = h5py.File(self.tmp, "w")
         dim, rows = int(self.identity["dim"]), self.spec.rows
         chunk_rows = max(1, min(rows, (1 << 20) // (4 * dim)))
-        # fletcher32: a checksum per chunk, verified by HDF5 on every read (the merge's too).
+        # One xxh3_64 digest per chunk ("checksums"), verified by every read that trusts the rows.
         h5.create_dataset("embeddings", shape=(0, dim), maxshape=(rows, dim), dtype=STORED_DTYPE,
-                          chunks=(chunk_rows, dim), fletcher32=True)
+                          chunks=(chunk_rows, dim))
         h5.create_dataset("ids", shape=(0,), maxshape=(rows,), dtype=UTF8, chunks=(max(1, min(rows, 4096)),))
+        blocks = -(-rows // chunk_rows)
+        h5.create_dataset("checksums", shape=(0,), maxshape=(blocks,), dtype="uint64", chunks=(min(blocks, 4096),))
         h5.attrs.update(format=SHARD_FORMAT, start=self.spec.start, stop=self.spec.stop, rows_done=0,
-                        attempts=1, **self.identity, **provenance)
+                        attempts=1, checksum=CHECKSUM, checksum_rows=chunk_rows, **self.identity, **provenance)
         h5.flush()
         return h5
 
@@ -165,12 +191,25 @@ class ShardWriter:
                 self.h5[name][done:] = values
             self.h5.flush()
             raise_swallowed(seen)  # before the rows are counted
+            self._write_checksums(done, embeddings)
             self.h5.attrs["rows_done"] = done + n
             self.h5.flush()
             raise_swallowed(seen)
         except STORAGE_ERRORS as err:
             raise self._storage_error(err, f"flushing rows [{self.spec.start + done}, {self.spec.start + done + n}) to",
                                       done) from err
+
+    def _write_checksums(self, done: int, embeddings: np.ndarray) -> None:
+        """Digests of every chunk the new rows touch; the last chunk's grows with each append."""
+        per = int(self.h5.attrs["checksum_rows"])
+        first = done - len(self.tail)  # the partly filled chunk starts here
+        rows = np.concatenate([self.tail, embeddings.astype(STORED_DTYPE, copy=False)])
+        digests = [digest(rows[a : a + per]) for a in range(0, len(rows), per)]
+        sums = self.h5["checksums"]
+        sums.resize(first // per + len(digests), axis=0)
+        sums[first // per :] = np.array(digests, dtype=np.uint64)
+        left = len(rows) % per
+        self.tail = rows[len(rows) - left :].copy() if left else rows[:0].copy()
 
     def commit(self, final_attrs: dict[str, Any]) -> ShardHeader:
         """Close, re-open and check, then rename to the final name. Returns the final header."""

@@ -130,3 +130,38 @@ def test_full_disk_mid_flush_then_the_next_attempt_finishes(tmp_path, leave_mib)
         with h5py.File(path) as h5:
             np.testing.assert_array_equal(h5["embeddings"][:], vectors(0, FULL_ROWS, FULL_DIM))
             assert h5["ids"].asstr()[-1] == f"d{FULL_ROWS - 1}"
+
+
+def test_a_partial_chunk_whose_digest_did_not_reach_the_disk_is_recomputed(tmp_path):
+    """A kill between the digest and rows_done: resume at the chunk boundary, not a set-aside."""
+    spec, ident = ShardSpec(0, 0, 70_000), identity(8, "f")  # chunks of 32,768 rows
+    path = tmp_path / "shard-00000.h5"
+    writer = ShardWriter(path, spec, ident, {})
+    writer.append(vectors(0, 40_000, 8), _ids(0, 40_000))
+    writer.close()
+    with h5py.File(atomic_tmp(path), "a") as h5:
+        h5["checksums"][1] = 12345  # as if the partial chunk's new digest never reached the disk
+    writer = ShardWriter(path, spec, ident, {})
+    assert writer.resumed_from == 32_768 and not set_aside_files(tmp_path)
+    writer.append(vectors(32_768, 70_000, 8), _ids(32_768, 70_000))
+    writer.commit({})
+    with h5py.File(path) as h5:
+        np.testing.assert_array_equal(h5["embeddings"][:], vectors(0, 70_000, 8))
+
+
+def test_a_flipped_bit_in_a_full_chunk_sets_the_partial_file_aside(tmp_path):
+    spec, ident = ShardSpec(0, 0, 70_000), identity(8, "f")
+    path = tmp_path / "shard-00000.h5"
+    writer = ShardWriter(path, spec, ident, {})
+    writer.append(vectors(0, 40_000, 8), _ids(0, 40_000))
+    writer.close()
+    with h5py.File(atomic_tmp(path), "a") as h5:
+        h5["embeddings"][5, 0] += 1e-6
+    writer = ShardWriter(path, spec, ident, {})
+    assert writer.resumed_from == 0
+    assert len(list(tmp_path.glob("shard-00000.h5.tmp.set-aside-*"))) == 1
+    writer.close()
+
+
+def atomic_tmp(path):
+    return path.with_name(path.name + ".tmp")

@@ -1,4 +1,4 @@
-"""Every flushed chunk of a shard carries a fletcher32 checksum; the merge verifies it while streaming."""
+"""Every chunk of a shard carries an xxh3 digest; the merge verifies it while streaming."""
 
 from __future__ import annotations
 
