@@ -28,6 +28,8 @@ def locked(args: argparse.Namespace):
     """The run's lock (kit/runlock.py) for verbs that change a run folder; status never takes it."""
     if args.verb not in LOCKED_VERBS or not getattr(args, "run", None):
         return contextlib.nullcontext()
+    if args.verb not in ("submit", "plan") and not args.run.is_dir():  # the verb says the run does not exist
+        return contextlib.nullcontext()
     return run_lock(args.run.resolve(), make_command(args.verb, RUN=args.run))
 
 

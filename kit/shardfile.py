@@ -124,7 +124,7 @@ CHECKSUM = "xxh3_64"  # one digest per chunk of rows, in the "checksums" dataset
 
 
 def digest(rows: np.ndarray) -> int:
-    """xxh3_64 of a C-contiguous block of rows (10 GB/s: the merge does not slow down)."""
+    """xxh3_64 of a C-contiguous block of rows: one more pass over memory the merge has just read."""
     return xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows))
 
 
