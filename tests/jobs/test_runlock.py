@@ -21,6 +21,7 @@ RACES = 20
 # the same instant (a pipe closed by the parent), and each runs python -m jobs's own main().
 RACE_HARNESS = r"""
 import json, os, signal, sys
+from pathlib import Path
 from jobs.cli import main
 import jobs.verbs, jobs.submit, embedder.readers.detect  # noqa: F401,E401  (loaded before the fork: both start level)
 races, out, corpus, model = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
