@@ -53,3 +53,16 @@ def test_check_complete_refuses_a_corrupt_chunk(tmp_path):
     flip_bit(run / "shards" / "shard-00002.h5", 0)
     with pytest.raises(ShardError, match="fail their checksum"):
         check_complete(run / "shards" / "shard-00002.h5")
+
+
+def test_make_merge_refuses_a_flipped_bit_naming_the_shard_and_redo(tmp_path):
+    from tests.helpers import jobs_cli
+
+    run = tmp_path / "my run"
+    state = synthetic_run(run, N, SHARDS, DIM)
+    flip_bit(run / "shards" / "shard-00002.h5", 40)
+    refused = jobs_cli("merge", "--run", str(run), check=False)
+    spec = state.plan[2]
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert f"shard-00002.h5 rows [{spec.start}, {spec.stop}) fail their checksum" in refused.stderr
+    assert f"make resubmit RUN='{run}' REDO=2" in refused.stderr and not (run / "embeddings.h5").exists()
