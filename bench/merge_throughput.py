@@ -1,6 +1,7 @@
 """Merge throughput and memory: merge of N x D float32 in S shards vs ``cat`` of the same shard bytes.
 
     python bench/merge_throughput.py [--rows 250000] [--dim 768] [--shards 16] [--also-rows 2000000]
+    python bench/merge_throughput.py --checksums [--rows 2000000]   # merge with vs without the shards' checksums
 
 Prints the wall time of ``cat shards/* > file`` (the floor: read and write every byte once),
 of the same followed by an fsync (the merge makes its output durable, cat does not), and of
@@ -33,6 +34,16 @@ from jobs.testing.synthetic import synthetic_run
 synthetic_run(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), fast=True)
 """
 CAT_FSYNC = 'cat "$@" > "$OUT" && sync "$OUT"'
+TOGGLE_SNIPPET = """
+import sys
+from pathlib import Path
+import h5py
+names = ("checksums", "checksums-off") if sys.argv[2] == "off" else ("checksums-off", "checksums")
+for path in sorted(Path(sys.argv[1]).glob("shards/shard-*.h5")):
+    with h5py.File(path, "a") as h5:
+        if names[0] in h5:
+            h5.move(*names)  # a shard without "checksums" merges unverified (as shards written before them)
+"""
 MERGE_SNIPPET = """
 import sys
 from pathlib import Path
@@ -87,6 +98,35 @@ def measure(workdir: Path, rows: int, dim: int, shards: int, repeats: int) -> di
             "peak_rss_mib": max(rss)}
 
 
+def merge_seconds(run: Path, repeats: int) -> float:
+    """Median wall time of a merge of ``run`` (shards cached, the rest synced first)."""
+    walls = []
+    for _ in range(repeats):
+        subprocess.run(["cat", *map(str, run.glob("shards/shard-*.h5"))], stdout=subprocess.DEVNULL, check=True)
+        os.sync()
+        walls.append(timed_child([sys.executable, "-c", MERGE_SNIPPET, str(run)], cwd=REPO)[0])
+    return _median(walls)
+
+
+def compare_checksums(workdir: Path, rows: int, dim: int, shards: int, repeats: int) -> None:
+    """Merges of one synthetic run with its shards' xxh3 checksums verified and without, alternating."""
+    run = workdir / f"run-{rows}"
+    subprocess.run([sys.executable, "-c", BUILD_SNIPPET, str(run), str(rows), str(shards), str(dim)],
+                   cwd=REPO, check=True)
+    merge_seconds(run, 1)  # the first merge after the build is slower either way: not counted
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(repeats):
+        for state in ("off", "on"):
+            subprocess.run([sys.executable, "-c", TOGGLE_SNIPPET, str(run), state], cwd=REPO, check=True)
+            times[state].append(merge_seconds(run, 1))
+    on, off = _median(times["on"]), _median(times["off"])
+    print(f"{rows:,} x {dim} float32 in {shards} shards, merge median of {repeats} (alternating):")
+    print(f"  without checksums : {off:.2f} s  {[round(t, 2) for t in times['off']]}")
+    print(f"  with checksums    : {on:.2f} s  {[round(t, 2) for t in times['on']]}  "
+          f"({(on / off - 1) * 100:+.1f} %, target within 10 %)")
+    shutil.rmtree(run)
+
+
 def report(r: dict, dim: int, shards: int) -> None:
     print(f"{r['rows']:,} x {dim} float32 in {shards} shards ({r['shard_bytes'] / 2**20:,.0f} MiB of shards):")
     print(f"  cat shards > file         : {r['cat_s']:.2f} s")
@@ -104,9 +144,13 @@ def main() -> None:
     parser.add_argument("--also-rows", type=int, default=0, help="measure peak RSS again at this size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="where to build (needs ~2x the shard bytes)")
+    parser.add_argument("--checksums", action="store_true", help="merge time with vs without shard checksums")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="merge-bench-", dir=args.workdir))
     try:
+        if args.checksums:
+            compare_checksums(workdir, args.rows, args.dim, args.shards, args.repeats)
+            return
         base = measure(workdir, args.rows, args.dim, args.shards, args.repeats)
         report(base, args.dim, args.shards)
         if args.also_rows:

@@ -8,6 +8,7 @@ complete. Layout and attributes: docs/FORMAT.md.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,43 @@ import h5py
 import numpy as np
 
 from kit import atomic
+from kit.atomic import STORAGE_ERRORS, storage_cause
+from kit.commands import make_command
 from kit.errors import ShardError
 from kit.format import SHARD_FORMAT, STORED_DTYPE, UTF8
-from kit.shardfile import IDENTITY_KEYS, ShardHeader, ShardSpec, check_complete, plain_attr, read_header
+from kit.shardfile import (CHECKSUM, IDENTITY_KEYS, SCAN_BLOCK_BYTES, SET_ASIDE_MARK, ShardHeader, ShardSpec,
+                           block_problems, block_sums, check_complete, digest, plain_attr, read_header, read_rows,
+                           verify_rows)
 
 log = logging.getLogger(__name__)
+
+
+# Errors HDF5 raised where h5py can only print them ("Exception ignored in: ObjectID.__dealloc__"):
+# a chunk written to disk as an object is freed, e.g. evicted onto a full disk. Without this the
+# write would fail silently and its rows would be counted. Recorded, not printed.
+SWALLOWED: list[BaseException] = []
+
+
+def record_swallowed_hdf5_errors() -> None:
+    """Install (once) the hook that records h5py's unraisable storage errors in ``SWALLOWED``."""
+    previous = sys.unraisablehook
+    if getattr(previous, "records_hdf5", False):
+        return
+
+    def hook(unraisable) -> None:
+        if str(unraisable.object).startswith("h5py.") and isinstance(unraisable.exc_value, STORAGE_ERRORS):
+            SWALLOWED.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    hook.records_hdf5 = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+def raise_swallowed(seen: int) -> None:
+    """Raise the first storage error h5py swallowed since ``len(SWALLOWED)`` was ``seen``."""
+    if len(SWALLOWED) > seen:
+        raise SWALLOWED[seen]
 
 
 class ShardWriter:
@@ -30,6 +63,8 @@ class ShardWriter:
         self.path, self.spec, self.identity = path, spec, identity
         self.tmp = atomic.tmp_path(path)
         self.resumed_from = 0
+        self.tail = np.empty((0, int(identity["dim"])), dtype=STORED_DTYPE)  # rows of the chunk being filled
+        record_swallowed_hdf5_errors()
         self.h5 = self._open_or_resume(provenance)
 
     @property
@@ -46,60 +81,153 @@ class ShardWriter:
     def _try_resume(self) -> h5py.File | None:
         try:
             h5 = h5py.File(self.tmp, "a")
-        except OSError as err:  # killed mid-metadata-write: the file is unreadable
+        except STORAGE_ERRORS as err:  # killed mid-metadata-write: the file is unreadable
             return self._set_aside(f"unreadable ({err})")
-        same = all(plain_attr(h5.attrs.get(k)) == self.identity[k] for k in IDENTITY_KEYS) and (
-            int(h5.attrs["start"]), int(h5.attrs["stop"])) == (self.spec.start, self.spec.stop)
-        if not same:
-            h5.close()
-            return self._set_aside("written with another model, corpus or range")
-        done = int(h5.attrs["rows_done"])
-        for name in ("embeddings", "ids"):  # drop rows written after the last counted flush
-            h5[name].resize(done, axis=0)
-        h5.attrs["attempts"] = int(h5.attrs.get("attempts", 1)) + 1
+        try:
+            same = all(plain_attr(h5.attrs.get(k)) == self.identity[k] for k in IDENTITY_KEYS) and (
+                int(h5.attrs["start"]), int(h5.attrs["stop"])) == (self.spec.start, self.spec.stop)
+            if not same:
+                return self._close_and_set_aside(h5, "written with another model, corpus or range")
+            done = int(h5.attrs["rows_done"])
+            for name in ("embeddings", "ids"):  # drop rows written after the last counted flush
+                h5[name].resize(done, axis=0)
+            done, self.tail = self._check_committed(h5, done)
+            h5.attrs["attempts"] = int(h5.attrs.get("attempts", 1)) + 1
+            h5.flush()
+        except (*STORAGE_ERRORS, KeyError, ValueError, ShardError) as err:
+            # A flush cut by a full disk, EIO or a kill can leave HDF5's metadata inconsistent
+            # ("addr overflow" on resize): such a file cannot be trusted, so it is kept aside.
+            return self._close_and_set_aside(h5, f"cannot be resumed ({str(err).splitlines()[0][:200]})")
         self.resumed_from = done
         log.info("%s: resuming at row %d of %d", self.spec.describe(), self.spec.start + done, self.spec.stop)
         return h5
 
+    def _check_committed(self, h5: h5py.File, done: int) -> tuple[int, np.ndarray]:
+        """The counted rows read back against their checksums, finite and non-zero, before more are added.
+
+        Returns the rows to resume after and those of the last, partly filled chunk (its digest grows
+        with each append). A kill between the digest and ``rows_done`` reaching the disk leaves that
+        chunk's digest unmatched: its rows are then recomputed (resume at the chunk's start).
+        """
+        emb, sums = h5["embeddings"], block_sums(h5)
+        if sums is None:
+            raise ShardError(f"{self.tmp.name} has no checksums (written by an older version)")
+        whole = done - done % sums.rows
+        step = sums.step(max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1])))
+        for lo in range(0, whole, step):
+            block = np.empty((min(step, whole - lo), emb.shape[1]), dtype=emb.dtype)
+            read_rows(emb, block, lo, self.tmp.name, self.spec.start)
+            if any(len(rows) for rows in block_problems(block)):
+                raise ShardError(f"{self.tmp.name}: counted rows from {self.spec.start + lo} are zero or non-finite")
+            verify_rows(block, lo, sums, self.tmp.name, self.spec.start)
+        tail = np.empty((done - whole, emb.shape[1]), dtype=emb.dtype)
+        read_rows(emb, tail, whole, self.tmp.name, self.spec.start)
+        c = whole // sums.rows
+        if len(tail) and (c >= len(sums.digests) or digest(tail) != int(sums.digests[c])
+                          or any(len(rows) for rows in block_problems(tail))):
+            log.warning("%s: rows [%d, %d) do not match their checksum; recomputing them", self.spec.describe(),
+                        self.spec.start + whole, self.spec.start + done)
+            done, tail = whole, tail[:0]
+            for name in ("embeddings", "ids"):
+                h5[name].resize(done, axis=0)
+            h5.attrs["rows_done"] = done
+        if h5["ids"].shape[0] != done or done and not h5["ids"][done - 1]:
+            raise ShardError(f"{self.tmp.name}: ids do not hold the {done} counted rows")
+        h5["checksums"].resize(-(-done // sums.rows), axis=0)
+        return done, tail
+
+    def _close_and_set_aside(self, h5: h5py.File, why: str) -> None:
+        try:
+            h5.close()
+        except STORAGE_ERRORS as err:
+            log.warning("%s: closing %s failed (%s)", self.spec.describe(), self.tmp.name, err)
+        return self._set_aside(why)
+
     def _set_aside(self, why: str) -> None:
-        aside = self.tmp.with_name(f"{self.tmp.name}.set-aside-{int(time.time())}")
+        aside = self.tmp.with_name(f"{self.tmp.name}{SET_ASIDE_MARK}{int(time.time())}")
         self.tmp.rename(aside)
         log.warning("%s: previous partial file %s; kept as %s, starting over", self.spec.describe(), why, aside.name)
         return None
 
     def _create(self, provenance: dict[str, Any]) -> h5py.File:
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._create_file(provenance)
+        except STORAGE_ERRORS as err:
+            raise self._storage_error(err, "creating", 0) from err
+
+    def _create_file(self, provenance: dict[str, Any]) -> h5py.File:
         h5 = h5py.File(self.tmp, "w")
         dim, rows = int(self.identity["dim"]), self.spec.rows
         chunk_rows = max(1, min(rows, (1 << 20) // (4 * dim)))
+        # One xxh3_64 digest per chunk ("checksums"), verified by every read that trusts the rows.
         h5.create_dataset("embeddings", shape=(0, dim), maxshape=(rows, dim), dtype=STORED_DTYPE,
                           chunks=(chunk_rows, dim))
         h5.create_dataset("ids", shape=(0,), maxshape=(rows,), dtype=UTF8, chunks=(max(1, min(rows, 4096)),))
+        blocks = -(-rows // chunk_rows)
+        h5.create_dataset("checksums", shape=(0,), maxshape=(blocks,), dtype="uint64", chunks=(min(blocks, 4096),))
         h5.attrs.update(format=SHARD_FORMAT, start=self.spec.start, stop=self.spec.stop, rows_done=0,
-                        attempts=1, **self.identity, **provenance)
+                        attempts=1, checksum=CHECKSUM, checksum_rows=chunk_rows, **self.identity, **provenance)
         h5.flush()
         return h5
+
+    def _storage_error(self, err: BaseException, what: str, done: int) -> ShardError:
+        """One message for a write that failed: the cause first (status shows it), then the way on."""
+        run_dir = self.path.parent.parent
+        return ShardError(
+            f"{self.spec.describe()}: {storage_cause(err)} while {what} {self.tmp}. The next attempt resumes "
+            f"after the {done} rows flushed before, or sets the file aside if it cannot be trusted. "
+            f"Free space in {run_dir}, then: {make_command('submit', RUN=run_dir)}")
 
     def append(self, embeddings: np.ndarray, ids: list[str]) -> None:
         """Append rows, flush, then count them in ``rows_done`` and flush again."""
         done, n = self.rows_done, len(ids)
         if done + n > self.spec.rows or embeddings.shape != (n, self.identity["dim"]):
             raise ShardError(f"{self.spec.describe()}: cannot append {embeddings.shape} at row {done}.")
-        for name, values in (("embeddings", embeddings), ("ids", np.array(ids, dtype=object))):
-            self.h5[name].resize(done + n, axis=0)
-            self.h5[name][done:] = values
-        self.h5.flush()
-        self.h5.attrs["rows_done"] = done + n
-        self.h5.flush()
+        seen = len(SWALLOWED)
+        try:
+            for name, values in (("embeddings", embeddings), ("ids", np.array(ids, dtype=object))):
+                self.h5[name].resize(done + n, axis=0)
+                self.h5[name][done:] = values
+            self.h5.flush()
+            raise_swallowed(seen)  # before the rows are counted
+            self._write_checksums(done, embeddings)
+            self.h5.attrs["rows_done"] = done + n
+            self.h5.flush()
+            raise_swallowed(seen)
+        except STORAGE_ERRORS as err:
+            raise self._storage_error(err, f"flushing rows [{self.spec.start + done}, {self.spec.start + done + n}) to",
+                                      done) from err
+
+    def _write_checksums(self, done: int, embeddings: np.ndarray) -> None:
+        """Digests of every chunk the new rows touch; the last chunk's grows with each append."""
+        per = int(self.h5.attrs["checksum_rows"])
+        first = done - len(self.tail)  # the partly filled chunk starts here
+        rows = np.concatenate([self.tail, embeddings.astype(STORED_DTYPE, copy=False)])
+        digests = [digest(rows[a : a + per]) for a in range(0, len(rows), per)]
+        sums = self.h5["checksums"]
+        sums.resize(first // per + len(digests), axis=0)
+        sums[first // per :] = np.array(digests, dtype=np.uint64)
+        left = len(rows) % per
+        self.tail = rows[len(rows) - left :].copy() if left else rows[:0].copy()
 
     def commit(self, final_attrs: dict[str, Any]) -> ShardHeader:
         """Close, re-open and check, then rename to the final name. Returns the final header."""
-        self.h5.attrs.update(final_attrs)
-        self.h5.close()
+        done = self.rows_done
+        try:
+            self.h5.attrs.update(final_attrs)
+            self.h5.close()
+        except STORAGE_ERRORS as err:
+            raise self._storage_error(err, "closing", done) from err
         check_complete(self.tmp)
         atomic.commit(self.tmp, self.path)
         return read_header(self.path)
 
     def close(self) -> None:
+        """Close; after a failed write HDF5 may fail again here, which must not hide the first error."""
         if self.h5.id.valid:
-            self.h5.close()
+            try:
+                self.h5.close()
+            except STORAGE_ERRORS as err:
+                log.warning("%s: closing %s after an error failed too (%s)", self.spec.describe(), self.tmp.name,
+                            str(err).splitlines()[0][:200])

@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     from jobs import verbs
 
     try:
-        print(getattr(verbs, "cmd_" + args.verb.replace("-", "_"))(args))
+        with verbs.locked(args):
+            print(getattr(verbs, "cmd_" + args.verb.replace("-", "_"))(args))
     except KitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from kit import atomic
 from kit.commands import make_command
 from kit.errors import ShardError
 from kit.format import OUTPUT_FILE, shard_name, sidecar_path
-from kit.shardfile import ShardSpec, done_shards, read_header, shard_path
+from kit.shardfile import ShardSpec, done_shards, read_header, set_aside_files, shard_path
 
 LISTED_SHARDS = 40  # a run with more shards lists the unfinished ones only, up to this many
 
@@ -157,8 +157,22 @@ def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
     lines += shard_lines(statuses)
     lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
     lines += [snapshot.note] if snapshot.note else []
+    lines += [f"Set aside (kept, not resumed): {p.relative_to(run_dir)}" for p in set_aside_files(run_dir)]
+    lines += space_lines(run_dir, statuses)
     lines.append(next_step(run_dir, statuses, snapshot))
     return "\n".join(lines)
+
+
+def space_lines(run_dir: Path, statuses: list[ShardStatus]) -> list[str]:
+    """Says when the run folder's disk is too full for the unfinished shards (float32 rows of the run's dim)."""
+    unfinished = sum(s.spec.rows - s.rows_done for s in statuses if s.state != "done")
+    done = sorted(done_shards(run_dir))
+    try:
+        dim = int(read_header(shard_path(run_dir, done[0])).identity["dim"]) if done else 1024
+    except (ShardError, TypeError, ValueError):
+        dim = 1024
+    short = atomic.space_shortfall(Path(run_dir), unfinished * dim * 4) if unfinished else None
+    return [f"{short}. Free space, then: {make_command('resubmit', RUN=run_dir)}"] if short else []
 
 
 def next_step(run_dir: Path, statuses: list[ShardStatus], snapshot: Snapshot) -> str:

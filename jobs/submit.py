@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from embedder.model import resolve_model, weights_fingerprint
+from embedder.weightcheck import check_weights
 from embedder.run import now_iso
 from jobs import corpusrun, runstate
 from jobs.backend import Backend, StageRequest
@@ -128,6 +129,7 @@ def _pinned_identity(request: SubmitRequest, run: RunState | None, cache: str | 
     """The identity with the hub revision pinned, the weights' fingerprint and the model's token limit."""
     identity = given_identity(request, run.identity if run else None)
     resolved = resolve_model(identity, cache, profile if profile != LOCAL else None)
+    check_weights(resolved.path, identity.model, profile if profile != LOCAL else None)  # headers and sizes
     if resolved.revision != "local":
         identity = replace(identity, revision=resolved.revision)
     return identity, weights_fingerprint(resolved.path), identity.max_seq_length or model_max_seq_length(resolved.path)

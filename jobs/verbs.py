@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -16,9 +17,20 @@ from jobs.wait import interrupted_message, wait_for_run
 from kit.commands import make_command
 from kit.errors import ConfigError, KitError
 from kit.format import LOGS_DIR, OUTPUT_FILE
+from kit.runlock import run_lock
 
 
 STATUS_RETRY_S = 20.0
+LOCKED_VERBS = ("submit", "plan", "resubmit", "merge", "map", "export-float16", "export-pkl")  # never status
+
+
+def locked(args: argparse.Namespace):
+    """The run's lock (kit/runlock.py) for verbs that change a run folder; status never takes it."""
+    if args.verb not in LOCKED_VERBS or not getattr(args, "run", None):
+        return contextlib.nullcontext()
+    if args.verb not in ("submit", "plan") and not args.run.is_dir():  # the verb says the run does not exist
+        return contextlib.nullcontext()
+    return run_lock(args.run.resolve(), make_command(args.verb, RUN=args.run))
 
 
 def say(line: str) -> None:

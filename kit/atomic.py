@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,35 @@ from pathlib import Path
 from typing import Iterator
 
 TMP_SUFFIX = ".tmp"
+# What HDF5 raises when a write fails (ENOSPC, EIO): OSError or RuntimeError, errno only in the text.
+STORAGE_ERRORS = (OSError, RuntimeError)
+NO_SPACE = "no space left on device"
+
+
+def storage_cause(err: BaseException) -> str:
+    """``no space left on device`` for ENOSPC (however HDF5 words it), else the error's first line."""
+    text = str(err)
+    if getattr(err, "errno", None) == errno.ENOSPC or f"errno = {errno.ENOSPC}," in text or NO_SPACE in text.lower():
+        return NO_SPACE
+    return f"storage error ({text.splitlines()[0][:200] if text else type(err).__name__})"
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``folder``'s file system."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def space_shortfall(folder: Path, need_bytes: int) -> str | None:
+    """``No space left on device: ...`` when ``folder`` has less than ``need_bytes`` free, else None.
+
+    A task that died of a full disk often cannot say so: its log is on the same disk.
+    """
+    free = free_bytes(folder)
+    if free >= need_bytes:
+        return None
+    return (f"No space left on device: {folder} has {free / 2**20:,.1f} MiB free; what is unfinished needs "
+            f"about {need_bytes / 2**20:,.0f} MiB")
 
 
 def tmp_path(path: Path) -> Path:

@@ -13,6 +13,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import xxhash
 
 from kit import atomic
 from kit.errors import ShardError
@@ -49,12 +50,18 @@ def done_shards(run_dir: Path) -> set[int]:
     return {i for p in (Path(run_dir) / SHARDS_DIR).glob("shard-*.h5") if (i := shard_index(p)) is not None}
 
 
+def set_aside_files(run_dir: Path) -> list[Path]:
+    """Partial shard files a task could not trust and kept aside (named in make status)."""
+    return sorted((Path(run_dir) / SHARDS_DIR).glob(f"shard-*.h5{atomic.TMP_SUFFIX}{SET_ASIDE_MARK}*"))
+
+
 # Attributes every shard of a run must share (and a resumed .tmp must match).
 IDENTITY_KEYS = (
     "model", "model_revision", "model_fingerprint", "dim", "dtype", "pooling",
     "normalize_embeddings", "prompt", "max_seq_length", "corpus_fingerprint",
 )
 SCAN_BLOCK_BYTES = 16 << 20
+SET_ASIDE_MARK = ".set-aside-"  # shard-00003.h5.tmp.set-aside-<unix time>: a partial file kept, not resumed
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,65 @@ def describe_rows(first_row: int, rows: np.ndarray) -> str:
     return f"rows [{lo}, {hi}) ({len(rows)} rows)"
 
 
+CHECKSUM = "xxh3_64"  # one digest per chunk of rows, in the "checksums" dataset (docs/FORMAT.md)
+
+
+def digest(rows: np.ndarray) -> int:
+    """xxh3_64 of a C-contiguous block of rows: one more pass over memory the merge has just read."""
+    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows))
+
+
+@dataclass(frozen=True)
+class BlockSums:
+    """A shard's checksums: ``digests[c]`` covers rows ``[c * rows, (c + 1) * rows)`` (fewer at the end)."""
+
+    rows: int  # rows per checksummed block (the HDF5 chunk)
+    digests: np.ndarray  # uint64 [n_blocks]
+
+    def step(self, wanted_rows: int) -> int:
+        """A read size of about ``wanted_rows`` that is a whole number of blocks."""
+        return max(self.rows, wanted_rows - wanted_rows % self.rows)
+
+
+def block_sums(h5: h5py.File) -> BlockSums | None:
+    """The shard's checksums, or None for a shard written before shards carried them."""
+    if "checksums" not in h5:
+        return None
+    return BlockSums(int(h5.attrs["checksum_rows"]), h5["checksums"][:])
+
+
+def verify_rows(block: np.ndarray, lo: int, sums: BlockSums | None, label: str, first_row: int,
+                error: type[Exception] = ShardError) -> None:
+    """Check rows ``[lo, lo + len(block))`` (``lo`` on a block boundary) against their digests.
+
+    Raises:
+        error: naming ``label`` (the shard file) and the corpus rows (``first_row`` + offset) that fail.
+    """
+    if sums is None:
+        return
+    bad = []
+    for a in range(0, len(block), sums.rows):
+        part, c = block[a : a + sums.rows], (lo + a) // sums.rows
+        if c >= len(sums.digests) or digest(part) != int(sums.digests[c]):
+            bad.append((lo + a, lo + a + len(part)))
+    if bad:
+        rows = ", ".join(f"[{first_row + a}, {first_row + b})" for a, b in bad)
+        raise error(f"{label} rows {rows} fail their checksum: the file's bytes changed on disk after the "
+                    "task wrote them.")
+
+
+def read_rows(emb: h5py.Dataset, out: np.ndarray, lo: int, label: str, first_row: int,
+              error: type[Exception] = ShardError) -> None:
+    """Read rows ``[lo, lo + len(out))`` of a shard's embeddings into ``out``; an I/O error names the rows.
+
+    Callers check values (NaN, zero rows: the more specific message) and then ``verify_rows``.
+    """
+    try:
+        emb.read_direct(out, np.s_[lo : lo + len(out)])
+    except OSError as err:
+        raise error(f"{label} rows [{first_row + lo}, {first_row + lo + len(out)}) cannot be read ({err}).") from err
+
+
 def check_complete(path: Path) -> ShardHeader:
     """Re-open ``path`` and prove it complete: shape, ``rows_done``, ids, finite, no zero rows.
 
@@ -128,10 +194,16 @@ def check_complete(path: Path) -> ShardHeader:
         emb, ids = h5["embeddings"], h5["ids"]
         if emb.shape[1] != header.identity["dim"] or ids.shape[0] != expected:
             raise ShardError(f"{label}: embeddings {emb.shape} / ids {ids.shape} do not match dim {header.identity['dim']}.")
+        sums = block_sums(h5)
         step = max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1]))
+        step = sums.step(step) if sums else step
+        buf = np.empty((min(step, expected), emb.shape[1]), dtype=emb.dtype)
         for lo in range(0, expected, step):
-            nonfinite, zero = block_problems(emb[lo : lo + step])
+            block = buf[: min(step, expected - lo)]
+            read_rows(emb, block, lo, path.name, header.start)
+            nonfinite, zero = block_problems(block)
             for what, rows in (("non-finite values", nonfinite), ("all-zero rows", zero)):
                 if len(rows):
                     raise ShardError(f"{label}: {what} at {describe_rows(header.start + lo, rows)}.")
+            verify_rows(block, lo, sums, path.name, header.start)
     return header

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from kit.shardfile import SCAN_BLOCK_BYTES, ShardHeader, block_problems, describe_rows
+from kit.shardfile import SCAN_BLOCK_BYTES, ShardHeader, block_problems, block_sums, describe_rows, read_rows, verify_rows
 from kit.errors import ShardDataError
 from kit.corpusfile import copy_meta
 from kit.format import OUTPUT_FORMAT
@@ -69,14 +69,15 @@ def _check_block(block: np.ndarray, norms: np.ndarray, first_row: int, header: S
 def _copy_shard(shard: h5py.File, header: ShardHeader, out: h5py.File, corpus_ids: h5py.Dataset,
                 buf: np.ndarray, stats: NormStats) -> None:
     """Copy one shard block by block: check values, accumulate norms, align ids with the corpus."""
-    emb, rows = shard["embeddings"], header.stop - header.start
-    step = buf.shape[0]
+    emb, rows, sums = shard["embeddings"], header.stop - header.start, block_sums(shard)
+    step = sums.step(buf.shape[0]) if sums else buf.shape[0]  # whole checksummed blocks; buf has room
     for lo in range(0, rows, step):
         n = min(step, rows - lo)
         block = buf[:n]
-        emb.read_direct(block, np.s_[lo : lo + n])
+        read_rows(emb, block, lo, header.path.name, header.start, ShardDataError)
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         _check_block(block, norms, header.start + lo, header)
+        verify_rows(block, lo, sums, header.path.name, header.start, ShardDataError)
         stats.add(norms)
         dest = header.start + lo
         out["embeddings"].write_direct(block, dest_sel=np.s_[dest : dest + n])
@@ -96,7 +97,7 @@ def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, a
     Memory is one block of about 16 MiB whatever N is.
 
     Raises:
-        ShardDataError: non-finite or all-zero rows, or ids that differ from the corpus.
+        ShardDataError: a checksum mismatch, non-finite or all-zero rows, or ids that differ from the corpus.
     """
     headers = sorted(headers, key=lambda h: h.start)
     rows, dim = headers[-1].stop, int(headers[0].identity["dim"])

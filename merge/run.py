@@ -85,6 +85,23 @@ def _values_used(headers: list[ShardHeader], key: str) -> str:
     return ",".join(sorted({v for h in headers for v in str(h.attrs.get(key, "")).split(",") if v}))
 
 
+def _write_output(complete: list[ShardHeader], info, tmp: Path, out: Path, attrs: dict, run_dir: Path):
+    """Stream the shards into ``tmp``, re-open it, rename it onto ``out`` with its sidecar: (sha256, quality)."""
+    first = complete[0].identity
+    with atomic.removed_on_error(tmp):
+        try:
+            quality = consolidate(complete, info.path, tmp, attrs)
+        except ShardDataError as err:  # name the shard to redo
+            bad = [shard_index(h.path) for h in complete if h.path.name in str(err)]
+            raise type(err)(f"Merge refused; nothing was written:\n  - {err}\n"
+                            f"Run: {repair_command(run_dir, set(bad))}") from err
+        with h5py.File(tmp, "r") as check:
+            if check["embeddings"].shape != (info.rows, first["dim"]):
+                raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
+                                 f"({info.rows}, {first['dim']}). Re-run: {make_command('merge', RUN=run_dir)}")
+        return atomic.commit_with_sidecar(tmp, out), quality
+
+
 def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSummary:
     """Verify the shards of ``run_dir`` and write ``embeddings.h5`` (+ ``.sha256``) atomically.
 
@@ -114,17 +131,12 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSumm
         **{f"provenance_{k}": _values_used(complete, k) for k in ("device", "compute_dtype")},
     }
     log.info("merging %d shards, %d rows -> %s", len(complete), info.rows, out)
-    with atomic.removed_on_error(tmp):
-        try:
-            quality = consolidate(complete, info.path, tmp, attrs)
-        except ShardDataError as err:  # name the shard to redo
-            bad = [shard_index(h.path) for h in complete if h.path.name in str(err)]
-            raise type(err)(f"Merge refused; nothing was written:\n  - {err}\n"
-                            f"Run: {repair_command(run_dir, set(bad))}") from err
-        with h5py.File(tmp, "r") as check:
-            if check["embeddings"].shape != (info.rows, first["dim"]):
-                raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
-                                 f"({info.rows}, {first['dim']}). Re-run: {make_command('merge', RUN=run_dir)}")
-        digest = atomic.commit_with_sidecar(tmp, out)
+    try:
+        digest, quality = _write_output(complete, info, tmp, out, attrs, run_dir)
+    except atomic.STORAGE_ERRORS as err:  # a full disk or EIO: removed_on_error left no output
+        raise MergeError(f"Merge stopped: {atomic.storage_cause(err)} while writing {tmp}; nothing was written "
+                         f"(the partial file is removed, {out.name} is unchanged). It needs about "
+                         f"{info.rows * int(first['dim']) * 4 / 2**20:,.0f} MiB free in {run_dir}; free space, "
+                         f"then: {make_command('merge', RUN=run_dir)}") from err
     return MergeSummary(out, info.rows, int(first["dim"]), digest, quality, info.rejected_rows,
                         time.monotonic() - t0)

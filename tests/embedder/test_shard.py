@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
@@ -5,7 +8,9 @@ import pytest
 from jobs.testing.synthetic import identity, vectors
 from kit.shardfile import ShardSpec
 from embedder.shard import ShardWriter
-from kit.shardfile import check_complete, read_header
+from kit.shardfile import check_complete, read_header, set_aside_files
+from tests.helpers import REPO
+from tests.storage import fill, tmpfs
 from kit.errors import ShardError
 
 SPEC = ShardSpec(3, 100, 160)
@@ -80,3 +85,83 @@ def test_append_past_the_range_is_refused(tmp_path):
     with pytest.raises(ShardError, match="cannot append"):
         w.append(vectors(0, 61, 8), _ids(0, 61))
     w.close()
+
+
+
+# A full disk mid-flush (a real tmpfs): the task fails saying so; once space is freed the next
+# attempt resumes from the counted rows or sets the untrusted partial file aside, and finishes.
+# The failing attempt runs in its own process, as a task does: HDF5 keeps a file whose write
+# failed open (its space is not freed) until the process exits.
+FULL_ROWS, FULL_DIM = 3000, 384  # 3 chunks of 682 rows (1 MiB each) and a partial one
+FAILING_TASK = """
+import sys
+from pathlib import Path
+from embedder.shard import ShardWriter
+from jobs.testing.synthetic import identity, vectors
+from kit.errors import ShardError
+from kit.shardfile import ShardSpec
+rows, dim = int(sys.argv[2]), int(sys.argv[3])
+writer = ShardWriter(Path(sys.argv[1]), ShardSpec(0, 0, rows), identity(dim, "f"), {})
+try:
+    for lo in range(0, rows, 100):
+        writer.append(vectors(lo, lo + 100, dim), [f"d{i}" for i in range(lo, lo + 100)])
+except ShardError as err:
+    print(err)
+    writer.close()
+"""
+
+
+@pytest.mark.parametrize("leave_mib", [0.5, 2.5])
+def test_full_disk_mid_flush_then_the_next_attempt_finishes(tmp_path, leave_mib):
+    spec, ident = ShardSpec(0, 0, FULL_ROWS), identity(FULL_DIM, "f")
+    with tmpfs(tmp_path / "fs", 16 << 20) as fs:
+        path = fs / "shards" / "shard-00000.h5"
+        filler = fill(fs, int(leave_mib * 2**20))
+        failed = subprocess.run([sys.executable, "-c", FAILING_TASK, str(path), str(FULL_ROWS), str(FULL_DIM)],
+                                cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert "no space left on device while flushing rows" in failed.stdout, failed.stdout + failed.stderr
+        assert f"Free space in {fs}, then: make submit RUN={fs}" in failed.stdout
+        filler.unlink()
+        writer = ShardWriter(path, spec, ident, {})
+        assert writer.resumed_from > 0 or len(set_aside_files(fs)) == 1  # resumed, or kept aside and named
+        for lo in range(writer.rows_done, FULL_ROWS, 100):
+            writer.append(vectors(lo, lo + 100, FULL_DIM), [f"d{i}" for i in range(lo, lo + 100)])
+        writer.commit({})
+        with h5py.File(path) as h5:
+            np.testing.assert_array_equal(h5["embeddings"][:], vectors(0, FULL_ROWS, FULL_DIM))
+            assert h5["ids"].asstr()[-1] == f"d{FULL_ROWS - 1}"
+
+
+def test_a_partial_chunk_whose_digest_did_not_reach_the_disk_is_recomputed(tmp_path):
+    """A kill between the digest and rows_done: resume at the chunk boundary, not a set-aside."""
+    spec, ident = ShardSpec(0, 0, 70_000), identity(8, "f")  # chunks of 32,768 rows
+    path = tmp_path / "shard-00000.h5"
+    writer = ShardWriter(path, spec, ident, {})
+    writer.append(vectors(0, 40_000, 8), _ids(0, 40_000))
+    writer.close()
+    with h5py.File(atomic_tmp(path), "a") as h5:
+        h5["checksums"][1] = 12345  # as if the partial chunk's new digest never reached the disk
+    writer = ShardWriter(path, spec, ident, {})
+    assert writer.resumed_from == 32_768 and not set_aside_files(tmp_path)
+    writer.append(vectors(32_768, 70_000, 8), _ids(32_768, 70_000))
+    writer.commit({})
+    with h5py.File(path) as h5:
+        np.testing.assert_array_equal(h5["embeddings"][:], vectors(0, 70_000, 8))
+
+
+def test_a_flipped_bit_in_a_full_chunk_sets_the_partial_file_aside(tmp_path):
+    spec, ident = ShardSpec(0, 0, 70_000), identity(8, "f")
+    path = tmp_path / "shard-00000.h5"
+    writer = ShardWriter(path, spec, ident, {})
+    writer.append(vectors(0, 40_000, 8), _ids(0, 40_000))
+    writer.close()
+    with h5py.File(atomic_tmp(path), "a") as h5:
+        h5["embeddings"][5, 0] += 1e-6
+    writer = ShardWriter(path, spec, ident, {})
+    assert writer.resumed_from == 0
+    assert len(list(tmp_path.glob("shard-00000.h5.tmp.set-aside-*"))) == 1
+    writer.close()
+
+
+def atomic_tmp(path):
+    return path.with_name(path.name + ".tmp")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jobs import runstate
@@ -24,8 +25,15 @@ def model_dir(tmp_path) -> Path:
     """A local model folder: resolve_model and the weights fingerprint need only its files."""
     folder = tmp_path / "models" / "tiny"
     folder.mkdir(parents=True)
-    (folder / "model.safetensors").write_bytes(b"weights v1")
+    save_weights(folder, 1.0)
     return folder
+
+
+def save_weights(folder: Path, value: float) -> None:
+    """A whole (tiny) safetensors file: submit checks the weight files' headers and sizes."""
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.full(4, value, dtype=np.float32)}, str(folder / "model.safetensors"))
 
 
 def corpus_file(tmp_path: Path, n: int, name: str = "corpus.jsonl", word: str = "text") -> Path:
@@ -143,7 +151,7 @@ def test_a_model_change_is_refused_once_shards_exist_but_not_before(tmp_path, mo
     assert state.identity.prompt == "query: " and "nothing computed yet" in lines[0]
     fake.end_all("FAILED")
     write_done_shard(run, state.plan[0])
-    (model_dir / "model.safetensors").write_bytes(b"weights v2")
+    save_weights(model_dir, 2.0)
     with pytest.raises(ConfigError, match="model weights"):
         run_submit(fake, request(run))
 

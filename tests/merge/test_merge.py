@@ -133,3 +133,23 @@ def test_failed_merge_keeps_the_previous_good_file(run_dir):
         _merge(run, plan)
     assert (run / "embeddings.h5").read_bytes() == before and not (run / "embeddings.h5.tmp").exists()
     assert first.sha256 in (run / "embeddings.h5.sha256").read_text()
+
+
+
+def test_a_merge_that_runs_out_of_space_leaves_no_output_then_the_same_command_succeeds(tmp_path):
+    """Through the CLI: a process whose HDF5 write failed exits, as a merge job does."""
+    from tests.helpers import jobs_cli
+    from tests.storage import fill, tmpfs
+
+    with tmpfs(tmp_path / "fs", 16 << 20) as fs:
+        run = fs / "run"
+        synthetic_run(run, 20_000, SHARDS, 32)  # 2.4 MiB of vectors
+        filler = fill(fs, 1 << 20)
+        refused = jobs_cli("merge", "--run", str(run), check=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert "Merge stopped: no space left on device while writing" in refused.stderr
+        assert f"make merge RUN={run}" in refused.stderr and _no_output(run)
+        filler.unlink()
+        jobs_cli("merge", "--run", str(run))
+        with h5py.File(run / "embeddings.h5") as h5:
+            np.testing.assert_array_equal(h5["embeddings"][:], vectors(0, 20_000, 32))
