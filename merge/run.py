@@ -102,6 +102,16 @@ def _write_output(complete: list[ShardHeader], info, tmp: Path, out: Path, attrs
         return atomic.commit_with_sidecar(tmp, out), quality
 
 
+# Room asked for beyond the vectors: ids, titles, urls, hashes (a generous allowance, not a measurement).
+META_BYTES_PER_ROW = 256
+
+
+def _no_space(cause: str, tmp: Path, out: Path, need: int, run_dir: Path, what: str) -> MergeError:
+    return MergeError(f"Merge stopped: {cause} while writing {tmp}; {what}, {out.name} is unchanged. It needs "
+                      f"about {need / 2**20:,.0f} MiB free in {run_dir} ({atomic.free_bytes(run_dir) / 2**20:,.1f} "
+                      f"MiB now); free space, then: {make_command('merge', RUN=run_dir)}")
+
+
 def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSummary:
     """Verify the shards of ``run_dir`` and write ``embeddings.h5`` (+ ``.sha256``) atomically.
 
@@ -130,13 +140,14 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSumm
         **{f"provenance_{k}": v for k, v in first.items() if k != "model"},
         **{f"provenance_{k}": _values_used(complete, k) for k in ("device", "compute_dtype")},
     }
+    need = info.rows * (int(first["dim"]) * 4 + META_BYTES_PER_ROW)
+    if atomic.free_bytes(run_dir) < need:  # refuse before writing: HDF5 can crash on a failed string write
+        raise _no_space(atomic.NO_SPACE, tmp, out, need, run_dir, "nothing was written")
     log.info("merging %d shards, %d rows -> %s", len(complete), info.rows, out)
     try:
         digest, quality = _write_output(complete, info, tmp, out, attrs, run_dir)
     except atomic.STORAGE_ERRORS as err:  # a full disk or EIO: removed_on_error left no output
-        raise MergeError(f"Merge stopped: {atomic.storage_cause(err)} while writing {tmp}; nothing was written "
-                         f"(the partial file is removed, {out.name} is unchanged). It needs about "
-                         f"{info.rows * int(first['dim']) * 4 / 2**20:,.0f} MiB free in {run_dir}; free space, "
-                         f"then: {make_command('merge', RUN=run_dir)}") from err
+        raise _no_space(atomic.storage_cause(err), tmp, out, need, run_dir,
+                        "nothing was written (the partial file is removed)") from err
     return MergeSummary(out, info.rows, int(first["dim"]), digest, quality, info.rejected_rows,
                         time.monotonic() - t0)
