@@ -95,6 +95,30 @@ def local_job_alive(job_id: str) -> bool:
         return False
 
 
+def device_missing(device: str) -> str:
+    """Why ``device`` cannot run here ("" when it can): the work of a local run happens on this machine."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        built = "" if torch.version.cuda else ", a build without CUDA"
+        return f"this machine has no CUDA device (torch {torch.__version__}{built})"
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        return "this machine has no MPS device (Apple silicon)"
+    return ""
+
+
+def require_device(device: str, run_dir: Path) -> None:
+    """Refuse DEVICE=cuda|mps where this machine lacks it, with the setting that works here."""
+    from kit.commands import make_command
+    from kit.errors import ConfigError
+
+    why = device_missing(device)
+    if why:
+        raise ConfigError(f"DEVICE={device}, but {why}; PROFILE=local embeds on this machine. Run {run_dir} is "
+                          f"planned; embed it with DEVICE=auto (a GPU where there is one, else the CPU): "
+                          f"{make_command('submit', RUN=run_dir, DEVICE='auto')}")
+
+
 @dataclass
 class LocalBackend:
     """Runs the stages of ``run_dir`` as processes on this machine."""
@@ -126,6 +150,7 @@ class LocalBackend:
 
     def check(self, request: StageRequest) -> str:
         if request.stage == "embed":
+            require_device(request.compute.device if request.compute else "auto", request.run_dir)
             gpus = visible_gpus()
             workers = len(assign_workers(list(request.shards), len(gpus) or 1))
             return f"embed: {workers} local worker(s) on {', '.join('GPU ' + g for g in gpus) or 'the CPU'}"

@@ -41,12 +41,22 @@ class ShardStatus:
     task: str = ""  # the scheduler's id of its latest task
     detail: str = ""  # why pending, how it failed
 
-    def line(self) -> str:
+    def line(self, widths: tuple[int, int] = (0, 8)) -> str:
+        """One aligned row; ``widths``: of the range column and of the row counts (``column_widths``)."""
         extra = [f"task {self.task}"] if self.task and self.state != "done" else []
         extra += [f"attempt {self.attempts}"] if self.attempts > 1 else []
         extra += [self.detail] if self.detail else []
-        return (f"  {shard_name(self.spec.index)}  [{self.spec.start}, {self.spec.stop})  "
-                f"{self.rows_done:>8}/{self.spec.rows:<8} {self.state}" + (f"  ({'; '.join(extra)})" if extra else ""))
+        span, count = widths
+        rows = f"{self.rows_done:>{count}}/{self.spec.rows:<{count}}"
+        return (f"  {shard_name(self.spec.index)}  {f'[{self.spec.start}, {self.spec.stop})':<{span}}  "
+                f"{rows} rows  {self.state}" + (f"  ({'; '.join(extra)})" if extra else "")).rstrip()
+
+
+def column_widths(statuses: list[ShardStatus]) -> tuple[int, int]:
+    """Widths of the range and row-count columns, so any number of rows lines up."""
+    span = max((len(f"[{s.spec.start}, {s.spec.stop})") for s in statuses), default=0)
+    count = max((len(str(s.spec.rows)) for s in statuses), default=1)
+    return span, count
 
 
 def shard_files(run_dir: Path, plan: tuple[ShardSpec, ...]) -> dict[int, ShardFiles]:
@@ -138,10 +148,11 @@ def summarise(statuses: list[ShardStatus]) -> str:
 
 
 def shard_lines(statuses: list[ShardStatus]) -> list[str]:
+    widths = column_widths(statuses)
     if len(statuses) <= LISTED_SHARDS:
-        return [s.line() for s in statuses]
+        return [s.line(widths) for s in statuses]
     unfinished = [s for s in statuses if s.state != "done"]
-    lines = [s.line() for s in unfinished[:LISTED_SHARDS]]
+    lines = [s.line(widths) for s in unfinished[:LISTED_SHARDS]]
     if len(unfinished) > LISTED_SHARDS:
         lines.append(f"  ... and {len(unfinished) - LISTED_SHARDS} more unfinished shards")
     return lines

@@ -73,7 +73,13 @@ def map_line(run_dir: Path) -> str:
 
 def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
     say(f"Run {request.run_dir}: preparing (corpus, model, plan)...")
-    outcome, _, state = submit(request, records, say=say, dry_run=dry_run)
+    existed = request.run_dir.exists()
+    try:
+        outcome, _, state = submit(request, records, say=say, dry_run=dry_run)
+    except KitError:
+        if not existed and request.run_dir.is_dir() and not any(request.run_dir.iterdir()):
+            request.run_dir.rmdir()  # a refused first plan leaves no empty folder behind
+        raise
     if dry_run:
         return plan_text(outcome, state)
     if not outcome.message:
@@ -88,12 +94,16 @@ def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
 
     costs = row_costs(outcome.run_dir / CORPUS_FILE)
     pending = [s for s in state.plan if s.index in set(outcome.pending)]
-    lines = [f"Plan for {outcome.run_dir} (nothing was queued):",
+    lines = [f"Plan for {outcome.run_dir} (nothing was queued; wrote {outcome.run_dir / CORPUS_FILE} and "
+             f"{outcome.run_dir / 'run.json'}):",
              f"  corpus: {state.corpus.source}, {state.corpus.rows} rows ({state.corpus.rejected_rows} rejected)",
              f"  model: {state.identity.model} @ {state.identity.revision or 'local'}",
              f"  shards: {len(state.plan)} planned, {len(pending)} to embed"]
+    if state.requested_shards > len(state.plan):
+        lines.append(f"  SHARDS={state.requested_shards} on {state.corpus.rows} rows: {len(state.plan)} shards of "
+                     f"one row each (a shard holds at least one row)")
     for spec in pending[:10]:
-        lines.append(f"    {spec.describe()}: {spec.rows} rows, est. cost {costs[spec.start:spec.stop].sum():.0f}")
+        lines.append(f"    {spec.describe()}: {spec.rows} rows, about {costs[spec.start:spec.stop].sum():,.0f} tokens")
     if len(pending) > 10:
         lines.append(f"    ... and {len(pending) - 10} more")
     lines += [f"  {line}" for line in outcome.plan_lines]
@@ -137,8 +147,8 @@ def cmd_merge(args: argparse.Namespace) -> str:
     state = runstate.require(run_dir)
     alive = alive_jobs(state, RunObserver(run_dir))
     if alive:
-        raise ConfigError(f"{busy_refusal(run_dir, alive)}\nIts merge job runs after them; a merge now would "
-                          "find unfinished shards.")
+        raise busy_refusal(run_dir, alive, "its merge job runs after them, and a merge now would find unfinished "
+                                           "shards")
     merge_run_folder(run_dir)
     return "\n".join(merged_lines(run_dir))
 
@@ -167,16 +177,26 @@ def cmd_fetch(args: argparse.Namespace) -> str:
     return f"Fetched {r.path} ({r.file_bytes:,} bytes, {r.bytes_received:,} received), sha256 {r.sha256} verified"
 
 
+def merged_file(run_dir: Path) -> Path:
+    """The run's verified embeddings.h5, or a one-line refusal saying where the run stands."""
+    output = run_dir.resolve() / OUTPUT_FILE
+    if not output.is_file():
+        runstate.require(run_dir.resolve())
+        raise ConfigError(f"Run {run_dir.resolve()} has no {OUTPUT_FILE} yet (the merge writes it once every shard "
+                          f"is done). See where it stands: {make_command('status', RUN=run_dir.resolve())}")
+    return output
+
+
 def cmd_export_float16(args: argparse.Namespace) -> str:
     from merge.float16 import write_float16_copy
 
-    return f"Wrote {write_float16_copy(args.run / OUTPUT_FILE)}"
+    return f"Wrote {write_float16_copy(merged_file(args.run))}"
 
 
 def cmd_export_pkl(args: argparse.Namespace) -> str:
     from merge.export_pkl import export_pkl
 
-    return f"Wrote {export_pkl(args.run / OUTPUT_FILE, args.run / 'wikipedia_merged.pkl')}"
+    return f"Wrote {export_pkl(merged_file(args.run), args.run / 'wikipedia_merged.pkl')}"
 
 
 def cmd_map(args: argparse.Namespace) -> str:

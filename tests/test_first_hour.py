@@ -1,0 +1,121 @@
+"""The first hour (issue 21): each mistake a newcomer makes ends in a few lines, no traceback,
+naming the value and the fix; each printed repair is run as printed. Real CLI, local jobs, real model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import torch
+
+from tests.helpers import REPO, jobs_cli
+from tests.test_second_touch import printed_commands, run_as_printed, tiny_corpus
+
+QUIET = {"EMBEDKIT_PROGRESS_S": "60"}
+
+
+def short_refusal(proc: subprocess.CompletedProcess, lines: int = 4) -> str:
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    message = [ln for ln in proc.stderr.splitlines() if not ln.startswith("INFO ")]
+    assert message and message[0].startswith("error: ") and len(message) <= lines, proc.stderr
+    return "\n".join(message)
+
+
+def missing_device() -> str:
+    """A device this machine lacks: CUDA on a machine without it (the issue's case), else MPS."""
+    return "mps" if torch.cuda.is_available() else "cuda"
+
+
+def test_a_device_this_machine_lacks_is_refused_at_plan_with_a_repair_that_runs(tmp_path, model_path):
+    corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 6, "device")
+    run = tmp_path / "dev run"
+    device = missing_device()
+    refused = jobs_cli("plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
+                       str(model_path), "--device", device, check=False)
+    message = short_refusal(refused)
+    assert f"DEVICE={device}, but this machine has no" in message and "DEVICE=auto" in message
+    resubmit = run_as_printed(f"make resubmit RUN='{run}'")  # run.json keeps the device: refused the same way
+    assert resubmit.returncode == 2 and "DEVICE=auto" in resubmit.stderr, resubmit.stderr
+    [command] = printed_commands(message)
+    done = run_as_printed(command + " WAIT=1")
+    assert done.returncode == 0 and "Merged 6 rows x 384" in done.stdout, done.stderr
+    assert json.loads((run / "run.json").read_text())["compute"]["device"] == "auto"
+
+
+def test_a_run_that_is_a_file_or_under_one_is_refused_in_a_line(tmp_path, model_path):
+    corpus, _ = tiny_corpus(tmp_path / "notes.jsonl", 4, "swap")
+    for verb in ("plan", "submit"):
+        swapped = jobs_cli(verb, "--run", str(corpus), "--profile", "local", "--model", str(model_path), check=False)
+        message = short_refusal(swapped)
+        assert f"RUN={corpus} is a file, not a run folder" in message and "CORPUS=" in message
+    under = jobs_cli("plan", "--run", str(corpus / "run"), "--profile", "local", "--corpus", str(corpus),
+                     "--model", str(model_path), check=False)
+    assert f"is under {corpus}, which is a file" in short_refusal(under)
+    status = jobs_cli("status", "--run", str(corpus), check=False)
+    assert "is a file, not a run folder" in short_refusal(status) and "make submit RUN=" not in status.stderr
+    # The printed repair of the swap runs as printed (here, from the repository, as make runs it).
+    swapped = jobs_cli("plan", "--run", str(corpus), "--profile", "local", "--model", str(model_path), check=False)
+    [command] = [ln.strip() for ln in swapped.stderr.splitlines() if ln.strip().startswith("make plan")]
+    done = run_as_printed(command)
+    try:
+        assert done.returncode == 0 and "nothing was queued" in done.stdout, done.stderr
+    finally:
+        subprocess.run(["rm", "-rf", str(REPO / "runs" / "notes")], check=True)
+
+
+def test_exports_without_a_merged_file_say_where_the_run_stands(tmp_path, model_path):
+    corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 3, "export")
+    run = tmp_path / "no merge yet"
+    jobs_cli("plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path))
+    for verb in ("export-pkl", "export-float16"):
+        message = short_refusal(jobs_cli(verb, "--run", str(run), check=False), lines=2)
+        assert "has no embeddings.h5 yet" in message
+        [command] = printed_commands(message)
+        assert run_as_printed(command).returncode == 0, command
+    never = short_refusal(jobs_cli("export-pkl", "--run", str(tmp_path / "nowhere"), check=False), lines=2)
+    assert "has no run.json" in never
+
+
+def test_model_demo_works_offline_and_misspellings_are_named(tmp_path, model_path):
+    corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 3, "demo")
+    base = ("plan", "--profile", "local", "--corpus", str(corpus))
+    planned = jobs_cli(*base, "--run", str(tmp_path / "r"), "--model", "demo").stdout
+    assert f"model: {model_path.resolve()} @ local" in planned
+    typo = short_refusal(jobs_cli(*base, "--run", str(tmp_path / "t"), "--model", "./modle", check=False))
+    assert "MODEL=demo" in typo and "sentence-transformers/all-MiniLM-L6-v2" not in typo
+    cache = tmp_path / "cache"
+    (cache / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots").mkdir(parents=True)
+    misspelt = short_refusal(jobs_cli(*base, "--run", str(tmp_path / "m"), "--model",
+                                      "sentence-transformers/all-MiniLM-L6-v3", "--cache-dir", str(cache),
+                                      check=False))
+    assert "Did you mean MODEL=sentence-transformers/all-MiniLM-L6-v2" in misspelt and "MODEL=demo" in misspelt
+    for name in ("t", "m"):  # a refused plan leaves no empty folder behind
+        assert not (tmp_path / name).exists()
+
+
+def test_make_is_quiet_unless_asked(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    quiet = subprocess.run(["make", "status", f"RUN={tmp_path / 'none'}"], cwd=REPO, capture_output=True, text=True,
+                           env=env)
+    assert "-m jobs" not in quiet.stdout + quiet.stderr and "has no run.json" in quiet.stderr
+    loud = subprocess.run(["make", "status", f"RUN={tmp_path / 'none'}", "V=1"], cwd=REPO, capture_output=True,
+                          text=True, env=env)
+    assert "-m jobs status" in loud.stdout
+
+
+def test_status_columns_line_up_and_plan_figures_have_units(tmp_path, model_path):
+    corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 120, "align")
+    run = tmp_path / "aligned"
+    plan = jobs_cli("plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
+                    str(model_path), "--shards", "12").stdout
+    assert "est. cost" not in plan and "tokens" in plan
+    assert f"wrote {run / 'corpus.h5'} and {run / 'run.json'}" in plan
+    status = jobs_cli("status", "--run", str(run)).stdout
+    rows = [ln for ln in status.splitlines() if ln.startswith("  shard-")]
+    assert len(rows) == 12 and len({ln.index(" missing") for ln in rows}) == 1, status
+    assert len({ln.index("/") for ln in rows}) == 1, status
+    many = jobs_cli("plan", "--run", str(tmp_path / "many"), "--profile", "local", "--corpus", str(corpus),
+                    "--model", str(model_path), "--shards", "500").stdout
+    assert "SHARDS=500 on 120 rows: 120 shards of one row" in many, many
