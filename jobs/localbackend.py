@@ -68,6 +68,24 @@ SUCCESS_LINE = "Job completed successfully"  # what submitit's process_job logs 
 FAILURE_LINE = "Submitted job triggered an exception"
 
 
+REASON_CHARS = 600  # a whole kit message fits; a runaway one is cut
+
+
+def raised_error(log_text: str) -> str:
+    """The last exception of a job's log, with every line of its message (a refusal spans several)."""
+    lines = log_text.splitlines()
+    starts = [i for i, ln in enumerate(lines) if "Error" in ln and not ln.startswith((" ", "submitit"))]
+    if not starts:
+        return ""
+    message = []
+    for ln in lines[starts[-1]:]:
+        if ln.startswith("submitit") or (message and not ln.strip()):
+            break
+        message.append(ln.strip())
+    text = " ".join(message)
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
+
+
 def ended_state(folder: Path, job_id: str) -> JobState:
     """A local job that is no longer running: COMPLETED or FAILED, read from its submitit logs.
 
@@ -76,8 +94,7 @@ def ended_state(folder: Path, job_id: str) -> JobState:
     paths = JobPaths(folder, job_id=job_id)
     text = "".join(p.read_text(errors="replace") for p in (paths.stdout, paths.stderr) if p.exists())
     if FAILURE_LINE in text:
-        errors = [ln.strip() for ln in text.splitlines() if "Error" in ln and not ln.startswith((" ", "submitit"))]
-        return JobState(job_id, "FAILED", errors[-1][:300] if errors else "raised an error (see its log)")
+        return JobState(job_id, "FAILED", raised_error(text) or "raised an error (see its log)")
     if SUCCESS_LINE in text and paths.result_pickle.exists():
         return JobState(job_id, "COMPLETED")
     return JobState(job_id, "FAILED", "ended without finishing (killed?)")

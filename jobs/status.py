@@ -110,10 +110,12 @@ def shard_statuses(run_dir: Path, run: RunState, snapshot: Snapshot) -> list[Sha
     return out
 
 
-def _stage_line(job: JobRecord, snapshot: Snapshot) -> str:
+def _stage_line(job: JobRecord, snapshot: Snapshot, earlier: list[JobRecord]) -> str:
     state = snapshot.tasks.get(job.job_id)
     if state is None:
         return f"{job.stage} job {job.job_id}: " + ("left the queue" if snapshot.reachable else "unknown")
+    if job.backend == "local" and state.alive and any(snapshot.alive(j.job_id) for j in earlier):
+        return f"{job.stage} job {job.job_id}: PENDING (starts when the jobs before it have ended)"
     return f"{job.stage} job {job.job_id}: {state.state}" + (f" ({state.reason})" if state.reason else "")
 
 
@@ -166,7 +168,8 @@ def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
     lines = [f"Run {run_dir}: model {run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
              f"{done}/{total} rows embedded{rate_line(run, statuses)}"]
     lines += shard_lines(statuses)
-    lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
+    lines += [_stage_line(job, snapshot, list(run.jobs[:run.jobs.index(job)]))
+              for job in run.latest_stage_jobs().values()]
     lines += [snapshot.note] if snapshot.note else []
     lines.append(next_step(run_dir, statuses, snapshot))
     return "\n".join(lines)

@@ -167,6 +167,11 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
     changes = {**identity_changes(run.identity, identity), **(check.changes or {})}
     if run.model_fingerprint and fingerprint != run.model_fingerprint:
         changes["model weights"] = (run.model_fingerprint[:12], fingerprint[:12])
+    elif run.model_fingerprint and "model" in changes:  # the same weights at another path: the same model
+        say(f"Model {identity.model}: the same weights as {run.identity.model} (sha256 {fingerprint[:12]}); "
+            "run.json records the new place.")
+        changes.pop("model")
+        changes.pop("revision", None)
     computed = _computed_anything(run_dir, run)
     if changes and computed and not request.redo_all:
         corpusrun.discard_candidate(run_dir)

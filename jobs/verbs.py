@@ -33,7 +33,21 @@ def merged_lines(run_dir: Path) -> list[str]:
     return [f"Merged {m['rows']} rows x {m['dim']} into {m['path']} (sha256 {m['sha256'][:12]}...; "
             f"{m['rejected_rows']} rows rejected)",
             f"Norms: mean {q['mean_norm']:.4f} std {q['std_norm']:.4f} min {q['min_norm']:.4f} "
-            f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows"]
+            f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows" + unit_norm_note(run_dir, q)]
+
+
+def unit_norm_note(run_dir: Path, quality: dict) -> str:
+    """Why every norm is 1 although NORMALIZE was not asked: the model normalises its own output."""
+    import h5py
+
+    if abs(quality["min_norm"] - 1) > 1e-3 or abs(quality["max_norm"] - 1) > 1e-3:
+        return ""
+    with h5py.File(run_dir / OUTPUT_FILE, "r") as h5:
+        asked = str(h5.attrs.get("provenance_normalize_embeddings", "")).lower() in ("true", "1")
+        pooling = str(h5.attrs.get("provenance_pooling", ""))
+    if asked or "Normalize" not in pooling:
+        return ""
+    return " (all 1: NORMALIZE is off, but the model's last module, Normalize, scales every vector to length 1)"
 
 
 def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> str:
@@ -76,9 +90,11 @@ def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
     existed = request.run_dir.exists()
     try:
         outcome, _, state = submit(request, records, say=say, dry_run=dry_run)
-    except KitError:
+    except KitError as err:
         if not existed and request.run_dir.is_dir() and not any(request.run_dir.iterdir()):
             request.run_dir.rmdir()  # a refused first plan leaves no empty folder behind
+        if dry_run and "your make submit command" in str(err):  # the hints speak of the command just run
+            raise type(err)(str(err).replace("your make submit command", "your make plan command")) from None
         raise
     if dry_run:
         return plan_text(outcome, state)

@@ -119,3 +119,46 @@ def test_status_columns_line_up_and_plan_figures_have_units(tmp_path, model_path
     many = jobs_cli("plan", "--run", str(tmp_path / "many"), "--profile", "local", "--corpus", str(corpus),
                     "--model", str(model_path), "--shards", "500").stdout
     assert "SHARDS=500 on 120 rows: 120 shards of one row" in many, many
+
+
+def test_a_second_visit_merges_the_same_bytes_keeps_the_model_and_says_whole_reasons(tmp_path, model_path):
+    corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 6, "visit")
+    run = tmp_path / "visit ü"
+    first = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
+                     str(model_path), "--shards", "2", "--wait", env=QUIET).stdout
+    assert "NORMALIZE is off, but the model's last module, Normalize" in first, first
+    sidecar = run / "embeddings.h5.sha256"
+    before = sidecar.read_text()
+    again = jobs_cli("merge", "--run", str(run)).stdout
+    assert sidecar.read_text() == before and before.split()[0][:12] in again  # unchanged shards: the same bytes
+
+    copy = tmp_path / "moved checkout" / "model"
+    copy.parent.mkdir()
+    subprocess.run(["cp", "-rT", str(model_path), str(copy)], check=True)
+    moved = jobs_cli("submit", "--run", str(run), "--model", str(copy), "--redo", "0", "--wait", env=QUIET).stdout
+    assert "the same weights as" in moved and "Merged 6 rows x 384" in moved, moved
+    assert json.loads((run / "run.json").read_text())["identity"]["model"] == str(copy.resolve())
+
+    fields = short_refusal(jobs_cli("submit", "--run", str(run), "--text-fields", "content", check=False), lines=3)
+    assert "text_fields: text -> content" in fields and "corpus:" not in fields, fields
+
+    shards = run / "shards"
+    (shards / "shard-00001.h5").write_bytes((shards / "shard-00000.h5").read_bytes())
+    (run / "embeddings.h5").unlink()
+    sidecar.unlink()
+    failed = jobs_cli("resubmit", "--run", str(run), "--wait", env=QUIET, check=False)
+    assert failed.returncode == 2, failed.stderr
+    status = jobs_cli("status", "--run", str(run)).stdout
+    [merge_line] = [ln for ln in status.splitlines() if ln.startswith("merge job")]
+    reason = merge_line.split("Merge refused; nothing was written:", 1)[1]
+    assert "shard-00001" in reason and "make resubmit" in reason, status
+
+
+def test_field_hints_after_a_plan_speak_of_make_plan(tmp_path, model_path):
+    corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 3, "hint")
+    lines = corpus.read_text().replace('"text"', '"body"')
+    corpus.write_text(lines)
+    refused = jobs_cli("plan", "--run", str(tmp_path / "r"), "--profile", "local", "--corpus", str(corpus),
+                       "--model", str(model_path), check=False)
+    assert refused.returncode == 2 and "to your make plan command" in refused.stderr, refused.stderr
+    assert "make submit command" not in refused.stderr

@@ -88,6 +88,8 @@ def test_local_status_pending_running_merge_on_a_busy_run_and_eta(tmp_path, vita
     assert "running" in lines[0] and all("pending  (task " in ln and "queued behind" in ln for ln in lines[1:])
     busy = jobs_cli("merge", "--run", str(run), check=False)
     assert busy.returncode == 2 and "make status RUN=" in busy.stderr and "resubmit" not in busy.stderr
+    assert "a second submit" not in busy.stderr and "merge now would find unfinished shards" in busy.stderr
+    assert "merge job" in status and "PENDING (starts when the jobs before it have ended)" in status, status
     wait_for(lambda: "docs/s since the latest submit, ETA" in jobs_cli("status", "--run", str(run)).stdout, 240,
              "an ETA")
     for command in printed_commands(busy.stderr):
