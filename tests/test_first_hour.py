@@ -162,3 +162,30 @@ def test_field_hints_after_a_plan_speak_of_make_plan(tmp_path, model_path):
                        "--model", str(model_path), check=False)
     assert refused.returncode == 2 and "to your make plan command" in refused.stderr, refused.stderr
     assert "make submit command" not in refused.stderr
+
+
+def readme_first_example() -> list[str]:
+    """The commands of the README's first corpus example, as printed (comments dropped)."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Your own corpus", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readmes_first_example_runs_here_as_printed():
+    commands = readme_first_example()
+    assert [c.split()[1] for c in commands] == ["plan", "submit", "status", "merge"]
+    assert all("PROFILE=local" in c and "MODEL=demo" in c for c in commands[:2])
+    run = REPO / "runs" / "wiki-sample"
+    subprocess.run(["rm", "-rf", str(run)], check=True)
+    try:
+        outputs = []
+        for command in commands:
+            done = run_as_printed(command)
+            assert done.returncode == 0, command + "\n" + done.stderr
+            assert "-m jobs" not in done.stdout, done.stdout  # make does not echo its recipes
+            outputs.append(done.stdout)
+        assert "Merged 40 rows x 384" in outputs[1] and "Merged: " in outputs[2]
+    finally:
+        subprocess.run(["rm", "-rf", str(run)], check=True)
+    empty = run_as_printed("make plan MODEL=demo PROFILE=local")
+    assert empty.returncode == 2 and "start with CORPUS=" in empty.stderr, empty.stderr
