@@ -80,7 +80,8 @@ def cached_models(cache_dir: str | None) -> list[str]:
     root = hub_cache_dir(cache_dir)
     if not root.is_dir():
         return []
-    return sorted(p.name[len("models--"):].replace("--", "/") for p in root.glob("models--*") if (p / "snapshots").is_dir())
+    found = (p for p in root.glob("models--*") if (p / "snapshots").is_dir())
+    return sorted(p.name[len("models--"):].replace("--", "/") for p in found)
 
 
 def weights_fingerprint(folder: Path) -> str:

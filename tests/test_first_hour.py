@@ -189,3 +189,10 @@ def test_the_readmes_first_example_runs_here_as_printed():
         subprocess.run(["rm", "-rf", str(run)], check=True)
     empty = run_as_printed("make plan MODEL=demo PROFILE=local")
     assert empty.returncode == 2 and "start with CORPUS=" in empty.stderr, empty.stderr
+
+
+def test_staging_a_misspelt_hub_name_suggests_the_spelling(tmp_path):
+    refused = jobs_cli("stage-model", "--model", "sentence-transformers/all-MiniLM-L6-v3", check=False,
+                       env={"HF_HUB_CACHE": str(tmp_path / "cache")})
+    message = short_refusal(refused, lines=3)
+    assert "Check the spelling at https://huggingface.co/sentence-transformers/all-MiniLM-L6-v3" in message
