@@ -98,7 +98,7 @@ def test_local_status_pending_running_merge_on_a_busy_run_and_eta(tmp_path, vita
 
 
 def test_ctrl_c_while_waiting_says_what_happened_in_one_line(tmp_path, vital_jsonl, model_path):
-    corpus, _ = vital_jsonl(400)
+    corpus, _ = vital_jsonl(200)
     run = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, "-m", "jobs", "submit", "--run", str(run), "--profile", "local",
                              "--corpus", str(corpus), "--model", str(model_path), "--flush-rows", "16",
@@ -123,7 +123,7 @@ def test_ctrl_c_while_waiting_says_what_happened_in_one_line(tmp_path, vital_jso
     assert "running" not in status and "RUNNING" not in status, status  # what the message said is true
     [command] = printed_commands(last)
     done = run_as_printed(command + " WAIT=1")
-    assert done.returncode == 0 and "Merged 400 rows x 384" in done.stdout, done.stderr
+    assert done.returncode == 0 and "Merged 200 rows x 384" in done.stdout, done.stderr
 
 
 def test_demo_accepts_run_and_a_larger_demo_sits_next_to_a_smaller(tmp_path):
