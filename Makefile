@@ -5,6 +5,9 @@ SHELL := bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
+# Recipes are not echoed; V=1 shows the command each target runs.
+V ?=
+Q := $(if $(V),,@)
 
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
@@ -74,51 +77,51 @@ $(VENV)/.done: pyproject.toml
 setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see README for CUDA/MPS)
 
 demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033; RUN=... elsewhere)
-	$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS" --shards "$$SHARDS" --map "$$MAP"
+	$(Q)$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS" --shards "$$SHARDS" --map "$$MAP"
 
 test: setup test-services ## Run the tests (real model, HDF5, submitit, sshd, Chromium; Slurm 22.05 and, beside it, 26.05)
-	bash tests/run-all.sh
+	$(Q)bash tests/run-all.sh
 
 test-services: ## Install and start what the tests use for real: sshd, rsync, Chromium, the Slurm 22.05 and 26.05 clusters
-	bash tests/services/install.sh
+	$(Q)bash tests/services/install.sh
 
 submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1]
-	$(PY) -m jobs submit $(SUBMIT_ARGS)
+	$(Q)$(PY) -m jobs submit $(SUBMIT_ARGS)
 
 plan: setup ## Dry run: prepare and check everything, print what make submit would submit (same variables)
-	$(PY) -m jobs plan $(SUBMIT_ARGS)
+	$(Q)$(PY) -m jobs plan $(SUBMIT_ARGS)
 
 resubmit: setup ## Submit only the missing or failed shards of RUN=... and a new merge [WAIT=1] [REDO='3 5']
-	$(PY) -m jobs resubmit --run "$$RUN" --profile "$$PROFILE" --redo "$$REDO" --wait "$$WAIT"
+	$(Q)$(PY) -m jobs resubmit --run "$$RUN" --profile "$$PROFILE" --redo "$$REDO" --wait "$$WAIT"
 
 stage-model: setup ## On the login node: download MODEL=... into the profile's model_cache [PROFILE=...]
-	$(PY) -m jobs stage-model --model "$$MODEL" --profile "$$PROFILE" --revision "$$REVISION" --attention "$$ATTENTION"
+	$(Q)$(PY) -m jobs stage-model --model "$$MODEL" --profile "$$PROFILE" --revision "$$REVISION" --attention "$$ATTENTION"
 
 status: setup ## Shards done / running / missing and the repair command: RUN=...
-	$(PY) -m jobs status --run "$$RUN"
+	$(Q)$(PY) -m jobs status --run "$$RUN"
 
 merge: setup ## Verify the shards of RUN=... and write embeddings.h5 now
-	$(PY) -m jobs merge --run "$$RUN"
+	$(Q)$(PY) -m jobs merge --run "$$RUN"
 
 fetch: setup ## On the laptop: REMOTE=host:/path/to/run [DEST=runs/<run name>] [FLOAT16=1] [SSH_CONFIG=file]
-	$(PY) -m jobs fetch --remote "$$REMOTE" --dest "$$DEST" --ssh-config "$$SSH_CONFIG" --float16 "$$FLOAT16"
+	$(Q)$(PY) -m jobs fetch --remote "$$REMOTE" --dest "$$DEST" --ssh-config "$$SSH_CONFIG" --float16 "$$FLOAT16"
 
 export-float16: setup ## On the cluster: write RUN/embeddings.float16.h5 (half the bytes) for FLOAT16=1 fetches
-	$(PY) -m jobs export-float16 --run "$$RUN"
+	$(Q)$(PY) -m jobs export-float16 --run "$$RUN"
 
 map: setup ## Knowledge map of RUN=...: map.h5, map.html, map.png [QUESTIONS=file.json] [SEED=42] [PCA_DIMS=32|0]
-	$(PY) -m jobs map --run "$$RUN" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS"
+	$(Q)$(PY) -m jobs map --run "$$RUN" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS"
 
 export-pkl: setup ## Write RUN/wikipedia_merged.pkl (the seeds' dictionary) from embeddings.h5
-	$(PY) -m jobs export-pkl --run "$$RUN"
+	$(Q)$(PY) -m jobs export-pkl --run "$$RUN"
 
 export: setup ## Write RUN/embeddings.h5 as FORMAT=parquet|npy [FLOAT16=1] for DuckDB, LanceDB, FAISS (docs/EXPORT.md)
 	$(PY) -m jobs export --run "$$RUN" --format "$$FORMAT" --float16 "$$FLOAT16"
 
 bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
-	$(PY) bench/merge_throughput.py
-	$(PY) bench/embed_throughput.py
-	$(PY) bench/fetch_bytes.py
-	$(PY) bench/submit_1000.py
+	$(Q)$(PY) bench/merge_throughput.py
+	$(Q)$(PY) bench/embed_throughput.py
+	$(Q)$(PY) bench/fetch_bytes.py
+	$(Q)$(PY) bench/submit_1000.py
 
 .PHONY: help setup demo test test-services submit plan resubmit stage-model status merge fetch export-float16 map export-pkl export bench

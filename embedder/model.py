@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from embedder.config import EmbedIdentity
 from kit.errors import ConfigError, ModelNotFoundError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+OFFLINE_HINT = "the all-MiniLM-L6-v2 shipped with the kit, which works offline"
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,8 @@ def resolve_model(identity: EmbedIdentity, cache_dir: str | None = None, profile
     if local.is_dir():
         return ResolvedModel(local.resolve(), identity.model, "local")
     if looks_like_a_path(identity.model):
-        raise ModelNotFoundError(f"Model folder {local} does not exist. Check MODEL= (a local folder or a hub "
-                                 "name like sentence-transformers/all-MiniLM-L6-v2).")
+        raise ModelNotFoundError(f"Model folder {local} does not exist. Check MODEL= (a local folder, a hub name "
+                                 f"staged with make stage-model, or MODEL=demo: {OFFLINE_HINT}).")
     from huggingface_hub import snapshot_download
 
     try:
@@ -61,12 +63,25 @@ def resolve_model(identity: EmbedIdentity, cache_dir: str | None = None, profile
         from kit.commands import make_command
 
         stage = make_command("stage-model", MODEL=identity.model, REVISION=identity.revision, PROFILE=profile)
+        close = difflib.get_close_matches(identity.model, cached_models(cache_dir), n=1, cutoff=0.8)
+        fix = (f"Did you mean MODEL={close[0]} (in the cache)?" if close else
+               f"If the name is right (https://huggingface.co/{identity.model}), stage it once on the login node "
+               f"(with network): {stage}")
         raise ModelNotFoundError(
             f"Model {identity.model!r}{'@' + identity.revision if identity.revision else ''} is not in the "
             f"offline cache at {hub_cache_dir(cache_dir)} ({type(err).__name__}); compute tasks never download.\n"
-            f"Stage it once on the login node (with network): {stage}"
+            f"{fix}\nTo try the kit offline: MODEL=demo ({OFFLINE_HINT})."
         ) from err
     return ResolvedModel(Path(path), identity.model, Path(path).name)
+
+
+def cached_models(cache_dir: str | None) -> list[str]:
+    """Hub names with a snapshot in the cache (``models--org--name`` folders)."""
+    root = hub_cache_dir(cache_dir)
+    if not root.is_dir():
+        return []
+    found = (p for p in root.glob("models--*") if (p / "snapshots").is_dir())
+    return sorted(p.name[len("models--"):].replace("--", "/") for p in found)
 
 
 def weights_fingerprint(folder: Path) -> str:

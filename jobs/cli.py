@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.settings import COMPUTE_FIELDS, CORPUS_FIELDS, SubmitRequest, parse_redo
+from kit.commands import make_command
 from kit.errors import ConfigError, KitError
 
 
@@ -96,6 +97,7 @@ SUBMIT_OPTIONS: list[tuple[str, str, Any, str, str]] = [
 ]
 
 
+DEMO_MODEL = "demo"  # MODEL=demo: the all-MiniLM-L6-v2 folder shipped with the kit (works offline)
 FLAGS = ("--normalize-embeddings", "--skip-bad-rows", "--pin-memory")  # also usable bare: --skip-bad-rows
 
 
@@ -126,7 +128,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _run_folder(value: str) -> Path:
     if not value:
-        raise argparse.ArgumentTypeError("RUN is empty: pass RUN=<run folder>, e.g. RUN=runs/wiki.")
+        raise argparse.ArgumentTypeError("RUN is empty: pass RUN=<run folder>, e.g. RUN=runs/wiki. (make plan and "
+                                         "make submit name it after CORPUS=: CORPUS=data/wiki.parquet gives "
+                                         "RUN=runs/wiki; start with CORPUS=<your corpus file>.)")
     return Path(value)
 
 
@@ -186,6 +190,10 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         value = getattr(args, _dest(flag), None)
         if value is not None and where in groups:
             groups[where][_dest(flag)] = value
+    if groups["identity"].get("model") == DEMO_MODEL:
+        from jobs.demo import demo_model_path
+
+        groups["identity"]["model"] = str(demo_model_path())
     if "model" in groups["identity"] and Path(groups["identity"]["model"]).expanduser().is_dir():
         groups["identity"]["model"] = str(Path(groups["identity"]["model"]).expanduser().resolve())
     unsupported = sorted((set(groups["corpus"]) - set(CORPUS_FIELDS)) | (set(groups["compute"]) - set(COMPUTE_FIELDS)))
@@ -196,6 +204,50 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         shards=getattr(args, "shards", None), profile=args.profile, identity=groups["identity"],
         compute=groups["compute"], corpus_options=groups["corpus"], redo=args.redo, wait=bool(args.wait),
         map_options=map_options(args))
+
+
+def _variable_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def as_make_command(verb: str, args: argparse.Namespace, **override: Any) -> str:
+    """The ``make VERB ...`` that repeats this submit or plan, with ``override`` put over it (repairs)."""
+    given: dict[str, Any] = {"RUN": args.run}
+    for flag, variable, _, _, _ in SUBMIT_OPTIONS:
+        value = getattr(args, _dest(flag), None)
+        if value is not None:
+            given[variable] = _variable_text(value)
+    for name, variable in (("map", "MAP"), ("questions", "QUESTIONS"), ("seed", "SEED"), ("pca_dims", "PCA_DIMS")):
+        if getattr(args, name, None) is not None:
+            given[variable] = _variable_text(getattr(args, name))
+    given.update(override)
+    return make_command(verb, **given)
+
+
+def check_run_folder(args: argparse.Namespace) -> None:
+    """RUN must be a folder (or not exist yet): a file there, or above it, is refused in a line."""
+    run = getattr(args, "run", None)
+    if run is None:
+        return
+    for path in (run, *run.parents):
+        if path.exists() and not path.is_dir():
+            break
+    else:
+        return
+    what = f"RUN={run} is a file" if path == run else f"RUN={run} is under {path}, which is a file"
+    hint = "A run folder is where make submit puts run.json, the shards and embeddings.h5."
+    corpus = getattr(args, "corpus", None)
+    if path == run and args.verb in ("plan", "submit") and not (corpus and Path(corpus).exists()):
+        default = Path("runs") / run.name.split(".")[0]
+        hint = (f"It looks like the corpus: pass it as CORPUS= and choose a run folder, e.g.\n  "
+                f"{as_make_command(args.verb, args, RUN=default, CORPUS=run)}")
+    elif args.verb in ("plan", "submit"):
+        hint += f" Choose another RUN=, e.g. RUN=runs/{run.name.split('.')[0] or 'myrun'}."
+    raise ConfigError(f"{what}, not a run folder. {hint}")
 
 
 def map_options(args: argparse.Namespace) -> dict | None:
@@ -217,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs import verbs
 
     try:
+        check_run_folder(args)
         with verbs.locked(args):
             print(getattr(verbs, "cmd_" + args.verb.replace("-", "_"))(args))
     except KitError as err:

@@ -102,7 +102,8 @@ def check_corpus(run_dir: Path, old: CorpusRecord, corpus: Path | None, options:
     if options != old.options:
         changes.update({k: (getattr(old.options, k), getattr(options, k)) for k in vars(options)
                         if getattr(old.options, k) != getattr(options, k)})
-    if record.fingerprint != old.fingerprint:
+    same_file = record.source == old.source and old.source_stat is not None and record.source_stat == old.source_stat
+    if record.fingerprint != old.fingerprint and not (changes and same_file):  # options alone: not "another file"
         changes["corpus"] = (f"{old.source} ({old.rows} rows, {old.fingerprint[:12]})",
                              f"{record.source} ({record.rows} rows, {record.fingerprint[:12]})")
     if not changes:

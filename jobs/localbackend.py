@@ -68,6 +68,24 @@ SUCCESS_LINE = "Job completed successfully"  # what submitit's process_job logs 
 FAILURE_LINE = "Submitted job triggered an exception"
 
 
+REASON_CHARS = 600  # a whole kit message fits; a runaway one is cut
+
+
+def raised_error(log_text: str) -> str:
+    """The last exception of a job's log, with every line of its message (a refusal spans several)."""
+    lines = log_text.splitlines()
+    starts = [i for i, ln in enumerate(lines) if "Error" in ln and not ln.startswith((" ", "submitit"))]
+    if not starts:
+        return ""
+    message = []
+    for ln in lines[starts[-1]:]:
+        if ln.startswith("submitit") or (message and not ln.strip()):
+            break
+        message.append(ln.strip())
+    text = " ".join(message)
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
+
+
 def ended_state(folder: Path, job_id: str) -> JobState:
     """A local job that is no longer running: COMPLETED or FAILED, read from its submitit logs.
 
@@ -76,8 +94,7 @@ def ended_state(folder: Path, job_id: str) -> JobState:
     paths = JobPaths(folder, job_id=job_id)
     text = "".join(p.read_text(errors="replace") for p in (paths.stdout, paths.stderr) if p.exists())
     if FAILURE_LINE in text:
-        errors = [ln.strip() for ln in text.splitlines() if "Error" in ln and not ln.startswith((" ", "submitit"))]
-        return JobState(job_id, "FAILED", errors[-1][:300] if errors else "raised an error (see its log)")
+        return JobState(job_id, "FAILED", raised_error(text) or "raised an error (see its log)")
     if SUCCESS_LINE in text and paths.result_pickle.exists():
         return JobState(job_id, "COMPLETED")
     return JobState(job_id, "FAILED", "ended without finishing (killed?)")
@@ -93,6 +110,30 @@ def local_job_alive(job_id: str) -> bool:
         return b"submitit" in cmdline.read_bytes() if cmdline.exists() else True
     except OSError:
         return False
+
+
+def device_missing(device: str) -> str:
+    """Why ``device`` cannot run here ("" when it can): the work of a local run happens on this machine."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        built = "" if torch.version.cuda else ", a build without CUDA"
+        return f"this machine has no CUDA device (torch {torch.__version__}{built})"
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        return "this machine has no MPS device (Apple silicon)"
+    return ""
+
+
+def require_device(device: str, run_dir: Path) -> None:
+    """Refuse DEVICE=cuda|mps where this machine lacks it, with the setting that works here."""
+    from kit.commands import make_command
+    from kit.errors import ConfigError
+
+    why = device_missing(device)
+    if why:
+        raise ConfigError(f"DEVICE={device}, but {why}; PROFILE=local embeds on this machine. Run {run_dir} is "
+                          f"planned; embed it with DEVICE=auto (a GPU where there is one, else the CPU): "
+                          f"{make_command('submit', RUN=run_dir, DEVICE='auto')}")
 
 
 @dataclass
@@ -126,6 +167,7 @@ class LocalBackend:
 
     def check(self, request: StageRequest) -> str:
         if request.stage == "embed":
+            require_device(request.compute.device if request.compute else "auto", request.run_dir)
             gpus = visible_gpus()
             workers = len(assign_workers(list(request.shards), len(gpus) or 1))
             return f"embed: {workers} local worker(s) on {', '.join('GPU ' + g for g in gpus) or 'the CPU'}"

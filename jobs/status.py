@@ -41,12 +41,22 @@ class ShardStatus:
     task: str = ""  # the scheduler's id of its latest task
     detail: str = ""  # why pending, how it failed
 
-    def line(self) -> str:
+    def line(self, widths: tuple[int, int] = (0, 8)) -> str:
+        """One aligned row; ``widths``: of the range column and of the row counts (``column_widths``)."""
         extra = [f"task {self.task}"] if self.task and self.state != "done" else []
         extra += [f"attempt {self.attempts}"] if self.attempts > 1 else []
         extra += [self.detail] if self.detail else []
-        return (f"  {shard_name(self.spec.index)}  [{self.spec.start}, {self.spec.stop})  "
-                f"{self.rows_done:>8}/{self.spec.rows:<8} {self.state}" + (f"  ({'; '.join(extra)})" if extra else ""))
+        span, count = widths
+        rows = f"{self.rows_done:>{count}}/{self.spec.rows:<{count}}"
+        return (f"  {shard_name(self.spec.index)}  {f'[{self.spec.start}, {self.spec.stop})':<{span}}  "
+                f"{rows} rows  {self.state}" + (f"  ({'; '.join(extra)})" if extra else "")).rstrip()
+
+
+def column_widths(statuses: list[ShardStatus]) -> tuple[int, int]:
+    """Widths of the range and row-count columns, so any number of rows lines up."""
+    span = max((len(f"[{s.spec.start}, {s.spec.stop})") for s in statuses), default=0)
+    count = max((len(str(s.spec.rows)) for s in statuses), default=1)
+    return span, count
 
 
 def shard_files(run_dir: Path, plan: tuple[ShardSpec, ...]) -> dict[int, ShardFiles]:
@@ -100,10 +110,12 @@ def shard_statuses(run_dir: Path, run: RunState, snapshot: Snapshot) -> list[Sha
     return out
 
 
-def _stage_line(job: JobRecord, snapshot: Snapshot) -> str:
+def _stage_line(job: JobRecord, snapshot: Snapshot, earlier: list[JobRecord]) -> str:
     state = snapshot.tasks.get(job.job_id)
     if state is None:
         return f"{job.stage} job {job.job_id}: " + ("left the queue" if snapshot.reachable else "unknown")
+    if job.backend == "local" and state.alive and any(snapshot.alive(j.job_id) for j in earlier):
+        return f"{job.stage} job {job.job_id}: PENDING (starts when the jobs before it have ended)"
     return f"{job.stage} job {job.job_id}: {state.state}" + (f" ({state.reason})" if state.reason else "")
 
 
@@ -138,10 +150,11 @@ def summarise(statuses: list[ShardStatus]) -> str:
 
 
 def shard_lines(statuses: list[ShardStatus]) -> list[str]:
+    widths = column_widths(statuses)
     if len(statuses) <= LISTED_SHARDS:
-        return [s.line() for s in statuses]
+        return [s.line(widths) for s in statuses]
     unfinished = [s for s in statuses if s.state != "done"]
-    lines = [s.line() for s in unfinished[:LISTED_SHARDS]]
+    lines = [s.line(widths) for s in unfinished[:LISTED_SHARDS]]
     if len(unfinished) > LISTED_SHARDS:
         lines.append(f"  ... and {len(unfinished) - LISTED_SHARDS} more unfinished shards")
     return lines
@@ -155,7 +168,8 @@ def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
     lines = [f"Run {run_dir}: model {run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
              f"{done}/{total} rows embedded{rate_line(run, statuses)}"]
     lines += shard_lines(statuses)
-    lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
+    lines += [_stage_line(job, snapshot, list(run.jobs[:run.jobs.index(job)]))
+              for job in run.latest_stage_jobs().values()]
     lines += [snapshot.note] if snapshot.note else []
     lines += [f"Set aside (kept, not resumed): {p.relative_to(run_dir)}" for p in set_aside_files(run_dir)]
     lines += space_lines(run_dir, statuses)

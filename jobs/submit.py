@@ -86,11 +86,11 @@ def alive_jobs(run: RunState, backend: Backend) -> list[JobRecord]:
     return [j for j in run.jobs if j.job_id in alive_ids and j not in stuck]
 
 
-def busy_refusal(run_dir: Path, alive: list[JobRecord]) -> RunBusyError:
+def busy_refusal(run_dir: Path, alive: list[JobRecord], why: str = "a second submit would race them") -> RunBusyError:
     ids = [j.job_id for j in alive]
     shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
-    return RunBusyError(f"Run {run_dir} still has jobs queued or running ({shown}); a second submit would race "
-                        f"them. Watch it with: {make_command('status', RUN=run_dir)}")
+    return RunBusyError(f"Run {run_dir} still has jobs queued or running ({shown}); {why}. "
+                        f"Watch it with: {make_command('status', RUN=run_dir)}")
 
 
 def _move_aside(run_dir: Path, path: Path, stamp: str) -> Path:
@@ -169,6 +169,11 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
     changes = {**identity_changes(run.identity, identity), **(check.changes or {})}
     if run.model_fingerprint and fingerprint != run.model_fingerprint:
         changes["model weights"] = (run.model_fingerprint[:12], fingerprint[:12])
+    elif run.model_fingerprint and "model" in changes:  # the same weights at another path: the same model
+        say(f"Model {identity.model}: the same weights as {run.identity.model} (sha256 {fingerprint[:12]}); "
+            "run.json records the new place.")
+        changes.pop("model")
+        changes.pop("revision", None)
     computed = _computed_anything(run_dir, run)
     if changes and computed and not request.redo_all:
         corpusrun.discard_candidate(run_dir)
@@ -242,9 +247,9 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
         outcome.message = f"Nothing to do: every shard is complete and {run_dir / OUTPUT_FILE} exists."
         return outcome, backend, state
     stages = stage_requests(state, run_dir, pending, request.map_options)
+    runstate.save(run_dir, state)  # the run is planned: make submit RUN=... alone submits exactly this
     outcome.plan_lines = [backend.check(stage) for stage in stages]
-    if dry_run:  # the run is planned: make submit RUN=... alone submits exactly this
-        runstate.save(run_dir, state)
+    if dry_run:
         return outcome, backend, state
     (run_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
     before = len(state.jobs)

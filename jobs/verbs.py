@@ -45,7 +45,21 @@ def merged_lines(run_dir: Path) -> list[str]:
     return [f"Merged {m['rows']} rows x {m['dim']} into {m['path']} (sha256 {m['sha256'][:12]}...; "
             f"{m['rejected_rows']} rows rejected)",
             f"Norms: mean {q['mean_norm']:.4f} std {q['std_norm']:.4f} min {q['min_norm']:.4f} "
-            f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows"]
+            f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows" + unit_norm_note(run_dir, q)]
+
+
+def unit_norm_note(run_dir: Path, quality: dict) -> str:
+    """Why every norm is 1 although NORMALIZE was not asked: the model normalises its own output."""
+    import h5py
+
+    if abs(quality["min_norm"] - 1) > 1e-3 or abs(quality["max_norm"] - 1) > 1e-3:
+        return ""
+    with h5py.File(run_dir / OUTPUT_FILE, "r") as h5:
+        asked = str(h5.attrs.get("provenance_normalize_embeddings", "")).lower() in ("true", "1")
+        pooling = str(h5.attrs.get("provenance_pooling", ""))
+    if asked or "Normalize" not in pooling:
+        return ""
+    return " (all 1: NORMALIZE is off, but the model's last module, Normalize, scales every vector to length 1)"
 
 
 def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> str:
@@ -85,7 +99,15 @@ def map_line(run_dir: Path) -> str:
 
 def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
     say(f"Run {request.run_dir}: preparing (corpus, model, plan)...")
-    outcome, _, state = submit(request, records, say=say, dry_run=dry_run)
+    existed = request.run_dir.exists()
+    try:
+        outcome, _, state = submit(request, records, say=say, dry_run=dry_run)
+    except KitError as err:
+        if not existed and request.run_dir.is_dir() and not any(request.run_dir.iterdir()):
+            request.run_dir.rmdir()  # a refused first plan leaves no empty folder behind
+        if dry_run and "your make submit command" in str(err):  # the hints speak of the command just run
+            raise type(err)(str(err).replace("your make submit command", "your make plan command")) from None
+        raise
     if dry_run:
         return plan_text(outcome, state)
     if not outcome.message:
@@ -100,12 +122,16 @@ def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
 
     costs = row_costs(outcome.run_dir / CORPUS_FILE)
     pending = [s for s in state.plan if s.index in set(outcome.pending)]
-    lines = [f"Plan for {outcome.run_dir} (nothing was queued):",
+    lines = [f"Plan for {outcome.run_dir} (nothing was queued; wrote {outcome.run_dir / CORPUS_FILE} and "
+             f"{outcome.run_dir / 'run.json'}):",
              f"  corpus: {state.corpus.source}, {state.corpus.rows} rows ({state.corpus.rejected_rows} rejected)",
              f"  model: {state.identity.model} @ {state.identity.revision or 'local'}",
              f"  shards: {len(state.plan)} planned, {len(pending)} to embed"]
+    if state.requested_shards > len(state.plan):
+        lines.append(f"  SHARDS={state.requested_shards} on {state.corpus.rows} rows: {len(state.plan)} shards of "
+                     f"one row each (a shard holds at least one row)")
     for spec in pending[:10]:
-        lines.append(f"    {spec.describe()}: {spec.rows} rows, est. cost {costs[spec.start:spec.stop].sum():.0f}")
+        lines.append(f"    {spec.describe()}: {spec.rows} rows, about {costs[spec.start:spec.stop].sum():,.0f} tokens")
     if len(pending) > 10:
         lines.append(f"    ... and {len(pending) - 10} more")
     lines += [f"  {line}" for line in outcome.plan_lines]
@@ -149,8 +175,8 @@ def cmd_merge(args: argparse.Namespace) -> str:
     state = runstate.require(run_dir)
     alive = alive_jobs(state, RunObserver(run_dir))
     if alive:
-        raise ConfigError(f"{busy_refusal(run_dir, alive)}\nIts merge job runs after them; a merge now would "
-                          "find unfinished shards.")
+        raise busy_refusal(run_dir, alive, "its merge job runs after them, and a merge now would find unfinished "
+                                           "shards")
     merge_run_folder(run_dir)
     return "\n".join(merged_lines(run_dir))
 
@@ -179,16 +205,26 @@ def cmd_fetch(args: argparse.Namespace) -> str:
     return f"Fetched {r.path} ({r.file_bytes:,} bytes, {r.bytes_received:,} received), sha256 {r.sha256} verified"
 
 
+def merged_file(run_dir: Path) -> Path:
+    """The run's verified embeddings.h5, or a one-line refusal saying where the run stands."""
+    output = run_dir.resolve() / OUTPUT_FILE
+    if not output.is_file():
+        runstate.require(run_dir.resolve())
+        raise ConfigError(f"Run {run_dir.resolve()} has no {OUTPUT_FILE} yet (the merge writes it once every shard "
+                          f"is done). See where it stands: {make_command('status', RUN=run_dir.resolve())}")
+    return output
+
+
 def cmd_export_float16(args: argparse.Namespace) -> str:
     from merge.float16 import write_float16_copy
 
-    return f"Wrote {write_float16_copy(args.run / OUTPUT_FILE)}"
+    return f"Wrote {write_float16_copy(merged_file(args.run))}"
 
 
 def cmd_export_pkl(args: argparse.Namespace) -> str:
     from merge.export_pkl import export_pkl
 
-    return f"Wrote {export_pkl(args.run / OUTPUT_FILE, args.run / 'wikipedia_merged.pkl')}"
+    return f"Wrote {export_pkl(merged_file(args.run), args.run / 'wikipedia_merged.pkl')}"
 
 
 def cmd_export(args: argparse.Namespace) -> str:

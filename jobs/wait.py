@@ -8,12 +8,14 @@ go on without us, and so does the wait.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from jobs.backend import Backend
+from jobs.localbackend import local_job_alive
 from jobs.runstate import JobRecord, RunState
 from jobs.status import format_duration, shard_statuses, summarise
 from kit.commands import make_command
@@ -81,15 +83,44 @@ def wait_for_run(run_dir: Path, state: RunState, backend: Backend, last: list[Jo
         time.sleep(POLL_S)
 
 
-def interrupted_message(run_dir: Path, state: RunState, backend: Backend) -> str:
-    """Ctrl-C during WAIT=1: what happened to the jobs, and how to go on."""
-    time.sleep(0.5)  # local jobs share the terminal: give them the moment SIGINT takes
+INTERRUPT_END_S = 60.0  # how long jobs that got the same Ctrl-C are given to end before we say they still run
+
+
+def in_this_terminal(job: JobRecord) -> bool:
+    """A local job in our process group: the terminal's Ctrl-C reached it as it reached us."""
+    if job.backend != "local" or job.host != socket.gethostname():
+        return False
     try:
-        alive = backend.snapshot(state.jobs).any_alive()
+        return os.getpgid(int(job.job_id)) == os.getpgrp()
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
+
+
+def wait_until_ended(jobs: list[JobRecord], limit_s: float = INTERRUPT_END_S) -> list[JobRecord]:
+    """Check each pid until it has ended (or ``limit_s`` passed); the jobs still running."""
+    deadline = time.monotonic() + limit_s
+    while (alive := [j for j in jobs if local_job_alive(j.job_id)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+def interrupted_message(run_dir: Path, state: RunState, backend: Backend) -> str:
+    """Ctrl-C during WAIT=1: what happened to the jobs, found by checking them, and how to go on.
+
+    Local jobs started from this terminal share its process group, so the Ctrl-C reached them
+    too: we check their pids until they have ended, then ask the backend what still runs.
+    """
+    status = make_command("status", RUN=run_dir)
+    try:
+        alive = [j for j in state.jobs if backend.snapshot(state.jobs).alive(j.job_id)]
     except KitError:
-        alive = True
-    if alive:
-        return (f"Stopped waiting; the jobs go on. Watch them with: {make_command('status', RUN=run_dir)} "
-                f"(the merged file appears when they finish).")
-    return (f"Stopped: Ctrl-C also ended the run's local jobs; flushed rows are kept. Resume with: "
-            f"{make_command('submit', RUN=run_dir)}")
+        return f"Stopped waiting; the scheduler did not answer, so whether the jobs go on is unknown. Check: {status}"
+    stopping = [j for j in alive if in_this_terminal(j)]
+    still = wait_until_ended(stopping)
+    going_on = [j for j in alive if j not in stopping or j in still]
+    if not going_on:
+        return (f"Stopped: Ctrl-C also ended the run's local jobs (they share this terminal); flushed rows are "
+                f"kept. Resume with: {make_command('submit', RUN=run_dir)}")
+    ids = ", ".join(j.job_id for j in going_on[:6]) + (" ..." if len(going_on) > 6 else "")
+    return (f"Stopped waiting; {len(going_on)} job(s) go on ({ids}). Watch them with: {status} "
+            f"(the merged file appears when they finish).")

@@ -112,6 +112,12 @@ def _no_space(cause: str, tmp: Path, out: Path, need: int, run_dir: Path, what: 
                       f"MiB now); free space, then: {make_command('merge', RUN=run_dir)}")
 
 
+def _shards_time(headers: list[ShardHeader]) -> str:
+    """When the newest shard was written: a re-merge of the same shards writes the same bytes."""
+    newest = max(h.path.stat().st_mtime for h in headers)
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(newest))
+
+
 def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSummary:
     """Verify the shards of ``run_dir`` and write ``embeddings.h5`` (+ ``.sha256``) atomically.
 
@@ -134,7 +140,7 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSumm
     tmp = atomic.tmp_path(out)
     first = complete[0].identity
     attrs = {
-        "model": first["model"], "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": first["model"], "timestamp": _shards_time(complete),
         "chunk_info": json.dumps(_chunk_info(complete)), "input_rows": info.source_rows,
         "rejected_rows": info.rejected_rows, "corpus_source": info.source,
         **{f"provenance_{k}": v for k, v in first.items() if k != "model"},

@@ -84,7 +84,9 @@ def completeness(complete: list[ShardHeader], verdict: Verdict, index_of) -> Non
 
 def identity(complete: list[ShardHeader], expected: dict, verdict: Verdict, index_of) -> None:
     """All shards share model, revision, weights, dim, dtype, pooling, normalization, prompt, corpus."""
-    for key in IDENTITY_KEYS:
+    # With the weights' fingerprint pinned, it decides: the name or path is only where they were found.
+    where = ("model", "model_revision") if "model_fingerprint" in expected else ()
+    for key in (k for k in IDENTITY_KEYS if k not in where):
         values = Counter(repr(h.identity[key]) for h in complete)
         reference = repr(expected[key]) if key in expected else (values.most_common(1)[0][0] if values else None)
         odd = [h for h in complete if repr(h.identity[key]) != reference]

@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -88,6 +87,8 @@ def test_local_status_pending_running_merge_on_a_busy_run_and_eta(tmp_path, vita
     assert "running" in lines[0] and all("pending  (task " in ln and "queued behind" in ln for ln in lines[1:])
     busy = jobs_cli("merge", "--run", str(run), check=False)
     assert busy.returncode == 2 and "make status RUN=" in busy.stderr and "resubmit" not in busy.stderr
+    assert "a second submit" not in busy.stderr and "merge now would find unfinished shards" in busy.stderr
+    assert "merge job" in status and "PENDING (starts when the jobs before it have ended)" in status, status
     wait_for(lambda: "docs/s since the latest submit, ETA" in jobs_cli("status", "--run", str(run)).stdout, 240,
              "an ETA")
     for command in printed_commands(busy.stderr):
@@ -99,16 +100,29 @@ def test_ctrl_c_while_waiting_says_what_happened_in_one_line(tmp_path, vital_jso
     corpus, _ = vital_jsonl(200)
     run = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, "-m", "jobs", "submit", "--run", str(run), "--profile", "local",
-                             "--corpus", str(corpus), "--model", str(model_path), "--flush-rows", "16", "--wait"],
+                             "--corpus", str(corpus), "--model", str(model_path), "--flush-rows", "16",
+                             "--device", "cpu", "--wait"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True)
-    wait_for(lambda: any((run / "shards").glob("*.tmp")) if (run / "shards").exists() else False, 240, "a shard")
-    time.sleep(1)
+    for line in proc.stdout:  # the CLI is inside its wait once it says so
+        if line.startswith("Waiting for the run"):
+            break
+    wait_for(lambda: any((run / "shards").glob("*.tmp")), 240, "a shard")
+    # Checking, not timing: freeze the whole group, make sure the run is unfinished, then Ctrl-C it.
+    os.killpg(proc.pid, signal.SIGSTOP)
+    unfinished = not (run / "shards" / "shard-00000.h5").exists()
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: the whole foreground group
+    os.killpg(proc.pid, signal.SIGCONT)
     out, err = proc.communicate(timeout=120)
+    assert unfinished, "the run finished before the interrupt: use a larger corpus"
     assert proc.returncode == 2 and "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: Stopped") and "make submit RUN=" in last or "make status RUN=" in last, err
+    assert last.startswith("error: Stopped: Ctrl-C also ended the run's local jobs"), err
+    status = jobs_cli("status", "--run", str(run)).stdout
+    assert "running" not in status and "RUNNING" not in status, status  # what the message said is true
+    [command] = printed_commands(last)
+    done = run_as_printed(command + " WAIT=1")
+    assert done.returncode == 0 and "Merged 200 rows x 384" in done.stdout, done.stderr
 
 
 def test_demo_accepts_run_and_a_larger_demo_sits_next_to_a_smaller(tmp_path):
