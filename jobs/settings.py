@@ -17,6 +17,7 @@ from embedder.config import ComputeSettings, EmbedIdentity
 from embedder.corpus import CorpusOptions
 from kit.commands import make_command
 from kit.errors import ConfigError
+from slurm.profiles import ClusterProfile
 
 REDO_ALL = "all"
 IDENTITY_FIELDS = tuple(f.name for f in fields(EmbedIdentity))
@@ -62,12 +63,15 @@ def given_identity(request: SubmitRequest, old: EmbedIdentity | None) -> EmbedId
     return replace(old, **given)
 
 
-def compute_settings(request: SubmitRequest, old: ComputeSettings | None, model_cache: str | None) -> ComputeSettings:
-    """Execution settings: the run's latest, with what was given put over it (always allowed)."""
+def compute_settings(request: SubmitRequest, old: ComputeSettings | None,
+                     profile: ClusterProfile | None) -> ComputeSettings:
+    """Execution settings: the run's latest, then the profile's device, then what was given (always allowed)."""
     base = old or ComputeSettings()
+    if profile is not None and profile.device:
+        base = replace(base, device=profile.device)
     settings = replace(base, **request.compute)
-    if settings.cache_dir is None and model_cache:
-        settings = replace(settings, cache_dir=model_cache)
+    if settings.cache_dir is None and profile is not None and profile.model_cache:
+        settings = replace(settings, cache_dir=profile.model_cache)
     return settings
 
 

@@ -30,7 +30,7 @@ from kit.corpusfile import row_costs
 from kit.errors import ConfigError, RunBusyError
 from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_name, sidecar_path
 from kit.shardfile import done_shards, shard_path
-from slurm.profiles import LOCAL, available_profiles, load_profile
+from slurm.profiles import LOCAL, ClusterProfile, available_profiles, load_profile
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -58,8 +58,8 @@ def profile_name(request: SubmitRequest, run: RunState | None) -> str:
                       "(or a .toml path); PROFILE=local runs on this machine instead.")
 
 
-def backend_for(name: str, run_dir: Path) -> tuple[Backend, str | None]:
-    """The backend of a profile, and the profile's model cache."""
+def backend_for(name: str, run_dir: Path) -> tuple[Backend, ClusterProfile | None]:
+    """The backend of a profile, and the profile (None for local)."""
     if name == LOCAL:
         return LocalBackend(run_dir), None
     from jobs import slurmcli
@@ -72,7 +72,7 @@ def backend_for(name: str, run_dir: Path) -> tuple[Backend, str | None]:
         if res.partition and res.partition not in known:
             raise ConfigError(f"Partition {res.partition!r} ([{stage}] in profile {profile.name}) does not exist. "
                               f"Choose from: {', '.join(sorted(known))}.")
-    return SlurmBackend(profile), profile.model_cache
+    return SlurmBackend(profile), profile
 
 
 def alive_jobs(run: RunState, backend: Backend) -> list[JobRecord]:
@@ -155,10 +155,10 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
     run_dir = request.run_dir
     run = runstate.load(run_dir)
     name = profile_name(request, run) if backend is None else backend.name
-    backend, model_cache = (backend, None) if backend is not None else backend_for(name, run_dir)
+    backend, profile = (backend, None) if backend is not None else backend_for(name, run_dir)
     if run is not None and (alive := alive_jobs(run, observer or RunObserver(run_dir))):
         raise busy_refusal(run_dir, alive)
-    compute = compute_settings(request, run.compute if run else None, model_cache)
+    compute = compute_settings(request, run.compute if run else None, profile)
     identity, fingerprint, max_len = _pinned_identity(request, run, compute.cache_dir, name)
     options = corpus_options(request, run.corpus.options if run else None)
     if run is None:

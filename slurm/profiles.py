@@ -45,9 +45,11 @@ class ClusterProfile:
     setup: tuple[str, ...] = ()  # module load / conda activate / exports, run before the task
     model_cache: str | None = None  # HF hub cache on shared storage (make stage-model fills it)
     python: str | None = None  # interpreter on the compute nodes; None: the one that submits
+    device: str | None = None  # DEVICE of the tasks when the command gives none (e.g. "cpu" on CPU-only nodes)
 
 
-_TOP_KEYS = {"setup", "model_cache", "python", "embed", "merge"}
+_TOP_KEYS = {"setup", "model_cache", "python", "device", "embed", "merge"}
+DEVICES = ("auto", "cuda", "mps", "cpu")
 
 # Site policy: sites accept different ways of asking for GPUs (some refuse --gres, some --gpus;
 # on Slurm >= 26.05 --gres=gpu and --gpus-per-node exclude each other). A stage emits exactly one.
@@ -125,9 +127,12 @@ def load_profile(name_or_path: str) -> ClusterProfile:
     setup = data.get("setup", [])
     if not isinstance(setup, list) or not all(isinstance(s, str) for s in setup):
         raise ConfigError(f"setup in {path} must be a list of shell lines.")
+    if data.get("device", "auto") not in DEVICES:
+        raise ConfigError(f"device = {data['device']!r} in {path} is not a device. Choose one of: {', '.join(DEVICES)}.")
     return ClusterProfile(name=path.stem, embed=_resources(data.get("embed", {}), f"{path.name} [embed]"),
                           merge=_resources(data.get("merge", {}), f"{path.name} [merge]"), setup=tuple(setup),
-                          model_cache=data.get("model_cache"), python=data.get("python"))
+                          model_cache=data.get("model_cache"), python=data.get("python"),
+                          device=data.get("device"))
 
 
 def sbatch_parameters(res: Resources, job_name: str, setup: tuple[str, ...]) -> dict[str, Any]:

@@ -18,6 +18,22 @@ def test_shipped_profiles_load():
     assert site.embed.gpus_per_task == 1 and site.model_cache and "export HF_HUB_OFFLINE=1" in site.setup
 
 
+def test_a_profile_device_is_the_tasks_device_unless_the_command_gives_one(tmp_path):
+    from embedder.config import ComputeSettings
+    from jobs.settings import SubmitRequest, compute_settings
+
+    cpu_site = load_profile("testcluster")  # placeholder GPUs: the tasks compute on the CPU on purpose
+    assert cpu_site.device == "cpu" and load_profile("example-university").device is None
+    asked = SubmitRequest(run_dir=tmp_path, compute={"device": "cuda"})
+    assert compute_settings(SubmitRequest(run_dir=tmp_path), ComputeSettings(), cpu_site).device == "cpu"
+    assert compute_settings(asked, ComputeSettings(), cpu_site).device == "cuda"
+    assert compute_settings(SubmitRequest(run_dir=tmp_path), None, None).device == "auto"
+    bad = tmp_path / "site.toml"
+    bad.write_text('device = "gpu"\n')
+    with pytest.raises(ConfigError, match=r"device = 'gpu' in .*site.toml is not a device. Choose one of: auto, cuda"):
+        load_profile(str(bad))
+
+
 def test_unknown_profile_lists_the_valid_ones():
     with pytest.raises(ConfigError, match=r"Unknown profile 'testclustr'. Choose from: .*testcluster.*\.toml file"):
         load_profile("testclustr")
