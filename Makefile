@@ -76,6 +76,9 @@ $(VENV)/.done: pyproject.toml
 
 setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see README for CUDA/MPS)
 
+sample: setup ## Write examples/wiki-sample.jsonl: 40 Vital Articles leads to try the kit on (README's first example)
+	$(Q)$(PY) -m jobs sample
+
 demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033; RUN=... elsewhere)
 	$(Q)$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS" --shards "$$SHARDS" --map "$$MAP"
 
@@ -124,4 +127,4 @@ bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(Q)$(PY) bench/fetch_bytes.py
 	$(Q)$(PY) bench/submit_1000.py
 
-.PHONY: help setup demo test test-services submit plan resubmit stage-model status merge fetch export-float16 map export-pkl export bench
+.PHONY: help setup sample demo test test-services submit plan resubmit stage-model status merge fetch export-float16 map export-pkl export bench

@@ -173,8 +173,8 @@ def readme_first_example() -> list[str]:
 
 def test_the_readmes_first_example_runs_here_as_printed():
     commands = readme_first_example()
-    assert [c.split()[1] for c in commands] == ["plan", "submit", "status", "merge"]
-    assert all("PROFILE=local" in c and "MODEL=demo" in c for c in commands[:2])
+    assert [c.split()[1] for c in commands] == ["sample", "plan", "submit", "status", "merge"]
+    assert all("PROFILE=local" in c and "MODEL=demo" in c for c in commands[1:3])
     run = REPO / "runs" / "wiki-sample"
     subprocess.run(["rm", "-rf", str(run)], check=True)
     try:
@@ -184,7 +184,8 @@ def test_the_readmes_first_example_runs_here_as_printed():
             assert done.returncode == 0, command + "\n" + done.stderr
             assert "-m jobs" not in done.stdout, done.stdout  # make does not echo its recipes
             outputs.append(done.stdout)
-        assert "Merged 40 rows x 384" in outputs[1] and "Merged: " in outputs[2]
+        assert "Wrote 40 Wikipedia leads" in outputs[0] and (REPO / "examples" / "wiki-sample.jsonl").is_file()
+        assert "Merged 40 rows x 384" in outputs[2] and "Merged: " in outputs[3]
     finally:
         subprocess.run(["rm", "-rf", str(run)], check=True)
     empty = run_as_printed("make plan MODEL=demo PROFILE=local")
