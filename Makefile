@@ -14,7 +14,10 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
 
-RUN ?= $(if $(CORPUS),runs/$(notdir $(basename $(CORPUS))),)
+# RUN defaults to runs/<corpus name>: data/wiki.parquet, data/wiki/ and 'data/wiki/*.parquet' all give runs/wiki.
+CORPUS_PATH = $(patsubst %/,%,$(CORPUS))
+CORPUS_NAME = $(if $(findstring *,$(notdir $(CORPUS_PATH))),$(notdir $(patsubst %/,%,$(dir $(CORPUS_PATH)))),$(basename $(notdir $(CORPUS_PATH))))
+RUN ?= $(if $(CORPUS),runs/$(CORPUS_NAME),)
 CORPUS ?=
 MODEL ?=
 REVISION ?=
@@ -119,7 +122,7 @@ export-pkl: setup ## Write RUN/wikipedia_merged.pkl (the seeds' dictionary) from
 	$(Q)$(PY) -m jobs export-pkl --run "$$RUN"
 
 export: setup ## Write RUN/embeddings.h5 as FORMAT=parquet|npy [FLOAT16=1] for DuckDB, LanceDB, FAISS (docs/EXPORT.md)
-	$(PY) -m jobs export --run "$$RUN" --format "$$FORMAT" --float16 "$$FLOAT16"
+	$(Q)$(PY) -m jobs export --run "$$RUN" --format "$$FORMAT" --float16 "$$FLOAT16"
 
 bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(Q)$(PY) bench/merge_throughput.py

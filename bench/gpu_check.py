@@ -329,13 +329,13 @@ def write_corpus(path: Path, texts: list[str]) -> Path:
     """A prepared corpus (the layout kit.corpusfile reads) without the readers' dependencies."""
     import h5py
 
-    from kit.format import CORPUS_FORMAT, UTF8
+    from kit.format import CORPUS_FORMAT_V1, UTF8
 
     with h5py.File(path, "w") as h5:
         h5.create_dataset("ids", data=np.array([str(i) for i in range(len(texts))], dtype=object), dtype=UTF8)
         h5.create_dataset("texts", data=np.array(texts, dtype=object), dtype=UTF8)
         h5.create_dataset("rejected/row", data=np.zeros(0, dtype=np.int64))
-        h5.attrs.update(format=CORPUS_FORMAT, rows=len(texts), source_rows=len(texts), fingerprint="bench",
+        h5.attrs.update(format=CORPUS_FORMAT_V1, rows=len(texts), source_rows=len(texts), fingerprint="bench",
                         source="gpu_check")
     return path
 

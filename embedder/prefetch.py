@@ -146,8 +146,9 @@ class BackgroundWriter:
             return
         try:
             self.close()  # the chunks handed over are whole: write them, then let the first error through
-        except BaseException:
-            log.warning("a chunk write failed while handling another error", exc_info=True)
+        except BaseException as err:
+            if err is not value:  # the writer's own error, already on its way up, is not logged twice
+                log.warning("a chunk write failed while handling another error", exc_info=True)
 
     def _raise(self) -> None:
         if self._error is not None:

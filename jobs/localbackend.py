@@ -129,6 +129,14 @@ def require_device(device: str, run_dir: Path) -> None:
     from kit.commands import make_command
     from kit.errors import ConfigError
 
+    if device == "auto":  # a GPU handed to this process (CUDA_VISIBLE_DEVICES) that torch cannot use
+        from embedder.model import pick_device
+
+        try:
+            pick_device(device)
+        except ConfigError as err:
+            raise ConfigError(f"{err} Run {run_dir} is planned: "
+                              f"{make_command('submit', RUN=run_dir, DEVICE='cpu')}") from None
     why = device_missing(device)
     if why:
         raise ConfigError(f"DEVICE={device}, but {why}; PROFILE=local embeds on this machine. Run {run_dir} is "

@@ -191,7 +191,7 @@ def require(run_dir: Path) -> RunState:
     state = load(run_dir)
     if state is None:
         raise ConfigError(f"{run_dir} has no run.json; it is not a run folder yet. Start one with: "
-                          f"{make_command('submit', RUN=run_dir)} CORPUS=<corpus file> MODEL=<model>")
+                          f"{make_command('submit', RUN=run_dir)} CORPUS=<corpus file> MODEL=<model> PROFILE=<site or local>")
     return state
 
 

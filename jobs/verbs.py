@@ -21,7 +21,7 @@ from kit.runlock import run_lock
 
 
 STATUS_RETRY_S = 20.0
-LOCKED_VERBS = ("submit", "plan", "resubmit", "merge", "map", "export-float16", "export-pkl")  # never status
+LOCKED_VERBS = ("submit", "plan", "resubmit", "merge", "map", "export", "export-float16", "export-pkl")  # never status
 
 
 def locked(args: argparse.Namespace):
@@ -99,12 +99,9 @@ def map_line(run_dir: Path) -> str:
 
 def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
     say(f"Run {request.run_dir}: preparing (corpus, model, plan)...")
-    existed = request.run_dir.exists()
     try:
         outcome, _, state = submit(request, records, say=say, dry_run=dry_run)
-    except KitError as err:
-        if not existed and request.run_dir.is_dir() and not any(request.run_dir.iterdir()):
-            request.run_dir.rmdir()  # a refused first plan leaves no empty folder behind
+    except KitError as err:  # (a refused first plan leaves no empty folder: kit.runlock.run_lock)
         if dry_run and "your make submit command" in str(err):  # the hints speak of the command just run
             raise type(err)(str(err).replace("your make submit command", "your make plan command")) from None
         raise

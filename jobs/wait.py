@@ -84,6 +84,7 @@ def wait_for_run(run_dir: Path, state: RunState, backend: Backend, last: list[Jo
 
 
 INTERRUPT_END_S = 60.0  # how long jobs that got the same Ctrl-C are given to end before we say they still run
+INTERRUPT_SCHEDULER_RETRY_S = 20.0  # how long Ctrl-C waits for an unanswering Slurm controller
 
 
 def in_this_terminal(job: JobRecord) -> bool:
@@ -111,10 +112,15 @@ def interrupted_message(run_dir: Path, state: RunState, backend: Backend) -> str
     too: we check their pids until they have ended, then ask the backend what still runs.
     """
     status = make_command("status", RUN=run_dir)
-    try:
-        alive = [j for j in state.jobs if backend.snapshot(state.jobs).alive(j.job_id)]
+    unknown = f"Stopped waiting; the scheduler did not answer, so whether the jobs go on is unknown. Check: {status}"
+    try:  # one snapshot, briefly retried; array tasks (123_4) count for their job (123)
+        snapshot = backend.snapshot(state.jobs, retry_s=INTERRUPT_SCHEDULER_RETRY_S)
     except KitError:
-        return f"Stopped waiting; the scheduler did not answer, so whether the jobs go on is unknown. Check: {status}"
+        return unknown
+    if not snapshot.reachable:
+        return unknown
+    alive_ids = {task.split("_")[0] for task, s in snapshot.tasks.items() if s.alive}
+    alive = [j for j in state.jobs if j.job_id in alive_ids]
     stopping = [j for j in alive if in_this_terminal(j)]
     still = wait_until_ended(stopping)
     going_on = [j for j in alive if j not in stopping or j in still]

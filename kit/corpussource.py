@@ -76,6 +76,14 @@ def changed(source: SourceFile, path: Path) -> str | None:
     return None
 
 
+def _original_source(index: Path) -> str:
+    """The CORPUS a run's converted parquet was made from, as its index records it."""
+    import h5py
+
+    with h5py.File(index, "r") as h5:
+        return str(h5.attrs.get("source", index))
+
+
 class SourceRows:
     """Rows of one source parquet file, read by row group; the last row group read is kept."""
 
@@ -83,10 +91,11 @@ class SourceRows:
         path = source.resolve(run_dir)
         problem = changed(source, path)
         if problem:
+            corpus = _original_source(index) if source.in_run else path  # a converted copy: prepare from its source
             raise CorpusError(
                 f"Source file {path} changed since the corpus was prepared ({problem}): the rows recorded in "
                 f"{index} no longer match it. Put the original file back, or prepare the run again from the "
-                f"file as it is now: {make_command('submit', RUN=run_dir, CORPUS=path, REDO='all')}")
+                f"corpus as it is now: {make_command('submit', RUN=run_dir, CORPUS=corpus, REDO='all')}")
         self.path = path
         self.file = pq.ParquetFile(path, pre_buffer=False)
         sizes = [self.file.metadata.row_group(g).num_rows for g in range(self.file.num_row_groups)]

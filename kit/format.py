@@ -32,8 +32,8 @@ SHA256_SUFFIX = ".sha256"
 META_FIELDS = ("ids", "titles", "urls")
 OPTIONAL_META_FIELDS = ("topics",)
 
-# The corpus index (corpus.h5, embedkit-corpus/2). A row's content hash is the BLAKE2b digest of the
-# exact text the model is given (the joined TEXT_FIELDS, UTF-8, before truncation): XXH3-128, about
+# The corpus index (corpus.h5, embedkit-corpus/2). A row's content hash is the XXH3-128 digest of the
+# exact text the model is given (the joined TEXT_FIELDS, UTF-8, before truncation): about
 # 20x faster than SHA-256 here, so hashing every text costs little beside reading it. It keys the
 # reuse of vectors of unchanged rows; it is not a defence against crafted collisions.
 CONTENT_HASH = "content_hash"

@@ -147,9 +147,16 @@ def release(run_dir: Path, me: LockHolder) -> None:
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path, command: str) -> Iterator[LockHolder]:
-    """Hold the run's lock for the block: ``with run_lock(run_dir, "make submit"): ...``."""
+    """Hold the run's lock for the block: ``with run_lock(run_dir, "make submit"): ...``.
+
+    A run folder the lock had to create and the command left empty (a refused first plan) is removed.
+    """
+    created = not Path(run_dir).exists()
     me = acquire(run_dir, command)
     try:
         yield me
     finally:
         release(run_dir, me)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: the command made the run
+                Path(run_dir).rmdir()

@@ -44,6 +44,22 @@ def test_a_device_this_machine_lacks_is_refused_at_plan_with_a_repair_that_runs(
     assert json.loads((run / "run.json").read_text())["compute"]["device"] == "auto"
 
 
+def test_a_gpu_handed_to_a_local_run_that_torch_cannot_use_is_refused_at_plan(tmp_path, model_path):
+    """CUDA_VISIBLE_DEVICES set, a torch without CUDA here: DEVICE=auto is refused, DEVICE=cpu runs as printed."""
+    corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 5, "held")
+    run = tmp_path / "held gpu"
+    held = {"CUDA_VISIBLE_DEVICES": "3"}
+    refused = jobs_cli("plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
+                       str(model_path), check=False, env=held)
+    message = short_refusal(refused)
+    assert "holds or asks for a GPU (CUDA_VISIBLE_DEVICES=3) but torch cannot use it" in message, message
+    [command] = printed_commands(message)
+    assert command.endswith("DEVICE=cpu")
+    done = subprocess.run(["bash", "-c", command + " WAIT=1"], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **held})
+    assert done.returncode == 0 and "Merged 5 rows x 384" in done.stdout, done.stderr
+
+
 def test_a_run_that_is_a_file_or_under_one_is_refused_in_a_line(tmp_path, model_path):
     corpus, _ = tiny_corpus(tmp_path / "notes.jsonl", 4, "swap")
     for verb in ("plan", "submit"):
