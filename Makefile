@@ -68,7 +68,7 @@ SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$
   --map "$$MAP" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --wait "$$WAIT"
 
 help: ## List the targets
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -121,7 +121,7 @@ map: setup ## Knowledge map of RUN=...: map.h5, map.html, map.png [QUESTIONS=fil
 export-pkl: setup ## Write RUN/wikipedia_merged.pkl (the seeds' dictionary) from embeddings.h5
 	$(Q)$(PY) -m jobs export-pkl --run "$$RUN"
 
-export: setup ## Write RUN/embeddings.h5 as FORMAT=parquet|npy [FLOAT16=1] for DuckDB, LanceDB, FAISS (docs/EXPORT.md)
+export: setup ## Export RUN=...'s embeddings.h5 to FORMAT=parquet|npy [FLOAT16=1] for DuckDB, LanceDB, FAISS (docs/EXPORT.md)
 	$(Q)$(PY) -m jobs export --run "$$RUN" --format "$$FORMAT" --float16 "$$FLOAT16"
 
 bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
