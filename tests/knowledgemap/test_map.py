@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from kit.corpusfile import corpus_info, read_slice
 from knowledgemap.naming import NO_TOPIC
 from knowledgemap.placement import MIN_POINTS, overlaps
 from tests.helpers import jobs_cli
@@ -97,8 +98,7 @@ def test_region_names_keep_the_case_of_the_texts_and_the_model_its_name(demo_map
     run, _ = demo_map
     with h5py.File(run / "map.h5") as m:
         names = [n for level in ("coarse", "fine") for n in m[f"regions/{level}/names"].asstr()[:]]
-    with h5py.File(run / "corpus.h5") as c:
-        texts = " ".join(c["texts"].asstr()[:])
+    texts = " ".join(read_slice(run / "corpus.h5", 0, corpus_info(run / "corpus.h5").rows, ("texts",))["texts"])
     for name in names:
         for word in re.findall(r"[^\W\d_]{3,}", name)[1:]:  # the first word is sentence-cased
             mid = re.findall(rf"(?<=[a-z,] ){word}\b", texts, flags=re.IGNORECASE)
