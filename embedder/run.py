@@ -130,7 +130,7 @@ class _LoadedModel:
         self.max_tokens = compute.max_tokens_per_batch or DEFAULT_TOKENS_PER_BATCH.get(self.device, 8192)
         fallback = None
         if dtype != "float32":
-            fallback = lambda: model_lib.load_model(resolved, identity, self.device, "float32")
+            fallback = lambda: model_lib.load_model(resolved, identity, self.device, "float32")  # noqa: E731
         self.encoder = TextEncoder(model, prompt=model_lib.prompt_text(model, identity),
                                    normalize=identity.normalize_embeddings, max_tokens=self.max_tokens,
                                    fallback=fallback, pin_memory=compute.pin_memory)

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 log="$(mktemp -t embedkit-slurm26-XXXXXX.log)"
 bash slurm/testcluster/sid/run-tests.sh tests/slurm -p no:cacheprovider > "$log" 2>&1 &
 sid=$!
+.venv/bin/ruff check -q .  # lint first: seconds, and a clear line when it fails
+lint=$?
 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest
 host=$?
 wait "$sid"
@@ -16,4 +18,4 @@ echo
 echo "=== tests/slurm against Slurm 26.05 (inside the Debian unstable root) ==="
 cat "$log"
 rm -f "$log"
-[ "$host" -eq 0 ] && [ "$sid_rc" -eq 0 ]
+[ "$lint" -eq 0 ] && [ "$host" -eq 0 ] && [ "$sid_rc" -eq 0 ]
