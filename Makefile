@@ -17,7 +17,11 @@ PY := $(VENV)/bin/python
 # RUN defaults to runs/<corpus name>: data/wiki.parquet, data/wiki/ and 'data/wiki/*.parquet' all give runs/wiki.
 CORPUS_PATH = $(patsubst %/,%,$(CORPUS))
 CORPUS_NAME = $(if $(findstring *,$(notdir $(CORPUS_PATH))),$(notdir $(patsubst %/,%,$(dir $(CORPUS_PATH)))),$(basename $(notdir $(CORPUS_PATH))))
-RUN ?= $(if $(CORPUS),runs/$(CORPUS_NAME),)
+# make demo RUN=...: a demo in that folder (the RUN given, before the default below fills an empty one);
+# without RUN, runs/demo (runs/demo-all for DEMO_ROWS=all).
+DEMO_RUN := $(if $(filter command line environment,$(origin RUN)),$(RUN),)
+# (not ?=: make test exports RUN empty to the tests' own make calls, and an empty RUN means "not given")
+override RUN := $(if $(RUN),$(RUN),$(if $(CORPUS),runs/$(CORPUS_NAME),))
 CORPUS ?=
 MODEL ?=
 REVISION ?=
@@ -51,9 +55,6 @@ QUESTIONS ?=
 SEED ?=
 PCA_DIMS ?=
 DEMO_ROWS ?= 2000
-# make demo RUN=...: a demo in that folder; without RUN, runs/demo (runs/demo-all for DEMO_ROWS=all).
-# (not ?=: make test exports DEMO_RUN empty to the tests' own make calls)
-DEMO_RUN = $(if $(filter command line environment,$(origin RUN)),$(RUN),)
 export RUN CORPUS MODEL REVISION SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS ID_FIELD TITLE_FIELD URL_FIELD \
   DEVICE COMPUTE_DTYPE ATTENTION PIN_MEMORY PROMPT_NAME PROMPT NORMALIZE MAX_SEQ_LENGTH MAX_TOKENS_PER_BATCH FLUSH_ROWS \
   CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 FORMAT MAP QUESTIONS SEED PCA_DIMS DEMO_ROWS DEMO_RUN TORCH
