@@ -24,9 +24,8 @@ from jobs.backend import JobState, Snapshot, StageRequest
 from jobs.plan import assign_workers
 from jobs.runstate import JobRecord
 from jobs.tasks import MapTask, MergeTask, after_pids, local_embed, pid_alive
-from kit.format import LOGS_DIR
+from kit.format import CONTROLLER_LOG, LOGS_DIR
 
-CONTROLLER_LOG = "local-controllers.log"  # what submitit's local controllers print themselves
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # no scheduler limit to mirror on one machine
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -27,6 +28,11 @@ REJECTED_SHARDS_DIR = "shards/rejected"
 LOGS_DIR = "logs"
 OUTPUT_FILE = "embeddings.h5"
 SHA256_SUFFIX = ".sha256"
+LOCK_FILE = "run.lock"
+FLOAT16_FILE = "embeddings.float16.h5"
+CONTROLLER_LOG = "local-controllers.log"  # in LOGS_DIR: what submitit's local controllers print themselves
+MAP_FILE, MAP_REDUCER_FILE = "map.h5", "map_reducer.joblib"
+MAP_PAGE_FILE, MAP_PNG_FILE, MAP_SVG_FILE = "map.html", "map.png", "map.svg"
 
 # Text fields carried from the corpus to the consolidated file (UTF-8 datasets).
 META_FIELDS = ("ids", "titles", "urls")
@@ -39,6 +45,89 @@ OPTIONAL_META_FIELDS = ("topics",)
 CONTENT_HASH = "content_hash"
 CONTENT_HASH_BYTES = 16
 CONVERTED_COLUMNS = ("id", "text", "title", "url", "topic")  # the run's own parquet of a converted source
+
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every file of one run folder, named in one place (docs/FORMAT.md, "Run folder").
+
+    A fetched folder holds only ``output`` (and its sidecar); the rest exists on the cluster side.
+    """
+
+    root: Path
+
+    @classmethod
+    def of(cls, run_dir: str | Path) -> "RunPaths":
+        return run_dir if isinstance(run_dir, RunPaths) else cls(Path(run_dir))
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def corpus(self) -> Path:
+        return self.root / CORPUS_FILE
+
+    @property
+    def shards(self) -> Path:
+        return self.root / SHARDS_DIR
+
+    @property
+    def rejected_shards(self) -> Path:
+        return self.root / REJECTED_SHARDS_DIR
+
+    @property
+    def logs(self) -> Path:
+        return self.root / LOGS_DIR
+
+    @property
+    def controller_log(self) -> Path:
+        return self.logs / CONTROLLER_LOG
+
+    @property
+    def output(self) -> Path:
+        return self.root / OUTPUT_FILE
+
+    @property
+    def output_sidecar(self) -> Path:
+        return sidecar_path(self.output)
+
+    @property
+    def float16_output(self) -> Path:
+        return self.root / FLOAT16_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @property
+    def map(self) -> Path:
+        return self.root / MAP_FILE
+
+    @property
+    def map_reducer(self) -> Path:
+        return self.root / MAP_REDUCER_FILE
+
+    @property
+    def map_page(self) -> Path:
+        return self.root / MAP_PAGE_FILE
+
+    @property
+    def map_png(self) -> Path:
+        return self.root / MAP_PNG_FILE
+
+    @property
+    def map_svg(self) -> Path:
+        return self.root / MAP_SVG_FILE
+
+    def shard(self, index: int) -> Path:
+        return self.shards / shard_name(index)
+
+    def converted_source(self, token: str) -> Path:
+        """The run's own parquet of a non-parquet source (``corpus-rows-TOKEN.parquet``)."""
+        return self.root / f"{CONVERTED_PREFIX}{token}.parquet"
+
 
 _SHARD_RE = re.compile(r"^shard-(\d{5,})\.h5$")
 

@@ -21,8 +21,8 @@ from typing import Iterator
 from kit.commands import shell_command
 from kit.atomic import storage_cause
 from kit.errors import KitError, RunBusyError
+from kit.format import LOCK_FILE
 
-LOCK_FILE = "run.lock"
 BREAK_SUFFIX = ".break"  # held briefly while a stale lock is removed, so two removers cannot collide
 BREAK_STALE_S = 60.0  # a .break file older than this was left by a killed remover
 

@@ -19,6 +19,8 @@ from kit import atomic
 from kit.corpusfile import CorpusReader
 from kit.errors import ConfigError, CorpusError
 from kit.format import CORPUS_FILE, OUTPUT_FILE
+from kit.format import MAP_FILE, MAP_PAGE_FILE as PAGE_FILE, MAP_PNG_FILE as PNG_FILE
+from kit.format import MAP_REDUCER_FILE as REDUCER_FILE, MAP_SVG_FILE as SVG_FILE
 from knowledgemap.figure import PALETTE, Figure, write_figure
 from knowledgemap.mapfile import write_map_h5
 from knowledgemap.naming import NO_TOPIC
@@ -31,7 +33,6 @@ from knowledgemap.regions import ANCHOR_BINS, Level, colour_regions, find_levels
 
 log = logging.getLogger(__name__)
 
-MAP_FILE, REDUCER_FILE, PAGE_FILE, PNG_FILE, SVG_FILE = "map.h5", "map_reducer.joblib", "map.html", "map.png", "map.svg"
 TEXT_CHARS = 400  # the start of each text is enough to name regions, and keeps 1M rows in memory
 NO_TOPIC_COLOUR = "#c4c4c4"
 EncodeQuestions = Callable[[list[str]], np.ndarray]  # texts -> float32 [n, dim], the run's model and prompt
