@@ -39,16 +39,10 @@ def wiki_texts(n: int, chars: int = 3100) -> list[str]:
     """Texts of Wikipedia-article length: Vital Articles leads joined to ``chars`` characters."""
     from jobs.demo import vital_articles
 
-    leads = [r["text"] for r in vital_articles()]
-    out, i = [], 0
-    while len(out) < n:
-        text = leads[i % len(leads)]
-        while len(text) < chars:
-            i += 1
-            text += "\n" + leads[i % len(leads)]
-        out.append(text)
-        i += 1
-    return out
+    sys.path.insert(0, str(REPO / "bench"))
+    from gpu_check import joined_texts
+
+    return joined_texts([r["text"] for r in vital_articles()], n, chars)
 
 
 def vital_texts(n: int) -> list[str]:

@@ -63,13 +63,19 @@ def load_texts(given: str | None, n: int, chars: int) -> list[str]:
             raise SystemExit("No texts: pass --texts FILE (a JSON list of strings).")
         data = Path(next(iter(spec.submodule_search_locations))) / "data" / "summaries_en-us.json"
         leads = [e["extract"] for e in json.loads(data.read_text()).values()]
+    return [text[: chars + 200] for text in joined_texts(leads, n, chars)]
+
+
+def joined_texts(leads: list[str], n: int, chars: int) -> list[str]:
+    """``n`` texts of at least ``chars`` characters, each consecutive leads joined by newlines (the device
+    machine has no corpus package, so this stays free of the kit's readers)."""
     out, i = [], 0
     while len(out) < n:
         text = leads[i % len(leads)]
         while len(text) < chars:
             i += 1
             text += "\n" + leads[i % len(leads)]
-        out.append(text[: chars + 200])
+        out.append(text)
         i += 1
     return out
 
