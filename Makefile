@@ -78,7 +78,7 @@ $(VENV)/.done: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[demo,dev]'
 	touch $@
 
-setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see README for CUDA/MPS)
+setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see docs/CLUSTER.md for CUDA/MPS)
 
 sample: setup ## Write examples/wiki-sample.jsonl: 40 Vital Articles leads to try the kit on (README's first example)
 	$(Q)$(PY) -m jobs sample
