@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embedder.readers import Batch
-from embedder.rowcheck import ROW_IDS, CorpusOptions, Kept
+from embedder.rowcheck import ROW_IDS, CorpusOptions, Kept, hash_array
 from kit.format import content_hashes
 
 # Python's str.isspace() characters: a value is blank when trimming these leaves nothing, exactly
@@ -23,6 +23,10 @@ from kit.format import content_hashes
 SPACES = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
 SPACE_FIRST_BYTES = np.zeros(256, dtype=bool)  # the first UTF-8 byte of each of them
 SPACE_FIRST_BYTES[[c.encode()[0] for c in SPACES]] = True
+# An ASCII byte that is no whitespace: a value holding one is not blank (a byte below 0x80 is a
+# character of its own in UTF-8).
+SOLID_BYTES = np.array([b < 0x80 and not chr(b).isspace() for b in range(256)], dtype=bool)
+LOOK_AHEAD = 8  # bytes of each candidate looked at before trimming it
 JOIN = "\n\n"  # rowcheck.compose_text joins the text fields with a blank line
 
 
@@ -59,6 +63,15 @@ def _blank(arr: pa.Array) -> np.ndarray:
     data = np.frombuffer(_data(arr), dtype=np.uint8)
     first = data[np.minimum(starts, max(len(data) - 1, 0))] if len(data) else np.zeros(len(starts), np.uint8)
     where = np.flatnonzero(empty | SPACE_FIRST_BYTES[first])
+    ends = offsets[1:]
+    for k in range(1, LOOK_AHEAD):  # " word ...": a solid byte soon after the space settles it
+        if not len(where):
+            break
+        at = starts[where] + k
+        inside = at < ends[where]
+        solid = np.zeros(len(where), dtype=bool)
+        solid[inside] = SOLID_BYTES[data[at[inside]]]
+        where = where[~solid]
     blank = np.zeros(len(arr), dtype=bool)
     if len(where):  # (lists, not numpy arrays, into pyarrow: a numpy array makes it import pandas)
         trimmed = pc.utf8_ltrim(arr.take(where.tolist()), characters=SPACES)
@@ -71,16 +84,17 @@ def _clean_text(arr: pa.Array | None) -> TypeGuard[pa.Array]:
     return arr is not None and _is_text(arr) and arr.null_count == 0 and not _has_nul(arr)
 
 
-def _ids(rb: pa.RecordBatch, options: CorpusOptions, row0: int) -> list[bytes] | None:
-    """The UTF-8 bytes of each row's id, as the Python check makes them (an integer as its digits)."""
+def _ids(rb: pa.RecordBatch, options: CorpusOptions, row0: int) -> pa.Array | None:
+    """Each row's id as a string array, as the Python check makes them (an integer as its digits)."""
     if options.id_field == ROW_IDS:
-        return [str(r).encode() for r in range(row0, row0 + rb.num_rows)]
+        rows = np.arange(row0, row0 + rb.num_rows, dtype=np.int64)  # (from_buffers: pa.array would import pandas)
+        return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)]).cast(pa.string())
     arr = _column(rb, options.id_field)
     if arr is not None and pa.types.is_integer(arr.type) and arr.null_count == 0:
-        return [str(v).encode() for v in arr.to_pylist()]
+        return arr.cast(pa.string())
     if not _clean_text(arr) or _blank(arr).any():
         return None
-    return arr.cast(pa.binary()).to_pylist()  # type: ignore[union-attr]
+    return arr
 
 
 def _text(rb: pa.RecordBatch, options: CorpusOptions) -> pa.Array | None:
@@ -111,9 +125,9 @@ def _has_topics(rb: pa.RecordBatch, options: CorpusOptions) -> bool:
     return arr is not None and _is_text(arr) and bool(pc.any(pc.greater(pc.utf8_length(arr), 0)).as_py())
 
 
-def hashes(arr: pa.Array) -> list[bytes]:
-    """The content hash of each value of a string array (its bytes made in C, hashed in C)."""
-    return content_hashes(arr.cast(pa.binary()).to_pylist())
+def hashes(arr: pa.Array) -> np.ndarray:
+    """The content hash of each value of a string array, uint8 [n, 16] (its bytes made in C, hashed in C)."""
+    return hash_array(content_hashes(arr.cast(pa.binary()).to_pylist()))
 
 
 def arrow_check(batch: Batch, options: CorpusOptions, row0: int) -> Kept | None:
@@ -133,5 +147,5 @@ def arrow_check(batch: Batch, options: CorpusOptions, row0: int) -> Kept | None:
     if text is None or not _meta_ok(rb, options):
         return None
     chars = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
-    return Kept(ids, hashes(text), chars, list(range(row0, row0 + batch.rows)),
+    return Kept(ids, hashes(text), chars, np.arange(row0, row0 + batch.rows, dtype=np.int64),
                 _has_topics(rb, options), [])

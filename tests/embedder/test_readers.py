@@ -249,8 +249,7 @@ def test_row_numbers_as_ids(tmp_path):
     summary = prepare_source(write_jsonl(tmp_path / "c.jsonl", rows), out,
                              CorpusOptions(id_field="@row", text_fields=("content",), skip_bad_rows=True))
     assert summary.rows == 11
-    with h5py.File(out) as h5:
-        assert h5["ids"].asstr()[-2:].tolist() == ["9", "11"]  # the source row, also after a skipped row
+    assert read_slice(out, 9, 11, ("ids",))["ids"] == ["9", "11"]  # the source row, also after a skipped row
 
 
 def test_all_rows_bad_does_not_suggest_skip_bad_rows(tmp_path):
@@ -296,8 +295,8 @@ def test_jsonl_awkward_lines_read_as_the_text_reader_reads_them(tmp_path):
     assert [(b.row, b.id, b.reason) for b in got.rejected] == [(b.row, b.id, b.reason) for b in want.rejected]
     assert "title is not a string (got int)" in {b.reason for b in got.rejected}
     assert got.fingerprint == want.fingerprint
-    with h5py.File(tmp_path / "got.h5") as h5:
-        assert h5["ids"].asstr()[:].tolist() == ["1", "123456789012345678901234567890", "4", "5", "11"]
+    assert read_slice(tmp_path / "got.h5", 0, 5, ("ids",))["ids"] == ["1", "123456789012345678901234567890", "4", "5",
+                                                                      "11"]
 
 
 # ---------------------------------------------------------------- end to end: the same embeddings.h5
