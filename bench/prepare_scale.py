@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--texts", choices=("wiki", "short"), default="wiki")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/prepare-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the corpus files")
+    parser.add_argument("--formats", default="parquet,jsonl", help="which of parquet,jsonl to measure (quick runs)")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -175,6 +176,8 @@ def main() -> None:
     runs = {"parquet": ("read-parquet-arrow", "Arrow"), "jsonl": ("read-jsonl-orjson", "orjson")}
     try:
         for fmt, path in (("parquet", parquet), ("jsonl", jsonl)):
+            if fmt not in args.formats.split(","):
+                continue
             run_dir = args.dir / f"run-{fmt}"
             shutil.rmtree(run_dir, ignore_errors=True)
             out = run_dir / "corpus.h5"

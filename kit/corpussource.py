@@ -97,6 +97,12 @@ def open_checked(source: SourceFile, run_dir: Path, index: Path) -> SourceRows:
     return SourceRows(path)
 
 
+def _indices(rows: np.ndarray) -> pa.Array:
+    """Row numbers as an Arrow array through its buffer (pa.array() of a list or numpy array imports pandas)."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
+
+
 class SourceRows:
     """Rows of one parquet file, read by row group; the last row group read is kept."""
 
@@ -120,8 +126,7 @@ class SourceRows:
         for g in np.unique(groups):
             table, local = self._group(int(g), present), rows[groups == g] - self.starts[g]
             contiguous = local[-1] - local[0] + 1 == len(local)  # the usual case: a slice, no copy
-            # (lists, not numpy arrays, go to pyarrow: a numpy array makes it import pandas, ~1 s)
-            parts.append(table.slice(int(local[0]), len(local)) if contiguous else table.take(local.tolist()))
+            parts.append(table.slice(int(local[0]), len(local)) if contiguous else table.take(_indices(local)))
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0] if parts else None
         return {c: table.column(c).to_pylist() if c in present and table is not None else None for c in columns}
 
