@@ -91,6 +91,12 @@ def _mask(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
 
 
+def string_scalar(value: bytes, kind: pa.DataType) -> pa.Scalar:
+    """A string or binary scalar (pa.scalar(), and a Python value passed to pyarrow.compute, import pandas)."""
+    offsets = np.array([0, len(value)], dtype=np.int32)
+    return pa.Array.from_buffers(kind, 1, [None, pa.py_buffer(offsets), pa.py_buffer(value)])[0]
+
+
 def _numbers(arr: pa.Array) -> np.ndarray:
     """The values of an integer array without nulls (its buffer: to_numpy() imports pandas)."""
     return np.frombuffer(arr.buffers()[1], dtype=arr.type.to_pandas_dtype())[arr.offset : arr.offset + len(arr)]
@@ -126,7 +132,7 @@ def _text(rb: pa.RecordBatch, options: CorpusOptions) -> pa.Array | None:
     if len(parts) == 1:
         return parts[0]
     kept = [pc.if_else(_mask(b), pa.nulls(1, p.type)[0], p) for p, b in zip(parts, blanks)]
-    return pc.binary_join_element_wise(*kept, JOIN, null_handling="skip")
+    return pc.binary_join_element_wise(*kept, string_scalar(JOIN.encode(), pa.string()), null_handling="skip")
 
 
 def _meta_ok(rb: pa.RecordBatch, options: CorpusOptions) -> bool:
@@ -139,7 +145,7 @@ def _meta_ok(rb: pa.RecordBatch, options: CorpusOptions) -> bool:
 
 def _has_topics(rb: pa.RecordBatch, options: CorpusOptions) -> bool:
     arr = _column(rb, options.topic_field)
-    return arr is not None and _is_text(arr) and bool(pc.any(pc.greater(pc.utf8_length(arr), 0)).as_py())
+    return arr is not None and _is_text(arr) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > 0
 
 
 def hashes(arr: pa.Array) -> np.ndarray:
@@ -173,4 +179,4 @@ def arrow_check(batch: Batch, options: CorpusOptions, row0: int) -> Kept | None:
         return None
     chars = _numbers(pc.utf8_length(text)).astype(np.int64)
     return Kept(ids, hashes(text), chars, np.arange(row0, row0 + batch.rows, dtype=np.int64),
-                _has_topics(rb, options), [])
+                _has_topics(rb, options), [], text=text)

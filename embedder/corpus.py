@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from embedder import corpusindex, fieldhints
-from embedder.arrowcheck import arrow_check
+from embedder.arrowcheck import arrow_check, string_scalar
 from embedder.duplicates import DuplicateFinder
 from embedder.placement import Converted, InPlace
 from embedder.readers import Batch, open_reader
@@ -77,13 +77,13 @@ def prepare_source(source: Path, out_path: Path, options: CorpusOptions) -> Corp
             ``options.skip_bad_rows`` is False. Nothing is written then.
     """
     reader = open_reader(Path(source))
-    sink = InPlace(reader.files, options) if isinstance(reader, ParquetReader) else Converted(Path(out_path).parent)
+    sink = InPlace(reader.files, options) if isinstance(reader, ParquetReader) else Converted(Path(out_path).parent, options)
     return _prepare(reader.batches(options.columns()), out_path, options, str(source), reader.total_rows, sink)
 
 
 def prepare(records: Iterable[Any], out_path: Path, options: CorpusOptions, source: str) -> CorpusSummary:
     """Like ``prepare_source`` for records (dicts) already in memory, e.g. the demo's."""
-    sink = Converted(Path(out_path).parent)
+    sink = Converted(Path(out_path).parent, options)
     return _prepare(record_batches(records, options.columns(), source), out_path, options, source, None, sink)
 
 
@@ -177,7 +177,7 @@ class _Scan:
                 dupes.add(kept.ids, kept.rows)
             self.has_topics = self.has_topics or kept.has_topics
             index.append(kept.chars, kept.hashes)
-            self.sink.write(kept)
+            self.sink.write(batch, kept)
 
     def _track_fields(self, batch: Batch, row0: int) -> None:
         for name in self.options.columns():
@@ -230,7 +230,7 @@ def _payload(ids: pa.Array, hashes: np.ndarray) -> memoryview:
     tails = np.empty((n, CONTENT_HASH_BYTES + 1), dtype=np.uint8)
     tails[:, :-1], tails[:, -1] = hashes, RS
     tails = pa.FixedSizeBinaryArray.from_buffers(pa.binary(CONTENT_HASH_BYTES + 1), n, [None, pa.py_buffer(tails)])
-    joined = pc.binary_join_element_wise(ids.cast(pa.binary()), tails.cast(pa.binary()), US)
+    joined = pc.binary_join_element_wise(ids.cast(pa.binary()), tails.cast(pa.binary()), string_scalar(US, pa.binary()))
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset : joined.offset + n + 1]
     return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]]
 

@@ -84,9 +84,10 @@ class DuplicateFinder:
             return
         pairs = np.concatenate(self._pending)
         self._pending, self._pending_rows, self._spilled = [], 0, True
-        bucket = (pairs["hash"].view(np.uint64) >> np.uint64(56)).astype(np.intp)
-        order = np.argsort(bucket, kind="stable")
-        pairs, bounds = pairs[order], np.searchsorted(bucket[order], np.arange(BUCKETS + 1))
+        bucket = (pairs["hash"].view(np.uint64) >> np.uint64(56)).astype(np.uint8)
+        order = np.argsort(bucket, kind="stable")  # a radix sort on one byte; rows stay ascending per bucket
+        pairs = pairs[order]
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=BUCKETS))))
         for b in range(BUCKETS):
             if bounds[b] < bounds[b + 1]:
                 if b not in self._files:
@@ -107,8 +108,8 @@ class DuplicateFinder:
 
 
 def _groups(pairs: np.ndarray) -> Iterator[np.ndarray]:
-    """Rows of ``pairs`` whose hashes are equal, group by group, rows sorted."""
-    pairs = pairs[np.lexsort((pairs["row"], pairs["hash"]))]
+    """Rows of ``pairs`` (rows ascending) whose hashes are equal, group by group, rows sorted."""
+    pairs = pairs[np.argsort(pairs["hash"], kind="stable")]
     same = pairs["hash"][1:] == pairs["hash"][:-1]
     if not same.any():
         return

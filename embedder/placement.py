@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embedder.readers import Batch
 from embedder.rowcheck import CorpusOptions, Kept
 from kit import atomic, corpussource
 from kit.corpusfile import Columns
@@ -30,6 +31,14 @@ WRITE_OPTIONS = {"compression": "zstd", "compression_level": COMPRESSION_LEVEL,
                  "use_dictionary": False, "write_statistics": False}  # ids and texts are unique: neither pays
 
 
+def _string_column(rb: pa.RecordBatch, name: str) -> pa.Array:
+    """Column ``name`` as strings; nulls where the batch lacks it (read back as "")."""
+    index = rb.schema.get_field_index(name)
+    if index < 0 or pa.types.is_null(rb.column(index).type):
+        return pa.nulls(rb.num_rows, pa.string())
+    return rb.column(index).cast(pa.string())
+
+
 class InPlace:
     """Rows stay in the user's parquet files; the source rows left out are the index's ``skipped``."""
 
@@ -38,7 +47,7 @@ class InPlace:
         self.columns = Columns(options.text_fields, options.title_field, options.url_field, options.topic_field,
                                options.id_field)
 
-    def write(self, kept: Kept) -> None:
+    def write(self, batch: Batch, kept: Kept) -> None:
         pass
 
     def close(self) -> None:
@@ -72,7 +81,8 @@ class Converted:
 
     columns = Columns(("text",), "title", "url", "topic", "id")
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, options: CorpusOptions):
+        self.meta_fields = (options.title_field, options.url_field, options.topic_field)
         self.name = f"{CONVERTED_PREFIX}{secrets.token_hex(4)}.parquet"
         self.tmp = atomic.tmp_path(Path(folder) / self.name)
         self.schema = pa.schema([(c, pa.string()) for c in CONVERTED_COLUMNS])
@@ -81,10 +91,13 @@ class Converted:
         self.pending_rows = self.pending_bytes = 0
         self.closed = False
 
-    def write(self, kept: Kept) -> None:
-        encoded = kept.encoded or {}  # always set for a converted source (Python checks)
-        # From the UTF-8 bytes the check made: 4x faster than from str (the cast validates UTF-8).
-        values = [pa.array(encoded[key], pa.binary()).cast(pa.string()) for key in FIELD_KEYS]
+    def write(self, batch: Batch, kept: Kept) -> None:
+        if kept.encoded is not None:
+            # From the UTF-8 bytes the check made: 4x faster than from str (the cast validates UTF-8).
+            values = [pa.array(kept.encoded[key], pa.binary()).cast(pa.string()) for key in FIELD_KEYS]
+        else:  # checked in bulk: every row of the Arrow batch is kept
+            values = [kept.ids.cast(pa.string()), kept.text.cast(pa.string()),
+                      *(_string_column(batch.arrow, name) for name in self.meta_fields)]
         table = pa.Table.from_arrays(values, schema=self.schema)
         self.pending.append(table)
         self.pending_rows, self.pending_bytes = self.pending_rows + len(kept.rows), self.pending_bytes + table.nbytes

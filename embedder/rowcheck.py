@@ -211,6 +211,7 @@ class Kept:
     bad: list[BadRow]
     checked: Checked | None = None  # the Python values
     encoded: dict[str, list[bytes]] | None = None  # their UTF-8 bytes, by field (a converted source writes them)
+    text: pa.Array | None = None  # the bulk check's joined texts (a converted source writes them)
 
 
 def hash_array(hashes: list[bytes]) -> np.ndarray:

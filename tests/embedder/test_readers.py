@@ -334,3 +334,37 @@ def test_parquet_and_renamed_fields_embed_like_jsonl(tmp_path, vital_jsonl, mode
         "--id-field", "doc_id", "--text-fields", "content", "--title-field", "headline", "--url-field", "link")
     assert other_ids == [f"d{i}" for i in range(12)]
     np.testing.assert_array_equal(other_vectors, vectors)
+
+
+def test_jsonl_blocks_parsed_by_arrow_give_the_rows_of_the_line_reader(tmp_path, monkeypatch):
+    """Clean blocks go through pyarrow's JSON reader; a block it cannot read exactly is read line by line."""
+    from embedder.corpus import prepare
+    from embedder.readers import jsonl
+    from embedder.readers.records import Unreadable
+
+    monkeypatch.setattr(jsonl, "ARROW_BLOCK_BYTES", 200)  # a block every few lines
+    lines = [json.dumps({"id": f"d{i}", "text": f"text {i}", "title": f"T{i}"}) for i in range(40)]
+    lines[7] = json.dumps({"id": "d7", "text": "nul \u0000 inside"})  # refused by the row check, in an Arrow block
+    lines[15] = "{not json"  # only the line reader names it
+    lines[22] = json.dumps({"id": 22, "text": "an integer id"})
+    lines[23] = ""  # a blank line: no row
+    lines[30] = json.dumps({"id": "d30", "text": "title of another type", "title": 5})
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    batches = list(open_reader(path).batches(CorpusOptions().columns()))
+    assert any(b.arrow is not None for b in batches) and any(b.arrow is None for b in batches)
+    got = prepare_source(path, tmp_path / "got" / "corpus.h5", CorpusOptions(skip_bad_rows=True))
+    records = []
+    for line_no, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                records.append(Unreadable(f"line {line_no} is not valid JSON ({err.msg})"))
+    want = prepare(records, tmp_path / "want" / "corpus.h5", CorpusOptions(skip_bad_rows=True), str(path))
+    assert [(b.row, b.id, b.reason) for b in got.rejected] == [(b.row, b.id, b.reason) for b in want.rejected]
+    assert {b.reason for b in got.rejected} >= {"NUL byte in text", "title is not a string (got int)"}
+    assert got.rows == want.rows == 36 and got.fingerprint == want.fingerprint
+    fields = ("ids", "texts", "titles")
+    assert read_slice(tmp_path / "got" / "corpus.h5", 0, 36, fields) == read_slice(tmp_path / "want" / "corpus.h5",
+                                                                                  0, 36, fields)
