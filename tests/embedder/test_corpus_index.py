@@ -23,7 +23,7 @@ from kit.corpusfile import (
     row_costs,
 )
 from kit.errors import CorpusError
-from kit.format import CORPUS_FORMAT_V1, UTF8, content_hash
+from kit.format import CORPUS_FORMAT_V1, CORPUS_FORMAT_V2, UTF8, content_hash
 
 # Values the bulk checks must treat exactly as the Python checks: whitespace Python knows
 # (\x1c, \u2003, \x85), texts that start with a byte a space could start (€, \xa0...), blank parts.
@@ -220,3 +220,28 @@ def test_joined_text_fields_read_in_place_equal_the_converted_ones(tmp_path):
     in_place, converted = (read_slice(tmp_path / d / "corpus.h5", 0, 25, fields) for d in "ab")
     assert in_place == converted and in_place["texts"][1] == f"{rows[1]['title']}\n\n{rows[1]['text']}"
     assert corpus_info(tmp_path / "a" / "corpus.h5").fingerprint == corpus_info(tmp_path / "b" / "corpus.h5").fingerprint
+
+
+def test_a_corpus_of_format_2_reads_its_ids_and_places_from_the_index(tmp_path):
+    """Format /2 stored ids, file and row per row: such a run reads as before (and as /3 reads)."""
+    rows = _rows(30)
+    rows[4]["text"] = ""  # refused: the later rows lie one further in the file
+    source = _write(tmp_path / "w.parquet", rows, 7)
+    index = tmp_path / "run" / "corpus.h5"
+    prepare_source(source, index, CorpusOptions(skip_bad_rows=True))
+    fields = ("ids", "texts", "titles", "urls")
+    want = read_slice(index, 0, 29, fields)
+    with h5py.File(index, "a") as h5:
+        kept = [i for i in range(30) if i != 4]
+        h5.create_dataset("ids", data=np.array([f"d{i}" for i in kept], dtype=object), dtype=UTF8)
+        h5.create_dataset("file", data=np.zeros(29, dtype=np.int32))
+        h5.create_dataset("row", data=np.array(kept, dtype=np.int64))
+        del h5["skipped"]
+        columns = json.loads(h5.attrs["columns"])
+        del columns["id_field"]
+        h5.attrs.update(format=CORPUS_FORMAT_V2, columns=json.dumps(columns))
+    assert corpus_info(index).format == CORPUS_FORMAT_V2
+    assert read_slice(index, 0, 29, fields) == want and want["ids"][4] == "d5"
+    with h5py.File(tmp_path / "out.h5", "w") as out:
+        copy_meta(index, out)
+        assert out["ids"].asstr()[:].tolist() == want["ids"]
