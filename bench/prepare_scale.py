@@ -109,7 +109,8 @@ n = corpus_info(Path(OUT)).rows
 for _ in read_chunks(Path(OUT), 7 * n // 16, 8 * n // 16, 4096):
     pass
 """,
-    # pyarrow reading exactly those rows (the row groups that hold them, the text column, as Python strings).
+    # pyarrow reading exactly those rows (the row groups that hold them, the id and text columns the task
+    # needs, as Python strings).
     "task-read-arrow": """
 import numpy as np, pyarrow.parquet as pq
 pf = pq.ParquetFile(SOURCE)
@@ -117,8 +118,8 @@ n = pf.metadata.num_rows
 start, stop = 7 * n // 16, 8 * n // 16
 bounds = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
 groups = [g for g in range(pf.num_row_groups) if bounds[g] < stop and bounds[g + 1] > start]
-table = pf.read_row_groups(groups, columns=["text"])
-texts = table.slice(start - bounds[groups[0]], stop - start).column("text").to_pylist()
+table = pf.read_row_groups(groups, columns=["id", "text"]).slice(start - bounds[groups[0]], stop - start)
+texts, ids = table.column("text").to_pylist(), table.column("id").to_pylist()
 """,
 }
 
