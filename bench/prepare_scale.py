@@ -109,7 +109,8 @@ n = corpus_info(Path(OUT)).rows
 for _ in read_chunks(Path(OUT), 7 * n // 16, 8 * n // 16, 4096):
     pass
 """,
-    # pyarrow reading exactly those rows (the row groups that hold them, the text column, as Python strings).
+    # pyarrow reading exactly those rows (the row groups that hold them, the id and text columns the task
+    # needs, as Python strings).
     "task-read-arrow": """
 import numpy as np, pyarrow.parquet as pq
 pf = pq.ParquetFile(SOURCE)
@@ -117,8 +118,8 @@ n = pf.metadata.num_rows
 start, stop = 7 * n // 16, 8 * n // 16
 bounds = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
 groups = [g for g in range(pf.num_row_groups) if bounds[g] < stop and bounds[g + 1] > start]
-table = pf.read_row_groups(groups, columns=["text"])
-texts = table.slice(start - bounds[groups[0]], stop - start).column("text").to_pylist()
+table = pf.read_row_groups(groups, columns=["id", "text"]).slice(start - bounds[groups[0]], stop - start)
+texts, ids = table.column("text").to_pylist(), table.column("id").to_pylist()
 """,
 }
 
@@ -163,6 +164,7 @@ def main() -> None:
     parser.add_argument("--texts", choices=("wiki", "short"), default="wiki")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/prepare-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the corpus files")
+    parser.add_argument("--formats", default="parquet,jsonl", help="which of parquet,jsonl to measure (quick runs)")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -175,6 +177,8 @@ def main() -> None:
     runs = {"parquet": ("read-parquet-arrow", "Arrow"), "jsonl": ("read-jsonl-orjson", "orjson")}
     try:
         for fmt, path in (("parquet", parquet), ("jsonl", jsonl)):
+            if fmt not in args.formats.split(","):
+                continue
             run_dir = args.dir / f"run-{fmt}"
             shutil.rmtree(run_dir, ignore_errors=True)
             out = run_dir / "corpus.h5"

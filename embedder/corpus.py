@@ -1,10 +1,10 @@
 """Read a corpus in any supported format, validate it, and index it once into ``<run>/corpus.h5``.
 
 The prepare step streams the source batch by batch (embedder.readers) so that its memory does
-not grow with the corpus. It writes no text: the index holds each kept row's id, cost, content
-hash and place (a parquet source is read in place; any other is converted once into the run's
-own parquet, embedder.placement), and each array task later reads only its own rows
-``[start, stop)`` from there (kit.corpusfile). Layout: docs/FORMAT.md.
+not grow with the corpus. It writes no text and no ids: the index holds each kept row's cost and
+content hash, and the source rows it left out (a parquet source is read in place; any other is
+converted once into the run's own parquet, embedder.placement). Each array task later reads its
+own rows ``[start, stop)`` from there (kit.corpusfile). Layout: docs/FORMAT.md.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm import tqdm
 
 from embedder import corpusindex, fieldhints
-from embedder.arrowcheck import arrow_check
+from embedder.arrowcheck import arrow_check, string_scalar
 from embedder.duplicates import DuplicateFinder
 from embedder.placement import Converted, InPlace
 from embedder.readers import Batch, open_reader
@@ -42,13 +43,16 @@ from embedder.rowcheck import (
     kept_rows,
 )
 from kit import atomic
+from kit.corpusfile import CorpusReader
+from kit.corpussource import SourceRows
 from kit.errors import CorpusError
-from kit.format import CONTENT_HASH, CORPUS_FORMAT, UTF8
+from kit.format import CONTENT_HASH_BYTES, CORPUS_FORMAT, UTF8
 
 __all__ = ["ROW_IDS", "BadRow", "CorpusOptions", "CorpusSummary", "prepare", "prepare_source", "refusal_message"]
 
 EXAMPLES_SHOWN = 5
 COPY_BLOCK_ROWS = 65536
+US, RS = b"\x1f", 0x1E  # the fingerprint's separators: id US content hash RS
 
 
 @dataclass
@@ -73,13 +77,13 @@ def prepare_source(source: Path, out_path: Path, options: CorpusOptions) -> Corp
             ``options.skip_bad_rows`` is False. Nothing is written then.
     """
     reader = open_reader(Path(source))
-    sink = InPlace(reader.files, options) if isinstance(reader, ParquetReader) else Converted(Path(out_path).parent)
+    sink = InPlace(reader.files, options) if isinstance(reader, ParquetReader) else Converted(Path(out_path).parent, options)
     return _prepare(reader.batches(options.columns()), out_path, options, str(source), reader.total_rows, sink)
 
 
 def prepare(records: Iterable[Any], out_path: Path, options: CorpusOptions, source: str) -> CorpusSummary:
     """Like ``prepare_source`` for records (dicts) already in memory, e.g. the demo's."""
-    sink = Converted(Path(out_path).parent)
+    sink = Converted(Path(out_path).parent, options)
     return _prepare(record_batches(records, options.columns(), source), out_path, options, source, None, sink)
 
 
@@ -110,13 +114,21 @@ def _prepare(batches: Iterable[Batch], out_path: Path, options: CorpusOptions, s
         with atomic.removed_on_error(tmp), DuplicateFinder(out_path.parent) as dupes:
             with h5py.File(tmp, "w") as h5:
                 scan.run(h5, dupes, _progress(batches, total))
-                duplicates = _confirm_duplicates(dupes, h5["ids"], scan)
+            sink.close()
+            duplicates = _confirm_duplicates(dupes, sink, scan)
             summary = scan.finish(duplicates)
-            if duplicates and options.skip_bad_rows:
-                _drop_rows(tmp, summary, [d.row for d in duplicates], scan.rejected_rows)
+            rejected = np.asarray(scan.rejected_rows, dtype=np.int64)
+            dropped = np.array([d.row for d in duplicates] if options.skip_bad_rows else [], dtype=np.int64)
+            if len(dropped):
+                _drop_rows(tmp, np.sort(dropped) - np.searchsorted(rejected, np.sort(dropped)))
             files = sink.finish(out_path.parent)
             with h5py.File(tmp, "a") as h5:
                 _write_header(h5, summary, options, files, scan.has_topics, sink)
+                corpusindex.write_skipped(h5, sink.skipped(rejected, dropped))
+            if len(dropped):
+                summary.fingerprint = _fingerprint(tmp)
+                with h5py.File(tmp, "a") as h5:
+                    h5.attrs["fingerprint"] = summary.fingerprint
             atomic.commit(tmp, out_path)
     finally:
         sink.discard()
@@ -159,11 +171,13 @@ class _Scan:
         self.summary.source_rows += batch.rows
         self.summary.rejected.extend(kept.bad)
         self.rejected_rows.extend(b.row for b in kept.bad)
-        if kept.id_bytes:
-            self.digest.update(_payload(kept.id_bytes, kept.hashes))
-            dupes.add(kept.id_bytes, kept.rows)
+        if len(kept.rows):
+            self.digest.update(_payload(kept.ids, kept.hashes))
+            if self.options.id_field != ROW_IDS:  # row numbers are unique
+                dupes.add(kept.ids, kept.rows)
             self.has_topics = self.has_topics or kept.has_topics
-            index.append(kept, self.sink.place(batch, kept, row0))
+            index.append(kept.chars, kept.hashes)
+            self.sink.write(batch, kept)
 
     def _track_fields(self, batch: Batch, row0: int) -> None:
         for name in self.options.columns():
@@ -210,25 +224,45 @@ def _check(batch: Batch, options: CorpusOptions, row0: int) -> Kept:
     return kept_rows(checked, encoded)
 
 
-def _payload(ids: list[bytes], hashes: list[bytes]) -> bytes:
-    """The fingerprint's bytes for these rows: id US content hash RS ..., as docs/FORMAT.md states."""
-    parts = [b"\x1f"] * (4 * len(ids))
-    parts[0::4], parts[2::4], parts[3::4] = ids, hashes, repeat(b"\x1e", len(ids))
-    return b"".join(parts)
+def _payload(ids: pa.Array, hashes: np.ndarray) -> memoryview:
+    """The fingerprint's bytes for these rows: id US content hash RS ..., as docs/FORMAT.md states (made in C)."""
+    n = len(ids)
+    tails = np.empty((n, CONTENT_HASH_BYTES + 1), dtype=np.uint8)
+    tails[:, :-1], tails[:, -1] = hashes, RS
+    tails = pa.FixedSizeBinaryArray.from_buffers(pa.binary(CONTENT_HASH_BYTES + 1), n, [None, pa.py_buffer(tails)])
+    joined = pc.binary_join_element_wise(ids.cast(pa.binary()), tails.cast(pa.binary()), string_scalar(US, pa.binary()))
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset : joined.offset + n + 1]
+    return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]]
 
 
-def _positions(rows: np.ndarray, rejected_rows: list[int]) -> np.ndarray:
-    """Positions in corpus.h5 of kept source rows: the row less the refused rows before it."""
-    return rows - np.searchsorted(np.asarray(rejected_rows, dtype=np.int64), rows)
+def _ids_at(sink: InPlace | Converted, id_field: str, positions: np.ndarray) -> list[str]:
+    """The ids at ``positions`` (ascending rows of the sink's files, numbered across them)."""
+    column = sink.columns.of("ids")[0] if id_field != ROW_IDS else None
+    out: list[str] = []
+    first = 0
+    for path in sink.read_files():
+        rows = SourceRows(Path(path))
+        last = first + int(rows.starts[-1])
+        mine = positions[(positions >= first) & (positions < last)] - first
+        if len(mine) and column is not None:
+            out.extend(map(str, rows.take(mine, (column,))[column] or []))
+        first = last
+    return out if column is not None else [str(p) for p in positions.tolist()]
 
 
-def _confirm_duplicates(dupes: DuplicateFinder, ids: h5py.Dataset, scan: _Scan) -> list[BadRow]:
-    """Rows whose id an earlier row already has, confirmed on the stored ids (not just hashes)."""
+def _confirm_duplicates(dupes: DuplicateFinder, sink: InPlace | Converted, scan: _Scan) -> list[BadRow]:
+    """Rows whose id an earlier row already has, confirmed on the ids read back (not just hashes)."""
+    groups = list(dupes.colliding_rows())
+    if not groups:
+        return []
+    rows = np.unique(np.concatenate(groups))
+    positions = sink.positions(rows, np.asarray(scan.rejected_rows, dtype=np.int64))
+    id_of = dict(zip(rows.tolist(), _ids_at(sink, scan.options.id_field, positions)))
     found = []
-    for rows in dupes.colliding_rows():
-        texts = ids.asstr()[_positions(rows, scan.rejected_rows)]
+    for group in groups:
         first: dict[str, int] = {}
-        for row, text in zip(rows.tolist(), texts):
+        for row in group.tolist():
+            text = id_of[row]
             if text in first:
                 where = scan.locate(first[text])
                 reason = f"duplicate id (first at row {first[text]}{', ' + where if where else ''})"
@@ -238,13 +272,11 @@ def _confirm_duplicates(dupes: DuplicateFinder, ids: h5py.Dataset, scan: _Scan) 
     return found
 
 
-def _drop_rows(tmp: Path, summary: CorpusSummary, rows: list[int], rejected_before: list[int]) -> None:
-    """Rewrite ``tmp`` without the kept rows at source ``rows`` (duplicates under SKIP_BAD_ROWS)."""
-    drop = _positions(np.sort(np.asarray(rows, dtype=np.int64)), rejected_before)
+def _drop_rows(tmp: Path, drop: np.ndarray) -> None:
+    """Rewrite the index ``tmp`` without its rows ``drop`` (duplicates under SKIP_BAD_ROWS)."""
     compact = tmp.with_name(tmp.name + ".compact")
-    digest = hashlib.sha256()
     with atomic.removed_on_error(compact), h5py.File(tmp, "r") as src, h5py.File(compact, "w") as dst:
-        n = src["ids"].shape[0]
+        n = src["text_chars"].shape[0]
         keep = np.ones(n, dtype=bool)
         keep[drop] = False
         for name, ds in src.items():
@@ -252,21 +284,23 @@ def _drop_rows(tmp: Path, summary: CorpusSummary, rows: list[int], rejected_befo
                                dtype=ds.dtype, chunks=ds.chunks, compression=ds.compression, shuffle=ds.shuffle)
         at = 0
         for lo in range(0, n, COPY_BLOCK_ROWS):
-            at += _copy_block(src, dst, keep[lo : lo + COPY_BLOCK_ROWS], lo, at, digest)
+            mask = keep[lo : lo + COPY_BLOCK_ROWS]
+            k = int(mask.sum())
+            for name, ds in src.items():
+                dst[name][at : at + k] = ds[lo : lo + len(mask)][mask]
+            at += k
     compact.replace(tmp)
-    summary.fingerprint = digest.hexdigest()
 
 
-def _copy_block(src: h5py.File, dst: h5py.File, mask: np.ndarray, lo: int, at: int, digest) -> int:
-    """Copy the kept rows of ``[lo, lo + len(mask))`` to ``dst`` from row ``at``; returns how many."""
-    n = int(mask.sum())
-    for name, ds in src.items():
-        dst[name][at : at + n] = ds[lo : lo + len(mask)][mask]
-    ids = src["ids"][lo : lo + len(mask)][mask].tolist()
-    hashes = [h.tobytes() for h in src[CONTENT_HASH][lo : lo + len(mask)][mask]]
-    if ids:
-        digest.update(_payload(ids, hashes))
-    return n
+def _fingerprint(index: Path) -> str:
+    """The fingerprint of a finished index, its ids read back from the source (after rows were dropped)."""
+    digest = hashlib.sha256()
+    with CorpusReader(index) as reader:
+        for lo in range(0, reader.rows, COPY_BLOCK_ROWS):
+            hi = min(lo + COPY_BLOCK_ROWS, reader.rows)
+            ids = pa.array([i.encode() for i in reader.ids(lo, hi)], pa.binary())
+            digest.update(_payload(ids, reader.content_hashes(lo, hi)))
+    return digest.hexdigest()
 
 
 def _write_header(h5: h5py.File, summary: CorpusSummary, options: CorpusOptions, files: list,

@@ -1,6 +1,7 @@
 """Find duplicate ids in memory that does not grow with the corpus.
 
-Each kept row's id is hashed to 64 bits; (hash, row) pairs are spilled to 256 bucket files by
+Each kept row's id is hashed to 64 bits, a whole batch at once in numpy (tabulation hashing of
+its UTF-8 bytes: no Python object per id); (hash, row) pairs are spilled to 256 bucket files by
 the hash's top byte. After the last row each bucket is loaded alone (1/256 of the pairs), sorted,
 and rows whose hashes collide are returned as candidates; the caller confirms them on the real
 ids (a collision of different ids is possible, only rare). 16 bytes per row go to disk, next to
@@ -15,11 +16,35 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 BUCKETS = 256
 FLUSH_ROWS = 1 << 18  # pairs held in memory before they are spread over the bucket files (4 MiB; a flush
 # briefly needs ~4x that: 1 << 20 added ~45 MiB to the peak RSS of prepare)
 PAIR = np.dtype([("hash", "<i8"), ("row", "<i8")])
+POSITIONS = 256  # byte positions with their own random words (beyond, they repeat: only more candidates)
+TABLE = np.random.default_rng(0x1D5).integers(0, 2**63, size=(POSITIONS, 256), dtype=np.int64) * 2 + 1
+LENGTH_MIX = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15: the length goes into the hash too
+
+
+def id_hashes(ids: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each value of a string or binary array (int64 [n]), from its bytes in bulk."""
+    large = pa.types.is_large_string(ids.type) or pa.types.is_large_binary(ids.type)
+    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64 if large else np.int32)
+    offsets = offsets[ids.offset : ids.offset + len(ids) + 1].astype(np.int64)
+    starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
+    out = lengths * LENGTH_MIX
+    if offsets[-1] == offsets[0]:
+        return out
+    data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    at = np.arange(len(data), dtype=np.int64)
+    at -= np.repeat(starts, lengths)  # the position of each byte within its value
+    at %= POSITIONS
+    at *= 256
+    at += data
+    full = lengths > 0
+    out[full] ^= np.bitwise_xor.reduceat(TABLE.ravel()[at], starts[full])
+    return out
 
 
 class DuplicateFinder:
@@ -44,12 +69,10 @@ class DuplicateFinder:
             f.close()
         self._files = {}
 
-    def add(self, ids: list[str] | list[bytes], rows: list[int]) -> None:
-        """Remember the ids of source rows ``rows`` (same length)."""
+    def add(self, ids: pa.Array, rows: np.ndarray) -> None:
+        """Remember the ids (a string or binary array) of source rows ``rows`` (same length)."""
         pairs = np.empty(len(ids), dtype=PAIR)
-        # str and bytes hashes are SipHash, 64 bits; salted per process, which is fine: they are
-        # compared only within this process (the caller passes one type: prepare gives UTF-8 bytes).
-        pairs["hash"] = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
+        pairs["hash"] = id_hashes(ids)
         pairs["row"] = rows
         self._pending.append(pairs)
         self._pending_rows += len(ids)
@@ -61,9 +84,10 @@ class DuplicateFinder:
             return
         pairs = np.concatenate(self._pending)
         self._pending, self._pending_rows, self._spilled = [], 0, True
-        bucket = (pairs["hash"].view(np.uint64) >> np.uint64(56)).astype(np.intp)
-        order = np.argsort(bucket, kind="stable")
-        pairs, bounds = pairs[order], np.searchsorted(bucket[order], np.arange(BUCKETS + 1))
+        bucket = (pairs["hash"].view(np.uint64) >> np.uint64(56)).astype(np.uint8)
+        order = np.argsort(bucket, kind="stable")  # a radix sort on one byte; rows stay ascending per bucket
+        pairs = pairs[order]
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=BUCKETS))))
         for b in range(BUCKETS):
             if bounds[b] < bounds[b + 1]:
                 if b not in self._files:
@@ -84,8 +108,8 @@ class DuplicateFinder:
 
 
 def _groups(pairs: np.ndarray) -> Iterator[np.ndarray]:
-    """Rows of ``pairs`` whose hashes are equal, group by group, rows sorted."""
-    pairs = pairs[np.lexsort((pairs["row"], pairs["hash"]))]
+    """Rows of ``pairs`` (rows ascending) whose hashes are equal, group by group, rows sorted."""
+    pairs = pairs[np.argsort(pairs["hash"], kind="stable")]
     same = pairs["hash"][1:] == pairs["hash"][:-1]
     if not same.any():
         return

@@ -1,9 +1,10 @@
 """Where the kept rows of a corpus lie, for the index: in the source parquet, or in the run's own.
 
-A parquet source is read in place (``InPlace``): prepare records the file and the row within it,
-and writes no text. Any other source (JSONL, CSV, pickle, ...) is converted once, streaming,
-into ``<run>/corpus-rows-<token>.parquet`` (zstd; ``Converted``), whose rows the index names the
-same way. Tasks, the merge and the map then read rows through kit.corpusfile alone.
+A parquet source is read in place (``InPlace``): prepare writes no text, and the index records
+only the source rows it left out (a kept row's place follows from them). Any other source (JSONL,
+CSV, pickle, ...) is converted once, streaming, into ``<run>/corpus-rows-<token>.parquet`` (zstd;
+``Converted``) holding the kept rows, read the same way. Tasks, the merge and the map then read
+rows through kit.corpusfile alone.
 """
 
 from __future__ import annotations
@@ -30,18 +31,39 @@ WRITE_OPTIONS = {"compression": "zstd", "compression_level": COMPRESSION_LEVEL,
                  "use_dictionary": False, "write_statistics": False}  # ids and texts are unique: neither pays
 
 
+def _string_column(rb: pa.RecordBatch, name: str) -> pa.Array:
+    """Column ``name`` as strings; nulls where the batch lacks it (read back as "")."""
+    index = rb.schema.get_field_index(name)
+    if index < 0 or pa.types.is_null(rb.column(index).type):
+        return pa.nulls(rb.num_rows, pa.string())
+    return rb.column(index).cast(pa.string())
+
+
 class InPlace:
-    """Rows stay in the user's parquet files; the index records (file, row within the file)."""
+    """Rows stay in the user's parquet files; the source rows left out are the index's ``skipped``."""
 
     def __init__(self, files: list[Path], options: CorpusOptions):
         self.files = files
-        self.number = {str(f): i for i, f in enumerate(files)}
-        self.columns = Columns(options.text_fields, options.title_field, options.url_field, options.topic_field)
+        self.columns = Columns(options.text_fields, options.title_field, options.url_field, options.topic_field,
+                               options.id_field)
 
-    def place(self, batch: Batch, kept: Kept, row0: int) -> tuple[np.ndarray, np.ndarray]:
-        """(file number, row within the file) of each kept row of ``batch`` (source rows from ``row0``)."""
-        rows = np.asarray(kept.rows, dtype=np.int64) - row0 + batch.file_row
-        return np.full(len(rows), self.number[batch.file], dtype=np.int32), rows
+    def write(self, batch: Batch, kept: Kept) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def read_files(self) -> list[Path]:
+        """The parquet files whose rows, numbered across them, are the source rows."""
+        return self.files
+
+    def positions(self, rows: np.ndarray, rejected: np.ndarray) -> np.ndarray:
+        """Rows in ``read_files`` of kept source ``rows`` (``rejected``: the source rows refused so far)."""
+        return rows
+
+    def skipped(self, rejected: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+        """Rows of ``read_files`` not in the corpus: every refused source row."""
+        return np.union1d(rejected, dropped)
 
     def finish(self, folder: Path) -> list[SourceFile]:
         out, first = [], 0
@@ -55,30 +77,32 @@ class InPlace:
 
 
 class Converted:
-    """Rows are written to the run's own parquet (zstd) as prepare checks them: id, text, title, url, topic."""
+    """Kept rows are written to the run's own parquet (zstd) as prepare checks them: id, text, title, url, topic."""
 
-    columns = Columns(("text",), "title", "url", "topic")
+    columns = Columns(("text",), "title", "url", "topic", "id")
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, options: CorpusOptions):
+        self.meta_fields = (options.title_field, options.url_field, options.topic_field)
         self.name = f"{CONVERTED_PREFIX}{secrets.token_hex(4)}.parquet"
         self.tmp = atomic.tmp_path(Path(folder) / self.name)
         self.schema = pa.schema([(c, pa.string()) for c in CONVERTED_COLUMNS])
         self.writer: pq.ParquetWriter | None = None
         self.pending: list[pa.Table] = []
-        self.pending_rows = self.pending_bytes = self.placed = 0
+        self.pending_rows = self.pending_bytes = 0
+        self.closed = False
 
-    def place(self, batch: Batch, kept: Kept, row0: int) -> tuple[np.ndarray, np.ndarray]:
-        encoded, n = kept.encoded or {}, len(kept.id_bytes)  # always set for a converted source (Python checks)
-        # From the UTF-8 bytes the check made: 4x faster than from str (the cast validates UTF-8).
-        values = [pa.array(encoded[key], pa.binary()).cast(pa.string()) for key in FIELD_KEYS]
+    def write(self, batch: Batch, kept: Kept) -> None:
+        if kept.encoded is not None:
+            # From the UTF-8 bytes the check made: 4x faster than from str (the cast validates UTF-8).
+            values = [pa.array(kept.encoded[key], pa.binary()).cast(pa.string()) for key in FIELD_KEYS]
+        else:  # checked in bulk: every row of the Arrow batch is kept
+            values = [kept.ids.cast(pa.string()), kept.text.cast(pa.string()),
+                      *(_string_column(batch.arrow, name) for name in self.meta_fields)]
         table = pa.Table.from_arrays(values, schema=self.schema)
         self.pending.append(table)
-        self.pending_rows, self.pending_bytes = self.pending_rows + n, self.pending_bytes + table.nbytes
+        self.pending_rows, self.pending_bytes = self.pending_rows + len(kept.rows), self.pending_bytes + table.nbytes
         if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
             self._flush()
-        rows = np.arange(self.placed, self.placed + n, dtype=np.int64)
-        self.placed += n
-        return np.zeros(n, dtype=np.int32), rows
 
     def _flush(self) -> None:
         if not self.pending:
@@ -88,16 +112,34 @@ class Converted:
         self.writer.write_table(pa.concat_tables(self.pending), row_group_size=ROW_GROUP_ROWS)
         self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
 
-    def finish(self, folder: Path) -> list[SourceFile]:
+    def close(self) -> None:
+        """Write the last rows and the footer (the file is still under its temporary name)."""
+        if self.closed:
+            return
         self._flush()
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.tmp, self.schema, **WRITE_OPTIONS)
         self.writer.close()
+        self.closed = True
+
+    def read_files(self) -> list[Path]:
+        return [self.tmp]
+
+    def positions(self, rows: np.ndarray, rejected: np.ndarray) -> np.ndarray:
+        """Rows in the converted file of kept source ``rows``: each less the refused rows before it."""
+        return rows - np.searchsorted(rejected, rows)
+
+    def skipped(self, rejected: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+        """Rows of the converted file not in the corpus: the duplicates dropped after it was written."""
+        return self.positions(np.sort(dropped), rejected)
+
+    def finish(self, folder: Path) -> list[SourceFile]:
+        self.close()
         final = Path(folder) / self.name
         atomic.commit(self.tmp, final)
         return [corpussource.record(final, 0, in_run=True)]
 
     def discard(self) -> None:
-        if self.writer is not None:
+        if self.writer is not None and not self.closed:
             self.writer.close()
         self.tmp.unlink(missing_ok=True)

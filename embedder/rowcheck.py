@@ -16,11 +16,10 @@ from itertools import repeat
 from operator import contains
 
 import numpy as np
+import pyarrow as pa
 
 from embedder.readers import Batch
-from kit.format import content_hashes
-
-ROW_IDS = "@row"  # ID_FIELD=@row: the id of a row is its 0-based position in the source
+from kit.format import CONTENT_HASH_BYTES, ROW_IDS, content_hashes
 
 
 @dataclass(frozen=True)
@@ -204,18 +203,24 @@ def encode_rows(checked: Checked) -> dict[str, list[bytes]] | None:
 class Kept:
     """What the index needs of a batch's kept rows, from either check (Arrow in bulk, or Python)."""
 
-    id_bytes: list[bytes]  # UTF-8 of each id
-    hashes: list[bytes]  # content hash of each text (kit.format.content_hash)
+    ids: pa.Array  # each id as a string or binary array (its UTF-8 bytes)
+    hashes: np.ndarray  # uint8 [n, 16]: content hash of each text (kit.format.content_hash)
     chars: np.ndarray  # int64 [n], characters of each text
-    rows: list[int]  # source row of each kept row
+    rows: np.ndarray  # int64 [n], source row of each kept row
     has_topics: bool
     bad: list[BadRow]
     checked: Checked | None = None  # the Python values
     encoded: dict[str, list[bytes]] | None = None  # their UTF-8 bytes, by field (a converted source writes them)
+    text: pa.Array | None = None  # the bulk check's joined texts (a converted source writes them)
+
+
+def hash_array(hashes: list[bytes]) -> np.ndarray:
+    """uint8 [n, 16] from n content hashes."""
+    return np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(len(hashes), CONTENT_HASH_BYTES)
 
 
 def kept_rows(checked: Checked, encoded: dict[str, list[bytes]]) -> Kept:
     """``Kept`` from a Python check and the UTF-8 bytes of its values (``encode_rows``)."""
     chars = np.fromiter(map(len, checked.texts), dtype=np.int64, count=len(checked.texts))
-    return Kept(encoded["ids"], content_hashes(encoded["texts"]), chars, checked.rows,
-                any(checked.meta["topics"]), checked.bad, checked, encoded)
+    return Kept(pa.array(encoded["ids"], pa.binary()), hash_array(content_hashes(encoded["texts"])), chars,
+                np.asarray(checked.rows, dtype=np.int64), any(checked.meta["topics"]), checked.bad, checked, encoded)

@@ -1,10 +1,11 @@
 """Reading a prepared corpus (``<run>/corpus.h5``): its header, a slice of rows, costs and hashes.
 
 Shared by the embedder (its rows), the merge (ids, titles, urls, topics, content hashes), the map
-(texts) and jobs (the plan). The writer is ``embedder.corpus.prepare``. Since embedkit-corpus/2
-``corpus.h5`` is an index: ids, costs and content hashes, and where each row lies in the source
-parquet (read in place, kit.corpussource). A corpus of format /1 holds the texts itself and is
-read as before. Layout: docs/FORMAT.md.
+(texts) and jobs (the plan). The writer is ``embedder.corpus.prepare``. Since embedkit-corpus/3
+``corpus.h5`` is an index of costs and content hashes: a row's ids and texts are read from the
+source parquet (in place, kit.corpussource), where row k is the k-th row of the files taken in
+order that is not ``skipped``. A corpus of format /2 (ids, file and row stored per row) or /1
+(texts inside) is read as before. Layout: docs/FORMAT.md.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Self
 import h5py
 import numpy as np
 
-from kit.corpussource import SourceFile, SourceRows
+from kit.corpussource import SourceFile, SourceRows, open_checked
 from kit.errors import CorpusError
-from kit.format import CONTENT_HASH, CORPUS_FORMAT, CORPUS_FORMAT_V1, UTF8
+from kit.format import CONTENT_HASH, CORPUS_FORMAT, CORPUS_FORMAT_V1, CORPUS_FORMAT_V2, ROW_IDS, UTF8
 
 FIELDS = ("ids", "texts", "titles", "urls", "topics")
 META_BLOCK_ROWS = 1 << 16
@@ -43,7 +44,7 @@ def _open(path: Path) -> h5py.File:
     if not path.is_file():
         raise CorpusError(f"Prepared corpus {path} does not exist. Run: make submit RUN={path.parent} CORPUS=...")
     h5 = h5py.File(path, "r", locking=False)
-    if h5.attrs.get("format") not in (CORPUS_FORMAT, CORPUS_FORMAT_V1):
+    if h5.attrs.get("format") not in (CORPUS_FORMAT, CORPUS_FORMAT_V2, CORPUS_FORMAT_V1):
         fmt = h5.attrs.get("format")
         h5.close()
         raise CorpusError(f"{path} is not a prepared corpus (format {fmt!r}).")
@@ -51,7 +52,7 @@ def _open(path: Path) -> h5py.File:
 
 
 def _has_topics(h5: h5py.File) -> bool:
-    return bool(h5.attrs.get("has_topics", False)) if "file" in h5 else "topics" in h5
+    return bool(h5.attrs.get("has_topics", False)) if "columns" in h5.attrs else "topics" in h5
 
 
 def corpus_info(path: Path) -> CorpusInfo:
@@ -73,8 +74,11 @@ class Columns:
     title_field: str
     url_field: str
     topic_field: str
+    id_field: str = ""  # "" in format /2 (ids in the index); ROW_IDS: the source row
 
     def of(self, field: str) -> tuple[str, ...]:
+        if field == "ids":
+            return () if self.id_field == ROW_IDS else (self.id_field,)
         return {"texts": self.text_fields, "titles": (self.title_field,), "urls": (self.url_field,),
                 "topics": (self.topic_field,)}[field]
 
@@ -86,10 +90,15 @@ class CorpusReader:
         self.path = Path(path)
         self.h5 = _open(self.path)
         self.rows = int(self.h5.attrs["rows"])
-        self.v1 = "file" not in self.h5
+        self.format = str(self.h5.attrs["format"])
+        self.v1 = self.format == CORPUS_FORMAT_V1
         if not self.v1:
             self.columns = Columns(**json.loads(self.h5.attrs["columns"]))
             self.sources = [SourceFile(**f) for f in json.loads(self.h5.attrs["files"])]
+            self._first_rows = np.array([f.first_row for f in self.sources], dtype=np.int64)
+        if self.format == CORPUS_FORMAT:
+            skipped = self.h5["skipped"][:]
+            self._skip_after = skipped - np.arange(len(skipped), dtype=np.int64)  # non-decreasing
         self._open: dict[int, SourceRows] = {}
 
     def __enter__(self) -> Self:
@@ -109,15 +118,29 @@ class CorpusReader:
         if self.v1:
             return {name: self._v1_field(name, start, stop) for name in fields}
         out: dict[str, list[str]] = {name: [] for name in fields}
-        if "ids" in out:
+        wanted = list(fields)
+        if self.format == CORPUS_FORMAT_V2 and "ids" in out:
             out["ids"] = self.h5["ids"].asstr()[start:stop].tolist()
-        wanted = [f for f in fields if f != "ids"]
+            wanted.remove("ids")
         if wanted and stop > start:
-            files, rows = self.h5["file"][start:stop], self.h5["row"][start:stop]
+            files, rows = self.places(start, stop)
             cuts = np.flatnonzero(np.diff(files)) + 1
             for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(files)]))):
                 self._read_part(int(files[lo]), rows[lo:hi], wanted, out)
         return out
+
+    def ids(self, start: int, stop: int) -> list[str]:
+        """The ids of rows ``[start, stop)`` (read from the source since format /3)."""
+        return self.read(start, stop, ("ids",))["ids"]
+
+    def places(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(source file number, row within that file) of rows ``[start, stop)``."""
+        if self.format == CORPUS_FORMAT_V2:
+            return self.h5["file"][start:stop], self.h5["row"][start:stop]
+        kept = np.arange(start, stop, dtype=np.int64)
+        at = kept + np.searchsorted(self._skip_after, kept, side="right")  # the kept-th row not skipped
+        files = np.searchsorted(self._first_rows, at, side="right") - 1
+        return files, at - self._first_rows[files]
 
     def _v1_field(self, name: str, start: int, stop: int) -> list[str]:
         if name not in self.h5:
@@ -125,12 +148,15 @@ class CorpusReader:
         return self.h5[name].asstr()[start:stop].tolist()
 
     def _read_part(self, file: int, rows: np.ndarray, fields: list[str], out: dict[str, list[str]]) -> None:
-        if file not in self._open:
-            self._open = {file: SourceRows(self.sources[file], self.path.parent, self.path)}  # one file at a time
+        if file not in self._open:  # one file at a time
+            self._open = {file: open_checked(self.sources[file], self.path.parent, self.path)}
         needed = tuple(dict.fromkeys(c for f in fields for c in self.columns.of(f)))
         values = self._open[file].take(rows, needed)
         for name in fields:
-            out[name].extend(_compose(name, [values[c] for c in self.columns.of(name)], len(rows)))
+            if name == "ids" and self.columns.id_field == ROW_IDS:
+                out[name].extend(map(str, (rows + self.sources[file].first_row).tolist()))
+            else:
+                out[name].extend(_compose(name, [values[c] for c in self.columns.of(name)], len(rows)))
 
     def content_hashes(self, start: int, stop: int) -> np.ndarray:
         """uint8 array of shape [stop - start, 16]: the content hash of each row (zeros before format /2)."""
@@ -141,6 +167,8 @@ class CorpusReader:
 
 def _compose(name: str, columns: list[list | None], n: int) -> list[str]:
     """A field's values as prepare checked them: texts joined by a blank line, "" for a missing value."""
+    if name == "ids":  # an integer id is read as its digits
+        return columns[0] if not columns[0] or type(columns[0][0]) is str else list(map(str, columns[0]))  # type: ignore[arg-type]
     if name == "texts":  # text columns are never None: prepare refused a file without them
         if len(columns) == 1:
             return columns[0]  # type: ignore[return-value]
@@ -174,12 +202,13 @@ def copy_meta(path: Path, out: h5py.File) -> None:
     with CorpusReader(path) as reader:
         h5, n = reader.h5, reader.rows
         names = ("titles", "urls", *(("topics",) if _has_topics(h5) else ()))
-        for name in ("ids", "rejected", *((CONTENT_HASH,) if CONTENT_HASH in h5 else ())):
+        for name in ("rejected", *(("ids",) if "ids" in h5 else ()), *((CONTENT_HASH,) if CONTENT_HASH in h5 else ())):
             h5.copy(h5[name], out, name)
         if reader.v1:
             for name in names:
                 h5.copy(h5[name], out, name)
             return
+        names = (*(() if "ids" in h5 else ("ids",)), *names)
         for name in names:
             out.create_dataset(name, shape=(n,), dtype=UTF8, chunks=(min(max(n, 1), 4096),))
         for lo in range(0, n, META_BLOCK_ROWS):

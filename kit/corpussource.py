@@ -1,7 +1,7 @@
 """The parquet files a prepared corpus points into: recorded at prepare, checked and read by tasks.
 
-A corpus index (``corpus.h5``, embedkit-corpus/2) holds no text: for every row it names a source
-file and the row within it. This module records a file as prepare saw it (size, mtime, the
+A corpus index (``corpus.h5``) holds no text: every row lies in one of these files, at a place
+that follows from the index (kit.corpusfile). This module records a file as prepare saw it (size, mtime, the
 footer's SHA-256), refuses it when it changed since, and reads given rows from only the row
 groups that hold them, only the columns asked for, one row group kept for the next call.
 Layout: docs/FORMAT.md.
@@ -84,18 +84,29 @@ def _original_source(index: Path) -> str:
         return str(h5.attrs.get("source", index))
 
 
-class SourceRows:
-    """Rows of one source parquet file, read by row group; the last row group read is kept."""
+def open_checked(source: SourceFile, run_dir: Path, index: Path) -> SourceRows:
+    """``SourceRows`` of a recorded file, refused when it changed since prepare (naming what to do)."""
+    path = source.resolve(run_dir)
+    problem = changed(source, path)
+    if problem:
+        corpus = _original_source(index) if source.in_run else path  # a converted copy: prepare from its source
+        raise CorpusError(
+            f"Source file {path} changed since the corpus was prepared ({problem}): the rows recorded in "
+            f"{index} no longer match it. Put the original file back, or prepare the run again from the "
+            f"corpus as it is now: {make_command('submit', RUN=run_dir, CORPUS=corpus, REDO='all')}")
+    return SourceRows(path)
 
-    def __init__(self, source: SourceFile, run_dir: Path, index: Path):
-        path = source.resolve(run_dir)
-        problem = changed(source, path)
-        if problem:
-            corpus = _original_source(index) if source.in_run else path  # a converted copy: prepare from its source
-            raise CorpusError(
-                f"Source file {path} changed since the corpus was prepared ({problem}): the rows recorded in "
-                f"{index} no longer match it. Put the original file back, or prepare the run again from the "
-                f"corpus as it is now: {make_command('submit', RUN=run_dir, CORPUS=corpus, REDO='all')}")
+
+def _indices(rows: np.ndarray) -> pa.Array:
+    """Row numbers as an Arrow array through its buffer (pa.array() of a list or numpy array imports pandas)."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
+
+
+class SourceRows:
+    """Rows of one parquet file, read by row group; the last row group read is kept."""
+
+    def __init__(self, path: Path):
         self.path = path
         self.file = pq.ParquetFile(path, pre_buffer=False)
         sizes = [self.file.metadata.row_group(g).num_rows for g in range(self.file.num_row_groups)]
@@ -115,8 +126,7 @@ class SourceRows:
         for g in np.unique(groups):
             table, local = self._group(int(g), present), rows[groups == g] - self.starts[g]
             contiguous = local[-1] - local[0] + 1 == len(local)  # the usual case: a slice, no copy
-            # (lists, not numpy arrays, go to pyarrow: a numpy array makes it import pandas, ~1 s)
-            parts.append(table.slice(int(local[0]), len(local)) if contiguous else table.take(local.tolist()))
+            parts.append(table.slice(int(local[0]), len(local)) if contiguous else table.take(_indices(local)))
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0] if parts else None
         return {c: table.column(c).to_pylist() if c in present and table is not None else None for c in columns}
 

@@ -23,7 +23,7 @@ from kit.corpusfile import (
     row_costs,
 )
 from kit.errors import CorpusError
-from kit.format import CORPUS_FORMAT_V1, UTF8, content_hash
+from kit.format import CORPUS_FORMAT_V1, CORPUS_FORMAT_V2, UTF8, content_hash
 
 # Values the bulk checks must treat exactly as the Python checks: whitespace Python knows
 # (\x1c, \u2003, \x85), texts that start with a byte a space could start (€, \xa0...), blank parts.
@@ -38,6 +38,10 @@ def _rows(n=40):
 def _write(path, rows, row_group_size=7, schema=None):
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=row_group_size)
     return path
+
+
+def _kept_values(kept):
+    return (kept.ids.cast(pa.binary()).to_pylist(), kept.hashes.tolist(), kept.rows.tolist(), kept.has_topics)
 
 
 def _python_kept(batch, options, row0):
@@ -55,8 +59,7 @@ def test_bulk_checks_keep_what_the_python_checks_keep(tmp_path, text_fields):
     fast = arrow_check(batch, options, 0)
     slow = _python_kept(batch, options, 0)
     assert fast is not None and not slow.bad
-    assert (fast.id_bytes, fast.hashes, fast.rows, fast.has_topics) == \
-        (slow.id_bytes, slow.hashes, slow.rows, slow.has_topics)
+    assert _kept_values(fast) == _kept_values(slow)
     assert fast.chars.tolist() == slow.chars.tolist()
 
 
@@ -76,7 +79,7 @@ def test_integer_ids_and_row_ids_match_the_python_check(tmp_path):
     batch = next(open_reader(_write(tmp_path / "w.parquet", rows, 100)).batches(CorpusOptions().columns()))
     for options in (CorpusOptions(), CorpusOptions(id_field="@row")):
         fast, slow = arrow_check(batch, options, 5), _python_kept(batch, options, 5)
-        assert fast.id_bytes == slow.id_bytes and fast.hashes == slow.hashes
+        assert _kept_values(fast) == _kept_values(slow)
 
 
 def test_parquet_is_read_in_place_and_the_index_holds_no_text(tmp_path):
@@ -86,12 +89,12 @@ def test_parquet_is_read_in_place_and_the_index_holds_no_text(tmp_path):
     summary = prepare_source(source, run / "corpus.h5", CorpusOptions())
     assert sorted(p.name for p in run.iterdir()) == ["corpus.h5"]  # no copy of the texts
     with h5py.File(run / "corpus.h5") as h5:
-        assert "texts" not in h5 and h5["row"][:].tolist() == list(range(200))
+        assert not {"texts", "ids", "file", "row"} & set(h5) and h5["skipped"].shape == (0,)  # all implied
         files = json.loads(h5.attrs["files"])
         assert files[0]["path"] == str(source.resolve()) and files[0]["rows"] == 200
         assert bytes(h5["content_hash"][3]) == content_hash(rows[3]["text"].encode())
     got = read_slice(run / "corpus.h5", 20, 40, ("ids", "texts", "titles", "urls", "topics"))
-    assert got["texts"] == [r["text"] for r in rows[20:40]]
+    assert got["texts"] == [r["text"] for r in rows[20:40]] and got["ids"] == [r["id"] for r in rows[20:40]]
     assert got["titles"] == [r["title"] or "" for r in rows[20:40]] and got["topics"] == [""] * 20
     assert summary.rows == corpus_info(run / "corpus.h5").rows == 200
 
@@ -137,7 +140,8 @@ def test_a_tasks_read_touches_only_the_row_groups_of_its_rows(tmp_path, monkeypa
     chunks = list(read_chunks(tmp_path / "run" / "corpus.h5", 150, 450, 64))  # rows of 1/16 .. of the file
     assert [lo for lo, _, _ in chunks] == list(range(150, 450, 64))
     assert [t for _, texts, _ in chunks for t in texts] == [r["text"] for r in rows[150:450]]
-    assert read == [(g, ("text",)) for g in (1, 2, 3, 4)]  # each once, only the text column
+    assert [i for _, _, ids in chunks for i in ids] == [r["id"] for r in rows[150:450]]
+    assert read == [(g, ("id", "text")) for g in (1, 2, 3, 4)]  # each once, only the columns it needs
 
 
 def test_rows_left_out_are_skipped_in_the_read(tmp_path):
@@ -216,3 +220,28 @@ def test_joined_text_fields_read_in_place_equal_the_converted_ones(tmp_path):
     in_place, converted = (read_slice(tmp_path / d / "corpus.h5", 0, 25, fields) for d in "ab")
     assert in_place == converted and in_place["texts"][1] == f"{rows[1]['title']}\n\n{rows[1]['text']}"
     assert corpus_info(tmp_path / "a" / "corpus.h5").fingerprint == corpus_info(tmp_path / "b" / "corpus.h5").fingerprint
+
+
+def test_a_corpus_of_format_2_reads_its_ids_and_places_from_the_index(tmp_path):
+    """Format /2 stored ids, file and row per row: such a run reads as before (and as /3 reads)."""
+    rows = _rows(30)
+    rows[4]["text"] = ""  # refused: the later rows lie one further in the file
+    source = _write(tmp_path / "w.parquet", rows, 7)
+    index = tmp_path / "run" / "corpus.h5"
+    prepare_source(source, index, CorpusOptions(skip_bad_rows=True))
+    fields = ("ids", "texts", "titles", "urls")
+    want = read_slice(index, 0, 29, fields)
+    with h5py.File(index, "a") as h5:
+        kept = [i for i in range(30) if i != 4]
+        h5.create_dataset("ids", data=np.array([f"d{i}" for i in kept], dtype=object), dtype=UTF8)
+        h5.create_dataset("file", data=np.zeros(29, dtype=np.int32))
+        h5.create_dataset("row", data=np.array(kept, dtype=np.int64))
+        del h5["skipped"]
+        columns = json.loads(h5.attrs["columns"])
+        del columns["id_field"]
+        h5.attrs.update(format=CORPUS_FORMAT_V2, columns=json.dumps(columns))
+    assert corpus_info(index).format == CORPUS_FORMAT_V2
+    assert read_slice(index, 0, 29, fields) == want and want["ids"][4] == "d5"
+    with h5py.File(tmp_path / "out.h5", "w") as out:
+        copy_meta(index, out)
+        assert out["ids"].asstr()[:].tolist() == want["ids"]
