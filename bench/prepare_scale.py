@@ -123,7 +123,7 @@ texts = table.slice(start - bounds[groups[0]], stop - start).column("text").to_p
 }
 
 
-def run_child(kind: str, source: Path, out: Path) -> tuple[float, float, float]:
+def run_child(kind: str, source: Path, out: Path) -> tuple[float, float, float, int]:
     """(wall seconds, CPU seconds, peak RSS in MiB, bytes read) of one measurement in a fresh process.
 
     The child's imports run before the clock starts (importing h5py or pyarrow is not reading).

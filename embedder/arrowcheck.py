@@ -80,7 +80,7 @@ def _ids(rb: pa.RecordBatch, options: CorpusOptions, row0: int) -> list[bytes] |
         return [str(v).encode() for v in arr.to_pylist()]
     if not _clean_text(arr) or _blank(arr).any():
         return None
-    return arr.cast(pa.binary()).to_pylist()  # type: ignore[union-attr]
+    return arr.cast(pa.binary()).to_pylist()
 
 
 def _text(rb: pa.RecordBatch, options: CorpusOptions) -> pa.Array | None:

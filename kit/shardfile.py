@@ -125,7 +125,8 @@ CHECKSUM = "xxh3_64"  # one digest per chunk of rows, in the "checksums" dataset
 
 def digest(rows: np.ndarray) -> int:
     """xxh3_64 of a C-contiguous block of rows: one more pass over memory the merge has just read."""
-    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows))
+    # numpy's stubs do not declare the buffer protocol that an ndarray has (xxhash reads it directly)
+    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ _BLANK, _AS_TEXT = object(), object()
 class JsonlReader:
     def __init__(self, path: Path):
         self.path = path
-        self.total_rows = None
+        self.total_rows: int | None = None
 
     def batches(self, columns: Sequence[str]) -> Iterator[Batch]:
         file_row = 0
@@ -41,6 +41,8 @@ class JsonlReader:
 
     def _blocks(self) -> Iterator[tuple[list[Any], list[bytes | None]]]:
         """(records, the line of each, None where json.loads read it), about BATCH_BYTES at a time."""
+        block: list[Any]
+        lines: list[bytes | None]
         where, block, lines, size = [0], [], [], 0
         with open_bytes(self.path, where) as f:
             for raw in f:
