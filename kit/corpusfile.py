@@ -75,6 +75,7 @@ class Columns:
     topic_field: str
 
     def of(self, field: str) -> tuple[str, ...]:
+        """The source fields a stored field is read from (``texts``: every TEXT_FIELDS name, joined)."""
         return {"texts": self.text_fields, "titles": (self.title_field,), "urls": (self.url_field,),
                 "topics": (self.topic_field,)}[field]
 
@@ -99,6 +100,7 @@ class CorpusReader:
         self.close()
 
     def close(self) -> None:
+        """Close corpus.h5 and every source file opened for reading rows."""
         self.h5.close()
         self._open.clear()
 

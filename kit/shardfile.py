@@ -30,9 +30,11 @@ class ShardSpec:
 
     @property
     def rows(self) -> int:
+        """Rows the shard covers: ``stop - start``."""
         return self.stop - self.start
 
     def describe(self) -> str:
+        """``shard 00003 rows [300, 400)``, as log lines and errors name a shard."""
         return f"shard {self.index:05d} rows [{self.start}, {self.stop})"
 
 
@@ -79,6 +81,7 @@ class ShardHeader:
 
 
 def plain_attr(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value (numpy scalars and bytes as read back from h5py)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, bytes):

@@ -59,6 +59,7 @@ _GPU_OPTIONS = {"gres", "gpus", "gpus-per-task", "gpus_per_task", "gpus-per-node
 
 
 def available_profiles() -> list[str]:
+    """Profile names PROFILE= accepts: local and every slurm/profiles/*.toml not starting with _."""
     return sorted([LOCAL, *(p.stem for p in PROFILES_DIR.glob("*.toml") if not p.stem.startswith("_"))])
 
 
@@ -155,4 +156,5 @@ def sbatch_parameters(res: Resources, job_name: str, setup: tuple[str, ...]) -> 
 
 
 def with_overrides(profile: ClusterProfile, **embed_overrides: Any) -> ClusterProfile:
+    """A copy of ``profile`` whose embed resources take ``embed_overrides`` (the profile file is untouched)."""
     return replace(profile, embed=replace(profile.embed, **embed_overrides))
