@@ -69,7 +69,7 @@ def test_a_run_touched_again_does_what_was_asked_or_says_why(tmp_path, model_pat
     # How vectors are computed may change on any re-submit, and each shard records it.
     jobs_cli("submit", "--run", str(run), "--redo", "0", "--max-tokens-per-batch", "96", "--device", "auto", "--wait")
     with h5py.File(run / "shards" / "shard-00000.h5") as h5:
-        assert h5.attrs["max_tokens_per_batch"] in (96, "96")
+        assert h5.attrs["max_tokens_per_batch"] == "96"  # what each attempt used, comma-joined: one attempt
     assert json.loads((run / "run.json").read_text())["compute"]["device"] == "auto"
 
     bad = jobs_cli("submit", "--run", str(run), "--shards", "abc", check=False)
