@@ -63,7 +63,8 @@ def main() -> None:
     model = SentenceTransformer(str(demo_model_path()), device=args.device)
     model.encode(texts[:64])  # warm-up
     compute = ComputeSettings(device=args.device, max_tokens_per_batch=args.max_tokens)
-    lengths = np.minimum(token_lengths(model.tokenizer, texts, "", model.max_seq_length), model.max_seq_length)
+    max_len = int(model.max_seq_length or 512)  # the demo model sets 256; 512 only if a model leaves it unset
+    lengths = np.minimum(token_lengths(model.tokenizer, texts, "", max_len), max_len)
     budget = args.max_tokens or DEFAULT_TOKENS_PER_BATCH[args.device]
     print(f"{len(texts)} Vital Articles, {int(lengths.mean())} tokens on average, device {args.device}, "
           f"torch threads {__import__('torch').get_num_threads()}")

@@ -66,6 +66,7 @@ def child(snippet: str, *args: str) -> tuple[float, int]:
     """(seconds the child printed, its peak RSS in MiB)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", snippet, *args], stdout=subprocess.PIPE, env=env, text=True)
+    assert proc.stdout is not None  # stdout=PIPE
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:

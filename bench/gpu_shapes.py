@@ -70,7 +70,7 @@ def build(shape: str, folder: Path, tokenizer_path: Path, padding_side: str | No
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules.transformer import Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
-    from transformers import AutoModel, AutoTokenizer, BertConfig, Qwen3Config
+    from transformers import AutoModel, AutoTokenizer, BertConfig, PretrainedConfig, Qwen3Config
 
     family, layers, hidden, heads, kv, head_dim, inter, max_len, pooling = SHAPES[shape]
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
@@ -78,6 +78,7 @@ def build(shape: str, folder: Path, tokenizer_path: Path, padding_side: str | No
         tokenizer.padding_side = padding_side
     common = {"vocab_size": len(tokenizer), "hidden_size": hidden, "num_hidden_layers": layers,
               "num_attention_heads": heads, "intermediate_size": inter, "pad_token_id": tokenizer.pad_token_id}
+    config: PretrainedConfig
     if family == "bert":
         config = BertConfig(max_position_embeddings=512, **common)
     else:

@@ -30,8 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +125,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str) -> tuple[float, object]:
+def timed(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
     sync(device)
     t0 = time.perf_counter()
     out = fn()
@@ -195,13 +198,14 @@ def plain_runs(m: Measure, folder: Path, batch_sizes: list[int], sweep_rows: int
     """``encode(texts)`` with its defaults, then bf16 with the best batch size of a sweep."""
     model = load(folder, m.device, "float32")
     model.encode(m.texts[:32])
-    seconds, m.reference = timed(lambda: model.encode(m.texts, convert_to_numpy=True), m.device)
-    m.add("st encode float32 B=32", seconds, m.reference, model, None)
+    seconds, reference = timed(lambda: model.encode(m.texts, convert_to_numpy=True), m.device)
+    m.reference = reference
+    m.add("st encode float32 B=32", seconds, reference, model, None)
     bf16 = load(folder, m.device, "bfloat16")
     bf16.encode(m.texts[:32])
     subset = m.texts[:sweep_rows]
-    speed = {b: len(subset) / timed(lambda b=b: bf16.encode(subset, batch_size=b), m.device)[0] for b in batch_sizes}
-    best = max(speed, key=speed.get)
+    speed = {b: len(subset) / timed(partial(bf16.encode, subset, batch_size=b), m.device)[0] for b in batch_sizes}
+    best = max(speed, key=lambda b: speed[b])
     seconds, emb = timed(lambda: bf16.encode(m.texts, batch_size=best, convert_to_numpy=True), m.device)
     m.add(f"st encode bf16 B={best} (best of {len(batch_sizes)})", seconds, emb, bf16, None)
 
@@ -216,7 +220,7 @@ def kit_runs(m: Measure, folder: Path, dtype: str, attentions: list[str | None],
             encoder = TextEncoder(model, prompt="", normalize=False, max_tokens=budget, pin_memory=pin_memory)
             encoder.encode(m.texts[:64])
             before = encoder.counters.computed_tokens
-            seconds, emb = timed(lambda encoder=encoder: shard_loop(encoder, m.texts), m.device)
+            seconds, emb = timed(partial(shard_loop, encoder, m.texts), m.device)
             from embedder.model import attention_description
 
             name = f"kit {dtype} {attention_description(model)} {budget // 1024}k{' pinned' if pin_memory else ''}"

@@ -86,7 +86,7 @@ def main() -> None:
         corpus = Path(tmp) / "corpus.h5"
         limit = None if args.rows == "all" else int(args.rows)
         prepare(vital_articles(limit), corpus, CorpusOptions(skip_bad_rows=True), "vital articles")
-        costs = row_costs(corpus, int(model.max_seq_length))
+        costs = row_costs(corpus, int(model.max_seq_length or 512))  # the demo model sets 256
         texts = read_slice(corpus, 0, len(costs), ("texts",))["texts"]
     plans = {"equal rows": plan_shards(len(costs), args.shards), "equal cost": plan_shards(costs, args.shards)}
     encoder.encode(texts[:64])  # warm up

@@ -124,7 +124,7 @@ texts, ids = table.column("text").to_pylist(), table.column("id").to_pylist()
 }
 
 
-def run_child(kind: str, source: Path, out: Path) -> tuple[float, float, float]:
+def run_child(kind: str, source: Path, out: Path) -> tuple[float, float, float, int]:
     """(wall seconds, CPU seconds, peak RSS in MiB, bytes read) of one measurement in a fresh process.
 
     The child's imports run before the clock starts (importing h5py or pyarrow is not reading).

@@ -152,7 +152,7 @@ class _Scan:
         self.rejected_rows: list[int] = []  # sorted source rows refused during the pass
         self.digest = hashlib.sha256()
         self.has_topics = False
-        self.present = Counter()  # field -> rows where it is not None
+        self.present: Counter[str] = Counter()  # field -> rows where it is not None
         self.sample: tuple[str, dict[str, float]] | None = None  # (file, fields) of the first batch
         self.places: list[tuple[int, Batch]] = []  # (first source row, batch sans data) of multi-file sources
 
@@ -221,6 +221,7 @@ def _check(batch: Batch, options: CorpusOptions, row0: int) -> Kept:
     if encoded is None:
         checked = check_batch(batch, options, row0, check_utf8=True)
         encoded = encode_rows(checked)
+    assert checked is not None and encoded is not None  # with the UTF-8 check, every refusable row is refused
     return kept_rows(checked, encoded)
 
 

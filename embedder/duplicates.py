@@ -10,6 +10,7 @@ the output, and are deleted afterwards; a corpus of fewer than FLUSH_ROWS rows n
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ class DuplicateFinder:
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
         self._spilled = False
-        self._files: dict[int, object] = {}  # bucket -> its file, open for appending until the end
+        self._files: dict[int, io.BufferedWriter] = {}  # bucket -> its file, open for appending until the end
 
     def __enter__(self) -> DuplicateFinder:
         return self

@@ -63,7 +63,7 @@ class TextEncoder:
         self.threaded = threaded and isinstance(self.collator, FastCollator)
         self.stager = PinnedStager(str(self.device)) if pin_memory and self.device.type == "cuda" else None
         self._fallback_loader = fallback
-        self._fallback = None
+        self._fallback: Any = None  # a float32 SentenceTransformer, loaded on the first rescue
         self.counters = EncodeCounters()
 
     @property
@@ -100,9 +100,9 @@ class TextEncoder:
                 self._forward(piece, chunk, out, finite, computed)
                 on_batch(len(piece.rows))
         _check_computed(computed, chunk.first_row)
-        emb, finite = out.cpu().numpy(), finite.cpu().numpy()
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
+        emb, finite_rows = out.cpu().numpy(), finite.cpu().numpy()
+        if not finite_rows.all():
+            bad = np.flatnonzero(~finite_rows)
             emb[bad] = self._rescue([chunk.texts[i] for i in bad], chunk, bad)
             self.counters.recomputed_rows += len(bad)
         if self.counters.oom_splits == splits and self.max_tokens < self.start_tokens:
@@ -191,10 +191,12 @@ class TextEncoder:
 
     def _rescue_with_fallback(self, texts: list[str]) -> np.ndarray | None:
         """Float32 rows, retried one row at a time after an out-of-memory error; None if even that fails."""
+        loader = self._fallback_loader
+        assert loader is not None  # _rescue answers without one before calling this
         for batch_size in (8, 1):
             try:
                 if self._fallback is None:
-                    self._fallback = self._fallback_loader()
+                    self._fallback = loader()
                 return np.asarray(self._fallback.encode(
                     texts, prompt=self.prompt or None, batch_size=batch_size, normalize_embeddings=self.normalize,
                     convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)

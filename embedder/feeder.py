@@ -114,7 +114,7 @@ class FastCollator:
             r_ids, r_types, r_cut = self._encode([texts[i] for i in redo])
             for j, i in enumerate(redo):
                 ids[i], cut[i] = r_ids[j], r_cut[j]
-                if types is not None:
+                if types is not None and r_types is not None:
                     types[i] = r_types[j]
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         return Tokenized(lengths, int(sum(cut)), ids, types)
@@ -140,6 +140,7 @@ class FastCollator:
 
     def _padded(self, tok: Tokenized, rows: np.ndarray) -> dict:
         """Rows x longest row, filled with numpy from the flat ids (no loop over rows)."""
+        assert tok.ids is not None  # this collator's tokenize keeps the ids
         lengths = tok.lengths[rows]
         width = max(int(lengths.max()), 1)
         cols = np.arange(width)
@@ -157,6 +158,7 @@ class FastCollator:
         """What ``Transformer.preprocess`` builds when it flattens a batch for flash attention
         (``DataCollatorWithFlattening``), with numpy. A zero-token row gets one padding token, so
         every row stays one sequence and the pooled rows stay aligned with ``rows``."""
+        assert tok.ids is not None  # this collator's tokenize keeps the ids
         lengths = np.maximum(tok.lengths[rows], 1)
         ids = [tok.ids[r] or [self.pad_id] for r in rows]
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
@@ -192,6 +194,7 @@ class PreprocessCollator:
         return token_budget_batches(tok.lengths, max_tokens)
 
     def collate(self, tok: Tokenized, rows: np.ndarray) -> Batch:
+        assert tok.texts is not None  # this collator's tokenize keeps the texts
         features = self.model.preprocess([tok.texts[i] for i in rows], prompt=self.prompt or None)
         return Batch(rows, features, computed_tokens(tok.lengths[rows], False))
 

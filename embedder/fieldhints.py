@@ -37,7 +37,7 @@ def likeliest_text(fields: dict[str, float], options: CorpusOptions) -> str | No
         for field in texts:
             if field.lower() == name:
                 return field
-    return max(texts, key=texts.get) if texts else None
+    return max(texts, key=lambda n: texts[n]) if texts else None
 
 
 def likeliest_id(fields: dict[str, float]) -> str:
@@ -55,9 +55,9 @@ def missing_field_error(source: str, file: str, fields: dict[str, float], option
     where = f" ({Path(file).name})" if file != source else ""
     head = f"Corpus {source}{where}: no row has the field {missing!r}. The rows have: {_fields_text(fields) or 'no fields'}."
     if missing == options.id_field:
-        guess = likeliest_id(fields)
-        fix = f"Add {assignment('ID_FIELD', guess)} to your make submit command (--id-field {shlex.quote(guess)})"
-        fix += "." if guess == ROW_IDS else ", or ID_FIELD=@row to number the rows 0, 1, ... instead."
+        id_guess = likeliest_id(fields)
+        fix = f"Add {assignment('ID_FIELD', id_guess)} to your make submit command (--id-field {shlex.quote(id_guess)})"
+        fix += "." if id_guess == ROW_IDS else ", or ID_FIELD=@row to number the rows 0, 1, ... instead."
         return CorpusError(f"{head}\n{fix}")
     guess = likeliest_text(fields, options)
     if guess is None:

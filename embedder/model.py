@@ -109,7 +109,7 @@ def force_offline() -> None:
 
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
-        constants.HF_HUB_OFFLINE = True
+        setattr(constants, "HF_HUB_OFFLINE", True)  # a module looked up at run time: not typed as the module
 
 
 # Variables through which a scheduler (or a user) hands this process GPUs.

@@ -177,21 +177,23 @@ class PinnedStager:
 
     def to_device(self, features: dict) -> dict:
         slot, self.turn = self.turn, (self.turn + 1) % len(self.buffers)
-        if self.events[slot] is not None:
-            self.events[slot].synchronize()
+        event = self.events[slot]
+        if event is not None:
+            event.synchronize()
         tensors = {k: v for k, v in features.items() if isinstance(v, torch.Tensor)}
         need = sum(_aligned(v.numel() * v.element_size()) for v in tensors.values())
-        if self.buffers[slot] is None or self.buffers[slot].numel() < need:
-            self.buffers[slot] = torch.empty(max(need, 1 << 20), dtype=torch.uint8, pin_memory=True)
+        buffer = self.buffers[slot]
+        if buffer is None or buffer.numel() < need:
+            buffer = self.buffers[slot] = torch.empty(max(need, 1 << 20), dtype=torch.uint8, pin_memory=True)
         out, offset = dict(features), 0
         for name, value in tensors.items():
             size = value.numel() * value.element_size()
-            staged = self.buffers[slot][offset:offset + size].view(value.dtype).view(value.shape)
+            staged = buffer[offset:offset + size].view(value.dtype).view(value.shape)
             staged.copy_(value)
             out[name] = staged.to(self.device, non_blocking=True)
             offset += _aligned(size)
-        self.events[slot] = torch.cuda.Event()
-        self.events[slot].record()
+        event = self.events[slot] = torch.cuda.Event()
+        event.record()
         return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import contains
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -90,13 +91,14 @@ def row_id(raw: object, check_utf8: bool) -> tuple[str, str | None]:
 
 def compose_text(values: list[object], names: tuple[str, ...], check_utf8: bool) -> tuple[str, str | None]:
     """(text to embed, problem or None) from one row's text field values."""
-    parts = []
+    parts: list[str] = []
     for name, value in zip(names, values):
         if value is None:
             return "", f"missing {name}"
         problem = text_problem(value, name, check_utf8)
         if problem:
             return "", problem
+        value = cast(str, value)  # text_problem refused every other type
         if value and not value.isspace():
             parts.append(value)
     if not parts:

@@ -152,7 +152,7 @@ class _LoadedModel:
 def _capability(device: str) -> tuple[int, int] | None:
     import torch
 
-    return tuple(torch.cuda.get_device_capability()) if device == "cuda" else None
+    return torch.cuda.get_device_capability() if device == "cuda" else None
 
 
 def load_model_for(run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings) -> _LoadedModel:

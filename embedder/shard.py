@@ -82,12 +82,14 @@ class ShardWriter:
         try:
             h5 = h5py.File(self.tmp, "a")
         except STORAGE_ERRORS as err:  # killed mid-metadata-write: the file is unreadable
-            return self._set_aside(f"unreadable ({err})")
+            self._set_aside(f"unreadable ({err})")
+            return None
         try:
             same = all(plain_attr(h5.attrs.get(k)) == self.identity[k] for k in IDENTITY_KEYS) and (
                 int(h5.attrs["start"]), int(h5.attrs["stop"])) == (self.spec.start, self.spec.stop)
             if not same:
-                return self._close_and_set_aside(h5, "written with another model, corpus or range")
+                self._close_and_set_aside(h5, "written with another model, corpus or range")
+                return None
             done = int(h5.attrs["rows_done"])
             for name in ("embeddings", "ids"):  # drop rows written after the last counted flush
                 h5[name].resize(done, axis=0)
@@ -97,7 +99,8 @@ class ShardWriter:
         except (*STORAGE_ERRORS, KeyError, ValueError, ShardError) as err:
             # A flush cut by a full disk, EIO or a kill can leave HDF5's metadata inconsistent
             # ("addr overflow" on resize): such a file cannot be trusted, so it is kept aside.
-            return self._close_and_set_aside(h5, f"cannot be resumed ({str(err).splitlines()[0][:200]})")
+            self._close_and_set_aside(h5, f"cannot be resumed ({str(err).splitlines()[0][:200]})")
+            return None
         self.resumed_from = done
         log.info("%s: resuming at row %d of %d", self.spec.describe(), self.spec.start + done, self.spec.stop)
         return h5

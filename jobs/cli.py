@@ -112,7 +112,7 @@ def _dest(flag: str) -> str:
 
 def _add_submit_options(p: argparse.ArgumentParser) -> None:
     for flag, variable, parse, help_text, _ in SUBMIT_OPTIONS:
-        extra = {"nargs": "?", "const": True} if flag in FLAGS else {}
+        extra: dict[str, Any] = {"nargs": "?", "const": True} if flag in FLAGS else {}
         p.add_argument(flag, type=parse, default=None, help=f"{help_text} ({variable}=)", **extra)
     _add_run_options(p)
     _switch(p, "--map", "MAP", "add the knowledge map as a third stage")

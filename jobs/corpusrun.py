@@ -79,7 +79,7 @@ def first_corpus(run_dir: Path, corpus: Path | None, options: CorpusOptions,
     if corpus is None and records is None:
         raise ConfigError(f"Run {run_dir} has no corpus yet: pass CORPUS=<file or folder>, e.g. "
                           f"{make_command('submit', RUN=run_dir)} CORPUS=corpus.jsonl MODEL=<model>")
-    source = RECORDS_SOURCE if records is not None else _source_text(corpus)
+    source = RECORDS_SOURCE if records is not None or corpus is None else _source_text(corpus)
     return prepare(Path(run_dir) / CORPUS_FILE, source, options, records)
 
 

@@ -117,6 +117,7 @@ def rsync_file(remote: Remote, name: str, staging: Path, ssh_config: Path | None
            f"--partial-dir={PARTIAL_DIR}", "--info=progress2", "--stats", "--no-compress",
            "-e", shlex.join(ssh_base(ssh_config)), "--", f"{remote.host}:{remote.run_dir / name}", f"{staging}/"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None and proc.stderr is not None  # both PIPE
     out_lines = []
     for line in proc.stdout:  # progress2 lines go to the user's terminal as they come
         out_lines.append(line)

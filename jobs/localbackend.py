@@ -76,7 +76,7 @@ def raised_error(log_text: str) -> str:
     starts = [i for i, ln in enumerate(lines) if "Error" in ln and not ln.startswith((" ", "submitit"))]
     if not starts:
         return ""
-    message = []
+    message: list[str] = []
     for ln in lines[starts[-1]:]:
         if ln.startswith("submitit") or (message and not ln.strip()):
             break

@@ -14,7 +14,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import submitit
 
@@ -70,7 +70,7 @@ def render_sbatch(run_dir: Path, profile: ClusterProfile, stage: str, n_tasks: i
     from submitit.slurm.slurm import _make_sbatch_string  # what SlurmExecutor itself calls
 
     ex = executor(run_dir, profile, stage, after, python=python)
-    extra = {"map_count": n_tasks} if stage == "embed" and n_tasks > 1 else {}
+    extra: dict[str, Any] = {"map_count": n_tasks} if stage == "embed" and n_tasks > 1 else {}
     return _make_sbatch_string(command=ex._submitit_command_str, folder=ex.folder, **ex.parameters, **extra)
 
 

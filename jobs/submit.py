@@ -50,8 +50,9 @@ def profile_name(request: SubmitRequest, run: RunState | None) -> str:
     """PROFILE if given; else the run's last profile; else local where there is no Slurm."""
     if request.profile:
         return request.profile
-    if run is not None and run.latest_profile():
-        return run.latest_profile()
+    latest = run.latest_profile() if run is not None else None
+    if latest:
+        return latest
     if shutil.which("sbatch") is None:
         return LOCAL
     raise ConfigError(f"Slurm is available here: choose PROFILE=<site> from {', '.join(available_profiles())} "

@@ -58,6 +58,7 @@ def fsync_dir(directory: Path) -> None:
 
 
 def fsync_file(path: Path) -> None:
+    """Flush ``path``'s bytes to the disk: a rename after this cannot expose a file with holes."""
     with open(path, "rb") as f:
         os.fsync(f.fileno())
 

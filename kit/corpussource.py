@@ -38,9 +38,11 @@ class SourceFile:
     in_run: bool = False
 
     def resolve(self, run_dir: Path) -> Path:
+        """Where the file is now: inside ``run_dir`` for the run's own converted copy, else as recorded."""
         return Path(run_dir) / self.path if self.in_run else Path(self.path)
 
     def as_dict(self) -> dict:
+        """The plain dict stored in corpus.h5's attributes (JSON)."""
         return asdict(self)
 
 

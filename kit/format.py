@@ -61,6 +61,7 @@ class RunPaths:
 
     @classmethod
     def of(cls, run_dir: str | Path) -> "RunPaths":
+        """The paths of ``run_dir`` (a RunPaths passes through, so callers may hold either)."""
         return run_dir if isinstance(run_dir, RunPaths) else cls(Path(run_dir))
 
     @property
@@ -124,6 +125,7 @@ class RunPaths:
         return self.root / MAP_SVG_FILE
 
     def shard(self, index: int) -> Path:
+        """The final file of shard ``index``; it exists only once the shard is complete."""
         return self.shards / shard_name(index)
 
     def converted_source(self, token: str) -> Path:
@@ -156,6 +158,7 @@ def shard_index(path: Path) -> int | None:
 
 
 def sidecar_path(path: Path) -> Path:
+    """``embeddings.h5.sha256`` beside ``embeddings.h5``: its SHA-256 in ``sha256sum -c`` format."""
     return path.with_name(path.name + SHA256_SUFFIX)
 
 

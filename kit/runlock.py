@@ -35,10 +35,12 @@ class LockHolder:
     started_at: str  # ISO 8601, UTC
 
     def line(self) -> str:
+        """The holder as a refusal names it: the command, its pid, host and start."""
         return f"{self.command!r} (pid {self.pid} on {self.host}, since {self.started_at})"
 
 
 def lock_path(run_dir: Path) -> Path:
+    """The run's lock file (run.lock)."""
     return Path(run_dir) / LOCK_FILE
 
 
@@ -52,6 +54,7 @@ def read_holder(path: Path) -> LockHolder | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (another user's counts): a dead holder's lock is stale."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -30,9 +30,11 @@ class ShardSpec:
 
     @property
     def rows(self) -> int:
+        """Rows the shard covers: ``stop - start``."""
         return self.stop - self.start
 
     def describe(self) -> str:
+        """``shard 00003 rows [300, 400)``, as log lines and errors name a shard."""
         return f"shard {self.index:05d} rows [{self.start}, {self.stop})"
 
 
@@ -79,6 +81,7 @@ class ShardHeader:
 
 
 def plain_attr(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value (numpy scalars and bytes as read back from h5py)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, bytes):
@@ -125,7 +128,8 @@ CHECKSUM = "xxh3_64"  # one digest per chunk of rows, in the "checksums" dataset
 
 def digest(rows: np.ndarray) -> int:
     """xxh3_64 of a C-contiguous block of rows: one more pass over memory the merge has just read."""
-    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows))
+    # numpy's stubs do not declare the buffer protocol that an ndarray has (xxhash reads it directly)
+    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,9 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 BACKGROUND = "#f7f5f0"
 # parse_math=False: a "$" in a name, title or question is a dollar sign, never the start of TeX
 # (mathtext would typeset "$5 or $10" in italics, and fail the whole figure on "$\frac{").
-FONTS = {"coarse": dict(fontsize=11, weight="bold", color="#1d1d1d", parse_math=False),
-         "fine": dict(fontsize=7.5, weight="normal", color="#333333", style="italic", parse_math=False)}
+FONTS: dict[str, dict[str, Any]] = {
+    "coarse": dict(fontsize=11, weight="bold", color="#1d1d1d", parse_math=False),
+    "fine": dict(fontsize=7.5, weight="normal", color="#333333", style="italic", parse_math=False)}
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ def write_figure(png: Path, svg: Path | None, fig: Figure) -> list[Placed]:
     ax.axis("off")
     ax.set_title(fig.title, fontsize=14, loc="left", parse_math=False)
     _scatter(ax, fig)
-    renderer = figure.canvas.get_renderer()
+    # matplotlib's stubs type the canvas as FigureCanvasBase; the Agg canvas made here has get_renderer
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
     labels = placed_labels(ax, renderer, fig)
     outline = [pe.withStroke(linewidth=3, foreground="white")]
     for label in labels:

@@ -4,6 +4,7 @@ in JavaScript each frame (page.html, placeLabels)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,7 +105,7 @@ def on_ground(box, density: Density, min_points: int = MIN_POINTS, min_fill: flo
 
 
 def place(wanted: list[tuple[str, str, int, np.ndarray, float, float]], density: Density, pad: float = 0.0,
-          obstacles: list[tuple[float, float, float, float]] = ()) -> list[Placed]:
+          obstacles: Sequence[tuple[float, float, float, float]] = ()) -> list[Placed]:
     """Greedy placement in priority order; a name already placed (a fine region named like its
     coarse region) is not placed twice.
 

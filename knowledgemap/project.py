@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -14,8 +15,8 @@ from knowledgemap.params import MapParams
 class Projection:
     """The fitted model: PCA (or None), the UMAP reducer, and the bounds used to normalise."""
 
-    reducer: object
-    pca: object | None
+    reducer: Any  # umap.UMAP (untyped)
+    pca: Any | None  # sklearn PCA (untyped)
     low: np.ndarray  # float64 [2]: raw UMAP minimum per axis
     high: np.ndarray  # float64 [2]: raw UMAP maximum per axis
 

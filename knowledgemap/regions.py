@@ -137,7 +137,7 @@ def find_levels(coords: np.ndarray, titles: list[str], docs: list[str], topics: 
     for name, share, bins in zip(LEVELS, shares, ANCHOR_BINS):
         labels = cluster(coords, max(5, int(len(coords) * share)))
         count = int(labels.max()) + 1
-        topic_names = naming.majority_topics(labels, count, topics) if topics and name == "coarse" else [None] * count
+        topic_names: list[str | None] = naming.majority_topics(labels, count, topics) if topics and name == "coarse" else [None] * count
         names = naming.name_level(topic_names, naming.distinctive_terms(labels, count, docs),
                                   naming.central_titles(coords, labels, count, titles))
         levels.append(Level(name, labels, names, anchors(coords, labels, count, bins)))

@@ -106,7 +106,8 @@ def _card_name(readme: Path) -> str | None:
         fence ^= ln.startswith("```")  # a "# comment" inside a code block is no heading
         if not fence and ln.startswith("# "):
             heading.append(ln[2:].strip())
-    name = (named or heading or [None])[0]
+    found = named or heading
+    name = found[0] if found else None
     return name if name and len(name) <= 80 else None
 
 

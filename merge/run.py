@@ -53,8 +53,11 @@ def collect_headers(run_dir: Path, verdict: Verdict) -> tuple[list[ShardHeader],
             verdict.redo.add(index)
     shards_dir = Path(run_dir) / SHARDS_DIR
     for path in sorted(shards_dir.glob("shard-*.h5.tmp")):
+        tmp_index = shard_index(path.with_suffix(""))
+        if tmp_index is None:
+            continue  # shard-*.h5.tmp but not a planned shard's name (shard-NNNNN.h5.tmp)
         try:
-            partial[shard_index(path.with_suffix(""))] = read_header(path)
+            partial[tmp_index] = read_header(path)
         except ShardError:
             pass  # a partial file that cannot be read is resumed or set aside by its task
     return complete, partial
@@ -92,7 +95,7 @@ def _write_output(complete: list[ShardHeader], info, tmp: Path, out: Path, attrs
         try:
             quality = consolidate(complete, info.path, tmp, attrs)
         except ShardDataError as err:  # name the shard to redo
-            bad = [shard_index(h.path) for h in complete if h.path.name in str(err)]
+            bad = [i for h in complete if h.path.name in str(err) if (i := shard_index(h.path)) is not None]
             raise type(err)(f"Merge refused; nothing was written:\n  - {err}\n"
                             f"Run: {repair_command(run_dir, set(bad))}") from err
         with h5py.File(tmp, "r") as check:

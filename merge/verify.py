@@ -52,7 +52,7 @@ def tiling(complete: list[ShardHeader], partial: dict[int, ShardHeader], plan: l
 
 def _off_plan(plan: list[ShardSpec], headers: tuple[ShardHeader, ...]) -> list[int]:
     planned = {(s.start, s.stop): s.index for s in plan}
-    return [shard_index(h.path) for h in headers if (h.start, h.stop) not in planned]
+    return [i for h in headers if (h.start, h.stop) not in planned if (i := shard_index(h.path)) is not None]
 
 
 def _gap(start: int, stop: int, partial: dict[int, ShardHeader], plan: list[ShardSpec], verdict: Verdict) -> None:

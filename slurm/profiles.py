@@ -59,6 +59,7 @@ _GPU_OPTIONS = {"gres", "gpus", "gpus-per-task", "gpus_per_task", "gpus-per-node
 
 
 def available_profiles() -> list[str]:
+    """Profile names PROFILE= accepts: local and every slurm/profiles/*.toml not starting with _."""
     return sorted([LOCAL, *(p.stem for p in PROFILES_DIR.glob("*.toml") if not p.stem.startswith("_"))])
 
 
@@ -68,7 +69,7 @@ def _resources(table: dict, where: str) -> Resources:
     if unknown:
         raise ConfigError(f"Unknown key(s) {', '.join(unknown)} in {where}. Valid keys: {', '.join(valid)}.")
     for key, value in table.items():
-        expected = valid[key].type
+        expected = str(valid[key].type)  # the annotation as written (the module postpones annotations)
         ok = {"int": isinstance(value, int), "int | None": isinstance(value, int),
               "float | None": isinstance(value, (int, float)),
               "dict[str, Any]": isinstance(value, dict)}.get(expected, isinstance(value, str))
@@ -100,9 +101,11 @@ def gpu_parameters(res: Resources) -> dict[str, Any]:
     if not res.gpus_per_task:
         return {}
     n = res.gpus_per_task
-    return {"gres": {"gres": f"gpu:{n}"},
-            "gpus-per-task": {"gpus_per_task": n, "ntasks_per_node": 1},  # Slurm wants a task count with it
-            "gpus": {"additional_parameters": {"gpus": n}}}[res.gpu_request]
+    forms: dict[str, dict[str, Any]] = {  # gpus-per-task: Slurm wants a task count with it
+        "gres": {"gres": f"gpu:{n}"},
+        "gpus-per-task": {"gpus_per_task": n, "ntasks_per_node": 1},
+        "gpus": {"additional_parameters": {"gpus": n}}}
+    return forms[res.gpu_request]
 
 
 def load_profile(name_or_path: str) -> ClusterProfile:
@@ -153,4 +156,5 @@ def sbatch_parameters(res: Resources, job_name: str, setup: tuple[str, ...]) -> 
 
 
 def with_overrides(profile: ClusterProfile, **embed_overrides: Any) -> ClusterProfile:
+    """A copy of ``profile`` whose embed resources take ``embed_overrides`` (the profile file is untouched)."""
     return replace(profile, embed=replace(profile.embed, **embed_overrides))

@@ -10,6 +10,8 @@ bash slurm/testcluster/sid/run-tests.sh tests/slurm -p no:cacheprovider > "$log"
 sid=$!
 .venv/bin/ruff check -q .  # lint first: seconds, and a clear line when it fails
 lint=$?
+.venv/bin/mypy  # types over the packages ([tool.mypy] in pyproject.toml); under a minute, cached after
+types=$?
 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest
 host=$?
 wait "$sid"
@@ -18,4 +20,4 @@ echo
 echo "=== tests/slurm against Slurm 26.05 (inside the Debian unstable root) ==="
 cat "$log"
 rm -f "$log"
-[ "$lint" -eq 0 ] && [ "$host" -eq 0 ] && [ "$sid_rc" -eq 0 ]
+[ "$lint" -eq 0 ] && [ "$types" -eq 0 ] && [ "$host" -eq 0 ] && [ "$sid_rc" -eq 0 ]

@@ -33,8 +33,8 @@ def printed_commands(text: str) -> list[str]:
     return [m.group(0).strip() for m in re.finditer(r"make [a-z-]+ RUN=.*", text)]
 
 
-def run_as_printed(command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=600,
+def run_as_printed(command: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
@@ -69,7 +69,7 @@ def test_a_run_touched_again_does_what_was_asked_or_says_why(tmp_path, model_pat
     # How vectors are computed may change on any re-submit, and each shard records it.
     jobs_cli("submit", "--run", str(run), "--redo", "0", "--max-tokens-per-batch", "96", "--device", "auto", "--wait")
     with h5py.File(run / "shards" / "shard-00000.h5") as h5:
-        assert h5.attrs["max_tokens_per_batch"] in (96, "96")
+        assert h5.attrs["max_tokens_per_batch"] == "96"  # what each attempt used, comma-joined: one attempt
     assert json.loads((run / "run.json").read_text())["compute"]["device"] == "auto"
 
     bad = jobs_cli("submit", "--run", str(run), "--shards", "abc", check=False)
@@ -121,7 +121,9 @@ def test_ctrl_c_while_waiting_says_what_happened_in_one_line(tmp_path, vital_jso
     status = jobs_cli("status", "--run", str(run)).stdout
     assert "running" not in status and "RUNNING" not in status, status  # what the message said is true
     [command] = printed_commands(last)
-    done = run_as_printed(command + " WAIT=1")
+    # The resume embeds what was not flushed, then merges: on 2 cores at a load average of 20 the embedding
+    # ran at 1.7 s a row and passed 600 s (issue 16's runs), so this step gets a longer limit, not a smaller check.
+    done = run_as_printed(command + " WAIT=1", timeout_s=1500)
     assert done.returncode == 0 and "Merged 200 rows x 384" in done.stdout, done.stderr
 
 

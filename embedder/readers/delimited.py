@@ -22,7 +22,7 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # articles are longer than cs
 class DelimitedReader:
     def __init__(self, path: Path):
         self.path = path
-        self.total_rows = None
+        self.total_rows: int | None = None
         self.delimiter = "\t" if base_name(path).endswith(".tsv") else ","
 
     def batches(self, columns: Sequence[str]) -> Iterator[Batch]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from embedder.readers import SUPPORTED, Reader, expand
@@ -61,7 +62,9 @@ def _file_reader(path: Path) -> Reader:
         return ParquetReader(path, [path])
     if kind == "arrow":
         return ArrowDiskReader(path, [path])
-    return {"jsonl": JsonlReader, "json": JsonListReader, "csv": DelimitedReader, "pickle": PickleReader}[kind](path)
+    by_kind: dict[str, Callable[[Path], Reader]] = {"jsonl": JsonlReader, "json": JsonListReader,
+                                                    "csv": DelimitedReader, "pickle": PickleReader}
+    return by_kind[kind](path)
 
 
 def _kind(path: Path) -> str:

@@ -15,7 +15,7 @@ from kit.errors import CorpusError
 class JsonListReader:
     def __init__(self, path: Path):
         self.path = path
-        self.total_rows = None
+        self.total_rows: int | None = None
 
     def batches(self, columns: Sequence[str]) -> Iterator[Batch]:
         try:

@@ -61,7 +61,7 @@ class ParquetReader:
     def _file_batches(self, file: Path, columns: Sequence[str]) -> Iterator[Batch]:
         pf = _open(file)
         schema = pf.schema_arrow
-        fields = self._fields(pf)
+        fields: dict[str, float] | None = self._fields(pf)  # given with the file's first batch only
         read = [c for c in dict.fromkeys(columns) if c in schema.names]
         row_bytes = sum(_mean_bytes(pf.metadata, schema.get_field_index(c)) for c in read) or 1.0
         batch_rows = int(min(65536, max(64, BATCH_BYTES // row_bytes)))

@@ -35,7 +35,7 @@ def as_list(data: Any, path: Path) -> list:
 class PickleReader:
     def __init__(self, path: Path):
         self.path = path
-        self.total_rows = None
+        self.total_rows: int | None = None
 
     def batches(self, columns: Sequence[str]) -> Iterator[Batch]:
         with open(self.path, "rb") as f:

@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from kit.commands import shell_command
 from kit.errors import CorpusError
@@ -42,7 +42,7 @@ def base_name(path: Path) -> str:
 def _open_binary(path: Path) -> IO[bytes]:
     kind = compression(path)
     if kind == "gzip":
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))  # a binary file; typeshed types GzipFile apart from IO
     if kind == "zstd":
         return io.BufferedReader(_ZstdFrames(open(path, "rb")), BUFFER_BYTES)
     return open(path, "rb", buffering=BUFFER_BYTES)

