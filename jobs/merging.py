@@ -53,9 +53,9 @@ def question_encoder(run_dir: Path, state: RunState | None, model: str | None = 
     """
     from embedder.loader import encoder_identity, load_encoder
     from embedder.model import resolve_model
-    from jobs.demo import DEMO_MODEL, demo_model_path
+    from jobs.demo import demo_model_path
 
-    if model == DEMO_MODEL:
+    if model == "demo":  # as make submit takes it: the model shipped with the kit
         model = str(demo_model_path())
     identity = encoder_identity(output_identity(run_dir), model)
     # A few questions: exact, on whatever this machine has (the map may run on a laptop after
