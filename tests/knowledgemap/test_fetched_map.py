@@ -11,6 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
+from jobs import runstate
+from kit.shardfile import ShardIdentity, read_header, shard_path
 from knowledgemap.questions import load_questions
 from tests.helpers import REPO, jobs_cli
 from tests.knowledgemap.conftest import QUESTIONS
@@ -24,10 +26,17 @@ def make_map(run: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def fetched(tmp_path_factory) -> Path:
-    """A folder holding only embeddings.h5 and embeddings.h5.sha256 of a real demo run."""
+def cluster_run(tmp_path_factory) -> Path:
+    """A real demo run (make submit's path: run.json pins the identity, the task writes the shard)."""
     run = tmp_path_factory.mktemp("cluster") / "demo"
     jobs_cli("demo", "--run", str(run), "--rows", str(ROWS), "--shards", "1")
+    return run
+
+
+@pytest.fixture(scope="module")
+def fetched(cluster_run, tmp_path_factory) -> Path:
+    """A folder holding only embeddings.h5 and embeddings.h5.sha256 of a real demo run."""
+    run = cluster_run
     laptop = tmp_path_factory.mktemp("laptop") / "demo"
     laptop.mkdir()
     for name in ("embeddings.h5", "embeddings.h5.sha256"):
@@ -66,3 +75,13 @@ def test_a_model_that_is_not_here_is_named_with_how_to_point_to_it(fetched, tmp_
     assert pointed.returncode == 0, pointed.stdout + pointed.stderr
     with h5py.File(moved / "map.h5") as m:
         assert m["questions/embeddings"].shape == (5, 384)
+
+
+def test_one_identity_from_submit_to_shard_to_merged_file(cluster_run):
+    pinned = runstate.require(cluster_run).pinned
+    shard = read_header(shard_path(cluster_run, 0)).identity
+    with h5py.File(cluster_run / "embeddings.h5") as h5:
+        merged = ShardIdentity.from_attrs(h5.attrs, prefix="provenance_")
+    assert pinned is not None and pinned.prompt == "" and pinned.max_seq_length == 256
+    assert len(pinned.model_fingerprint or "") == 64 and pinned.dim is None  # dim comes with the model
+    assert pinned.differences(shard) == {} and shard == merged and shard.dim == 384
