@@ -116,8 +116,8 @@ fetch: setup ## On the laptop: REMOTE=host:/path/to/run [DEST=runs/<run name>] [
 export-float16: setup ## On the cluster: write RUN/embeddings.float16.h5 (half the bytes) for FLOAT16=1 fetches
 	$(Q)$(PY) -m jobs export-float16 --run "$$RUN"
 
-map: setup ## Knowledge map of RUN=...: map.h5, map.html, map.png [QUESTIONS=file.json] [SEED=42] [PCA_DIMS=32|0]
-	$(Q)$(PY) -m jobs map --run "$$RUN" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS"
+map: setup ## Knowledge map of RUN=...: map.h5, map.html, map.png [QUESTIONS=file.json] [SEED=42] [PCA_DIMS=32|0] [MODEL=...]
+	$(Q)$(PY) -m jobs map --run "$$RUN" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --model "$$MODEL"
 
 export-pkl: setup ## Write RUN/wikipedia_merged.pkl (the seeds' dictionary) from embeddings.h5
 	$(Q)$(PY) -m jobs export-pkl --run "$$RUN"

@@ -20,7 +20,7 @@ import h5py  # noqa: E402
 
 from jobs.testing.synthetic import synthetic_run  # noqa: E402
 from jobs.fetch import fetch  # noqa: E402
-from merge.run import merge_run  # noqa: E402
+from jobs.merging import merge_run_folder  # noqa: E402
 from jobs.testing.sshd import Sshd  # noqa: E402
 
 
@@ -32,8 +32,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         run = root / "remote run"
-        m = synthetic_run(run, args.rows, 8, args.dim, fast=True)
-        merge_run(run, list(m.plan), {"model": m.identity.model})
+        synthetic_run(run, args.rows, 8, args.dim, fast=True)
+        merge_run_folder(run)
         sshd = Sshd(root / "sshd").start()
         try:
             config, remote, dest = sshd.client_config(), f"testcluster:{run}", root / "laptop"
@@ -41,7 +41,7 @@ def main() -> None:
             again = fetch(remote, dest, config)
             with h5py.File(run / "shards" / "shard-00003.h5", "a") as h5:  # one shard recomputed
                 h5["embeddings"][:] = h5["embeddings"][:] * 0.5
-            merge_run(run, list(m.plan), {"model": m.identity.model})
+            merge_run_folder(run)
             changed = fetch(remote, dest, config)
         finally:
             sshd.stop()

@@ -1,7 +1,9 @@
-"""What the vectors are (EmbedIdentity) and how they are computed (ComputeSettings).
+"""What the vectors are, as asked (EmbedIdentity), and how they are computed (ComputeSettings).
 
 Identity is fixed for a run: every shard must agree on it, and a change is a new run (or
-``REDO=all``). Compute settings may change on any re-submit (after an out-of-memory failure,
+``REDO=all``). Submit resolves the request into the ``kit.shardfile.ShardIdentity`` that run.json
+pins and every shard records (the revision's commit, the weights' fingerprint, a prompt name's
+literal text, the model's token limit). Compute settings may change on any re-submit (after an out-of-memory failure,
 on another GPU type) and are recorded in each shard. The rows a task embeds are a
 ``kit.shardfile.ShardSpec``.
 """

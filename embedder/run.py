@@ -16,19 +16,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from embedder import model as model_lib
-from embedder.config import (
-    DEFAULT_COMPUTE_DTYPE,
-    DEFAULT_TOKENS_PER_BATCH,
-    ComputeSettings,
-    EmbedIdentity,
-)
-from embedder.encode import TextEncoder
+from embedder.config import ComputeSettings, EmbedIdentity
+from embedder.loader import compute_dtype_for, load_encoder, with_pinned
 from embedder.prefetch import BackgroundWriter
 from embedder.shard import ShardWriter
 from kit.corpusfile import corpus_info, read_chunks
-from kit.errors import ConfigError
-from kit.format import CORPUS_FILE, MANIFEST
-from kit.shardfile import ShardSpec, done_shards, shard_path
+from kit.format import RunPaths
+from kit.shardfile import ShardIdentity, ShardSpec, done_shards, shard_path
+
+__all__ = ["ShardResult", "compute_dtype_for", "embed_shard", "embed_shards", "now_iso", "pinned_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -53,35 +49,21 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-BF16_MIN_CAPABILITY = (8, 0)  # bfloat16 tensor cores: Ampere and newer; V100 (7.0) and T4 (7.5) have fp16 ones
+def pinned_identity(run_dir: Path, identity: EmbedIdentity) -> ShardIdentity | None:
+    """What run.json pinned at submit for this model (weights' fingerprint, prompt, token limit), or None.
 
-
-def compute_dtype_for(device: str, requested: str | None, capability: tuple[int, int] | None = None) -> str:
-    """The dtype a device computes in: the one asked for where the device supports it, else its default.
-
-    On CUDA GPUs older than Ampere (``capability`` below 8.0) the default is float16: they have no
-    bfloat16 tensor cores (rows that overflow in float16 are redone in float32).
-    """
-    if requested is None:
-        if device == "cuda" and capability is not None and tuple(capability) < BF16_MIN_CAPABILITY:
-            return "float16"
-        return DEFAULT_COMPUTE_DTYPE.get(device, "float32")
-    if device == "cpu" and requested == "float16":
-        log.warning("compute dtype float16 is not supported on cpu; using float32")
-        return "float32"
-    return requested
-
-
-def pinned_fingerprint(run_dir: Path, identity: EmbedIdentity) -> str | None:
-    """The weights' fingerprint run.json pinned at submit for this model, or None (then the task hashes).
-
-    Hashing multi-GB weights on shared storage takes minutes while the GPU idles; the merge checks
-    every shard against the pinned value anyway.
+    The task trusts it rather than hashing multi-GB weights on shared storage while the GPU idles; the
+    merge checks every shard against it anyway. An older run.json pins only the fingerprint.
     """
     try:
-        data = json.loads((Path(run_dir) / MANIFEST).read_text())
+        data = json.loads(RunPaths.of(run_dir).manifest.read_text())
         same = data["identity"]["model"] == identity.model and data["identity"].get("revision") == identity.revision
-        return str(data["model_fingerprint"]) if same and data.get("model_fingerprint") else None
+        if not same:
+            return None
+        if data.get("pinned"):
+            return ShardIdentity.from_attrs(data["pinned"])
+        fingerprint = data.get("model_fingerprint")
+        return ShardIdentity(model=identity.model, model_fingerprint=str(fingerprint)) if fingerprint else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -109,62 +91,27 @@ def prepare_tokenizer_threads() -> None:
 
 
 class _LoadedModel:
-    """The model, its encoder, the identity every shard it writes records, and how it computes."""
+    """The encoder as run.json pinned it, and the identity every shard it writes records."""
 
     def __init__(self, run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings):
-        resolved = model_lib.resolve_model(identity, compute.cache_dir)
         prepare_cuda_allocator()
         prepare_tokenizer_threads()
-        self.device = model_lib.pick_device(compute.device)  # refuses a held GPU it cannot use: before loading
-        capability = _capability(self.device)
-        dtype = compute_dtype_for(self.device, compute.compute_dtype, capability)
-        if compute.attention == "flash":
-            from embedder.kernels import check_flash_attention
-
-            check_flash_attention(self.device, dtype, compute.cache_dir, identity.model, capability)
-        model = model_lib.load_model(resolved, identity, self.device, dtype, compute.attention)
-        if compute.attention == "flash" and not getattr(model[0], "can_flatten_inputs", False):
-            raise ConfigError(f"ATTENTION=flash: {identity.model!r} loaded without packed (padding-free) batches, "
-                              "which would run padded flash attention with a host sync per layer. "
-                              "Use ATTENTION=sdpa for this model.")
-        self.max_tokens = compute.max_tokens_per_batch or DEFAULT_TOKENS_PER_BATCH.get(self.device, 8192)
-        fallback = None
-        if dtype != "float32":
-            fallback = lambda: model_lib.load_model(resolved, identity, self.device, "float32")  # noqa: E731
-        self.encoder = TextEncoder(model, prompt=model_lib.prompt_text(model, identity),
-                                   normalize=identity.normalize_embeddings, max_tokens=self.max_tokens,
-                                   fallback=fallback, pin_memory=compute.pin_memory)
-        info = corpus_info(run_dir / CORPUS_FILE)
-        fingerprint = pinned_fingerprint(run_dir, identity) or model_lib.weights_fingerprint(resolved.path)
-        self.identity = {
-            "model": identity.model, "model_revision": resolved.revision,
-            "model_fingerprint": fingerprint, "dim": self.encoder.dim,
-            "dtype": "float32", "pooling": model_lib.pooling_description(model),
-            "normalize_embeddings": identity.normalize_embeddings, "prompt": self.encoder.prompt,
-            "max_seq_length": int(model.max_seq_length), "corpus_fingerprint": info.fingerprint,
-        }
-        self.execution = {"device": self.device, "compute_dtype": dtype, "max_tokens_per_batch": self.max_tokens,
-                          "attention": model_lib.attention_description(model), "gpu": model_lib.gpu_name(self.device)}
-        log.info("model %s (%s) on %s %s in %s, attention %s, dim %d", identity.model, resolved.revision, self.device,
-                 self.execution["gpu"], dtype, self.execution["attention"], self.encoder.dim)
-
-
-def _capability(device: str) -> tuple[int, int] | None:
-    import torch
-
-    return torch.cuda.get_device_capability() if device == "cuda" else None
-
-
-def load_model_for(run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings) -> _LoadedModel:
-    """The model as the tasks load it (also used to embed the map's questions)."""
-    return _LoadedModel(Path(run_dir), identity, compute)
+        pinned = pinned_identity(run_dir, identity)
+        loaded = load_encoder(with_pinned(identity, pinned), compute)
+        self.encoder, self.device, self.execution = loaded.encoder, loaded.device, loaded.execution
+        fingerprint = pinned.model_fingerprint if pinned and pinned.model_fingerprint else None
+        if fingerprint is None:  # a run folder made without make submit (library use): hash once here
+            log.info("run.json pins no weights fingerprint; hashing %s", loaded.resolved.path)
+            fingerprint = model_lib.weights_fingerprint(loaded.resolved.path)
+        info = corpus_info(RunPaths.of(run_dir).corpus)
+        self.identity = loaded.shard_identity(fingerprint, info.fingerprint)
 
 
 def embed_shards(specs: list[ShardSpec], run_dir: Path, identity: EmbedIdentity,
                  compute: ComputeSettings) -> list[ShardResult]:
     """Embed every shard in ``specs`` that is not complete yet; complete shards are never redone."""
     _setup_logging()
-    run = Path(run_dir)
+    run = RunPaths.of(run_dir).root
     done = done_shards(run)
     results, todo = [], []
     for spec in specs:
@@ -201,7 +148,7 @@ def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _Lo
     try:
         with tqdm(total=spec.rows, initial=writer.rows_done, desc=f"shard {spec.index:05d}", unit="doc",
                   file=sys.stderr, mininterval=5, dynamic_ncols=False, ascii=True) as bar:
-            chunks = read_chunks(run / CORPUS_FILE, spec.start + writer.rows_done, spec.stop, compute.flush_rows)
+            chunks = read_chunks(RunPaths.of(run).corpus, spec.start + writer.rows_done, spec.stop, compute.flush_rows)
 
             def append(start: int, emb, ids) -> None:
                 writer.append(emb, ids)

@@ -21,9 +21,8 @@ from kit.atomic import STORAGE_ERRORS, storage_cause
 from kit.commands import make_command
 from kit.errors import ShardError
 from kit.format import SHARD_FORMAT, STORED_DTYPE, UTF8
-from kit.shardfile import (CHECKSUM, IDENTITY_KEYS, SCAN_BLOCK_BYTES, SET_ASIDE_MARK, ShardHeader, ShardSpec,
-                           block_problems, block_sums, check_complete, digest, plain_attr, read_header, read_rows,
-                           verify_rows)
+from kit.shardfile import (CHECKSUM, SCAN_BLOCK_BYTES, SET_ASIDE_MARK, ShardHeader, ShardIdentity, ShardSpec,
+                           block_problems, block_sums, check_complete, digest, read_header, read_rows, verify_rows)
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +58,13 @@ def raise_swallowed(seen: int) -> None:
 class ShardWriter:
     """Writes one shard: resumes its ``.tmp``, appends chunks, commits under the final name."""
 
-    def __init__(self, path: Path, spec: ShardSpec, identity: dict[str, Any], provenance: dict[str, Any]):
-        self.path, self.spec, self.identity = path, spec, identity
+    def __init__(self, path: Path, spec: ShardSpec, identity: ShardIdentity, provenance: dict[str, Any]):
+        if identity.dim is None:
+            raise ValueError("a shard's identity needs its dimension")
+        self.path, self.spec, self.identity, self.dim = path, spec, identity, identity.dim
         self.tmp = atomic.tmp_path(path)
         self.resumed_from = 0
-        self.tail = np.empty((0, int(identity["dim"])), dtype=STORED_DTYPE)  # rows of the chunk being filled
+        self.tail = np.empty((0, self.dim), dtype=STORED_DTYPE)  # rows of the chunk being filled
         record_swallowed_hdf5_errors()
         self.h5 = self._open_or_resume(provenance)
 
@@ -85,7 +86,7 @@ class ShardWriter:
             self._set_aside(f"unreadable ({err})")
             return None
         try:
-            same = all(plain_attr(h5.attrs.get(k)) == self.identity[k] for k in IDENTITY_KEYS) and (
+            same = ShardIdentity.from_attrs(h5.attrs) == self.identity and (
                 int(h5.attrs["start"]), int(h5.attrs["stop"])) == (self.spec.start, self.spec.stop)
             if not same:
                 self._close_and_set_aside(h5, "written with another model, corpus or range")
@@ -161,7 +162,7 @@ class ShardWriter:
 
     def _create_file(self, provenance: dict[str, Any]) -> h5py.File:
         h5 = h5py.File(self.tmp, "w")
-        dim, rows = int(self.identity["dim"]), self.spec.rows
+        dim, rows = self.dim, self.spec.rows
         chunk_rows = max(1, min(rows, (1 << 20) // (4 * dim)))
         # One xxh3_64 digest per chunk ("checksums"), verified by every read that trusts the rows.
         h5.create_dataset("embeddings", shape=(0, dim), maxshape=(rows, dim), dtype=STORED_DTYPE,
@@ -170,7 +171,7 @@ class ShardWriter:
         blocks = -(-rows // chunk_rows)
         h5.create_dataset("checksums", shape=(0,), maxshape=(blocks,), dtype="uint64", chunks=(min(blocks, 4096),))
         h5.attrs.update(format=SHARD_FORMAT, start=self.spec.start, stop=self.spec.stop, rows_done=0,
-                        attempts=1, checksum=CHECKSUM, checksum_rows=chunk_rows, **self.identity, **provenance)
+                        attempts=1, checksum=CHECKSUM, checksum_rows=chunk_rows, **self.identity.to_attrs(), **provenance)
         h5.flush()
         return h5
 
@@ -185,7 +186,7 @@ class ShardWriter:
     def append(self, embeddings: np.ndarray, ids: list[str]) -> None:
         """Append rows, flush, then count them in ``rows_done`` and flush again."""
         done, n = self.rows_done, len(ids)
-        if done + n > self.spec.rows or embeddings.shape != (n, self.identity["dim"]):
+        if done + n > self.spec.rows or embeddings.shape != (n, self.dim):
             raise ShardError(f"{self.spec.describe()}: cannot append {embeddings.shape} at row {done}.")
         seen = len(SWALLOWED)
         try:

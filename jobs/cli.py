@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", type=_text, help="quiz questions JSON to place on the map (QUESTIONS=)")
     p.add_argument("--seed", type=_int("SEED", 0), help="reproducible but single-threaded UMAP (SEED=)")
     p.add_argument("--pca-dims", type=_int("PCA_DIMS", 0), help="PCA dimensions before UMAP; 0: none (PCA_DIMS=)")
+    p.add_argument("--model", type=_text, help="the run's model where it is elsewhere here, to embed the questions (MODEL=)")
     p = verbs.add_parser("sample", help="write a small JSONL corpus of Vital Articles leads to try the kit on")
     p.add_argument("--out", type=Path, default=Path("examples/wiki-sample.jsonl"), help="where to write it")
     p.add_argument("--rows", type=_int("ROWS"), default=40, help="articles, spread over the topics")

@@ -2,63 +2,92 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from embedder.config import ComputeSettings
 from jobs import runstate
+from jobs.runstate import RunState
 from kit.commands import make_command
-from kit.errors import ConfigError
-from kit.format import OUTPUT_FILE
+from kit.errors import ConfigError, ModelNotFoundError
+from kit.format import RunPaths
+from kit.shardfile import ShardIdentity
 from merge.run import merge_run
+from merge.summary import MergeSummary, read_summary
 
 
-def merge_run_folder(run_dir: Path) -> dict:
-    """Merge a run folder; returns the summary as a plain dict (it crosses process boundaries)."""
+def expected_identity(state: RunState) -> ShardIdentity:
+    """What every shard must record: run.json's pinned identity; for an older run.json, what it says."""
+    if state.pinned is not None:
+        return state.pinned
+    ident = state.identity
+    return ShardIdentity(model=ident.model, model_revision=ident.revision, model_fingerprint=state.model_fingerprint or None,
+                         normalize_embeddings=ident.normalize_embeddings, prompt=ident.prompt,
+                         max_seq_length=ident.max_seq_length)
+
+
+def merge_run_folder(run_dir: Path) -> MergeSummary:
+    """Merge a run folder against the identity its run.json pins."""
     state = runstate.require(Path(run_dir))
-    expected = {"model": state.identity.model}
-    if state.model_fingerprint:  # pinned at submit: a shard from other weights is refused
-        expected["model_fingerprint"] = state.model_fingerprint
-    summary = merge_run(Path(run_dir), list(state.plan), expected)
-    return {**asdict(summary), "path": str(summary.path)}
+    return merge_run(Path(run_dir), list(state.plan), expected_identity(state))
 
 
-def merged_summary(run_dir: Path) -> dict:
-    """The summary of an existing embeddings.h5 (same keys as merge_from_manifest returns)."""
-    import json
+def merged_summary(run_dir: Path) -> MergeSummary:
+    """The summary of an existing embeddings.h5, as the merge saved it (merge.json) or as the file says."""
+    return read_summary(run_dir)
 
+
+def output_identity(run_dir: Path) -> ShardIdentity:
+    """The identity embeddings.h5 records (its ``provenance_*`` attributes): enough to rebuild the encoder."""
     import h5py
 
-    from kit.format import OUTPUT_FILE, sidecar_path
-
-    path = Path(run_dir) / OUTPUT_FILE
-    with h5py.File(path, "r") as h5:
-        rows, dim = h5["embeddings"].shape
-        return {"path": str(path), "rows": rows, "dim": dim, "quality": json.loads(h5.attrs["quality_metrics"]),
-                "rejected_rows": int(h5.attrs["rejected_rows"]), "seconds": 0.0,
-                "sha256": sidecar_path(path).read_text().split()[0]}
+    with h5py.File(RunPaths.of(run_dir).output, "r") as h5:
+        return ShardIdentity.from_attrs(h5.attrs, prefix="provenance_")
 
 
-def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pca_dims: int | None) -> dict:
-    """The map stage of a run folder (after the merge): map.h5, map.html, map.png, map.svg."""
+def question_encoder(run_dir: Path, state: RunState | None, model: str | None = None):
+    """texts -> float32 [n, dim] with the run's encoder, rebuilt from embeddings.h5 alone (no corpus.h5).
+
+    The model is found before the map is fitted, so a missing one is named in seconds, not after UMAP.
+    ``model`` points to the same weights elsewhere (a fetched run whose model folder is not here).
+    """
+    from embedder.loader import encoder_identity, load_encoder
+    from embedder.model import resolve_model
+    from jobs.demo import demo_model_path
+
+    if model == "demo":  # as make submit takes it: the model shipped with the kit
+        model = str(demo_model_path())
+    identity = encoder_identity(output_identity(run_dir), model)
+    # A few questions: exact, on whatever this machine has (the map may run on a laptop after
+    # make fetch, where the cluster's device, cache folder and attention kernel are not).
+    cache = state.compute.cache_dir if state and state.compute.cache_dir and Path(state.compute.cache_dir).is_dir() else None
+    compute = replace(ComputeSettings(), compute_dtype="float32", cache_dir=cache)
+    try:
+        resolve_model(identity, cache)
+    except ModelNotFoundError as err:
+        raise ModelNotFoundError(
+            f"The questions are embedded with the run's model, {identity.model!r} (named in "
+            f"{RunPaths.of(run_dir).output}), which is not available here:\n{err}\nPoint to the same model with "
+            f"{make_command('map', RUN=run_dir, QUESTIONS='<file>', MODEL='<folder or hub name>')}") from err
+
+    def encode(texts: list[str]):
+        return load_encoder(identity, compute).encoder.encode(texts)
+
+    return encode
+
+
+def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pca_dims: int | None,
+                      model: str | None = None) -> dict:
+    """The map stage of a run folder (after the merge, or fetched): map.h5, map.html, map.png, map.svg."""
     from knowledgemap.params import MapParams
     from knowledgemap.run import build_map
 
-    state = runstate.require(Path(run_dir))
-    if not (Path(run_dir) / OUTPUT_FILE).exists():
+    paths = RunPaths.of(run_dir)
+    state = runstate.load(paths.root)
+    if not paths.output.exists():
         raise ConfigError(f"{run_dir} has no merged embeddings.h5 yet. Finish the run first "
                           f"({make_command('status', RUN=run_dir)} says how), or fetch it with make fetch.")
     # PCA_DIMS unset keeps the default; 0 means no PCA.
-    params = MapParams(seed=seed) if pca_dims is None else MapParams(seed=seed, pca_dims=pca_dims or None)
-
-    def encode_questions(texts: list[str]):
-        """Float32 [n, dim] through the tasks' own loader: the run's model, prompt and normalisation."""
-        from embedder.run import load_model_for
-
-        # A few questions: exact, on whatever this machine has (the map may run on a laptop after
-        # make fetch, where the cluster's device, cache folder and attention kernel are not).
-        cache = state.compute.cache_dir if state.compute.cache_dir and Path(state.compute.cache_dir).is_dir() else None
-        compute = replace(ComputeSettings(), compute_dtype="float32", cache_dir=cache)
-        return load_model_for(Path(run_dir), state.identity, compute).encoder.encode(texts)
-
-    return build_map(Path(run_dir), params, encode_questions, Path(questions) if questions else None)
+    params = MapParams(seed=seed, **({} if pca_dims is None else {"pca_dims": pca_dims or None}))
+    encode = question_encoder(paths.root, state, model) if questions else None
+    return build_map(paths.root, params, encode, Path(questions) if questions else None)

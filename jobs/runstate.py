@@ -20,7 +20,7 @@ from kit import atomic
 from kit.commands import make_command
 from kit.errors import ConfigError
 from kit.format import MANIFEST
-from kit.shardfile import ShardSpec
+from kit.shardfile import ShardIdentity, ShardSpec
 
 RUN_FORMAT = "embedkit-run/2"
 OLD_FORMATS = ("embedkit-run/1",)
@@ -73,6 +73,7 @@ class RunState:
     scheduler_version: str | None = None  # e.g. "slurm 22.05.8", detected once at submit
     map_options: dict[str, Any] | None = None  # the map stage's options when MAP=1 was asked
     profile: str | None = None  # where the latest submit (or plan) sends the jobs: local, or a profile
+    pinned: ShardIdentity | None = None  # what every shard must record, fixed at submit (None: an older run.json)
 
     def with_jobs(self, *jobs: JobRecord) -> RunState:
         return replace(self, jobs=(*self.jobs, *jobs))
@@ -132,6 +133,7 @@ def from_json(text: str, path: Path) -> RunState:
         "corpus": _build(CorpusRecord, corpus, f"{path} corpus"),
         "plan": tuple(_build(ShardSpec, s, f"{path} plan") for s in data["plan"]),
         "jobs": tuple(_job(j, path) for j in data.get("jobs", [])),
+        "pinned": _build(ShardIdentity, data["pinned"], f"{path} pinned") if data.get("pinned") else None,
     }, str(path))
 
 

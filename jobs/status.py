@@ -182,7 +182,7 @@ def space_lines(run_dir: Path, statuses: list[ShardStatus]) -> list[str]:
     unfinished = sum(s.spec.rows - s.rows_done for s in statuses if s.state != "done")
     done = sorted(done_shards(run_dir))
     try:
-        dim = int(read_header(shard_path(run_dir, done[0])).identity["dim"]) if done else 1024
+        dim = int(read_header(shard_path(run_dir, done[0])).identity.dim or 1024) if done else 1024
     except (ShardError, TypeError, ValueError):
         dim = 1024
     short = atomic.space_shortfall(Path(run_dir), unfinished * dim * 4) if unfinished else None

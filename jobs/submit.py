@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from embedder.loader import pin_identity
 from embedder.model import resolve_model, weights_fingerprint
 from embedder.weightcheck import check_weights
 from embedder.run import now_iso
@@ -127,13 +128,16 @@ def _computed_anything(run_dir: Path, run: RunState) -> int:
 
 
 def _pinned_identity(request: SubmitRequest, run: RunState | None, cache: str | None, profile: str):
-    """The identity with the hub revision pinned, the weights' fingerprint and the model's token limit."""
+    """The identity with the hub revision pinned, the weights' fingerprint (hashed here, once: tasks
+    trust it), the model's token limit, and what every shard must record (run.json's ``pinned``)."""
     identity = given_identity(request, run.identity if run else None)
     resolved = resolve_model(identity, cache, profile if profile != LOCAL else None)
     check_weights(resolved.path, identity.model, profile if profile != LOCAL else None)  # headers and sizes
     if resolved.revision != "local":
         identity = replace(identity, revision=resolved.revision)
-    return identity, weights_fingerprint(resolved.path), identity.max_seq_length or model_max_seq_length(resolved.path)
+    fingerprint = weights_fingerprint(resolved.path)
+    max_len = identity.max_seq_length or model_max_seq_length(resolved.path)
+    return identity, fingerprint, max_len, pin_identity(identity, resolved, fingerprint, max_len)
 
 
 def model_max_seq_length(folder: Path) -> int | None:
@@ -160,12 +164,12 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
     if run is not None and (alive := alive_jobs(run, observer or RunObserver(run_dir))):
         raise busy_refusal(run_dir, alive)
     compute = compute_settings(request, run.compute if run else None, profile)
-    identity, fingerprint, max_len = _pinned_identity(request, run, compute.cache_dir, name)
+    identity, fingerprint, max_len, pinned = _pinned_identity(request, run, compute.cache_dir, name)
     options = corpus_options(request, run.corpus.options if run else None)
     if run is None:
         corpus = corpusrun.first_corpus(run_dir, request.corpus, options, records)
         state = _new_state(request, identity, fingerprint, corpus, compute, max_len)
-        return replace(state, profile=name), backend, False
+        return replace(state, profile=name, pinned=pinned), backend, False
     check = corpusrun.check_corpus(run_dir, run.corpus, request.corpus, options, records)
     changes = {**identity_changes(run.identity, identity), **(check.changes or {})}
     if run.model_fingerprint and fingerprint != run.model_fingerprint:
@@ -183,7 +187,7 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
         corpusrun.install_candidate(run_dir, check.candidate)
     replan = _replan(request, run, computed, check.record.rows != run.corpus.rows or bool(changes), max_len)
     state = replace(run, identity=identity, model_fingerprint=fingerprint, corpus=check.record, compute=compute,
-                    profile=name, **replan)
+                    profile=name, pinned=pinned, **replan)
     if changes:
         say(f"Run {run_dir}: recomputing everything with the new settings (REDO=all)." if computed else
             f"Run {run_dir}: nothing computed yet, so it takes the new settings.")

@@ -118,7 +118,7 @@ class MergeTask(submitit.helpers.Checkpointable):
     def __init__(self) -> None:
         self.committed = False
 
-    def __call__(self, run_dir: Path) -> dict:
+    def __call__(self, run_dir: Path):
         from jobs.merging import merge_run_folder
 
         summary = merge_run_folder(run_dir)

@@ -41,9 +41,9 @@ def merged_lines(run_dir: Path) -> list[str]:
     from jobs.merging import merged_summary
 
     m = merged_summary(run_dir)
-    q = m["quality"]
-    return [f"Merged {m['rows']} rows x {m['dim']} into {m['path']} (sha256 {m['sha256'][:12]}...; "
-            f"{m['rejected_rows']} rows rejected)",
+    q = m.quality
+    return [f"Merged {m.rows} rows x {m.dim} into {m.path} (sha256 {m.sha256[:12]}...; "
+            f"{m.rejected_rows} rows rejected)",
             f"Norms: mean {q['mean_norm']:.4f} std {q['std_norm']:.4f} min {q['min_norm']:.4f} "
             f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows" + unit_norm_note(run_dir, q)]
 
@@ -234,7 +234,7 @@ def cmd_map(args: argparse.Namespace) -> str:
     from jobs.merging import map_from_manifest
     from knowledgemap.run import PAGE_FILE, PNG_FILE
 
-    quality = map_from_manifest(args.run, args.questions, args.seed, args.pca_dims)
+    quality = map_from_manifest(args.run, args.questions, args.seed, args.pca_dims, args.model)
     lines = [f"Map of {args.run}: open {args.run / PAGE_FILE} (picture: {args.run / PNG_FILE})",
              f"Trustworthiness {quality['trustworthiness']:.3f} on {quality['sample']} points (k={quality['k']})"]
     if "topic_agreement_map" in quality:

@@ -1,5 +1,10 @@
 """The kit's named errors. Each message names the file, shard or rows and the next step."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
 
 class KitError(Exception):
     """Base of every error the kit raises on purpose; the CLI prints these without a traceback."""
@@ -26,7 +31,19 @@ class ShardError(KitError):
 
 
 class MergeError(KitError):
-    """The merge refused: shards do not tile the corpus or disagree with each other."""
+    """The merge refused: shards do not tile the corpus or disagree with each other.
+
+    ``shard`` is the shard file the error is about (where it is about one), ``redo`` the shard
+    indices to recompute: callers read these, never the message.
+    """
+
+    def __init__(self, message: str = "", *, shard: Path | None = None, redo: Iterable[int] = ()):
+        super().__init__(message)
+        self.shard = shard
+        self.redo = frozenset(redo)
+
+    def __reduce__(self):  # keep shard and redo across processes (a job's result is pickled)
+        return (type(self), (str(self),), {"shard": self.shard, "redo": self.redo})
 
 
 class ShardGapError(MergeError):

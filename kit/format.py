@@ -28,6 +28,8 @@ SHARDS_DIR = "shards"
 REJECTED_SHARDS_DIR = "shards/rejected"
 LOGS_DIR = "logs"
 OUTPUT_FILE = "embeddings.h5"
+MERGE_SUMMARY_FILE = "merge.json"  # what the last merge wrote (embedkit-merge-summary/1), beside embeddings.h5
+MERGE_SUMMARY_FORMAT = "embedkit-merge-summary/1"
 SHA256_SUFFIX = ".sha256"
 LOCK_FILE = "run.lock"
 FLOAT16_FILE = "embeddings.float16.h5"
@@ -95,6 +97,10 @@ class RunPaths:
     @property
     def output_sidecar(self) -> Path:
         return sidecar_path(self.output)
+
+    @property
+    def merge_summary(self) -> Path:
+        return self.root / MERGE_SUMMARY_FILE
 
     @property
     def float16_output(self) -> Path:

@@ -1,15 +1,16 @@
 """The shard vocabulary shared by embedder, merge and knowledgemap: what a shard is and says.
 
-``ShardSpec`` (rows of the plan), the identity keys every shard of a run must share, the
-header read without the data, block checks, and the one answer to "which shards are done"
-(the final file exists: completion is a file). Layout: docs/FORMAT.md.
+``ShardSpec`` (rows of the plan), ``ShardIdentity`` (what the vectors are: every shard of a run
+shares it and run.json pins it), the header read without the data, block checks, and the one
+answer to "which shards are done" (the final file exists: completion is a file). Layout:
+docs/FORMAT.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import h5py
 import numpy as np
@@ -17,7 +18,7 @@ import xxhash
 
 from kit import atomic
 from kit.errors import ShardError
-from kit.format import SHARD_FORMAT, SHARDS_DIR, shard_index, shard_name
+from kit.format import SHARD_FORMAT, STORED_DTYPE, RunPaths, shard_index
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class ShardSpec:
 
 def shard_path(run_dir: Path, index: int) -> Path:
     """The final file of shard ``index`` of a run folder; it exists only once the shard is complete."""
-    return Path(run_dir) / SHARDS_DIR / shard_name(index)
+    return RunPaths.of(run_dir).shard(index)
 
 
 def done_shards(run_dir: Path) -> set[int]:
@@ -49,19 +50,68 @@ def done_shards(run_dir: Path) -> set[int]:
     A shard is done when its final file exists (written as ``.tmp`` and renamed after a re-open
     check). The merge still verifies every file's contents before it trusts one.
     """
-    return {i for p in (Path(run_dir) / SHARDS_DIR).glob("shard-*.h5") if (i := shard_index(p)) is not None}
+    return {i for p in RunPaths.of(run_dir).shards.glob("shard-*.h5") if (i := shard_index(p)) is not None}
 
 
 def set_aside_files(run_dir: Path) -> list[Path]:
     """Partial shard files a task could not trust and kept aside (named in make status)."""
-    return sorted((Path(run_dir) / SHARDS_DIR).glob(f"shard-*.h5{atomic.TMP_SUFFIX}{SET_ASIDE_MARK}*"))
+    return sorted(RunPaths.of(run_dir).shards.glob(f"shard-*.h5{atomic.TMP_SUFFIX}{SET_ASIDE_MARK}*"))
 
 
-# Attributes every shard of a run must share (and a resumed .tmp must match).
-IDENTITY_KEYS = (
-    "model", "model_revision", "model_fingerprint", "dim", "dtype", "pooling",
-    "normalize_embeddings", "prompt", "max_seq_length", "corpus_fingerprint",
-)
+def plain_attr(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+@dataclass(frozen=True)
+class ShardIdentity:
+    """What a shard's vectors are, besides their rows: every shard of a run shares it.
+
+    The one spelling of it: shard attributes (same names), run.json's ``pinned`` (fixed at submit,
+    where ``dim`` and ``pooling`` are not known yet: None there means "not pinned") and the
+    ``provenance_*`` attributes of embeddings.h5, from which the map rebuilds the encoder.
+    """
+
+    model: str  # hub name or local folder, as run.json names it
+    model_revision: str | None = None  # hub commit, or "local" for a folder
+    model_fingerprint: str | None = None  # SHA-256 of the weight files, computed once at submit
+    dim: int | None = None
+    dtype: str = STORED_DTYPE  # as stored (always float32, whatever the compute dtype)
+    pooling: str | None = None  # the modules after the transformer (pooling, Normalize, Dense)
+    normalize_embeddings: bool = False  # L2-normalised by the kit (a Normalize module is in pooling)
+    prompt: str | None = None  # the literal text prepended to every text ("" for none)
+    max_seq_length: int | None = None  # tokens kept per text
+    corpus_fingerprint: str | None = None
+
+    def to_attrs(self, prefix: str = "") -> dict[str, Any]:
+        """HDF5 attributes (``prefix`` + field name); None values are left out (HDF5 has no None)."""
+        return {prefix + k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], prefix: str = "") -> ShardIdentity:
+        """The identity in HDF5 attributes (or run.json's dict); a missing key reads as None (not pinned)."""
+        def get(name: str) -> Any:
+            value = plain_attr(attrs.get(prefix + name))
+            return plain_attr(attrs.get(name)) if value is None and name == "model" else value
+
+        raw = {f.name: get(f.name) for f in fields(cls)}
+        for name in ("dim", "max_seq_length"):
+            raw[name] = None if raw[name] is None else int(raw[name])
+        normalize = raw["normalize_embeddings"]
+        raw["normalize_embeddings"] = str(normalize).lower() in ("true", "1") if normalize is not None else False
+        raw["dtype"] = raw["dtype"] or STORED_DTYPE
+        return cls(**raw)
+
+    def differences(self, other: ShardIdentity) -> dict[str, tuple[Any, Any]]:
+        """Field -> (this value, ``other``'s) where this identity pins a value and ``other`` has another."""
+        mine, theirs = asdict(self), asdict(other)
+        return {k: (v, theirs[k]) for k, v in mine.items() if v is not None and v != theirs[k]}
+
+
+IDENTITY_KEYS = tuple(f.name for f in fields(ShardIdentity))  # shard attributes every shard must share
 SCAN_BLOCK_BYTES = 16 << 20
 SET_ASIDE_MARK = ".set-aside-"  # shard-00003.h5.tmp.set-aside-<unix time>: a partial file kept, not resumed
 
@@ -76,17 +126,8 @@ class ShardHeader:
     rows: int  # rows the embeddings dataset holds
     rows_done: int  # rows flushed and counted
     complete: bool  # the file has its final name
-    identity: dict[str, Any]  # IDENTITY_KEYS -> value
+    identity: ShardIdentity
     attrs: dict[str, Any]  # every attribute, for provenance
-
-
-def plain_attr(value: Any) -> Any:
-    """An HDF5 attribute as a plain Python value (numpy scalars and bytes as read back from h5py)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    return value
 
 
 def read_header(path: Path) -> ShardHeader:
@@ -106,7 +147,7 @@ def read_header(path: Path) -> ShardHeader:
     return ShardHeader(
         path=path, start=int(attrs["start"]), stop=int(attrs["stop"]), rows=int(rows),
         rows_done=int(attrs.get("rows_done", 0)), complete=not path.name.endswith(atomic.TMP_SUFFIX),
-        identity={k: attrs.get(k) for k in IDENTITY_KEYS}, attrs=attrs,
+        identity=ShardIdentity.from_attrs(attrs), attrs=attrs,
     )
 
 
@@ -152,7 +193,7 @@ def block_sums(h5: h5py.File) -> BlockSums | None:
 
 
 def verify_rows(block: np.ndarray, lo: int, sums: BlockSums | None, label: str, first_row: int,
-                error: type[Exception] = ShardError) -> None:
+                error: Callable[[str], Exception] = ShardError) -> None:
     """Check rows ``[lo, lo + len(block))`` (``lo`` on a block boundary) against their digests.
 
     Raises:
@@ -172,7 +213,7 @@ def verify_rows(block: np.ndarray, lo: int, sums: BlockSums | None, label: str, 
 
 
 def read_rows(emb: h5py.Dataset, out: np.ndarray, lo: int, label: str, first_row: int,
-              error: type[Exception] = ShardError) -> None:
+              error: Callable[[str], Exception] = ShardError) -> None:
     """Read rows ``[lo, lo + len(out))`` of a shard's embeddings into ``out``; an I/O error names the rows.
 
     Callers check values (NaN, zero rows: the more specific message) and then ``verify_rows``.
@@ -196,8 +237,8 @@ def check_complete(path: Path) -> ShardHeader:
         raise ShardError(f"{label}: holds {header.rows} rows, rows_done={header.rows_done}, expected {expected}.")
     with h5py.File(path, "r", locking=False) as h5:
         emb, ids = h5["embeddings"], h5["ids"]
-        if emb.shape[1] != header.identity["dim"] or ids.shape[0] != expected:
-            raise ShardError(f"{label}: embeddings {emb.shape} / ids {ids.shape} do not match dim {header.identity['dim']}.")
+        if emb.shape[1] != header.identity.dim or ids.shape[0] != expected:
+            raise ShardError(f"{label}: embeddings {emb.shape} / ids {ids.shape} do not match dim {header.identity.dim}.")
         sums = block_sums(h5)
         step = max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1]))
         step = sums.step(step) if sums else step

@@ -18,9 +18,7 @@ import numpy as np
 from kit import atomic
 from kit.corpusfile import CorpusReader
 from kit.errors import ConfigError, CorpusError
-from kit.format import CORPUS_FILE, OUTPUT_FILE
-from kit.format import MAP_FILE, MAP_PAGE_FILE as PAGE_FILE, MAP_PNG_FILE as PNG_FILE
-from kit.format import MAP_REDUCER_FILE as REDUCER_FILE, MAP_SVG_FILE as SVG_FILE
+from kit.format import MAP_PAGE_FILE as PAGE_FILE, MAP_PNG_FILE as PNG_FILE, RunPaths  # noqa: F401 (make map names them)
 from knowledgemap.figure import PALETTE, Figure, write_figure
 from knowledgemap.mapfile import write_map_h5
 from knowledgemap.naming import NO_TOPIC
@@ -52,11 +50,12 @@ class Corpus:
 
 def read_run(run_dir: Path) -> Corpus:
     """embeddings.h5, and the texts from corpus.h5 where it is there and row-aligned (not after a fetch)."""
-    with h5py.File(run_dir / OUTPUT_FILE, "r") as h5:
+    paths = RunPaths.of(run_dir)
+    with h5py.File(paths.output, "r") as h5:
         topics = h5["topics"].asstr()[:].tolist() if "topics" in h5 else None
         ids, titles = h5["ids"].asstr()[:].tolist(), h5["titles"].asstr()[:].tolist()
         corpus = Corpus(h5["embeddings"][:], ids, titles, topics, str(h5.attrs["model"]), titles)
-    texts = _texts(run_dir / CORPUS_FILE, ids)
+    texts = _texts(paths.corpus, ids)
     if texts is not None:
         corpus.docs = [f"{t} {t} {x}" for t, x in zip(titles, texts)]  # the title counts twice
     return corpus
@@ -147,11 +146,12 @@ def write_outputs(run_dir: Path, corpus: Corpus, coords: np.ndarray, levels: lis
     label = model_label(corpus.model)
     page_questions = [{"text": q.text, "options": list(q.options), "correct": q.correct, "x": float(x),
                        "y": float(y)} for q, (x, y) in zip(questions, q_xy, strict=True)]
-    write_page(run_dir / PAGE_FILE, page_data(coords, corpus.titles, (colours, legend, palette, colour_by), levels,
+    paths = RunPaths.of(run_dir)
+    write_page(paths.map_page, page_data(coords, corpus.titles, (colours, legend, palette, colour_by), levels,
                                               page_questions, label))
     figure = Figure(coords, colours, palette, legend if colour_by == "topic" else [], levels,
                     [q.text for q in questions], q_xy, f"{len(coords):,} articles · {label}")
-    return write_figure(run_dir / PNG_FILE, run_dir / SVG_FILE, figure)
+    return write_figure(paths.map_png, paths.map_svg, figure)
 
 
 def build_map(run_dir: Path, params: MapParams, encode_questions: EncodeQuestions | None = None,
@@ -171,7 +171,8 @@ def build_map(run_dir: Path, params: MapParams, encode_questions: EncodeQuestion
     import joblib
 
     t0 = time.monotonic()
-    run_dir = Path(run_dir)
+    paths = RunPaths.of(run_dir)
+    run_dir = paths.root
     questions = load_questions(questions_path) if questions_path else []  # a bad file fails before UMAP
     corpus = read_run(run_dir)
     log.info("UMAP of %d x %d (%s)", *corpus.embeddings.shape,
@@ -185,10 +186,10 @@ def build_map(run_dir: Path, params: MapParams, encode_questions: EncodeQuestion
     q_emb, q_xy = place_questions(questions, encode_questions, projection, corpus.embeddings.shape[1])
     levels = [with_questions(level, coords, q_xy, bins) for level, bins in zip(levels, ANCHOR_BINS)]
     labels = write_outputs(run_dir, corpus, coords, levels, questions, q_xy)
-    write_map_h5(run_dir / MAP_FILE, corpus.ids, coords, projection, params, quality, levels, labels,
+    write_map_h5(paths.map, corpus.ids, coords, projection, params, quality, levels, labels,
                  (questions, q_emb, q_xy))
-    tmp = atomic.tmp_path(run_dir / REDUCER_FILE)
+    tmp = atomic.tmp_path(paths.map_reducer)
     joblib.dump(projection, tmp)  # a pickle: load it only from runs you made (project new texts with it)
-    atomic.commit(tmp, run_dir / REDUCER_FILE)
+    atomic.commit(tmp, paths.map_reducer)
     quality["seconds"] = time.monotonic() - t0
     return quality

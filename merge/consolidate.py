@@ -6,6 +6,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -63,21 +64,23 @@ def _check_block(block: np.ndarray, norms: np.ndarray, first_row: int, header: S
     nonfinite, zero = block_problems(block)
     for what, bad in (("non-finite values", nonfinite), ("all-zero rows", zero)):
         if len(bad):
-            raise ShardDataError(f"{header.path.name} has {what} at {describe_rows(first_row, bad)}.")
+            raise ShardDataError(f"{header.path.name} has {what} at {describe_rows(first_row, bad)}.",
+                                 shard=header.path)
 
 
 def _copy_shard(shard: h5py.File, header: ShardHeader, out: h5py.File, corpus_ids: h5py.Dataset,
                 buf: np.ndarray, stats: NormStats) -> None:
     """Copy one shard block by block: check values, accumulate norms, align ids with the corpus."""
     emb, rows, sums = shard["embeddings"], header.stop - header.start, block_sums(shard)
+    error = partial(ShardDataError, shard=header.path)
     step = sums.step(buf.shape[0]) if sums else buf.shape[0]  # whole checksummed blocks; buf has room
     for lo in range(0, rows, step):
         n = min(step, rows - lo)
         block = buf[:n]
-        read_rows(emb, block, lo, header.path.name, header.start, ShardDataError)
+        read_rows(emb, block, lo, header.path.name, header.start, error)
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         _check_block(block, norms, header.start + lo, header)
-        verify_rows(block, lo, sums, header.path.name, header.start, ShardDataError)
+        verify_rows(block, lo, sums, header.path.name, header.start, error)
         stats.add(norms)
         dest = header.start + lo
         out["embeddings"].write_direct(block, dest_sel=np.s_[dest : dest + n])
@@ -88,7 +91,8 @@ def _check_ids(shard_ids: np.ndarray, corpus_ids: np.ndarray, dest: int, header:
     if not np.array_equal(shard_ids, corpus_ids):
         first = int(np.flatnonzero(shard_ids != corpus_ids)[0])
         raise ShardDataError(f"{header.path.name} row {dest + first}: shard id {shard_ids[first]!r} is not the "
-                             f"corpus id {corpus_ids[first]!r}; the shard was embedded from another corpus.")
+                             f"corpus id {corpus_ids[first]!r}; the shard was embedded from another corpus.",
+                             shard=header.path)
 
 
 def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, attrs: dict) -> dict:
@@ -97,10 +101,11 @@ def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, a
     Memory is one block of about 16 MiB whatever N is.
 
     Raises:
-        ShardDataError: a checksum mismatch, non-finite or all-zero rows, or ids that differ from the corpus.
+        ShardDataError: a checksum mismatch, non-finite or all-zero rows, or ids that differ from the corpus;
+            its ``shard`` is the file.
     """
     headers = sorted(headers, key=lambda h: h.start)
-    rows, dim = headers[-1].stop, int(headers[0].identity["dim"])
+    rows, dim = headers[-1].stop, int(headers[0].identity.dim or 0)
     stats = NormStats()
     buf = np.empty((_block_rows(dim), dim), dtype=np.float32)
     with h5py.File(out_path, "w") as out:

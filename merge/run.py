@@ -5,33 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 
-from kit.shardfile import ShardSpec
-from kit.corpusfile import corpus_info
-from kit.shardfile import ShardHeader, done_shards, read_header, shard_path
 from kit import atomic
 from kit.commands import index_ranges, make_command
+from kit.corpusfile import corpus_info
 from kit.errors import MergeError, ShardDataError, ShardError, ShardGapError, ShardMismatchError
-from kit.format import CORPUS_FILE, OUTPUT_FILE, SHARDS_DIR, shard_index
+from kit.format import RunPaths, shard_index
+from kit.shardfile import ShardHeader, ShardIdentity, ShardSpec, done_shards, read_header, shard_path
 from merge.consolidate import consolidate
+from merge.summary import MergeSummary
 from merge.verify import Verdict, verify
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MergeSummary:
-    path: Path
-    rows: int
-    dim: int
-    sha256: str
-    quality: dict
-    rejected_rows: int
-    seconds: float
 
 
 SHOWN_PROBLEMS = 8  # a refusal lists at most this many problems, then counts the rest
@@ -51,8 +40,7 @@ def collect_headers(run_dir: Path, verdict: Verdict) -> tuple[list[ShardHeader],
         except ShardError as err:
             verdict.problems.append(str(err))
             verdict.redo.add(index)
-    shards_dir = Path(run_dir) / SHARDS_DIR
-    for path in sorted(shards_dir.glob("shard-*.h5.tmp")):
+    for path in sorted(RunPaths.of(run_dir).shards.glob("shard-*.h5.tmp")):
         tmp_index = shard_index(path.with_suffix(""))
         if tmp_index is None:
             continue  # shard-*.h5.tmp but not a planned shard's name (shard-NNNNN.h5.tmp)
@@ -73,7 +61,7 @@ def _raise_for(verdict: Verdict, run_dir: Path) -> None:
         lines.append(f"Shards to recompute: {index_ranges(verdict.redo)} "
                      "(REDO moves their files to shards/rejected/).")
     lines.append(f"Run: {repair_command(run_dir, verdict.redo)}")
-    raise kind("\n".join(lines))
+    raise kind("\n".join(lines), redo=verdict.redo)
 
 
 def _chunk_info(headers: list[ShardHeader]) -> list[dict]:
@@ -90,18 +78,18 @@ def _values_used(headers: list[ShardHeader], key: str) -> str:
 
 def _write_output(complete: list[ShardHeader], info, tmp: Path, out: Path, attrs: dict, run_dir: Path):
     """Stream the shards into ``tmp``, re-open it, rename it onto ``out`` with its sidecar: (sha256, quality)."""
-    first = complete[0].identity
+    dim = complete[0].identity.dim
     with atomic.removed_on_error(tmp):
         try:
             quality = consolidate(complete, info.path, tmp, attrs)
         except ShardDataError as err:  # name the shard to redo
-            bad = [i for h in complete if h.path.name in str(err) if (i := shard_index(h.path)) is not None]
+            bad = {i for i in [shard_index(err.shard)] if i is not None} if err.shard else set()
             raise type(err)(f"Merge refused; nothing was written:\n  - {err}\n"
-                            f"Run: {repair_command(run_dir, set(bad))}") from err
+                            f"Run: {repair_command(run_dir, bad)}", shard=err.shard, redo=bad) from err
         with h5py.File(tmp, "r") as check:
-            if check["embeddings"].shape != (info.rows, first["dim"]):
+            if check["embeddings"].shape != (info.rows, dim):
                 raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
-                                 f"({info.rows}, {first['dim']}). Re-run: {make_command('merge', RUN=run_dir)}")
+                                 f"({info.rows}, {dim}). Re-run: {make_command('merge', RUN=run_dir)}")
         return atomic.commit_with_sidecar(tmp, out), quality
 
 
@@ -121,35 +109,36 @@ def _shards_time(headers: list[ShardHeader]) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(newest))
 
 
-def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSummary:
-    """Verify the shards of ``run_dir`` and write ``embeddings.h5`` (+ ``.sha256``) atomically.
+def merge_run(run_dir: Path, plan: list[ShardSpec], expected: ShardIdentity) -> MergeSummary:
+    """Verify the shards of ``run_dir`` and write ``embeddings.h5`` (+ ``.sha256``) atomically, then merge.json.
 
     Args:
         plan: the run's shards, to name missing ones.
-        expected: identity values the run requires (at least ``model``).
+        expected: the identity run.json pins; a shard with another value is refused, however many share it.
 
     Raises:
-        MergeError: naming the shards and rows, and the command that repairs the run.
+        MergeError: naming the shards and rows, and the command that repairs the run (``redo``, ``shard``).
     """
     t0 = time.monotonic()
-    run_dir = Path(run_dir)
-    info = corpus_info(run_dir / CORPUS_FILE)
+    paths = RunPaths.of(run_dir)
+    run_dir = paths.root
+    info = corpus_info(paths.corpus)
     verdict = Verdict()
     complete, partial = collect_headers(run_dir, verdict)
-    verify(complete, partial, plan, info.rows, {**expected, "corpus_fingerprint": info.fingerprint}, verdict)
+    verify(complete, partial, plan, info.rows, replace(expected, corpus_fingerprint=info.fingerprint), verdict)
     if not verdict.ok:
         _raise_for(verdict, run_dir)
-    out = run_dir / OUTPUT_FILE
+    out = paths.output
     tmp = atomic.tmp_path(out)
     first = complete[0].identity
     attrs = {
-        "model": first["model"], "timestamp": _shards_time(complete),
+        "model": first.model, "timestamp": _shards_time(complete),
         "chunk_info": json.dumps(_chunk_info(complete)), "input_rows": info.source_rows,
         "rejected_rows": info.rejected_rows, "corpus_source": info.source,
-        **{f"provenance_{k}": v for k, v in first.items() if k != "model"},
+        **first.to_attrs(prefix="provenance_"),
         **{f"provenance_{k}": _values_used(complete, k) for k in ("device", "compute_dtype")},
     }
-    need = info.rows * (int(first["dim"]) * 4 + META_BYTES_PER_ROW)
+    need = info.rows * (int(first.dim or 0) * 4 + META_BYTES_PER_ROW)
     if atomic.free_bytes(run_dir) < need:  # refuse before writing: HDF5 can crash on a failed string write
         raise _no_space(atomic.NO_SPACE, tmp, out, need, run_dir, "nothing was written")
     log.info("merging %d shards, %d rows -> %s", len(complete), info.rows, out)
@@ -158,5 +147,7 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: dict) -> MergeSumm
     except atomic.STORAGE_ERRORS as err:  # a full disk or EIO: removed_on_error left no output
         raise _no_space(atomic.storage_cause(err), tmp, out, need, run_dir,
                         "nothing was written (the partial file is removed)") from err
-    return MergeSummary(out, info.rows, int(first["dim"]), digest, quality, info.rejected_rows,
-                        time.monotonic() - t0)
+    summary = MergeSummary(out, info.rows, int(first.dim or 0), digest, quality, info.rejected_rows,
+                           time.monotonic() - t0)
+    summary.save(run_dir)
+    return summary

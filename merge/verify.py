@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
-from kit.shardfile import ShardSpec
-from kit.shardfile import IDENTITY_KEYS, ShardHeader
 from kit.format import shard_index, shard_name
+from kit.shardfile import IDENTITY_KEYS, ShardHeader, ShardIdentity, ShardSpec
 
 
 SHOWN_SHARDS = 6  # a message names at most this many shards of one gap
@@ -82,23 +81,38 @@ def completeness(complete: list[ShardHeader], verdict: Verdict, index_of) -> Non
             verdict.redo.add(index_of(h))
 
 
-def identity(complete: list[ShardHeader], expected: dict, verdict: Verdict, index_of) -> None:
-    """All shards share model, revision, weights, dim, dtype, pooling, normalization, prompt, corpus."""
+def identity(complete: list[ShardHeader], expected: ShardIdentity, verdict: Verdict, index_of) -> None:
+    """Every shard has the identity run.json pins (prompt, revision, normalisation, token limit, weights,
+    corpus), whatever the other shards have; what it leaves open (dim, pooling) all shards share."""
     # With the weights' fingerprint pinned, it decides: the name or path is only where they were found.
-    where = ("model", "model_revision") if "model_fingerprint" in expected else ()
+    where = ("model",) if expected.model_fingerprint is not None else ()
     for key in (k for k in IDENTITY_KEYS if k not in where):
-        values = Counter(repr(h.identity[key]) for h in complete)
-        reference = repr(expected[key]) if key in expected else (values.most_common(1)[0][0] if values else None)
-        odd = [h for h in complete if repr(h.identity[key]) != reference]
-        if odd and reference is not None:
-            names = ", ".join(f"{h.path.name} has {h.identity[key]!r}" for h in odd[:5])
-            more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
-            verdict.problems.append(f"Shards disagree on {key}: {names}{more}; the run expects {reference}.")
-            verdict.redo.update(index_of(h) for h in odd)
+        pinned = asdict(expected)[key]
+        odd = [h for h in complete if getattr(h.identity, key) != pinned] if pinned is not None else []
+        for h in odd[:5]:
+            verdict.problems.append(f"{h.path.name} has {key} {getattr(h.identity, key)!r}; run.json pins {pinned!r}.")
+        if len(odd) > 5:
+            verdict.problems.append(f"... and {len(odd) - 5} more shards with another {key}.")
+        if pinned is None:
+            _agree(complete, key, verdict, index_of)
+        verdict.redo.update(index_of(h) for h in odd)
+
+
+def _agree(complete: list[ShardHeader], key: str, verdict: Verdict, index_of) -> None:
+    """A value run.json does not pin (dim, pooling; or an older run.json's): the shards' common one."""
+    values = Counter(repr(getattr(h.identity, key)) for h in complete)
+    if len(values) < 2:
+        return
+    reference = values.most_common(1)[0][0]
+    odd = [h for h in complete if repr(getattr(h.identity, key)) != reference]
+    names = ", ".join(f"{h.path.name} has {getattr(h.identity, key)!r}" for h in odd[:5])
+    more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
+    verdict.problems.append(f"Shards disagree on {key}: {names}{more}; most have {reference}.")
+    verdict.redo.update(index_of(h) for h in odd)
 
 
 def verify(complete: list[ShardHeader], partial: dict[int, ShardHeader], plan: list[ShardSpec],
-           n_rows: int, expected: dict, verdict: Verdict | None = None) -> Verdict:
+           n_rows: int, expected: ShardIdentity, verdict: Verdict | None = None) -> Verdict:
     """All header checks at once, so one message lists everything to fix.
 
     Args:
@@ -106,7 +120,7 @@ def verify(complete: list[ShardHeader], partial: dict[int, ShardHeader], plan: l
         partial: headers of ``.tmp`` files by shard index (for the message only).
         plan: the run's planned shards.
         n_rows: rows of the prepared corpus.
-        expected: identity values the run requires (e.g. model, corpus_fingerprint).
+        expected: the identity run.json pins, with the corpus's fingerprint (None fields: not pinned).
     """
     index_of = lambda h: shard_index(h.path)  # noqa: E731
     verdict = verdict if verdict is not None else Verdict()

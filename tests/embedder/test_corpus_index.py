@@ -199,11 +199,11 @@ def test_a_corpus_prepared_by_the_previous_version_is_still_read(tmp_path):
 
 
 def test_embeddings_h5_carries_the_content_hash_of_each_row(tmp_path):
-    from jobs.testing.synthetic import SYNTHETIC_MODEL, synthetic_run
-    from merge.run import merge_run
+    from jobs.merging import merge_run_folder
+    from jobs.testing.synthetic import synthetic_run
 
-    state = synthetic_run(tmp_path / "run", 120, 3)
-    summary = merge_run(tmp_path / "run", list(state.plan), {"model": SYNTHETIC_MODEL})
+    synthetic_run(tmp_path / "run", 120, 3)
+    summary = merge_run_folder(tmp_path / "run")
     texts = read_slice(tmp_path / "run" / "corpus.h5", 0, 120, ("texts",))["texts"]
     with h5py.File(summary.path) as out, h5py.File(tmp_path / "run" / "corpus.h5", locking=False) as index:
         np.testing.assert_array_equal(out["content_hash"][:], index["content_hash"][:])

@@ -21,7 +21,7 @@ from embedder.run import compute_dtype_for, embed_shards
 from jobs.demo import vital_articles
 from kit.errors import ConfigError, EncodeError
 from kit.format import CORPUS_FILE, MANIFEST
-from kit.shardfile import ShardSpec, read_header, shard_path
+from kit.shardfile import ShardIdentity, ShardSpec, read_header, shard_path
 from tests.conftest import cosine_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,6 +283,20 @@ def test_the_task_uses_the_fingerprint_pinned_in_run_json(tmp_path, monkeypatch,
     monkeypatch.setattr(model_lib, "weights_fingerprint", hashing)
     embed_shards([ShardSpec(0, 0, 3)], tmp_path, identity, ComputeSettings(device="cpu"))
     assert read_header(shard_path(tmp_path, 0)).attrs["model_fingerprint"] == "pinned-at-submit"
+
+
+def test_the_task_loads_exactly_the_prompt_and_token_limit_run_json_pins(tmp_path, monkeypatch, model_path):
+    _corpus(tmp_path, 3)
+    identity = EmbedIdentity(model=str(model_path))
+    pinned = {"model": str(model_path), "model_revision": "local", "model_fingerprint": "pinned-at-submit",
+              "dtype": "float32", "normalize_embeddings": False, "prompt": "passage: ", "max_seq_length": 64}
+    (tmp_path / MANIFEST).write_text(json.dumps({"identity": {"model": str(model_path), "revision": None},
+                                                 "model_fingerprint": "pinned-at-submit", "pinned": pinned}))
+    monkeypatch.setattr(model_lib, "weights_fingerprint", lambda _: pytest.fail("the task hashed the weights"))
+    embed_shards([ShardSpec(0, 0, 3)], tmp_path, identity, ComputeSettings(device="cpu"))
+    shard = read_header(shard_path(tmp_path, 0)).identity
+    assert (shard.prompt, shard.max_seq_length, shard.model_fingerprint) == ("passage: ", 64, "pinned-at-submit")
+    assert ShardIdentity.from_attrs(pinned).differences(shard) == {}  # what the merge will check
 
 
 # 10: dependency floors at the APIs used.

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -52,7 +53,7 @@ def test_partial_file_of_another_model_is_set_aside(tmp_path):
     w = ShardWriter(path, SPEC, IDENT, {})
     w.append(vectors(100, 110, 8), _ids(100, 110))
     w.close()
-    w2 = ShardWriter(path, SPEC, {**IDENT, "model": "other"}, {})
+    w2 = ShardWriter(path, SPEC, replace(IDENT, model="other"), {})
     assert w2.resumed_from == 0
     assert len(list(tmp_path.glob("shard-00003.h5.tmp.set-aside-*"))) == 1
     w2.close()

@@ -8,10 +8,11 @@ import h5py
 import numpy as np
 import pytest
 
-from jobs.testing.synthetic import SYNTHETIC_MODEL, synthetic_run
+from jobs.merging import merge_run_folder
+from jobs.testing.synthetic import synthetic_run
 from kit.errors import ShardDataError, ShardError
 from kit.shardfile import check_complete
-from merge.run import merge_run
+
 
 N, SHARDS, DIM = 300, 3, 16
 
@@ -40,10 +41,11 @@ def test_a_flipped_bit_is_refused_by_the_merge_naming_shard_rows_and_redo(tmp_pa
     before, after = flip_bit(run / "shards" / "shard-00001.h5", 7)
     assert np.isfinite(after) and after != before and abs(after - before) < 1e-3  # finite, normal, plausible
     with pytest.raises(ShardDataError) as err:
-        merge_run(run, list(state.plan), {"model": SYNTHETIC_MODEL})
+        merge_run_folder(run)
     message = str(err.value)
     assert f"shard-00001.h5 rows [{spec.start}, {spec.stop}) fail their checksum" in message
     assert f"make resubmit RUN={run} REDO=1" in message
+    assert err.value.shard == run / "shards" / "shard-00001.h5" and err.value.redo == {1}
     assert not (run / "embeddings.h5").exists() and not (run / "embeddings.h5.tmp").exists()
 
 

@@ -5,10 +5,10 @@ import h5py
 import numpy as np
 import pytest
 
+from jobs.merging import merge_run_folder, merged_summary
 from jobs.testing.synthetic import SYNTHETIC_MODEL, identity, synthetic_run, vectors, write_shard
-from kit.shardfile import ShardSpec
 from kit.errors import MergeError, ShardDataError, ShardGapError, ShardMismatchError
-from merge.run import merge_run
+from kit.shardfile import ShardSpec
 
 N, SHARDS, DIM = 300, 4, 16
 
@@ -21,7 +21,8 @@ def run_dir(tmp_path):
 
 
 def _merge(run, plan):
-    return merge_run(run, plan, {"model": SYNTHETIC_MODEL})
+    """The real merge of the run folder, against the identity its run.json pins (``plan`` is run.json's)."""
+    return merge_run_folder(run)
 
 
 def _no_output(run):
@@ -45,6 +46,17 @@ def test_merge_streams_shards_into_one_verified_file(run_dir):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_the_summary_is_read_back_as_the_merge_wrote_it(run_dir):
+    run, plan = run_dir
+    summary = _merge(run, plan)
+    assert summary.seconds > 0 and summary.sha256 == (run / "embeddings.h5.sha256").read_text().split()[0]
+    assert merged_summary(run) == summary  # merge.json, beside embeddings.h5
+    (run / "merge.json").unlink()  # a fetched folder has only embeddings.h5 and its sidecar
+    from_file = merged_summary(run)
+    assert from_file.seconds is None and from_file.quality == summary.quality
+    assert (from_file.rows, from_file.dim, from_file.sha256) == (N, DIM, summary.sha256)
+
+
 def _shard(run, i):
     return run / "shards" / f"shard-{i:05d}.h5"
 
@@ -65,6 +77,7 @@ def test_all_zero_tail_is_refused(run_dir):
     with pytest.raises(ShardDataError, match=r"shard-00002.h5 has all-zero rows at rows \[210, 225\)") as e:
         _merge(run, plan)
     assert "make resubmit RUN='" in str(e.value) and "REDO=2" in str(e.value) and _no_output(run)
+    assert e.value.shard == _shard(run, 2) and e.value.redo == {2}  # typed: no one reads the message for it
 
 
 def test_nan_is_refused(run_dir):
@@ -94,15 +107,32 @@ def test_overlap_is_refused(run_dir):
     assert "REDO=9" in str(e.value) and _no_output(run)
 
 
-@pytest.mark.parametrize("key,value", [("model", "other/model"), ("dim", 8), ("prompt", "query: "),
-                                       ("normalize_embeddings", True), ("model_fingerprint", "1" * 64)])
-def test_shard_from_another_model_or_setting_is_refused(run_dir, key, value):
+@pytest.mark.parametrize("key,value", [("dim", 8), ("pooling", "Pooling(cls)")])
+def test_shard_disagreeing_on_what_run_json_leaves_open_is_refused(run_dir, key, value):
     run, plan = run_dir
     with h5py.File(_shard(run, 1), "a") as h5:
         h5.attrs[key] = value
     with pytest.raises(ShardMismatchError, match=f"Shards disagree on {key}: shard-00001.h5 has"):
         _merge(run, plan)
     assert _no_output(run)
+
+
+@pytest.mark.parametrize("key,value", [("prompt", "query: "), ("model_revision", "0123abcd"),
+                                       ("normalize_embeddings", True), ("max_seq_length", 128),
+                                       ("model_fingerprint", "1" * 64)])
+def test_shards_unlike_run_json_are_refused_even_as_the_majority(run_dir, key, value):
+    run, plan = run_dir
+    pinned = json.loads((run / "run.json").read_text())["pinned"][key]
+    for i in (1, 2, 3):  # three shards of four: the majority
+        with h5py.File(_shard(run, i), "a") as h5:
+            h5.attrs[key] = value
+    with pytest.raises(ShardMismatchError) as e:
+        _merge(run, plan)
+    assert e.value.redo == {1, 2, 3} and _no_output(run)
+    message = str(e.value)
+    for i in (1, 2, 3):
+        assert f"shard-0000{i}.h5 has {key} {value!r}; run.json pins {pinned!r}." in message, message
+    assert message.rstrip().endswith(f"Run: make resubmit RUN='{run}' REDO=1-3"), message
 
 
 def test_wrong_dim_data_is_refused(run_dir):
