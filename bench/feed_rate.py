@@ -143,10 +143,10 @@ def _prepare_all(model, loop: str, corpus: Path, shard: Path, docs: int, budget:
     from embedder.feeder import FastCollator
     from kit.corpusfile import read_chunks
     from embedder.shard import ShardWriter
-    from kit.shardfile import ShardSpec
+    from kit.shardfile import ShardIdentity, ShardSpec
 
     collator = FastCollator(model, "") if loop == "new" else LegacyCollator(model)
-    writer = ShardWriter(shard, ShardSpec(0, 0, docs), {"dim": 384}, {})
+    writer = ShardWriter(shard, ShardSpec(0, 0, docs), ShardIdentity(model="feed_rate", dim=384), {})
     t0, tokens, computed = time.perf_counter(), 0, 0
     for _, chunk, ids in read_chunks(corpus, 0, docs, flush_rows):
         tok = collator.tokenize(chunk)
@@ -183,7 +183,7 @@ def overlap(docs: int, rate_tokens_s: float, loop: str, budget: int, flush_rows:
     from embedder.prefetch import BackgroundWriter
     from kit.corpusfile import read_chunks
     from embedder.shard import ShardWriter
-    from kit.shardfile import ShardSpec
+    from kit.shardfile import ShardIdentity, ShardSpec
 
     busy: list[float] = []
     model = simulated_device(load_model(256), rate_tokens_s, busy)
@@ -192,7 +192,7 @@ def overlap(docs: int, rate_tokens_s: float, loop: str, budget: int, flush_rows:
         enc.collator = LegacyCollator(model)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(Path(tmp) / "corpus.h5", wiki_texts(docs))
-        writer = ShardWriter(Path(tmp) / "shard-00000.h5", ShardSpec(0, 0, docs), {"dim": 384}, {})
+        writer = ShardWriter(Path(tmp) / "shard-00000.h5", ShardSpec(0, 0, docs), ShardIdentity(model="feed_rate", dim=384), {})
         t0 = time.perf_counter()
         chunks = enc.encode_chunks(read_chunks(corpus, 0, docs, flush_rows))
         if loop == "old":  # writes on the compute thread

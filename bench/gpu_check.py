@@ -318,13 +318,13 @@ def _kit_rate(env: Env, model, texts: list[str], budget: int) -> float:
     from embedder.encode import TextEncoder
     from kit.corpusfile import read_chunks
     from embedder.shard import ShardWriter
-    from kit.shardfile import ShardSpec
+    from kit.shardfile import ShardIdentity, ShardSpec
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(Path(tmp) / "corpus.h5", texts)
         enc = TextEncoder(model, prompt="", normalize=False, max_tokens=budget)
         spec = ShardSpec(0, 0, len(texts))
-        writer = ShardWriter(Path(tmp) / "shard-00000.h5", spec, {"dim": enc.dim}, {})
+        writer = ShardWriter(Path(tmp) / "shard-00000.h5", spec, ShardIdentity(model="gpu_check", dim=enc.dim), {})
         t0 = time.perf_counter()
         for _, ids, emb in enc.encode_chunks(read_chunks(corpus, 0, len(texts), 2048 if env.device == "cpu" else 8192)):
             writer.append(emb, ids)

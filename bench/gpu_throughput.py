@@ -232,12 +232,12 @@ def shard_loop(encoder, texts: list[str], flush_rows: int = 2048) -> np.ndarray:
     """The kit as a task runs it: chunks of ``flush_rows``, each written to a shard by the writer thread."""
     from embedder.prefetch import BackgroundWriter
     from embedder.shard import ShardWriter
-    from kit.shardfile import ShardSpec
+    from kit.shardfile import ShardIdentity, ShardSpec
 
     chunks = [(s, texts[s:s + flush_rows], [str(i) for i in range(s, min(s + flush_rows, len(texts)))])
               for s in range(0, len(texts), flush_rows)]
     with tempfile.TemporaryDirectory() as tmp:
-        writer = ShardWriter(Path(tmp) / "shard-00000.h5", ShardSpec(0, 0, len(texts)), {"dim": encoder.dim}, {})
+        writer = ShardWriter(Path(tmp) / "shard-00000.h5", ShardSpec(0, 0, len(texts)), ShardIdentity(model="gpu_throughput", dim=encoder.dim), {})
         with BackgroundWriter(writer.append) as background:
             for _, ids, emb in encoder.encode_chunks(chunks):
                 background.put(emb, ids)

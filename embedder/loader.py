@@ -101,7 +101,10 @@ def load_encoder(identity: EmbedIdentity, compute: ComputeSettings) -> LoadedEnc
 def _capability(device: str) -> tuple[int, int] | None:
     import torch
 
-    return tuple(torch.cuda.get_device_capability()) if device == "cuda" else None
+    if device != "cuda":
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    return major, minor
 
 
 def encoder_identity(pinned: ShardIdentity, model: str | None = None) -> EmbedIdentity:
@@ -118,9 +121,11 @@ def with_pinned(identity: EmbedIdentity, pinned: ShardIdentity | None) -> EmbedI
     """``identity`` loading exactly the prompt text and token limit run.json pinned: every shard agrees."""
     if pinned is None:
         return identity
-    prompt = {"prompt": pinned.prompt, "prompt_name": None} if pinned.prompt is not None else {}
-    limit = {"max_seq_length": pinned.max_seq_length} if pinned.max_seq_length is not None else {}
-    return replace(identity, **prompt, **limit)
+    if pinned.prompt is not None:
+        identity = replace(identity, prompt=pinned.prompt, prompt_name=None)
+    if pinned.max_seq_length is not None:
+        identity = replace(identity, max_seq_length=pinned.max_seq_length)
+    return identity
 
 
 def configured_prompt(folder: Path, identity: EmbedIdentity) -> str | None:

@@ -96,6 +96,7 @@ class Converted:
             # From the UTF-8 bytes the check made: 4x faster than from str (the cast validates UTF-8).
             values = [pa.array(kept.encoded[key], pa.binary()).cast(pa.string()) for key in FIELD_KEYS]
         else:  # checked in bulk: every row of the Arrow batch is kept
+            assert kept.ids is not None and kept.text is not None  # the bulk check always sets both
             values = [kept.ids.cast(pa.string()), kept.text.cast(pa.string()),
                       *(_string_column(batch.arrow, name) for name in self.meta_fields)]
         table = pa.Table.from_arrays(values, schema=self.schema)

@@ -88,6 +88,6 @@ def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pc
         raise ConfigError(f"{run_dir} has no merged embeddings.h5 yet. Finish the run first "
                           f"({make_command('status', RUN=run_dir)} says how), or fetch it with make fetch.")
     # PCA_DIMS unset keeps the default; 0 means no PCA.
-    params = MapParams(seed=seed, **({} if pca_dims is None else {"pca_dims": pca_dims or None}))
+    params = MapParams(seed=seed) if pca_dims is None else MapParams(seed=seed, pca_dims=pca_dims or None)
     encode = question_encoder(paths.root, state, model) if questions else None
     return build_map(paths.root, params, encode, Path(questions) if questions else None)

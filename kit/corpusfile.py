@@ -168,7 +168,8 @@ class CorpusReader:
 def _compose(name: str, columns: list[list | None], n: int) -> list[str]:
     """A field's values as prepare checked them: texts joined by a blank line, "" for a missing value."""
     if name == "ids":  # an integer id is read as its digits
-        return columns[0] if not columns[0] or type(columns[0][0]) is str else list(map(str, columns[0]))  # type: ignore[arg-type]
+        ids = columns[0] or []
+        return ids if not ids or type(ids[0]) is str else list(map(str, ids))
     if name == "texts":  # text columns are never None: prepare refused a file without them
         if len(columns) == 1:
             return columns[0]  # type: ignore[return-value]

@@ -147,7 +147,7 @@ def content_hash(text: bytes | memoryview) -> bytes:
     return xxh3_128_digest(text)
 
 
-def content_hashes(texts: Iterable[bytes]) -> list[bytes]:
+def content_hashes(texts: Iterable[bytes | memoryview]) -> list[bytes]:
     """``content_hash`` of each text, in one C-level loop."""
     return list(map(xxh3_128_digest, texts))
 

@@ -38,7 +38,7 @@ TEXT_TYPES = (pa.string(), pa.large_string())
 class JsonlReader:
     def __init__(self, path: Path):
         self.path = path
-        self.total_rows = None
+        self.total_rows: int | None = None
 
     def batches(self, columns: Sequence[str]) -> Iterator[Batch]:
         file_row, where, first = 0, [0], True
@@ -69,7 +69,9 @@ class JsonlReader:
     @staticmethod
     def _blocks(f: io.BytesIO, where: list[int]) -> Iterator[tuple[list[Any], list[bytes | None]]]:
         """(records, the line of each, None where json.loads read it), about BATCH_BYTES at a time."""
-        block, lines, size = [], [], 0
+        block: list[Any] = []
+        lines: list[bytes | None] = []
+        size = 0
         for raw in f:
             where[0] += 1
             record = _fast_record(raw)
