@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jobs import verbs
+from jobs.demo import demo_model_path
 from jobs.settings import COMPUTE_FIELDS, CORPUS_FIELDS, SubmitRequest, parse_redo
 from kit.commands import make_command
 from kit.errors import ConfigError, KitError
@@ -194,8 +196,6 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         if value is not None and where in groups:
             groups[where][_dest(flag)] = value
     if groups["identity"].get("model") == DEMO_MODEL:
-        from jobs.demo import demo_model_path
-
         groups["identity"]["model"] = str(demo_model_path())
     if "model" in groups["identity"] and Path(groups["identity"]["model"]).expanduser().is_dir():
         groups["identity"]["model"] = str(Path(groups["identity"]["model"]).expanduser().resolve())
@@ -266,15 +266,20 @@ def map_options(args: argparse.Namespace) -> dict | None:
             "pca_dims": args.pca_dims}
 
 
+def dispatch(args: argparse.Namespace) -> str:
+    """Run the verb: submit and plan get the typed request built here; the others read their options."""
+    if args.verb in ("submit", "plan"):
+        return verbs.submit_or_plan(submit_request(args), dry_run=args.verb == "plan")
+    return getattr(verbs, "cmd_" + args.verb.replace("-", "_"))(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
-    from jobs import verbs
-
     try:
         check_run_folder(args)
         with verbs.locked(args):
-            print(getattr(verbs, "cmd_" + args.verb.replace("-", "_"))(args))
+            print(dispatch(args))
     except KitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

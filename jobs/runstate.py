@@ -21,6 +21,7 @@ from kit.commands import make_command
 from kit.errors import ConfigError
 from kit.format import MANIFEST
 from kit.shardfile import ShardSpec
+from slurm.backend import JobRecord
 
 RUN_FORMAT = "embedkit-run/2"
 OLD_FORMATS = ("embedkit-run/1",)
@@ -37,25 +38,6 @@ class CorpusRecord:
     fingerprint: str  # sha256 over ids and texts: same content, same fingerprint
     options: CorpusOptions  # field mapping and SKIP_BAD_ROWS
     source_stat: tuple[int, int] | None = None  # (size, mtime_ns) of the source when prepared
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """One submitted job: an embed worker or array window, a merge, a map."""
-
-    stage: str  # embed | merge | map
-    backend: str  # local | slurm
-    job_id: str  # Slurm job id (array id for a window) or local pid
-    host: str  # where it was submitted (local pids mean something only there)
-    profile: str  # the profile it was submitted with ("local")
-    shards: tuple[int, ...] = ()  # embed: shard index of task i (Slurm) or the worker's shards (local)
-    submitted_at: str = ""
-    rows_at_submit: int = 0  # embed: rows already flushed in the run's shard files when it was submitted
-    array: bool = False  # True: shard i of ``shards`` runs as array task ``<job_id>_<i>``
-
-    def task_of(self, shard: int) -> str:
-        """The scheduler's id of the task running ``shard``: ``A_i`` for an array, else the job id."""
-        return f"{self.job_id}_{self.shards.index(shard)}" if self.array else self.job_id
 
 
 @dataclass(frozen=True)

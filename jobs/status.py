@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jobs.backend import Snapshot
+from slurm.backend import Snapshot
 from jobs.runstate import JobRecord, RunState
 from kit import atomic
 from kit.commands import make_command
@@ -81,7 +81,7 @@ def classify(files: ShardFiles, job: JobRecord | None, task: str, snapshot: Snap
         return "done", ""
     state = snapshot.tasks.get(task) if task else None
     if state is not None and state.alive:
-        if job is not None and job.backend == "local":  # one worker runs its shards in turn
+        if job is not None and job.runs_shards_in_turn:  # a local worker
             return ("running", "") if first_unfinished_of_worker else ("pending", "queued behind its worker's shards")
         return state.state.lower(), state.reason
     if state is not None:
@@ -110,12 +110,10 @@ def shard_statuses(run_dir: Path, run: RunState, snapshot: Snapshot) -> list[Sha
     return out
 
 
-def _stage_line(job: JobRecord, snapshot: Snapshot, earlier: list[JobRecord]) -> str:
+def _stage_line(job: JobRecord, snapshot: Snapshot) -> str:
     state = snapshot.tasks.get(job.job_id)
     if state is None:
         return f"{job.stage} job {job.job_id}: " + ("left the queue" if snapshot.reachable else "unknown")
-    if job.backend == "local" and state.alive and any(snapshot.alive(j.job_id) for j in earlier):
-        return f"{job.stage} job {job.job_id}: PENDING (starts when the jobs before it have ended)"
     return f"{job.stage} job {job.job_id}: {state.state}" + (f" ({state.reason})" if state.reason else "")
 
 
@@ -168,8 +166,7 @@ def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
     lines = [f"Run {run_dir}: model {run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
              f"{done}/{total} rows embedded{rate_line(run, statuses)}"]
     lines += shard_lines(statuses)
-    lines += [_stage_line(job, snapshot, list(run.jobs[:run.jobs.index(job)]))
-              for job in run.latest_stage_jobs().values()]
+    lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
     lines += [snapshot.note] if snapshot.note else []
     lines += [f"Set aside (kept, not resumed): {p.relative_to(run_dir)}" for p in set_aside_files(run_dir)]
     lines += space_lines(run_dir, statuses)

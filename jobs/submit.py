@@ -1,8 +1,9 @@
 """make submit / resubmit / plan: settle the run's state, then submit its stages through one loop.
 
 Everything is validated (profile, partitions, model in cache, corpus, identity, the scripts
-with ``sbatch --test-only``) before the first job is queued. The stages (embed per shard,
-merge, optional map) are data; the backend decides how each becomes jobs.
+with ``sbatch --test-only``) before the first job is queued. Which stages go is decided by the
+stage table (jobs/stages.py) from the saved run state with the request put over it; the backend
+decides how each becomes jobs.
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ from embedder.model import resolve_model, weights_fingerprint
 from embedder.weightcheck import check_weights
 from embedder.run import now_iso
 from jobs import corpusrun, runstate
-from jobs.backend import Backend, StageRequest
-from jobs.localbackend import LocalBackend
-from jobs.observe import RunObserver
-from jobs.plan import pending_shards, plan_shards
+from jobs.plan import plan_shards
 from jobs.runstate import JobRecord, RunState
 from jobs.settings import (SubmitRequest, change_refusal, compute_settings, corpus_options, given_identity,
                            identity_changes)
+from jobs.stages import runs_after, stages_to_submit
+from jobs.status import shard_files
 from kit.commands import make_command
 from kit.corpusfile import row_costs
 from kit.errors import ConfigError, RunBusyError
-from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_name, sidecar_path
+from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, RunPaths, shard_name, sidecar_path
 from kit.shardfile import done_shards, shard_path
+from slurm import commands as slurmcli
+from slurm.backend import Backend, StageRequest, Watcher
+from slurm.cluster import SlurmBackend
+from slurm.local import LocalBackend
+from slurm.observe import RunObserver
 from slurm.profiles import LOCAL, ClusterProfile, available_profiles, load_profile
 
 log = logging.getLogger(__name__)
@@ -62,9 +67,6 @@ def backend_for(name: str, run_dir: Path) -> tuple[Backend, ClusterProfile | Non
     """The backend of a profile, and the profile (None for local)."""
     if name == LOCAL:
         return LocalBackend(run_dir), None
-    from jobs import slurmcli
-    from jobs.slurmbackend import SlurmBackend
-
     profile = load_profile(name)
     slurmcli.require_slurm()
     known = slurmcli.partitions()
@@ -72,10 +74,10 @@ def backend_for(name: str, run_dir: Path) -> tuple[Backend, ClusterProfile | Non
         if res.partition and res.partition not in known:
             raise ConfigError(f"Partition {res.partition!r} ([{stage}] in profile {profile.name}) does not exist. "
                               f"Choose from: {', '.join(sorted(known))}.")
-    return SlurmBackend(profile), profile
+    return SlurmBackend(profile=profile), profile
 
 
-def alive_jobs(run: RunState, backend: Backend) -> list[JobRecord]:
+def alive_jobs(run: RunState, backend: Watcher) -> list[JobRecord]:
     """The run's jobs still queued or running. A stage stuck on a dependency that can never be
     satisfied is cancelled, not counted."""
     snapshot = backend.snapshot(run.jobs)
@@ -211,17 +213,6 @@ def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed
             "requested_shards": shards}
 
 
-def stage_requests(state: RunState, run_dir: Path, pending, map_options: dict | None) -> list[StageRequest]:
-    """The stages to submit, in order: each starts after the one before it succeeded."""
-    stages = []
-    if pending:
-        stages.append(StageRequest("embed", run_dir, tuple(pending), state.identity, state.compute))
-    stages.append(StageRequest("merge", run_dir))
-    if map_options is not None:
-        stages.append(StageRequest("map", run_dir, options=dict(map_options)))
-    return stages
-
-
 def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Say = print,
            dry_run: bool = False, backend: Backend | None = None,
            observer=None) -> tuple[SubmitOutcome, Backend, RunState]:
@@ -238,15 +229,14 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
     if request.map_options is not None:
         state = replace(state, map_options=dict(request.map_options))
     state = replace(state, scheduler_version=backend.version())
-    done = done_shards(run_dir)
-    pending = pending_shards(list(state.plan), done)
-    outcome = SubmitOutcome(run_dir, [s.index for s in pending], sorted(done))
-    if not pending and (run_dir / OUTPUT_FILE).exists() and not request.redo:
+    stages = stages_to_submit(run_dir, state)
+    pending = [s.index for stage in stages if stage.array for s in stage.shards]
+    outcome = SubmitOutcome(run_dir, pending, sorted(done_shards(run_dir)))
+    if not stages:
         if not dry_run:
             runstate.save(run_dir, state)
-        outcome.message = f"Nothing to do: every shard is complete and {run_dir / OUTPUT_FILE} exists."
+        outcome.message = f"Nothing to do: every shard is complete and {RunPaths.of(run_dir).output} exists."
         return outcome, backend, state
-    stages = stage_requests(state, run_dir, pending, request.map_options)
     runstate.save(run_dir, state)  # the run is planned: make submit RUN=... alone submits exactly this
     outcome.plan_lines = [backend.check(stage) for stage in stages]
     if dry_run:
@@ -259,24 +249,23 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
 
 
 def _submit_stages(run_dir: Path, state: RunState, backend: Backend, stages: list[StageRequest], say: Say) -> RunState:
-    """The one loop: each stage after the jobs of the stage before; run.json saved after each."""
-    from jobs.status import shard_files
-
+    """The one loop: each stage after the jobs of the stages it runs after; run.json saved after each."""
     rows_now = sum(f.rows_done for f in shard_files(run_dir, state.plan).values())
-    after: list[JobRecord] = []
+    submitted: dict[str, list[JobRecord]] = {}
     for stage in stages:
+        after = [j for name in runs_after(stage) for j in submitted.get(name, [])]
         jobs = [replace(j, rows_at_submit=rows_now) for j in backend.submit(stage, after)]
+        submitted[stage.stage] = jobs
         state = state.with_jobs(*jobs)
         runstate.save(run_dir, state)  # recorded as soon as they exist: an error later leaves them findable
         say(describe_jobs(stage, jobs))
-        after = jobs
     return state
 
 
 def describe_jobs(stage: StageRequest, jobs: list[JobRecord]) -> str:
-    if stage.stage == "embed":
+    if stage.array:
         n = len(stage.shards)
         first, last = shard_name(stage.shards[0].index), shard_name(stage.shards[-1].index)
-        return (f"  embed: {n} shard(s) ({first}{' ... ' + last if n > 1 else ''}) as job(s) "
+        return (f"  {stage.stage}: {n} shard(s) ({first}{' ... ' + last if n > 1 else ''}) as job(s) "
                 f"{', '.join(j.job_id for j in jobs)}")
-    return f"  {stage.stage}: job {', '.join(j.job_id for j in jobs)} (after the previous stage succeeds)"
+    return f"  {stage.stage}: job {', '.join(j.job_id for j in jobs)} (after the stages before it succeed)"

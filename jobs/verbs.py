@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 from jobs import demo as demo_lib, runstate
-from jobs.cli import submit_request
-from jobs.observe import RunObserver
+from slurm.observe import RunObserver
 from jobs.runstate import RunState
 from jobs.settings import SubmitRequest
 from jobs.submit import SubmitOutcome, alive_jobs, busy_refusal, submit
@@ -136,12 +135,9 @@ def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
     return "\n".join(lines)
 
 
-def cmd_submit(args: argparse.Namespace) -> str:
-    return _submit(submit_request(args))
-
-
-def cmd_plan(args: argparse.Namespace) -> str:
-    return _submit(submit_request(args), dry_run=True)
+def submit_or_plan(request: SubmitRequest, dry_run: bool) -> str:
+    """make submit (``dry_run`` False) or make plan of a request the CLI built."""
+    return _submit(request, dry_run=dry_run)
 
 
 def cmd_resubmit(args: argparse.Namespace) -> str:
@@ -160,7 +156,7 @@ def cmd_status(args: argparse.Namespace) -> str:
 
 def status_retry_s() -> float:
     """make status answers soon: it retries an unanswering controller briefly, then reports from the files."""
-    from jobs.slurmcli import retry_seconds
+    from slurm.commands import retry_seconds
 
     return min(retry_seconds(), STATUS_RETRY_S)
 

@@ -195,7 +195,7 @@ def test_a_corpus_prepared_by_the_previous_version_is_still_read(tmp_path):
 
 
 def test_embeddings_h5_carries_the_content_hash_of_each_row(tmp_path):
-    from jobs.testing.synthetic import SYNTHETIC_MODEL, synthetic_run
+    from tests.fixtures.synthetic import SYNTHETIC_MODEL, synthetic_run
     from merge.run import merge_run
 
     state = synthetic_run(tmp_path / "run", 120, 3)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from jobs.backend import JobState, Snapshot, StageRequest
+from slurm.backend import JobState, Snapshot, StageRequest
 from jobs.runstate import JobRecord
-from jobs.testing.synthetic import identity, write_shard
+from tests.fixtures.synthetic import identity, write_shard
 from kit.corpusfile import corpus_info
 from kit.format import CORPUS_FILE
 from kit.shardfile import ShardSpec

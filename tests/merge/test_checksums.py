@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from jobs.testing.synthetic import SYNTHETIC_MODEL, synthetic_run
+from tests.fixtures.synthetic import SYNTHETIC_MODEL, synthetic_run
 from kit.errors import ShardDataError, ShardError
 from kit.shardfile import check_complete
 from merge.run import merge_run

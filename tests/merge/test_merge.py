@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from jobs.testing.synthetic import SYNTHETIC_MODEL, identity, synthetic_run, vectors, write_shard
+from tests.fixtures.synthetic import SYNTHETIC_MODEL, identity, synthetic_run, vectors, write_shard
 from kit.shardfile import ShardSpec
 from kit.errors import MergeError, ShardDataError, ShardGapError, ShardMismatchError
 from merge.run import merge_run

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from jobs.testing.synthetic import identity
+from tests.fixtures.synthetic import identity
 from kit.shardfile import ShardSpec
 from kit.shardfile import ShardHeader
 from merge.verify import verify
