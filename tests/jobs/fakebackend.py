@@ -22,6 +22,7 @@ class FakeBackend:
     name: str = "fake"
     states: dict[str, JobState] = field(default_factory=dict)
     requests: list[StageRequest] = field(default_factory=list)
+    afters: list[list[str]] = field(default_factory=list)  # the job ids each request was submitted after
     reachable: bool = True
     _next: int = 0
 
@@ -38,6 +39,7 @@ class FakeBackend:
         self._next += 1
         job_id = f"f{self._next}"
         self.requests.append(request)
+        self.afters.append([j.job_id for j in after])
         shards = tuple(s.index for s in request.shards)
         tasks = [f"{job_id}_{i}" for i in range(len(shards))] if len(shards) > 1 else [job_id]
         for task in tasks:
