@@ -19,7 +19,7 @@ from embedder.corpus import CorpusOptions
 from kit import atomic
 from kit.commands import make_command
 from kit.errors import ConfigError
-from kit.format import MANIFEST
+from kit.format import RunPaths
 from kit.shardfile import ShardSpec
 from slurm.backend import JobRecord
 
@@ -77,7 +77,7 @@ class RunState:
 
 
 def manifest_path(run_dir: Path) -> Path:
-    return Path(run_dir) / MANIFEST
+    return RunPaths.of(run_dir).manifest
 
 
 def to_json(state: RunState) -> str:

@@ -16,7 +16,7 @@ from jobs.runstate import JobRecord, RunState
 from kit import atomic
 from kit.commands import make_command
 from kit.errors import ShardError
-from kit.format import OUTPUT_FILE, shard_name, sidecar_path
+from kit.format import RunPaths, shard_name, sidecar_path
 from kit.shardfile import ShardSpec, done_shards, read_header, set_aside_files, shard_path
 
 LISTED_SHARDS = 40  # a run with more shards lists the unfinished ones only, up to this many
@@ -182,12 +182,12 @@ def space_lines(run_dir: Path, statuses: list[ShardStatus]) -> list[str]:
         dim = int(read_header(shard_path(run_dir, done[0])).identity["dim"]) if done else 1024
     except (ShardError, TypeError, ValueError):
         dim = 1024
-    short = atomic.space_shortfall(Path(run_dir), unfinished * dim * 4) if unfinished else None
+    short = atomic.space_shortfall(RunPaths.of(run_dir).root, unfinished * dim * 4) if unfinished else None
     return [f"{short}. Free space, then: {make_command('resubmit', RUN=run_dir)}"] if short else []
 
 
 def next_step(run_dir: Path, statuses: list[ShardStatus], snapshot: Snapshot) -> str:
-    output = Path(run_dir) / OUTPUT_FILE
+    output = RunPaths.of(run_dir).output
     if output.exists() and sidecar_path(output).exists():
         return f"Merged: {output} (sha256 in {sidecar_path(output).name})"
     if snapshot.any_alive():

@@ -28,7 +28,7 @@ from jobs.status import shard_files
 from kit.commands import make_command
 from kit.corpusfile import row_costs
 from kit.errors import ConfigError, RunBusyError
-from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, RunPaths, shard_name, sidecar_path
+from kit.format import RunPaths, shard_name, sidecar_path
 from kit.shardfile import done_shards, shard_path
 from slurm import commands as slurmcli
 from slurm.backend import Backend, StageRequest, Watcher
@@ -98,7 +98,7 @@ def busy_refusal(run_dir: Path, alive: list[JobRecord], why: str = "a second sub
 def _move_aside(run_dir: Path, path: Path, stamp: str) -> Path:
     """``shard-00003.h5`` -> ``shards/rejected/shard-00003.<stamp>.h5`` (nothing is deleted)."""
     stem, _, suffixes = path.name.partition(".")
-    target = Path(run_dir) / REJECTED_SHARDS_DIR / f"{stem}.{stamp}.{suffixes}"
+    target = RunPaths.of(run_dir).rejected_shards / f"{stem}.{stamp}.{suffixes}"
     target.parent.mkdir(parents=True, exist_ok=True)
     path.rename(target)
     return target
@@ -113,8 +113,8 @@ def set_aside(run_dir: Path, indices: Iterable[int]) -> list[Path]:
 def set_aside_all(run_dir: Path) -> list[Path]:
     """REDO=all: every shard file, complete or partial, and the merged file go to shards/rejected/."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    moved = [_move_aside(run_dir, p, stamp) for p in sorted((Path(run_dir) / SHARDS_DIR).glob("shard-*.h5*"))]
-    output = Path(run_dir) / OUTPUT_FILE
+    moved = [_move_aside(run_dir, p, stamp) for p in sorted(RunPaths.of(run_dir).shards.glob("shard-*.h5*"))]
+    output = RunPaths.of(run_dir).output
     if output.exists():
         moved.append(_move_aside(run_dir, output, stamp))
     sidecar_path(output).unlink(missing_ok=True)
@@ -123,7 +123,7 @@ def set_aside_all(run_dir: Path) -> list[Path]:
 
 def _computed_anything(run_dir: Path, run: RunState) -> int:
     """Shards with a final or partial file: once there are any, the run's identity is fixed."""
-    shards = Path(run_dir) / SHARDS_DIR
+    shards = RunPaths.of(run_dir).shards
     return len({p.name.split(".")[0] for p in shards.glob("shard-*.h5*")}) if shards.is_dir() else 0
 
 
@@ -194,7 +194,7 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
 def _new_state(request: SubmitRequest, identity, fingerprint: str, corpus, compute, max_len: int | None) -> RunState:
     shards = request.shards or 1
     return RunState(identity=identity, model_fingerprint=fingerprint, corpus=corpus,
-                    plan=tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE, max_len), shards)),
+                    plan=tuple(plan_shards(row_costs(RunPaths.of(request.run_dir).corpus, max_len), shards)),
                     requested_shards=shards, compute=compute, created_at=now_iso())
 
 
@@ -209,7 +209,7 @@ def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed
             f"SHARDS={asked} would cut its rows differently. To continue as planned: "
             f"{make_command('submit', RUN=request.run_dir)}; to recompute everything with {asked} shards add REDO=all.")
     shards = asked or run.requested_shards
-    return {"plan": tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE, max_len), shards)),
+    return {"plan": tuple(plan_shards(row_costs(RunPaths.of(request.run_dir).corpus, max_len), shards)),
             "requested_shards": shards}
 
 
@@ -241,7 +241,7 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
     outcome.plan_lines = [backend.check(stage) for stage in stages]
     if dry_run:
         return outcome, backend, state
-    (run_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+    RunPaths.of(run_dir).shards.mkdir(parents=True, exist_ok=True)
     before = len(state.jobs)
     state = _submit_stages(run_dir, state, backend, stages, say)
     outcome.jobs = list(state.jobs[before:])

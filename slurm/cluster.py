@@ -44,7 +44,7 @@ def afterok(job_ids: Sequence[str]) -> str | None:
 
 def job_name(run_dir: Path, stage: str) -> str:
     """``<run>-embed`` / ``<run>-merge``: readable in a plain squeue (quotes and spaces become _)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(run_dir).name).strip("_") + f"-{stage}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", RunPaths.of(run_dir).root.name).strip("_") + f"-{stage}"
 
 
 def stage_resources(profile: ClusterProfile, resources: str) -> Resources:
