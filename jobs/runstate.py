@@ -63,17 +63,17 @@ class RunState:
         return self.profile or (self.jobs[-1].profile if self.jobs else None)
 
     def latest_task_of_shards(self) -> dict[int, tuple[JobRecord, str]]:
-        """Shard index -> (its latest embed job, the task id running it)."""
+        """Shard index -> (its latest job of an array stage, the task id running it)."""
         out = {}
         for job in self.jobs:
-            if job.stage == "embed":
+            if job.shards:
                 for shard in job.shards:
                     out[shard] = (job, job.task_of(shard))
         return out
 
     def latest_stage_jobs(self) -> dict[str, JobRecord]:
-        """The latest job of each non-embed stage (merge, map)."""
-        return {job.stage: job for job in self.jobs if job.stage != "embed"}
+        """The latest job of each whole-run stage (merge, map, ...): those without shards."""
+        return {job.stage: job for job in self.jobs if not job.shards}
 
 
 def manifest_path(run_dir: Path) -> Path:

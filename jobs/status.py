@@ -125,7 +125,7 @@ def format_duration(seconds: float) -> str:
 
 def rate_line(run: RunState, statuses: list[ShardStatus], now: datetime | None = None) -> str:
     """Rows/s since the latest embed submission and the ETA of the rest, when it can be said."""
-    embeds = [j for j in run.jobs if j.stage == "embed" and j.submitted_at]
+    embeds = [j for j in run.jobs if j.shards and j.submitted_at]
     done = sum(s.rows_done for s in statuses)
     total = sum(s.spec.rows for s in statuses)
     if not embeds or done >= total:

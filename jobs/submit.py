@@ -23,7 +23,7 @@ from jobs.plan import plan_shards
 from jobs.runstate import JobRecord, RunState
 from jobs.settings import (SubmitRequest, change_refusal, compute_settings, corpus_options, given_identity,
                            identity_changes)
-from jobs.stages import runs_after, stages_to_submit
+from jobs.stages import STAGES, runs_after, stages_to_submit
 from jobs.status import shard_files
 from kit.commands import make_command
 from kit.corpusfile import row_costs
@@ -32,7 +32,7 @@ from kit.format import RunPaths, shard_name, sidecar_path
 from kit.shardfile import done_shards, shard_path
 from slurm import commands as slurmcli
 from slurm.backend import Backend, StageRequest, Watcher
-from slurm.cluster import SlurmBackend
+from slurm.cluster import SlurmBackend, stage_resources
 from slurm.local import LocalBackend
 from slurm.observe import RunObserver
 from slurm.profiles import LOCAL, ClusterProfile, available_profiles, load_profile
@@ -70,9 +70,10 @@ def backend_for(name: str, run_dir: Path) -> tuple[Backend, ClusterProfile | Non
     profile = load_profile(name)
     slurmcli.require_slurm()
     known = slurmcli.partitions()
-    for stage, res in (("embed", profile.embed), ("merge", profile.merge)):
+    for table in dict.fromkeys(stage.resources for stage in STAGES.values()):
+        res = stage_resources(profile, table)
         if res.partition and res.partition not in known:
-            raise ConfigError(f"Partition {res.partition!r} ([{stage}] in profile {profile.name}) does not exist. "
+            raise ConfigError(f"Partition {res.partition!r} ([{table}] in profile {profile.name}) does not exist. "
                               f"Choose from: {', '.join(sorted(known))}.")
     return SlurmBackend(profile=profile), profile
 
