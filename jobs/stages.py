@@ -20,6 +20,7 @@ from kit.atomic import tmp_path
 from kit.errors import ShardError
 from kit.format import RunPaths
 from kit.shardfile import ShardSpec, done_shards, read_header
+from merge.export import npy_folder, parquet_path
 from slurm.backend import StageRequest
 
 Todo = tuple[ShardSpec, ...] | bool  # array stages: the shards still to do; other stages: whether to run
@@ -64,6 +65,13 @@ def map_task(run_dir: Path, questions: str | None = None, seed: int | None = Non
     return map_from_manifest(run_dir, questions, seed, pca_dims)
 
 
+def export_task(run_dir: Path, fmt: str) -> str:
+    """embeddings.parquet or embeddings-npy-float32/ from the verified embeddings.h5 (EXPORT=)."""
+    from merge.export import describe, export_run  # pyarrow: only inside the job
+
+    return describe(export_run(run_dir, fmt))
+
+
 # ---------------------------------------------------------------- what each stage still has to do
 
 def pending_shards(run_dir: Path, state: RunState) -> tuple[ShardSpec, ...]:
@@ -100,6 +108,13 @@ def map_missing(run_dir: Path, state: RunState) -> bool:
                                       and paths.output.stat().st_mtime_ns > paths.map.stat().st_mtime_ns)
 
 
+def export_missing(run_dir: Path, state: RunState) -> bool:
+    """The export of the asked format is missing, or older than embeddings.h5."""
+    output = RunPaths.of(run_dir).output
+    target = (parquet_path if state.export_format == "parquet" else npy_folder)(output, "float32")
+    return not target.exists() or (output.exists() and output.stat().st_mtime_ns > target.stat().st_mtime_ns)
+
+
 STAGES: dict[str, Stage] = {}
 
 
@@ -124,6 +139,9 @@ register(Stage("merge", merge_task, resources="merge", array=False, todo=merge_o
                options=lambda state: {}, after=("embed",)))
 register(Stage("map", map_task, resources="merge", array=False, todo=map_missing,
                options=lambda state: None if state.map_options is None else dict(state.map_options),
+               after=("merge",)))
+register(Stage("export", export_task, resources="merge", array=False, todo=export_missing,
+               options=lambda state: None if state.export_format is None else {"fmt": state.export_format},
                after=("merge",)))
 
 

@@ -229,6 +229,8 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
         set_aside(run_dir, request.redo)
     if request.map_options is not None:
         state = replace(state, map_options=dict(request.map_options))
+    if request.export is not None:
+        state = replace(state, export_format=request.export)
     state = replace(state, scheduler_version=backend.version())
     stages = stages_to_submit(run_dir, state)
     pending = [s.index for stage in stages if stage.array for s in stage.shards]

@@ -71,6 +71,16 @@ def test_resubmit_keeps_the_saved_map_and_a_redone_shard_reruns_merge_and_map(tm
     assert fake.afters[-1] == [j.job_id for j in runstate.require(run).jobs if j.stage == "merge"][-1:]
 
 
+def test_export_on_a_merged_run_submits_only_the_export_and_resubmit_keeps_it(tmp_path, model_dir):  # noqa: F811
+    fake, run = merged_fake_run(tmp_path, model_dir)
+    submit(replace(request(run), export="parquet"), say=lambda _: None, backend=fake, observer=fake)
+    assert [r.stage for r in fake.requests[-1:]] == ["export"] and fake.requests[-1].options == {"fmt": "parquet"}
+    fake.end_all()
+    before = len(fake.requests)
+    submit(SubmitRequest(run_dir=run, redo=(0,)), say=lambda _: None, backend=fake, observer=fake)  # make resubmit
+    assert [r.stage for r in fake.requests[before:]] == ["embed", "merge", "export"]
+
+
 def test_a_shard_newer_than_the_merged_file_makes_the_merge_due(tmp_path, model_dir):  # noqa: F811
     fake, run = merged_fake_run(tmp_path, model_dir)
     assert stages_to_submit(run, runstate.require(run)) == []
@@ -119,6 +129,9 @@ def test_local_map_follows_the_saved_state_and_a_toy_stage_runs_locally(tmp_path
     out = jobs_cli("resubmit", "--run", str(run), "--redo", "0", "--wait").stdout  # keeps the map of a MAP=1 run
     assert stages(run)[3:] == ["embed", "merge", "map"] and "Map: " in out, out
     assert (run / "map.h5").stat().st_mtime_ns > (run / "embeddings.h5").stat().st_mtime_ns
+
+    out = jobs_cli("submit", "--run", str(run), "--export", "parquet", "--wait").stdout  # EXPORT=parquet
+    assert stages(run)[6:] == ["export"] and (run / "embeddings.parquet").is_file(), out
 
     register(COUNT)
     backend = LocalBackend(run)
