@@ -108,10 +108,14 @@ def map_missing(run_dir: Path, state: RunState) -> bool:
                                       and paths.output.stat().st_mtime_ns > paths.map.stat().st_mtime_ns)
 
 
+def export_target(run_dir: Path, fmt: str) -> Path:
+    """Where the export stage writes ``fmt`` (float32): embeddings.parquet or embeddings-npy-float32/."""
+    return (parquet_path if fmt == "parquet" else npy_folder)(RunPaths.of(run_dir).output, "float32")
+
+
 def export_missing(run_dir: Path, state: RunState) -> bool:
     """The export of the asked format is missing, or older than embeddings.h5."""
-    output = RunPaths.of(run_dir).output
-    target = (parquet_path if state.export_format == "parquet" else npy_folder)(output, "float32")
+    output, target = RunPaths.of(run_dir).output, export_target(run_dir, state.export_format or "parquet")
     return not target.exists() or (output.exists() and output.stat().st_mtime_ns > target.stat().st_mtime_ns)
 
 

@@ -11,6 +11,7 @@ from jobs import demo as demo_lib, runstate
 from slurm.observe import RunObserver
 from jobs.runstate import RunState
 from jobs.settings import SubmitRequest
+from jobs.stages import export_target
 from jobs.submit import SubmitOutcome, alive_jobs, busy_refusal, submit
 from jobs.wait import interrupted_message, wait_for_run
 from kit.commands import make_command
@@ -71,7 +72,7 @@ def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> s
     observer = RunObserver(run_dir)
     say("Waiting for the run (a progress line every so often; Ctrl-C stops waiting)...")
     try:
-        wait_for_run(run_dir, state, observer, [outcome.jobs[-1]], say)
+        wait_for_run(run_dir, state, observer, outcome.jobs, say)  # the stages after run in parallel
     except KeyboardInterrupt:
         raise KitError(interrupted_message(run_dir, state, observer)) from None
     if not RunPaths.of(run_dir).output.exists():
@@ -80,9 +81,19 @@ def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> s
         raise KitError(f"The run ended without {RunPaths.of(run_dir).output}.\n"
                        f"{status_report(run_dir, runstate.require(run_dir), observer.snapshot(state.jobs))}")
     lines = merged_lines(run_dir)
-    if state.map_options is not None and outcome.jobs[-1].stage == "map":
+    if any(j.stage == "map" for j in outcome.jobs):
         lines.append(map_line(run_dir))
+    if any(j.stage == "export" for j in outcome.jobs):
+        lines.append(export_line(run_dir, state.export_format or "parquet"))
     return "\n".join(lines)
+
+
+def export_line(run_dir: Path, fmt: str) -> str:
+    target = export_target(run_dir, fmt)
+    if not target.exists():
+        raise KitError(f"The export job of {run_dir} ended without {target.name}; see its log in "
+                       f"{RunPaths.of(run_dir).logs}.")
+    return f"Export: {target}"
 
 
 def map_line(run_dir: Path) -> str:

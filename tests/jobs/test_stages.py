@@ -131,7 +131,7 @@ def test_local_map_follows_the_saved_state_and_a_toy_stage_runs_locally(tmp_path
     assert (run / "map.h5").stat().st_mtime_ns > (run / "embeddings.h5").stat().st_mtime_ns
 
     out = jobs_cli("submit", "--run", str(run), "--export", "parquet", "--wait").stdout  # EXPORT=parquet
-    assert stages(run)[6:] == ["export"] and (run / "embeddings.parquet").is_file(), out
+    assert stages(run)[6:] == ["export"] and f"Export: {run / 'embeddings.parquet'}" in out, out
 
     register(COUNT)
     backend = LocalBackend(run)
