@@ -36,7 +36,7 @@ class StageRequest:
     stage: str  # the stage's name: recorded in each JobRecord, names the jobs; never branched on
     run_dir: Path
     task: Callable[..., Any]
-    resources: str = "merge"  # the profile's table with this stage's resources ([embed] or [merge])
+    resources: str  # the profile table holding this stage's resources (a key of ClusterProfile)
     array: bool = False  # True: one task per shard of ``shards`` (Slurm array; local workers)
     shards: tuple[ShardSpec, ...] = ()  # array stages: the shards still to do
     options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of ``task``
