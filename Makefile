@@ -54,10 +54,11 @@ MAP ?=
 QUESTIONS ?=
 SEED ?=
 PCA_DIMS ?=
+EXPORT ?=
 DEMO_ROWS ?= 2000
 export RUN CORPUS MODEL REVISION SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS ID_FIELD TITLE_FIELD URL_FIELD \
   DEVICE COMPUTE_DTYPE ATTENTION PIN_MEMORY PROMPT_NAME PROMPT NORMALIZE MAX_SEQ_LENGTH MAX_TOKENS_PER_BATCH FLUSH_ROWS \
-  CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 FORMAT MAP QUESTIONS SEED PCA_DIMS DEMO_ROWS DEMO_RUN TORCH
+  CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 FORMAT MAP QUESTIONS SEED PCA_DIMS EXPORT DEMO_ROWS DEMO_RUN TORCH
 
 # Every option of submit and plan, passed quoted; an empty value means "not given".
 SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$REVISION" --shards "$$SHARDS" \
@@ -66,7 +67,8 @@ SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$
   --compute-dtype "$$COMPUTE_DTYPE" --attention "$$ATTENTION" --pin-memory "$$PIN_MEMORY" --prompt-name "$$PROMPT_NAME" --prompt "$$PROMPT" \
   --normalize-embeddings "$$NORMALIZE" --max-seq-length "$$MAX_SEQ_LENGTH" \
   --max-tokens-per-batch "$$MAX_TOKENS_PER_BATCH" --flush-rows "$$FLUSH_ROWS" --cache-dir "$$CACHE_DIR" \
-  --map "$$MAP" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --wait "$$WAIT"
+  --map "$$MAP" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --export "$$EXPORT" \
+  --wait "$$WAIT"
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -92,7 +94,7 @@ test: setup test-services ## Run the tests (real model, HDF5, submitit, sshd, Ch
 test-services: ## Install and start what the tests use for real: sshd, rsync, Chromium, the Slurm 22.05 and 26.05 clusters
 	$(Q)bash tests/services/install.sh
 
-submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1]
+submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1] [EXPORT=parquet|npy]
 	$(Q)$(PY) -m jobs submit $(SUBMIT_ARGS)
 
 plan: setup ## Dry run: prepare and check everything, print what make submit would submit (same variables)

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD = """
 import sys
 from pathlib import Path
-from jobs.testing.synthetic import synthetic_run
+from tests.fixtures.synthetic import synthetic_run
 from jobs.merging import merge_run_folder
 run = Path(sys.argv[1])
 synthetic_run(run, int(sys.argv[2]), 4, int(sys.argv[3]), fast=True)

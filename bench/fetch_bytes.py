@@ -18,10 +18,10 @@ sys.path.insert(0, str(REPO))
 
 import h5py  # noqa: E402
 
-from jobs.testing.synthetic import synthetic_run  # noqa: E402
+from tests.fixtures.synthetic import synthetic_run  # noqa: E402
 from jobs.fetch import fetch  # noqa: E402
 from jobs.merging import merge_run_folder  # noqa: E402
-from jobs.testing.sshd import Sshd  # noqa: E402
+from tests.fixtures.sshd import Sshd  # noqa: E402
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD_SNIPPET = """
 import sys
 from pathlib import Path
-from jobs.testing.synthetic import synthetic_run
+from tests.fixtures.synthetic import synthetic_run
 synthetic_run(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), fast=True)
 """
 CAT_FSYNC = 'cat "$@" > "$OUT" && sync "$OUT"'

@@ -13,9 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jobs import verbs
+from jobs.demo import demo_model_path
 from jobs.settings import COMPUTE_FIELDS, CORPUS_FIELDS, SubmitRequest, parse_redo
 from kit.commands import make_command
 from kit.errors import ConfigError, KitError
+from merge.export import FORMATS as EXPORT_FORMATS
 
 
 class Parser(argparse.ArgumentParser):
@@ -119,11 +122,18 @@ def _add_submit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--questions", type=_text, help="quiz questions for the map (QUESTIONS=)")
     p.add_argument("--seed", type=_int("SEED", 0), help="reproducible, single-threaded UMAP (SEED=)")
     p.add_argument("--pca-dims", type=_int("PCA_DIMS", 0), help="PCA before UMAP (PCA_DIMS=)")
+    p.add_argument("--export", type=_export, help="add an export stage after the merge: parquet or npy (EXPORT=)")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     _switch(p, "--wait", "WAIT", "follow the run until it ends")
     p.add_argument("--redo", type=_redo, default=(), help="recompute shards: '3 5', '0-9' or all (REDO=)")
+
+
+def _export(value: str) -> str | None:
+    if value and value not in EXPORT_FORMATS:
+        raise argparse.ArgumentTypeError(f"EXPORT={value!r}: choose from {', '.join(EXPORT_FORMATS)}.")
+    return value or None
 
 
 def _run_folder(value: str) -> Path:
@@ -195,8 +205,6 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         if value is not None and where in groups:
             groups[where][_dest(flag)] = value
     if groups["identity"].get("model") == DEMO_MODEL:
-        from jobs.demo import demo_model_path
-
         groups["identity"]["model"] = str(demo_model_path())
     if "model" in groups["identity"] and Path(groups["identity"]["model"]).expanduser().is_dir():
         groups["identity"]["model"] = str(Path(groups["identity"]["model"]).expanduser().resolve())
@@ -207,7 +215,7 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         run_dir=args.run.resolve(), corpus=Path(args.corpus) if getattr(args, "corpus", None) else None,
         shards=getattr(args, "shards", None), profile=args.profile, identity=groups["identity"],
         compute=groups["compute"], corpus_options=groups["corpus"], redo=args.redo, wait=bool(args.wait),
-        map_options=map_options(args))
+        map_options=map_options(args), export=getattr(args, "export", None))
 
 
 def _variable_text(value: Any) -> str:
@@ -225,7 +233,8 @@ def as_make_command(verb: str, args: argparse.Namespace, **override: Any) -> str
         value = getattr(args, _dest(flag), None)
         if value is not None:
             given[variable] = _variable_text(value)
-    for name, variable in (("map", "MAP"), ("questions", "QUESTIONS"), ("seed", "SEED"), ("pca_dims", "PCA_DIMS")):
+    for name, variable in (("map", "MAP"), ("questions", "QUESTIONS"), ("seed", "SEED"), ("pca_dims", "PCA_DIMS"),
+                           ("export", "EXPORT")):
         if getattr(args, name, None) is not None:
             given[variable] = _variable_text(getattr(args, name))
     given.update(override)
@@ -267,15 +276,20 @@ def map_options(args: argparse.Namespace) -> dict | None:
             "pca_dims": args.pca_dims}
 
 
+def dispatch(args: argparse.Namespace) -> str:
+    """Run the verb: submit and plan get the typed request built here; the others read their options."""
+    if args.verb in ("submit", "plan"):
+        return verbs.submit_or_plan(submit_request(args), dry_run=args.verb == "plan")
+    return getattr(verbs, "cmd_" + args.verb.replace("-", "_"))(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
-    from jobs import verbs
-
     try:
         check_run_folder(args)
         with verbs.locked(args):
-            print(getattr(verbs, "cmd_" + args.verb.replace("-", "_"))(args))
+            print(dispatch(args))
     except KitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

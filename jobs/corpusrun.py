@@ -22,10 +22,16 @@ from kit.atomic import TMP_SUFFIX
 from kit.commands import make_command
 from kit.corpusfile import corpus_info, remove_corpus, run_files
 from kit.errors import ConfigError
-from kit.format import CORPUS_FILE
+from kit.format import RunPaths
 
 log = logging.getLogger(__name__)
 CANDIDATE_SUFFIX = ".candidate"
+
+
+def candidate_path(run_dir: Path, suffix: str = CANDIDATE_SUFFIX) -> Path:
+    """Where a changed corpus is prepared beside corpus.h5 before it replaces it."""
+    corpus = RunPaths.of(run_dir).corpus
+    return corpus.with_name(corpus.name + suffix)
 RECORDS_SOURCE = "records"
 
 
@@ -80,7 +86,7 @@ def first_corpus(run_dir: Path, corpus: Path | None, options: CorpusOptions,
         raise ConfigError(f"Run {run_dir} has no corpus yet: pass CORPUS=<file or folder>, e.g. "
                           f"{make_command('submit', RUN=run_dir)} CORPUS=corpus.jsonl MODEL=<model>")
     source = RECORDS_SOURCE if records is not None or corpus is None else _source_text(corpus)
-    return prepare(Path(run_dir) / CORPUS_FILE, source, options, records)
+    return prepare(RunPaths.of(run_dir).corpus, source, options, records)
 
 
 def check_corpus(run_dir: Path, old: CorpusRecord, corpus: Path | None, options: CorpusOptions,
@@ -95,7 +101,7 @@ def check_corpus(run_dir: Path, old: CorpusRecord, corpus: Path | None, options:
     if records is None and source_stat(source) is None:
         raise ConfigError(f"Corpus {source} does not exist" + ("" if corpus else
                           " (the run's source, needed to apply the new field options); pass CORPUS=<file>") + ".")
-    candidate = Path(run_dir) / (CORPUS_FILE + CANDIDATE_SUFFIX)
+    candidate = candidate_path(run_dir)
     remove_corpus(candidate)
     record = prepare(candidate, source, options, records)
     changes = {}
@@ -117,7 +123,7 @@ def install_candidate(run_dir: Path, candidate: Path) -> None:
 
     The run-folder parquet of the corpus it replaces (a converted source) is deleted after.
     """
-    current = Path(run_dir) / CORPUS_FILE
+    current = RunPaths.of(run_dir).corpus
     old_files = run_files(current) if current.is_file() else []
     os.replace(candidate, current)
     for path in set(old_files) - set(run_files(current)):
@@ -125,6 +131,6 @@ def install_candidate(run_dir: Path, candidate: Path) -> None:
 
 
 def discard_candidate(run_dir: Path) -> None:
-    remove_corpus(Path(run_dir) / (CORPUS_FILE + CANDIDATE_SUFFIX))
+    remove_corpus(candidate_path(run_dir))
     for suffix in (CANDIDATE_SUFFIX, CANDIDATE_SUFFIX + TMP_SUFFIX):
-        (Path(run_dir) / (CORPUS_FILE + suffix)).unlink(missing_ok=True)
+        candidate_path(run_dir, suffix).unlink(missing_ok=True)

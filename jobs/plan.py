@@ -1,4 +1,4 @@
-"""Pure planning: rows -> contiguous shards of near-equal cost, which shards are pending, which worker runs which."""
+"""Pure planning: rows -> contiguous shards of near-equal cost, and which shards are pending."""
 
 from __future__ import annotations
 
@@ -71,9 +71,3 @@ def _equal_rows(n_rows: int, n_shards: int) -> list[ShardSpec]:
 def pending_shards(plan: list[ShardSpec], complete: set[int]) -> list[ShardSpec]:
     """Planned shards whose final file does not exist yet."""
     return [spec for spec in plan if spec.index not in complete]
-
-
-def assign_workers(specs: list[ShardSpec], n_workers: int) -> list[list[ShardSpec]]:
-    """Round-robin ``specs`` over at most ``n_workers`` workers (no empty worker)."""
-    n = max(1, min(n_workers, len(specs)))
-    return [specs[w::n] for w in range(n)] if specs else []

@@ -19,8 +19,9 @@ from embedder.corpus import CorpusOptions
 from kit import atomic
 from kit.commands import make_command
 from kit.errors import ConfigError
-from kit.format import MANIFEST
+from kit.format import RunPaths
 from kit.shardfile import ShardIdentity, ShardSpec
+from slurm.backend import JobRecord
 
 RUN_FORMAT = "embedkit-run/2"
 OLD_FORMATS = ("embedkit-run/1",)
@@ -40,25 +41,6 @@ class CorpusRecord:
 
 
 @dataclass(frozen=True)
-class JobRecord:
-    """One submitted job: an embed worker or array window, a merge, a map."""
-
-    stage: str  # embed | merge | map
-    backend: str  # local | slurm
-    job_id: str  # Slurm job id (array id for a window) or local pid
-    host: str  # where it was submitted (local pids mean something only there)
-    profile: str  # the profile it was submitted with ("local")
-    shards: tuple[int, ...] = ()  # embed: shard index of task i (Slurm) or the worker's shards (local)
-    submitted_at: str = ""
-    rows_at_submit: int = 0  # embed: rows already flushed in the run's shard files when it was submitted
-    array: bool = False  # True: shard i of ``shards`` runs as array task ``<job_id>_<i>``
-
-    def task_of(self, shard: int) -> str:
-        """The scheduler's id of the task running ``shard``: ``A_i`` for an array, else the job id."""
-        return f"{self.job_id}_{self.shards.index(shard)}" if self.array else self.job_id
-
-
-@dataclass(frozen=True)
 class RunState:
     """Everything about a run that is not in its shard files."""
 
@@ -74,6 +56,7 @@ class RunState:
     map_options: dict[str, Any] | None = None  # the map stage's options when MAP=1 was asked
     profile: str | None = None  # where the latest submit (or plan) sends the jobs: local, or a profile
     pinned: ShardIdentity | None = None  # what every shard must record, fixed at submit (None: an older run.json)
+    export_format: str | None = None  # EXPORT= asked: the export stage's format (parquet or npy)
 
     def with_jobs(self, *jobs: JobRecord) -> RunState:
         return replace(self, jobs=(*self.jobs, *jobs))
@@ -82,21 +65,21 @@ class RunState:
         return self.profile or (self.jobs[-1].profile if self.jobs else None)
 
     def latest_task_of_shards(self) -> dict[int, tuple[JobRecord, str]]:
-        """Shard index -> (its latest embed job, the task id running it)."""
+        """Shard index -> (its latest job of an array stage, the task id running it)."""
         out = {}
         for job in self.jobs:
-            if job.stage == "embed":
+            if job.shards:
                 for shard in job.shards:
                     out[shard] = (job, job.task_of(shard))
         return out
 
     def latest_stage_jobs(self) -> dict[str, JobRecord]:
-        """The latest job of each non-embed stage (merge, map)."""
-        return {job.stage: job for job in self.jobs if job.stage != "embed"}
+        """The latest job of each whole-run stage (merge, map, ...): those without shards."""
+        return {job.stage: job for job in self.jobs if not job.shards}
 
 
 def manifest_path(run_dir: Path) -> Path:
-    return Path(run_dir) / MANIFEST
+    return RunPaths.of(run_dir).manifest
 
 
 def to_json(state: RunState) -> str:

@@ -39,6 +39,7 @@ class SubmitRequest:
     redo: tuple[int, ...] | str = ()  # shard indices, or "all"
     wait: bool = False
     map_options: dict[str, Any] | None = None  # MAP=1: questions, seed, pca_dims
+    export: str | None = None  # EXPORT=parquet|npy: an export stage after the merge
 
     @property
     def redo_all(self) -> bool:

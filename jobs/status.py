@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jobs.backend import Snapshot
+from slurm.backend import Snapshot
 from jobs.runstate import JobRecord, RunState
 from kit import atomic
 from kit.commands import make_command
 from kit.errors import ShardError
-from kit.format import OUTPUT_FILE, shard_name, sidecar_path
+from kit.format import RunPaths, shard_name, sidecar_path
 from kit.shardfile import ShardSpec, done_shards, read_header, set_aside_files, shard_path
 
 LISTED_SHARDS = 40  # a run with more shards lists the unfinished ones only, up to this many
@@ -81,7 +81,7 @@ def classify(files: ShardFiles, job: JobRecord | None, task: str, snapshot: Snap
         return "done", ""
     state = snapshot.tasks.get(task) if task else None
     if state is not None and state.alive:
-        if job is not None and job.backend == "local":  # one worker runs its shards in turn
+        if job is not None and job.runs_shards_in_turn:  # a local worker
             return ("running", "") if first_unfinished_of_worker else ("pending", "queued behind its worker's shards")
         return state.state.lower(), state.reason
     if state is not None:
@@ -110,12 +110,10 @@ def shard_statuses(run_dir: Path, run: RunState, snapshot: Snapshot) -> list[Sha
     return out
 
 
-def _stage_line(job: JobRecord, snapshot: Snapshot, earlier: list[JobRecord]) -> str:
+def _stage_line(job: JobRecord, snapshot: Snapshot) -> str:
     state = snapshot.tasks.get(job.job_id)
     if state is None:
         return f"{job.stage} job {job.job_id}: " + ("left the queue" if snapshot.reachable else "unknown")
-    if job.backend == "local" and state.alive and any(snapshot.alive(j.job_id) for j in earlier):
-        return f"{job.stage} job {job.job_id}: PENDING (starts when the jobs before it have ended)"
     return f"{job.stage} job {job.job_id}: {state.state}" + (f" ({state.reason})" if state.reason else "")
 
 
@@ -127,7 +125,7 @@ def format_duration(seconds: float) -> str:
 
 def rate_line(run: RunState, statuses: list[ShardStatus], now: datetime | None = None) -> str:
     """Rows/s since the latest embed submission and the ETA of the rest, when it can be said."""
-    embeds = [j for j in run.jobs if j.stage == "embed" and j.submitted_at]
+    embeds = [j for j in run.jobs if j.shards and j.submitted_at]
     done = sum(s.rows_done for s in statuses)
     total = sum(s.spec.rows for s in statuses)
     if not embeds or done >= total:
@@ -168,8 +166,7 @@ def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
     lines = [f"Run {run_dir}: model {run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
              f"{done}/{total} rows embedded{rate_line(run, statuses)}"]
     lines += shard_lines(statuses)
-    lines += [_stage_line(job, snapshot, list(run.jobs[:run.jobs.index(job)]))
-              for job in run.latest_stage_jobs().values()]
+    lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
     lines += [snapshot.note] if snapshot.note else []
     lines += [f"Set aside (kept, not resumed): {p.relative_to(run_dir)}" for p in set_aside_files(run_dir)]
     lines += space_lines(run_dir, statuses)
@@ -185,12 +182,12 @@ def space_lines(run_dir: Path, statuses: list[ShardStatus]) -> list[str]:
         dim = int(read_header(shard_path(run_dir, done[0])).identity.dim or 1024) if done else 1024
     except (ShardError, TypeError, ValueError):
         dim = 1024
-    short = atomic.space_shortfall(Path(run_dir), unfinished * dim * 4) if unfinished else None
+    short = atomic.space_shortfall(RunPaths.of(run_dir).root, unfinished * dim * 4) if unfinished else None
     return [f"{short}. Free space, then: {make_command('resubmit', RUN=run_dir)}"] if short else []
 
 
 def next_step(run_dir: Path, statuses: list[ShardStatus], snapshot: Snapshot) -> str:
-    output = Path(run_dir) / OUTPUT_FILE
+    output = RunPaths.of(run_dir).output
     if output.exists() and sidecar_path(output).exists():
         return f"Merged: {output} (sha256 in {sidecar_path(output).name})"
     if snapshot.any_alive():

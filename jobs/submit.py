@@ -1,8 +1,9 @@
 """make submit / resubmit / plan: settle the run's state, then submit its stages through one loop.
 
 Everything is validated (profile, partitions, model in cache, corpus, identity, the scripts
-with ``sbatch --test-only``) before the first job is queued. The stages (embed per shard,
-merge, optional map) are data; the backend decides how each becomes jobs.
+with ``sbatch --test-only``) before the first job is queued. Which stages go is decided by the
+stage table (jobs/stages.py) from the saved run state with the request put over it; the backend
+decides how each becomes jobs.
 """
 
 from __future__ import annotations
@@ -19,18 +20,22 @@ from embedder.model import resolve_model, weights_fingerprint
 from embedder.weightcheck import check_weights
 from embedder.run import now_iso
 from jobs import corpusrun, runstate
-from jobs.backend import Backend, StageRequest
-from jobs.localbackend import LocalBackend
-from jobs.observe import RunObserver
-from jobs.plan import pending_shards, plan_shards
+from jobs.plan import plan_shards
 from jobs.runstate import JobRecord, RunState
 from jobs.settings import (SubmitRequest, change_refusal, compute_settings, corpus_options, given_identity,
                            identity_changes)
+from jobs.stages import STAGES, runs_after, stages_to_submit
+from jobs.status import shard_files
 from kit.commands import make_command
 from kit.corpusfile import row_costs
 from kit.errors import ConfigError, RunBusyError
-from kit.format import CORPUS_FILE, OUTPUT_FILE, REJECTED_SHARDS_DIR, SHARDS_DIR, shard_name, sidecar_path
+from kit.format import RunPaths, shard_name, sidecar_path
 from kit.shardfile import done_shards, shard_path
+from slurm import commands as slurmcli
+from slurm.backend import Backend, StageRequest, Watcher
+from slurm.cluster import SlurmBackend, stage_resources
+from slurm.local import LocalBackend
+from slurm.observe import RunObserver
 from slurm.profiles import LOCAL, ClusterProfile, available_profiles, load_profile
 
 log = logging.getLogger(__name__)
@@ -64,20 +69,18 @@ def backend_for(name: str, run_dir: Path) -> tuple[Backend, ClusterProfile | Non
     """The backend of a profile, and the profile (None for local)."""
     if name == LOCAL:
         return LocalBackend(run_dir), None
-    from jobs import slurmcli
-    from jobs.slurmbackend import SlurmBackend
-
     profile = load_profile(name)
     slurmcli.require_slurm()
     known = slurmcli.partitions()
-    for stage, res in (("embed", profile.embed), ("merge", profile.merge)):
+    for table in dict.fromkeys(stage.resources for stage in STAGES.values()):
+        res = stage_resources(profile, table)
         if res.partition and res.partition not in known:
-            raise ConfigError(f"Partition {res.partition!r} ([{stage}] in profile {profile.name}) does not exist. "
+            raise ConfigError(f"Partition {res.partition!r} ([{table}] in profile {profile.name}) does not exist. "
                               f"Choose from: {', '.join(sorted(known))}.")
-    return SlurmBackend(profile), profile
+    return SlurmBackend(profile=profile), profile
 
 
-def alive_jobs(run: RunState, backend: Backend) -> list[JobRecord]:
+def alive_jobs(run: RunState, backend: Watcher) -> list[JobRecord]:
     """The run's jobs still queued or running. A stage stuck on a dependency that can never be
     satisfied is cancelled, not counted."""
     snapshot = backend.snapshot(run.jobs)
@@ -98,7 +101,7 @@ def busy_refusal(run_dir: Path, alive: list[JobRecord], why: str = "a second sub
 def _move_aside(run_dir: Path, path: Path, stamp: str) -> Path:
     """``shard-00003.h5`` -> ``shards/rejected/shard-00003.<stamp>.h5`` (nothing is deleted)."""
     stem, _, suffixes = path.name.partition(".")
-    target = Path(run_dir) / REJECTED_SHARDS_DIR / f"{stem}.{stamp}.{suffixes}"
+    target = RunPaths.of(run_dir).rejected_shards / f"{stem}.{stamp}.{suffixes}"
     target.parent.mkdir(parents=True, exist_ok=True)
     path.rename(target)
     return target
@@ -113,8 +116,8 @@ def set_aside(run_dir: Path, indices: Iterable[int]) -> list[Path]:
 def set_aside_all(run_dir: Path) -> list[Path]:
     """REDO=all: every shard file, complete or partial, and the merged file go to shards/rejected/."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    moved = [_move_aside(run_dir, p, stamp) for p in sorted((Path(run_dir) / SHARDS_DIR).glob("shard-*.h5*"))]
-    output = Path(run_dir) / OUTPUT_FILE
+    moved = [_move_aside(run_dir, p, stamp) for p in sorted(RunPaths.of(run_dir).shards.glob("shard-*.h5*"))]
+    output = RunPaths.of(run_dir).output
     if output.exists():
         moved.append(_move_aside(run_dir, output, stamp))
     sidecar_path(output).unlink(missing_ok=True)
@@ -123,7 +126,7 @@ def set_aside_all(run_dir: Path) -> list[Path]:
 
 def _computed_anything(run_dir: Path, run: RunState) -> int:
     """Shards with a final or partial file: once there are any, the run's identity is fixed."""
-    shards = Path(run_dir) / SHARDS_DIR
+    shards = RunPaths.of(run_dir).shards
     return len({p.name.split(".")[0] for p in shards.glob("shard-*.h5*")}) if shards.is_dir() else 0
 
 
@@ -197,7 +200,7 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
 def _new_state(request: SubmitRequest, identity, fingerprint: str, corpus, compute, max_len: int | None) -> RunState:
     shards = request.shards or 1
     return RunState(identity=identity, model_fingerprint=fingerprint, corpus=corpus,
-                    plan=tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE, max_len), shards)),
+                    plan=tuple(plan_shards(row_costs(RunPaths.of(request.run_dir).corpus, max_len), shards)),
                     requested_shards=shards, compute=compute, created_at=now_iso())
 
 
@@ -212,19 +215,8 @@ def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed
             f"SHARDS={asked} would cut its rows differently. To continue as planned: "
             f"{make_command('submit', RUN=request.run_dir)}; to recompute everything with {asked} shards add REDO=all.")
     shards = asked or run.requested_shards
-    return {"plan": tuple(plan_shards(row_costs(request.run_dir / CORPUS_FILE, max_len), shards)),
+    return {"plan": tuple(plan_shards(row_costs(RunPaths.of(request.run_dir).corpus, max_len), shards)),
             "requested_shards": shards}
-
-
-def stage_requests(state: RunState, run_dir: Path, pending, map_options: dict | None) -> list[StageRequest]:
-    """The stages to submit, in order: each starts after the one before it succeeded."""
-    stages = []
-    if pending:
-        stages.append(StageRequest("embed", run_dir, tuple(pending), state.identity, state.compute))
-    stages.append(StageRequest("merge", run_dir))
-    if map_options is not None:
-        stages.append(StageRequest("map", run_dir, options=dict(map_options)))
-    return stages
 
 
 def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Say = print,
@@ -242,21 +234,22 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
         set_aside(run_dir, request.redo)
     if request.map_options is not None:
         state = replace(state, map_options=dict(request.map_options))
+    if request.export is not None:
+        state = replace(state, export_format=request.export)
     state = replace(state, scheduler_version=backend.version())
-    done = done_shards(run_dir)
-    pending = pending_shards(list(state.plan), done)
-    outcome = SubmitOutcome(run_dir, [s.index for s in pending], sorted(done))
-    if not pending and (run_dir / OUTPUT_FILE).exists() and not request.redo:
+    stages = stages_to_submit(run_dir, state)
+    pending = [s.index for stage in stages if stage.array for s in stage.shards]
+    outcome = SubmitOutcome(run_dir, pending, sorted(done_shards(run_dir)))
+    if not stages:
         if not dry_run:
             runstate.save(run_dir, state)
-        outcome.message = f"Nothing to do: every shard is complete and {run_dir / OUTPUT_FILE} exists."
+        outcome.message = f"Nothing to do: every shard is complete and {RunPaths.of(run_dir).output} exists."
         return outcome, backend, state
-    stages = stage_requests(state, run_dir, pending, request.map_options)
     runstate.save(run_dir, state)  # the run is planned: make submit RUN=... alone submits exactly this
     outcome.plan_lines = [backend.check(stage) for stage in stages]
     if dry_run:
         return outcome, backend, state
-    (run_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+    RunPaths.of(run_dir).shards.mkdir(parents=True, exist_ok=True)
     before = len(state.jobs)
     state = _submit_stages(run_dir, state, backend, stages, say)
     outcome.jobs = list(state.jobs[before:])
@@ -264,24 +257,23 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
 
 
 def _submit_stages(run_dir: Path, state: RunState, backend: Backend, stages: list[StageRequest], say: Say) -> RunState:
-    """The one loop: each stage after the jobs of the stage before; run.json saved after each."""
-    from jobs.status import shard_files
-
+    """The one loop: each stage after the jobs of the stages it runs after; run.json saved after each."""
     rows_now = sum(f.rows_done for f in shard_files(run_dir, state.plan).values())
-    after: list[JobRecord] = []
+    submitted: dict[str, list[JobRecord]] = {}
     for stage in stages:
+        after = [j for name in runs_after(stage) for j in submitted.get(name, [])]
         jobs = [replace(j, rows_at_submit=rows_now) for j in backend.submit(stage, after)]
+        submitted[stage.stage] = jobs
         state = state.with_jobs(*jobs)
         runstate.save(run_dir, state)  # recorded as soon as they exist: an error later leaves them findable
         say(describe_jobs(stage, jobs))
-        after = jobs
     return state
 
 
 def describe_jobs(stage: StageRequest, jobs: list[JobRecord]) -> str:
-    if stage.stage == "embed":
+    if stage.array:
         n = len(stage.shards)
         first, last = shard_name(stage.shards[0].index), shard_name(stage.shards[-1].index)
-        return (f"  embed: {n} shard(s) ({first}{' ... ' + last if n > 1 else ''}) as job(s) "
+        return (f"  {stage.stage}: {n} shard(s) ({first}{' ... ' + last if n > 1 else ''}) as job(s) "
                 f"{', '.join(j.job_id for j in jobs)}")
-    return f"  {stage.stage}: job {', '.join(j.job_id for j in jobs)} (after the previous stage succeeds)"
+    return f"  {stage.stage}: job {', '.join(j.job_id for j in jobs)} (after the stages before it succeed)"

@@ -8,15 +8,15 @@ import json
 from pathlib import Path
 
 from jobs import demo as demo_lib, runstate
-from jobs.cli import submit_request
-from jobs.observe import RunObserver
+from slurm.observe import RunObserver
 from jobs.runstate import RunState
 from jobs.settings import SubmitRequest
+from jobs.stages import export_target
 from jobs.submit import SubmitOutcome, alive_jobs, busy_refusal, submit
 from jobs.wait import interrupted_message, wait_for_run
 from kit.commands import make_command
 from kit.errors import ConfigError, KitError
-from kit.format import LOGS_DIR, OUTPUT_FILE
+from kit.format import OUTPUT_FILE, RunPaths
 from kit.runlock import run_lock
 
 
@@ -54,7 +54,7 @@ def unit_norm_note(run_dir: Path, quality: dict) -> str:
 
     if abs(quality["min_norm"] - 1) > 1e-3 or abs(quality["max_norm"] - 1) > 1e-3:
         return ""
-    with h5py.File(run_dir / OUTPUT_FILE, "r") as h5:
+    with h5py.File(RunPaths.of(run_dir).output, "r") as h5:
         asked = str(h5.attrs.get("provenance_normalize_embeddings", "")).lower() in ("true", "1")
         pooling = str(h5.attrs.get("provenance_pooling", ""))
     if asked or "Normalize" not in pooling:
@@ -72,29 +72,39 @@ def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> s
     observer = RunObserver(run_dir)
     say("Waiting for the run (a progress line every so often; Ctrl-C stops waiting)...")
     try:
-        wait_for_run(run_dir, state, observer, [outcome.jobs[-1]], say)
+        wait_for_run(run_dir, state, observer, outcome.jobs, say)  # the stages after run in parallel
     except KeyboardInterrupt:
         raise KitError(interrupted_message(run_dir, state, observer)) from None
-    if not (run_dir / OUTPUT_FILE).exists():
+    if not RunPaths.of(run_dir).output.exists():
         from jobs.status import status_report
 
-        raise KitError(f"The run ended without {run_dir / OUTPUT_FILE}.\n"
+        raise KitError(f"The run ended without {RunPaths.of(run_dir).output}.\n"
                        f"{status_report(run_dir, runstate.require(run_dir), observer.snapshot(state.jobs))}")
     lines = merged_lines(run_dir)
-    if state.map_options is not None and outcome.jobs[-1].stage == "map":
+    if any(j.stage == "map" for j in outcome.jobs):
         lines.append(map_line(run_dir))
+    if any(j.stage == "export" for j in outcome.jobs):
+        lines.append(export_line(run_dir, state.export_format or "parquet"))
     return "\n".join(lines)
+
+
+def export_line(run_dir: Path, fmt: str) -> str:
+    target = export_target(run_dir, fmt)
+    if not target.exists():
+        raise KitError(f"The export job of {run_dir} ended without {target.name}; see its log in "
+                       f"{RunPaths.of(run_dir).logs}.")
+    return f"Export: {target}"
 
 
 def map_line(run_dir: Path) -> str:
     import h5py
 
-    path = run_dir / "map.h5"
+    path = RunPaths.of(run_dir).map
     if not path.exists():
-        raise KitError(f"The map job of {run_dir} ended without map.h5; see its log in {run_dir / LOGS_DIR}.")
+        raise KitError(f"The map job of {run_dir} ended without map.h5; see its log in {RunPaths.of(run_dir).logs}.")
     with h5py.File(path, "r") as h5:
         quality = json.loads(h5.attrs["quality"])
-    return f"Map: {run_dir / 'map.html'} (trustworthiness {quality['trustworthiness']:.3f})"
+    return f"Map: {RunPaths.of(run_dir).map_page} (trustworthiness {quality['trustworthiness']:.3f})"
 
 
 def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
@@ -109,18 +119,16 @@ def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
         return plan_text(outcome, state)
     if not outcome.message:
         say(f"Submitted {len(outcome.pending)} shard(s) ({len(outcome.skipped)} already complete); "
-            f"logs in {request.run_dir / LOGS_DIR}")
+            f"logs in {RunPaths.of(request.run_dir).logs}")
     return finish(outcome, state, request)
 
 
 def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
     from kit.corpusfile import row_costs
-    from kit.format import CORPUS_FILE
-
-    costs = row_costs(outcome.run_dir / CORPUS_FILE)
+    paths = RunPaths.of(outcome.run_dir)
+    costs = row_costs(paths.corpus)
     pending = [s for s in state.plan if s.index in set(outcome.pending)]
-    lines = [f"Plan for {outcome.run_dir} (nothing was queued; wrote {outcome.run_dir / CORPUS_FILE} and "
-             f"{outcome.run_dir / 'run.json'}):",
+    lines = [f"Plan for {outcome.run_dir} (nothing was queued; wrote {paths.corpus} and {paths.manifest}):",
              f"  corpus: {state.corpus.source}, {state.corpus.rows} rows ({state.corpus.rejected_rows} rejected)",
              f"  model: {state.identity.model} @ {state.identity.revision or 'local'}",
              f"  shards: {len(state.plan)} planned, {len(pending)} to embed"]
@@ -136,12 +144,9 @@ def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
     return "\n".join(lines)
 
 
-def cmd_submit(args: argparse.Namespace) -> str:
-    return _submit(submit_request(args))
-
-
-def cmd_plan(args: argparse.Namespace) -> str:
-    return _submit(submit_request(args), dry_run=True)
+def submit_or_plan(request: SubmitRequest, dry_run: bool) -> str:
+    """make submit (``dry_run`` False) or make plan of a request the CLI built."""
+    return _submit(request, dry_run=dry_run)
 
 
 def cmd_resubmit(args: argparse.Namespace) -> str:
@@ -160,7 +165,7 @@ def cmd_status(args: argparse.Namespace) -> str:
 
 def status_retry_s() -> float:
     """make status answers soon: it retries an unanswering controller briefly, then reports from the files."""
-    from jobs.slurmcli import retry_seconds
+    from slurm.commands import retry_seconds
 
     return min(retry_seconds(), STATUS_RETRY_S)
 
@@ -204,7 +209,7 @@ def cmd_fetch(args: argparse.Namespace) -> str:
 
 def merged_file(run_dir: Path) -> Path:
     """The run's verified embeddings.h5, or a one-line refusal saying where the run stands."""
-    output = run_dir.resolve() / OUTPUT_FILE
+    output = RunPaths.of(run_dir.resolve()).output
     if not output.is_file():
         runstate.require(run_dir.resolve())
         raise ConfigError(f"Run {run_dir.resolve()} has no {OUTPUT_FILE} yet (the merge writes it once every shard "
@@ -270,6 +275,6 @@ def cmd_demo(args: argparse.Namespace) -> str:
                             corpus_options={"skip_bad_rows": True}, wait=True,
                             map_options={"questions": None, "seed": None, "pca_dims": None} if args.map else None)
     text = _submit(request, records=demo_lib.vital_articles(rows))
-    return text + (f"\nModel: {model}\nOpen it: h5py.File('{run_dir / OUTPUT_FILE}') (docs/FORMAT.md)\n"
+    return text + (f"\nModel: {model}\nOpen it: h5py.File('{RunPaths.of(run_dir).output}') (docs/FORMAT.md)\n"
                    f"Draw it: {make_command('map', RUN=run_dir)}")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from jobs.backend import Backend
-from jobs.localbackend import local_job_alive
+from slurm.backend import Watcher
+from slurm.local import local_job_alive
 from jobs.runstate import JobRecord, RunState
 from jobs.status import format_duration, shard_statuses, summarise
 from kit.commands import make_command
@@ -59,7 +59,7 @@ def progress_line(statuses, rate: float, unreachable: bool) -> str:
     return line + ("; the scheduler is not answering, still waiting" if unreachable else "")
 
 
-def wait_for_run(run_dir: Path, state: RunState, backend: Backend, last: list[JobRecord],
+def wait_for_run(run_dir: Path, state: RunState, backend: Watcher, last: list[JobRecord],
                  say: Callable[[str], None], interval_s: float | None = None) -> None:
     """Block until every job of ``last`` (the final stage) has ended."""
     interval = progress_interval() if interval_s is None else interval_s
@@ -105,7 +105,7 @@ def wait_until_ended(jobs: list[JobRecord], limit_s: float = INTERRUPT_END_S) ->
     return alive
 
 
-def interrupted_message(run_dir: Path, state: RunState, backend: Backend) -> str:
+def interrupted_message(run_dir: Path, state: RunState, backend: Watcher) -> str:
     """Ctrl-C during WAIT=1: what happened to the jobs, found by checking them, and how to go on.
 
     Local jobs started from this terminal share its process group, so the Ctrl-C reached them

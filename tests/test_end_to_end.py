@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from jobs.tasks import pid_alive
+from slurm.tasks import pid_alive
 from tests.conftest import write_jsonl
 from tests.helpers import assert_matches_direct_encode, children, jobs_cli, resumed_row, task_log, wait_for
 

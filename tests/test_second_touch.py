@@ -88,7 +88,7 @@ def test_local_status_pending_running_merge_on_a_busy_run_and_eta(tmp_path, vita
     busy = jobs_cli("merge", "--run", str(run), check=False)
     assert busy.returncode == 2 and "make status RUN=" in busy.stderr and "resubmit" not in busy.stderr
     assert "a second submit" not in busy.stderr and "merge now would find unfinished shards" in busy.stderr
-    assert "merge job" in status and "PENDING (starts when the jobs before it have ended)" in status, status
+    assert "merge job" in status and "PENDING (starts when the jobs before it have succeeded)" in status, status
     wait_for(lambda: "docs/s since the latest submit, ETA" in jobs_cli("status", "--run", str(run)).stdout, 240,
              "an ETA")
     for command in printed_commands(busy.stderr):
@@ -154,7 +154,7 @@ def test_model_typos_and_uncached_hub_models_name_the_next_step(tmp_path):
 
 def test_a_merge_refusal_over_a_thousand_unfinished_shards_stays_short(tmp_path):
     from jobs import runstate
-    from jobs.testing.synthetic import synthetic_run
+    from tests.fixtures.synthetic import synthetic_run
 
     run = tmp_path / "big"
     state = synthetic_run(run, 2000, 1, dim=8)

@@ -200,7 +200,7 @@ def test_a_corpus_prepared_by_the_previous_version_is_still_read(tmp_path):
 
 def test_embeddings_h5_carries_the_content_hash_of_each_row(tmp_path):
     from jobs.merging import merge_run_folder
-    from jobs.testing.synthetic import synthetic_run
+    from tests.fixtures.synthetic import synthetic_run
 
     synthetic_run(tmp_path / "run", 120, 3)
     summary = merge_run_folder(tmp_path / "run")

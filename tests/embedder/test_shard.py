@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from jobs.testing.synthetic import identity, vectors
+from tests.fixtures.synthetic import identity, vectors
 from kit.shardfile import ShardSpec
 from embedder.shard import ShardWriter
 from kit.shardfile import check_complete, read_header, set_aside_files
@@ -98,7 +98,7 @@ FAILING_TASK = """
 import sys
 from pathlib import Path
 from embedder.shard import ShardWriter
-from jobs.testing.synthetic import identity, vectors
+from tests.fixtures.synthetic import identity, vectors
 from kit.errors import ShardError
 from kit.shardfile import ShardSpec
 rows, dim = int(sys.argv[2]), int(sys.argv[3])

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from jobs.backend import JobState, Snapshot, StageRequest
+from slurm.backend import JobState, Snapshot, StageRequest
 from jobs.runstate import JobRecord
-from jobs.testing.synthetic import identity, write_shard
+from tests.fixtures.synthetic import identity, write_shard
 from kit.corpusfile import corpus_info
 from kit.format import CORPUS_FILE
 from kit.shardfile import ShardSpec
@@ -22,6 +22,7 @@ class FakeBackend:
     name: str = "fake"
     states: dict[str, JobState] = field(default_factory=dict)
     requests: list[StageRequest] = field(default_factory=list)
+    afters: list[list[str]] = field(default_factory=list)  # the job ids each request was submitted after
     reachable: bool = True
     _next: int = 0
 
@@ -38,6 +39,7 @@ class FakeBackend:
         self._next += 1
         job_id = f"f{self._next}"
         self.requests.append(request)
+        self.afters.append([j.job_id for j in after])
         shards = tuple(s.index for s in request.shards)
         tasks = [f"{job_id}_{i}" for i in range(len(shards))] if len(shards) > 1 else [job_id]
         for task in tasks:

@@ -15,8 +15,8 @@ import pytest
 
 from jobs.fetch import check_rsync, fetch, parse_remote
 from jobs.merging import merge_run_folder
-from jobs.testing.sshd import Sshd
-from jobs.testing.synthetic import synthetic_run
+from tests.fixtures.sshd import Sshd
+from tests.fixtures.synthetic import synthetic_run
 from kit.errors import FetchError
 from kit.shardfile import digest
 from merge.float16 import write_float16_copy

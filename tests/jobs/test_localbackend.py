@@ -7,7 +7,7 @@ import time
 
 import submitit
 
-from jobs.localbackend import LocalBackend
+from slurm.local import LocalBackend
 from jobs.runstate import JobRecord
 from kit.errors import CorpusError
 

@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobs.plan import assign_workers, pending_shards, plan_shards
+from jobs.plan import pending_shards, plan_shards
+from slurm.local import assign_workers
 from kit.errors import ConfigError
 
 

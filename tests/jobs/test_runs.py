@@ -138,7 +138,7 @@ def test_execution_settings_change_on_a_resubmit_and_are_recorded(tmp_path, mode
     fake.end_all("FAILED")  # an out-of-memory failure, say
     _, state, _ = run_submit(fake, request(run, max_tokens_per_batch=4096, device="auto", flush_rows=64))
     assert (state.compute.max_tokens_per_batch, state.compute.device, state.compute.flush_rows) == (4096, "auto", 64)
-    assert fake.requests[-2].compute == state.compute
+    assert fake.requests[-2].options["compute"] == state.compute
     assert runstate.load(run).compute == state.compute
     assert runstate.load(run).scheduler_version == "fake 1.0"  # the scheduler's release, detected at submit
 

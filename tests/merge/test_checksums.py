@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jobs.merging import merge_run_folder
-from jobs.testing.synthetic import synthetic_run
+from tests.fixtures.synthetic import synthetic_run
 from kit.errors import ShardDataError, ShardError
 from kit.shardfile import check_complete
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.merging import merge_run_folder
-from jobs.testing.synthetic import synthetic_run
+from tests.fixtures.synthetic import synthetic_run
 from merge import export_parquet
 from merge.export import BLOCK_ROWS, ExportError, export_run
 from tests.helpers import jobs_cli

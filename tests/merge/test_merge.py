@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from jobs.merging import merge_run_folder, merged_summary
-from jobs.testing.synthetic import SYNTHETIC_MODEL, identity, synthetic_run, vectors, write_shard
-from kit.errors import MergeError, ShardDataError, ShardGapError, ShardMismatchError
+from tests.fixtures.synthetic import SYNTHETIC_MODEL, identity, synthetic_run, vectors, write_shard
 from kit.shardfile import ShardSpec
+from kit.errors import MergeError, ShardDataError, ShardGapError, ShardMismatchError
 
 N, SHARDS, DIM = 300, 4, 16
 

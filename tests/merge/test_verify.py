@@ -1,7 +1,7 @@
 from dataclasses import replace
 from pathlib import Path
 
-from jobs.testing.synthetic import identity
+from tests.fixtures.synthetic import identity
 from kit.shardfile import ShardHeader, ShardIdentity, ShardSpec
 from merge.verify import verify
 

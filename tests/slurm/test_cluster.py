@@ -146,7 +146,7 @@ def test_submit_fails_before_any_sbatch_when_the_model_is_not_staged(tmp_path, v
 
 
 def test_jobs_slurm_has_forgotten_read_as_gone():
-    from jobs.slurmcli import queue
+    from slurm.commands import queue
 
     # squeue -j 999999 alone exits 1 ("Invalid job id"); a run's old ids must not break status or resubmit.
     assert subprocess.run(["squeue", "-h", "-j", "999999"], capture_output=True).returncode != 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.slurmbackend import executor, render_sbatch
+from slurm.cluster import executor, render_sbatch
 from slurm.profiles import GPU_REQUEST_FORMS, load_profile, with_overrides
 from tests.slurm.conftest import REFUSING_PARTITION
 

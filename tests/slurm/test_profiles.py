@@ -6,8 +6,8 @@ from hypothesis import given, strategies as st
 
 from kit.shardfile import ShardSpec
 from jobs.plan import plan_shards
-from jobs.slurmbackend import afterok, render_sbatch, windows
-from jobs.slurmcli import parse_max_array_size
+from slurm.cluster import afterok, render_sbatch, windows
+from slurm.commands import parse_max_array_size
 from kit.errors import ConfigError
 from slurm.profiles import available_profiles, gpu_parameters, load_profile, sbatch_parameters
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.slurmbackend import render_sbatch
+from slurm.cluster import render_sbatch
 from slurm.profiles import load_profile, with_overrides
 
 GOLDEN = Path(__file__).parent / "golden"

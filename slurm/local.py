@@ -1,9 +1,10 @@
-"""The local backend: submitit's LocalExecutor, one worker per visible GPU, later stages after pids.
+"""The local backend: submitit's LocalExecutor, one worker per visible GPU, later stages afterok.
 
 submitit's local jobs are processes whose job id is their pid; they outlive ``make submit``.
-The local executor has no dependencies, so a later stage waits for the earlier pids itself.
-A job's end is read from submitit's result file in the log folder: no process handle is needed,
-so ``make status`` from another shell sees the same states.
+The local executor has no dependencies, so a later stage waits for the earlier pids itself and
+starts only if they all succeeded (``slurm.tasks.after_ok``), as Slurm's afterok does. A job's
+end is read from submitit's logs in the log folder: no process handle is needed, so
+``make status`` from another shell sees the same states (``LocalWatcher``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from typing import Iterator, Sequence
 import submitit
 from submitit.core.utils import JobPaths
 
-from jobs.backend import JobState, Snapshot, StageRequest
-from jobs.plan import assign_workers
-from jobs.runstate import JobRecord
-from jobs.tasks import MapTask, MergeTask, after_pids, local_embed, pid_alive
-from kit.format import CONTROLLER_LOG, LOGS_DIR
+from embedder.model import pick_device
+from kit.commands import make_command
+from kit.errors import ConfigError
+from kit.format import RunPaths
+from kit.shardfile import ShardSpec
+from slurm.backend import JobRecord, JobState, Snapshot, StageRequest, now_iso
+from slurm.tasks import FAILURE_LINE, STARTING_LINE, SUCCESS_LINE, WAITING_LINE, StageTask, after_ok, pid_alive
 
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # no scheduler limit to mirror on one machine
 
@@ -61,10 +64,6 @@ def detached_stdio(log_path: Path) -> Iterator[None]:
         for fd, copy in zip((1, 2), saved):
             os.dup2(copy, fd)
             os.close(copy)
-
-
-SUCCESS_LINE = "Job completed successfully"  # what submitit's process_job logs once the function returned
-FAILURE_LINE = "Submitted job triggered an exception"
 
 
 REASON_CHARS = 600  # a whole kit message fits; a runaway one is cut
@@ -125,12 +124,7 @@ def device_missing(device: str) -> str:
 
 def require_device(device: str, run_dir: Path) -> None:
     """Refuse DEVICE=cuda|mps where this machine lacks it, with the setting that works here."""
-    from kit.commands import make_command
-    from kit.errors import ConfigError
-
     if device == "auto":  # a GPU handed to this process (CUDA_VISIBLE_DEVICES) that torch cannot use
-        from embedder.model import pick_device
-
         try:
             pick_device(device)
         except ConfigError as err:
@@ -143,16 +137,63 @@ def require_device(device: str, run_dir: Path) -> None:
                           f"{make_command('submit', RUN=run_dir, DEVICE='auto')}")
 
 
+def assign_workers(specs: list[ShardSpec], n_workers: int) -> list[list[ShardSpec]]:
+    """Round-robin ``specs`` over at most ``n_workers`` workers (no empty worker)."""
+    n = max(1, min(n_workers, len(specs)))
+    return [specs[w::n] for w in range(n)] if specs else []
+
+
+def waiting_for_earlier_jobs(folder: Path, job_id: str) -> bool:
+    """A live local job still waits for the jobs before it (it has not printed that it starts)."""
+    out = JobPaths(folder, job_id=job_id).stdout
+    text = out.read_text(errors="replace") if out.exists() else ""
+    return WAITING_LINE in text and STARTING_LINE not in text
+
+
 @dataclass
-class LocalBackend:
-    """Runs the stages of ``run_dir`` as processes on this machine."""
+class LocalWatcher:
+    """The states of local jobs, from their pids and their submitit logs in the run's log folder."""
 
     run_dir: Path
     name: str = "local"
-    timeout_min: int = LOCAL_TIMEOUT_MIN
 
     def log_folder(self, run_dir: Path | None = None) -> Path:
-        return Path(run_dir or self.run_dir) / LOGS_DIR
+        return RunPaths.of(run_dir or self.run_dir).logs
+
+    def _state(self, job_id: str) -> JobState:
+        folder = self.log_folder()
+        if not local_job_alive(job_id):
+            return ended_state(folder, job_id)
+        if waiting_for_earlier_jobs(folder, job_id):
+            return JobState(job_id, "PENDING", "starts when the jobs before it have succeeded", started=False)
+        return JobState(job_id, "RUNNING")
+
+    def snapshot(self, jobs: Sequence[JobRecord], retry_s: float | None = None) -> Snapshot:
+        host, tasks, foreign = socket.gethostname(), {}, []
+        for job in jobs:
+            if job.backend != self.name:
+                continue
+            if job.host != host:
+                foreign.append(job.job_id)
+                continue
+            tasks[job.job_id] = self._state(job.job_id)
+        note = f"local jobs {', '.join(foreign)} ran on another host; judged from the files." if foreign else ""
+        return Snapshot(tasks, note=note)
+
+    def cancel(self, jobs: Sequence[JobRecord]) -> None:
+        import signal
+
+        for job in jobs:
+            if job.backend == self.name and job.host == socket.gethostname() and local_job_alive(job.job_id):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(job.job_id), signal.SIGTERM)
+
+
+@dataclass
+class LocalBackend(LocalWatcher):
+    """Runs the stages of ``run_dir`` as processes on this machine."""
+
+    timeout_min: int = LOCAL_TIMEOUT_MIN
 
     def version(self) -> str | None:
         return None
@@ -167,57 +208,40 @@ class LocalBackend:
         return ex
 
     def _record(self, stage: str, job_id: str, shards: Sequence[int] = ()) -> JobRecord:
-        from embedder.run import now_iso
-
         return JobRecord(stage=stage, backend=self.name, job_id=str(job_id), host=socket.gethostname(),
                          profile="local", shards=tuple(shards), submitted_at=now_iso())
 
     def check(self, request: StageRequest) -> str:
-        if request.stage == "embed":
-            require_device(request.compute.device if request.compute else "auto", request.run_dir)
+        if request.device:
+            require_device(request.device, request.run_dir)
+        if request.array:
             gpus = visible_gpus()
             workers = len(assign_workers(list(request.shards), len(gpus) or 1))
-            return f"embed: {workers} local worker(s) on {', '.join('GPU ' + g for g in gpus) or 'the CPU'}"
+            return f"{request.stage}: {workers} local worker(s) on {', '.join('GPU ' + g for g in gpus) or 'the CPU'}"
         return f"{request.stage}: one local process after the previous stage"
 
     def submit(self, request: StageRequest, after: Sequence[JobRecord]) -> list[JobRecord]:
-        pids = [int(j.job_id) for j in after if j.backend == self.name]
-        with detached_stdio(self.log_folder(request.run_dir) / CONTROLLER_LOG):
-            if request.stage == "embed":
-                return self._submit_embed(request)
-            ex = self._executor(request.run_dir, None)
-            if request.stage == "merge":
-                job = ex.submit(after_pids, pids, MergeTask(), request.run_dir)
-            else:
-                job = ex.submit(after_pids, pids, MapTask(), request.run_dir, dict(request.options))
+        after_ids = [j.job_id for j in after if j.backend == self.name]
+        folder = self.log_folder(request.run_dir)
+        with detached_stdio(RunPaths.of(request.run_dir).controller_log):
+            if request.array:
+                return self._submit_array(request, folder, after_ids)
+            job = self._executor(request.run_dir, None).submit(after_ok, folder, after_ids, StageTask(request.task),
+                                                               request.run_dir, dict(request.options))
         return [self._record(request.stage, job.job_id)]
 
-    def _submit_embed(self, request: StageRequest) -> list[JobRecord]:
+    def _submit_array(self, request: StageRequest, folder: Path, after_ids: list[str]) -> list[JobRecord]:
+        """One worker per visible GPU (else one on the CPU), each running its shards in turn."""
         gpus = visible_gpus()
         records = []
         for w, group in enumerate(assign_workers(list(request.shards), len(gpus) or 1)):
             ex = self._executor(request.run_dir, gpus[w] if gpus else None)
-            job = ex.submit(local_embed, group, request.run_dir, request.identity, request.compute)
-            records.append(self._record("embed", job.job_id, [s.index for s in group]))
+            job = ex.submit(after_ok, folder, after_ids, run_shards, request.task, group, request.run_dir,
+                            dict(request.options))
+            records.append(self._record(request.stage, job.job_id, [s.index for s in group]))
         return records
 
-    def snapshot(self, jobs: Sequence[JobRecord], retry_s: float | None = None) -> Snapshot:
-        host, tasks, foreign = socket.gethostname(), {}, []
-        for job in jobs:
-            if job.backend != self.name:
-                continue
-            if job.host != host:
-                foreign.append(job.job_id)
-                continue
-            tasks[job.job_id] = (JobState(job.job_id, "RUNNING") if local_job_alive(job.job_id)
-                                 else ended_state(self.log_folder(), job.job_id))
-        note = f"local jobs {', '.join(foreign)} ran on another host; judged from the files." if foreign else ""
-        return Snapshot(tasks, note=note)
 
-    def cancel(self, jobs: Sequence[JobRecord]) -> None:
-        import signal
-
-        for job in jobs:
-            if job.backend == self.name and job.host == socket.gethostname() and local_job_alive(job.job_id):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(job.job_id), signal.SIGTERM)
+def run_shards(task, specs: list[ShardSpec], run_dir: Path, options: dict):
+    """A local worker: ``task`` over its shards in turn (the stage loads what it needs once)."""
+    return task(specs, run_dir, **options)

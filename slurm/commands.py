@@ -17,7 +17,7 @@ import subprocess
 import time
 from typing import Sequence
 
-from jobs.backend import KNOWN_STATES, JobState
+from slurm.backend import KNOWN_STATES, JobState
 from kit.errors import ConfigError, KitError
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,11 @@ def retry_seconds() -> float:
         return float(value) if value else DEFAULT_RETRY_S
     except ValueError:
         raise ConfigError(f"{RETRY_ENV}={value!r} is not a number of seconds.") from None
+
+
+def available() -> bool:
+    """The Slurm query commands are on PATH here (a laptop after make fetch has none)."""
+    return shutil.which("squeue") is not None
 
 
 def require_slurm() -> None:

@@ -1,33 +1,37 @@
-"""What runs inside a job: the shard task, the merge and the map, for every backend.
+"""What runs inside a job, for every stage and backend: requeue policy, late-signal immunity, afterok.
 
 Slurm tasks are submitit ``Checkpointable``s: on USR2 (preemption, or the time-limit warning)
-submitit calls ``checkpoint`` and requeues the task with what it returns; the shard then resumes
-from the rows flushed in its ``.tmp`` file. Two rules keep a lab's morning free of surprises:
+submitit calls ``checkpoint`` and requeues the task with what it returns; an array task then
+resumes from what its stage committed (for the embed stage, the rows flushed in its ``.tmp``
+file). Two rules keep a lab's morning free of surprises:
 
 - requeue as often as the work needs: preemption never counts, and a time limit counts only
   when the shard made no progress since the attempt began (``Requeue.max_stalled``);
 - a task whose work is committed exits 0 whatever signal arrives next (``ignore_late_signals``,
   and ``checkpoint`` exits 0 instead of requeueing finished work).
+
+The stage's own work is a plain function given by the stage table (jobs/stages.py).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import submitit
+from submitit.core.utils import JobPaths
 
-from embedder.config import ComputeSettings, EmbedIdentity
-from embedder.run import embed_shards
-from kit.atomic import tmp_path
-from kit.errors import ShardError
-from kit.shardfile import ShardSpec, done_shards, read_header, shard_path
+from kit.errors import KitError
+from kit.shardfile import ShardSpec
 
 log = logging.getLogger(__name__)
 LATE_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+Progress = Callable[[Path, ShardSpec], int]
 
 
 def ignore_late_signals() -> None:
@@ -46,17 +50,6 @@ def _exit_done(what: str) -> None:
     raise SystemExit(0)  # not an Exception: submitit's process_job lets it end the process with 0
 
 
-def rows_flushed(run_dir: Path, spec: ShardSpec) -> int:
-    """Rows of ``spec`` already in its files: all of them once complete, else the ``.tmp``'s rows_done."""
-    if spec.index in done_shards(run_dir):
-        return spec.rows
-    tmp = tmp_path(shard_path(run_dir, spec.index))
-    try:
-        return read_header(tmp).rows_done if tmp.exists() else 0
-    except ShardError:
-        return 0
-
-
 @dataclass
 class Requeue:
     """When a Slurm task is requeued. Preemption always; a time limit unless the shard is stuck."""
@@ -72,26 +65,28 @@ class Requeue:
 
 
 class ShardTask(submitit.helpers.Checkpointable):
-    """A Slurm array task: one shard, resumable, requeued as often as the work needs."""
+    """A Slurm array task: one shard of an array stage, resumable, requeued as often as the work needs."""
 
-    def __init__(self, requeue: Requeue):
+    def __init__(self, requeue: Requeue, task: Callable[..., Any], progress: Progress):
         self.requeue = requeue
+        self.task = task  # task([spec], run_dir, **options): the stage's work
+        self.progress = progress  # rows of a shard already committed (all of them once it is done)
         self.attempt = 0
         self.stalled = 0  # consecutive time limits without progress
         self._started_at = 0.0
         self._rows_at_start = 0
 
-    def __call__(self, spec: ShardSpec, run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings):
+    def __call__(self, spec: ShardSpec, run_dir: Path, options: dict):
         self.attempt += 1
-        self._started_at, self._rows_at_start = time.time(), rows_flushed(run_dir, spec)
-        result = embed_shards([spec], run_dir, identity, compute)[0]
+        self._started_at, self._rows_at_start = time.time(), self.progress(run_dir, spec)
+        result = self.task([spec], run_dir, **options)
         ignore_late_signals()
         return result
 
-    def checkpoint(self, spec: ShardSpec, run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings):
-        if spec.index in done_shards(run_dir):
+    def checkpoint(self, spec: ShardSpec, run_dir: Path, options: dict):
+        rows = self.progress(run_dir, spec)
+        if rows >= spec.rows:
             _exit_done(spec.describe())
-        rows = rows_flushed(run_dir, spec)
         timed_out = self.requeue.timed_out(time.time() - self._started_at)
         self.stalled = self.stalled + 1 if timed_out and rows <= self._rows_at_start else 0
         why = self._why_not(rows)
@@ -100,7 +95,7 @@ class ShardTask(submitit.helpers.Checkpointable):
             return None  # submitit then ends the task as failed, with this reason in the log
         log.info("%s: requeued after attempt %d at row %d of %d (%s)", spec.describe(), self.attempt,
                  spec.start + rows, spec.stop, "time limit" if timed_out else "preempted")
-        return submitit.helpers.DelayedSubmission(self, spec, run_dir, identity, compute)
+        return submitit.helpers.DelayedSubmission(self, spec, run_dir, options)
 
     def _why_not(self, rows: int) -> str:
         if self.stalled > self.requeue.max_stalled:
@@ -112,55 +107,40 @@ class ShardTask(submitit.helpers.Checkpointable):
         return ""
 
 
-class MergeTask(submitit.helpers.Checkpointable):
-    """The merge job: verify the shards and write embeddings.h5; requeued if preempted."""
+class StageTask(submitit.helpers.Checkpointable):
+    """A whole-run stage (merge, map, ...) as one job: ``task(run_dir, **options)``; requeued if preempted."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: Callable[..., Any]) -> None:
+        self.task = task
         self.committed = False
 
-    def __call__(self, run_dir: Path):
-        from jobs.merging import merge_run_folder
-
-        summary = merge_run_folder(run_dir)
+    def __call__(self, run_dir: Path, options: dict) -> Any:
+        result = self.task(run_dir, **options)
         self.committed = True
         ignore_late_signals()
-        return summary
-
-    def checkpoint(self, run_dir: Path):
-        if self.committed:
-            _exit_done(f"the merge of {run_dir}")
-        return submitit.helpers.DelayedSubmission(self, run_dir)
-
-
-class MapTask(submitit.helpers.Checkpointable):
-    """The map job (after the merge): map.h5, map.html, map.png; requeued if preempted."""
-
-    def __init__(self) -> None:
-        self.committed = False
-
-    def __call__(self, run_dir: Path, options: dict) -> dict:
-        from jobs.merging import map_from_manifest
-
-        quality = map_from_manifest(run_dir, **options)
-        self.committed = True
-        ignore_late_signals()
-        return quality
+        return result
 
     def checkpoint(self, run_dir: Path, options: dict):
         if self.committed:
-            _exit_done(f"the map of {run_dir}")
+            _exit_done(f"{getattr(self.task, '__name__', 'the stage')} of {run_dir}")
         return submitit.helpers.DelayedSubmission(self, run_dir, options)
 
 
 # ---------------------------------------------------------------- local jobs (no scheduler dependencies)
 
 POLL_S = 2.0
+WAITING_LINE = "embedkit: waiting for jobs"  # printed by a local job until the jobs before it succeeded
+STARTING_LINE = "embedkit: the jobs before succeeded; starting"
+SUCCESS_LINE = "Job completed successfully"  # what submitit's process_job logs once the function returned
+FAILURE_LINE = "Submitted job triggered an exception"
+
+
+class DependencyError(KitError):
+    """A job this one runs after did not succeed: like Slurm's afterok, this one never starts."""
 
 
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie counts as ended)."""
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -174,13 +154,27 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def local_embed(specs: list[ShardSpec], run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings):
-    """A local worker: its shards in turn (the model is loaded once)."""
-    return embed_shards(specs, run_dir, identity, compute)
+def ended_ok(folder: Path, job_id: str) -> bool:
+    """A local job that has ended returned normally: submitit logged success and wrote its result."""
+    paths = JobPaths(folder, job_id=job_id)
+    text = "".join(p.read_text(errors="replace") for p in (paths.stdout, paths.stderr) if p.exists())
+    return FAILURE_LINE not in text and SUCCESS_LINE in text and paths.result_pickle.exists()
 
 
-def after_pids(pids: list[int], task, *args):
-    """Run ``task(*args)`` once the processes ``pids`` have ended (the local stand-in for afterok)."""
-    while any(pid_alive(p) for p in pids):
+def after_ok(folder: Path, job_ids: list[str], task: Callable[..., Any], *args: Any) -> Any:
+    """Run ``task(*args)`` once the local jobs ``job_ids`` (logs in ``folder``) ended and all succeeded.
+
+    The local stand-in for Slurm's ``afterok`` with ``kill_on_invalid_dep``: a failed earlier job
+    ends this one as failed, naming it, and ``task`` never runs.
+    """
+    if job_ids:
+        print(f"{WAITING_LINE} {', '.join(job_ids)}", flush=True)
+    while any(pid_alive(int(j)) for j in job_ids):
         time.sleep(POLL_S)
+    failed = [j for j in job_ids if not ended_ok(Path(folder), j)]
+    if failed:
+        raise DependencyError(f"DependencyNeverSatisfied: job(s) {', '.join(failed)} before this one did not "
+                              f"succeed, so this stage did not run (see their logs in {folder}).")
+    if job_ids:
+        print(STARTING_LINE, flush=True)
     return task(*args)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs.slurmcli import (SlurmCommandError, TRANSIENT, expand_task_ids, parse_max_array_size, parse_sacct,
+from slurm.commands import (SlurmCommandError, TRANSIENT, expand_task_ids, parse_max_array_size, parse_sacct,
                            parse_squeue)
 
 

@@ -1,0 +1,161 @@
+"""The stage table: which stages a submit sends comes from the saved run state and the files,
+and a new stage is one table entry plus its task module, run by the fake and the local backend alike.
+
+The fake-backend cases are plain functions; the local ones run real jobs with the real model
+through ``python -m jobs`` (as ``make`` does) on a small corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from jobs import runstate
+from jobs.settings import SubmitRequest
+from jobs.stages import STAGES, register, stages_to_submit, unregister
+from jobs.status import status_report
+from jobs.submit import _submit_stages, submit
+from slurm.local import LocalBackend
+from slurm.observe import RunObserver
+from tests.conftest import write_jsonl
+from tests.fixtures.toystage import COUNT, COUNT_FILE, failing_embed
+from tests.helpers import jobs_cli
+from tests.jobs.fakebackend import FakeBackend, write_done_shard
+from tests.jobs.test_runs import corpus_file, model_dir, request  # noqa: F401 (model_dir: a fixture)
+
+
+@pytest.fixture
+def count_stage():
+    register(COUNT)
+    yield COUNT
+    unregister(COUNT.name)
+
+
+def stages(run: Path) -> list[str]:
+    return [j["stage"] for j in json.loads((run / "run.json").read_text())["jobs"]]
+
+
+def merged_fake_run(tmp_path: Path, model: Path, **given) -> tuple[FakeBackend, Path]:
+    """A run submitted to the fake backend whose shards and embeddings.h5 exist, its jobs ended."""
+    fake, run = FakeBackend(), tmp_path / "run"
+    submit(request(run, corpus=corpus_file(tmp_path, 6), model=str(model), shards=2, **given), say=lambda _: None,
+           backend=fake, observer=fake)
+    for spec in runstate.require(run).plan:
+        write_done_shard(run, spec)
+    time.sleep(0.01)
+    (run / "embeddings.h5").write_bytes(b"merged")  # newer than every shard
+    fake.end_all()
+    return fake, run
+
+
+def test_map_on_a_merged_run_submits_only_the_map(tmp_path, model_dir):  # noqa: F811
+    fake, run = merged_fake_run(tmp_path, model_dir)
+    outcome, _, _ = submit(replace(request(run), map_options={"questions": None, "seed": 1, "pca_dims": None}),
+                           say=lambda _: None, backend=fake, observer=fake)
+    assert [r.stage for r in fake.requests[-1:]] == ["map"] and fake.afters[-1] == [] and not outcome.message
+    assert fake.requests[-1].options == {"questions": None, "seed": 1, "pca_dims": None}
+
+
+def test_resubmit_keeps_the_saved_map_and_a_redone_shard_reruns_merge_and_map(tmp_path, model_dir):  # noqa: F811
+    fake, run = merged_fake_run(tmp_path, model_dir, map_options={"questions": None, "seed": None,
+                                                                   "pca_dims": None})
+    before = len(fake.requests)
+    submit(SubmitRequest(run_dir=run, redo=(1,)), say=lambda _: None, backend=fake, observer=fake)  # make resubmit
+    assert [r.stage for r in fake.requests[before:]] == ["embed", "merge", "map"]
+    embed, merge, _ = fake.requests[before:]
+    assert [s.index for s in embed.shards] == [1]
+    assert fake.afters[-1] == [j.job_id for j in runstate.require(run).jobs if j.stage == "merge"][-1:]
+
+
+def test_export_on_a_merged_run_submits_only_the_export_and_resubmit_keeps_it(tmp_path, model_dir):  # noqa: F811
+    fake, run = merged_fake_run(tmp_path, model_dir)
+    submit(replace(request(run), export="parquet"), say=lambda _: None, backend=fake, observer=fake)
+    assert [r.stage for r in fake.requests[-1:]] == ["export"] and fake.requests[-1].options == {"fmt": "parquet"}
+    fake.end_all()
+    before = len(fake.requests)
+    submit(SubmitRequest(run_dir=run, redo=(0,)), say=lambda _: None, backend=fake, observer=fake)  # make resubmit
+    assert [r.stage for r in fake.requests[before:]] == ["embed", "merge", "export"]
+
+
+def test_a_shard_newer_than_the_merged_file_makes_the_merge_due(tmp_path, model_dir):  # noqa: F811
+    fake, run = merged_fake_run(tmp_path, model_dir)
+    assert stages_to_submit(run, runstate.require(run)) == []
+    time.sleep(0.01)
+    write_done_shard(run, runstate.require(run).plan[0])  # rewritten after the merge
+    assert [r.stage for r in stages_to_submit(run, runstate.require(run))] == ["merge"]
+
+
+def test_a_registered_toy_stage_runs_through_the_fake_backend_after_its_stage(tmp_path, model_dir,  # noqa: F811
+                                                                              count_stage):
+    fake, run = FakeBackend(), tmp_path / "run"
+    submit(request(run, corpus=corpus_file(tmp_path, 6), model=str(model_dir), shards=2), say=lambda _: None,
+           backend=fake, observer=fake)
+    assert [r.stage for r in fake.requests] == ["embed", "merge", "count"]
+    merge_job = [j for j in runstate.require(run).jobs if j.stage == "merge"][0]
+    assert fake.afters[-1] == [merge_job.job_id] and fake.requests[-1].task is COUNT.task
+    assert list(STAGES)[-1] == "count"
+
+
+def wait_ended(run: Path, jobs, limit_s: float = 300) -> None:
+    observer, deadline = RunObserver(run), time.monotonic() + limit_s
+    while observer.snapshot(jobs).any_alive():
+        assert time.monotonic() < deadline, "local jobs did not end"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory) -> Path:
+    from jobs.demo import vital_articles
+
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / "vital.jsonl", list(vital_articles(24)))
+
+
+def test_local_map_follows_the_saved_state_and_a_toy_stage_runs_locally(tmp_path, small_corpus, model_path,
+                                                                        count_stage):
+    run = tmp_path / "map run é"
+    base = ("--run", str(run), "--profile", "local", "--device", "cpu")
+    unregister(COUNT.name)  # the CLI's process has the kit's table only; the toy stage is added in-process below
+    jobs_cli("submit", *base, "--corpus", str(small_corpus), "--model", str(model_path), "--shards", "2", "--wait")
+    assert stages(run) == ["embed", "merge"] and not (run / "map.h5").exists()
+
+    out = jobs_cli("submit", "--run", str(run), "--map", "--wait").stdout  # MAP=1 on a merged run
+    assert "Nothing to do" not in out and "Map: " in out, out
+    assert stages(run) == ["embed", "merge", "map"] and (run / "map.h5").exists()
+
+    out = jobs_cli("resubmit", "--run", str(run), "--redo", "0", "--wait").stdout  # keeps the map of a MAP=1 run
+    assert stages(run)[3:] == ["embed", "merge", "map"] and "Map: " in out, out
+    assert (run / "map.h5").stat().st_mtime_ns > (run / "embeddings.h5").stat().st_mtime_ns
+
+    out = jobs_cli("submit", "--run", str(run), "--export", "parquet", "--wait").stdout  # EXPORT=parquet
+    assert stages(run)[6:] == ["export"] and f"Export: {run / 'embeddings.parquet'}" in out, out
+
+    register(COUNT)
+    backend = LocalBackend(run)
+    outcome, _, state = submit(SubmitRequest(run_dir=run), say=lambda _: None, backend=backend)
+    assert [j.stage for j in outcome.jobs] == ["count"]
+    wait_ended(run, outcome.jobs)
+    assert (run / COUNT_FILE).read_text() == "24\n"
+    assert "count job" in status_report(run, runstate.require(run), RunObserver(run).snapshot(state.jobs))
+
+
+def test_a_failing_local_embed_keeps_the_merge_from_running_and_status_says_why(tmp_path, small_corpus,
+                                                                                model_path):
+    run = tmp_path / "failing run"
+    jobs_cli("plan", "--run", str(run), "--profile", "local", "--device", "cpu", "--corpus", str(small_corpus),
+             "--model", str(model_path), "--shards", "2")
+    state = runstate.require(run)
+    requests = [replace(r, task=failing_embed) if r.array else r for r in stages_to_submit(run, state)]
+    assert [r.stage for r in requests] == ["embed", "merge"]
+    state = _submit_stages(run, state, LocalBackend(run), requests, say=lambda _: None)
+    wait_ended(run, state.jobs)
+    assert not (run / "embeddings.h5").exists()
+    merge = [j for j in state.jobs if j.stage == "merge"][0]
+    log = (run / "logs" / f"{merge.job_id}_0_log.out").read_text()
+    assert "waiting for jobs" in log and "starting" not in log.split("waiting for jobs", 1)[1]
+    report = status_report(run, state, RunObserver(run).snapshot(state.jobs))
+    assert f"merge job {merge.job_id}: FAILED" in report and "DependencyNeverSatisfied" in report, report
+    assert "this toy embed fails on purpose" in report and "Repair with: make resubmit" in report, report
