@@ -24,6 +24,7 @@ from embedder.config import (
 )
 from embedder.encode import TextEncoder
 from embedder.prefetch import BackgroundWriter
+from embedder.reuse import ShardReuse
 from embedder.shard import ShardWriter
 from kit.corpusfile import corpus_info, read_chunks
 from kit.errors import ConfigError
@@ -136,17 +137,23 @@ class _LoadedModel:
                                    fallback=fallback, pin_memory=compute.pin_memory)
         info = corpus_info(run_dir / CORPUS_FILE)
         fingerprint = pinned_fingerprint(run_dir, identity) or model_lib.weights_fingerprint(resolved.path)
-        self.identity = {
-            "model": identity.model, "model_revision": resolved.revision,
-            "model_fingerprint": fingerprint, "dim": self.encoder.dim,
-            "dtype": "float32", "pooling": model_lib.pooling_description(model),
-            "normalize_embeddings": identity.normalize_embeddings, "prompt": self.encoder.prompt,
-            "max_seq_length": int(model.max_seq_length), "corpus_fingerprint": info.fingerprint,
-        }
+        self.identity = {**vector_identity(model, identity, resolved.revision, fingerprint),
+                         "corpus_fingerprint": info.fingerprint}
         self.execution = {"device": self.device, "compute_dtype": dtype, "max_tokens_per_batch": self.max_tokens,
                           "attention": model_lib.attention_description(model), "gpu": model_lib.gpu_name(self.device)}
         log.info("model %s (%s) on %s %s in %s, attention %s, dim %d", identity.model, resolved.revision, self.device,
                  self.execution["gpu"], dtype, self.execution["attention"], self.encoder.dim)
+
+
+def vector_identity(model, identity: EmbedIdentity, revision: str, fingerprint: str) -> dict:
+    """What a loaded model makes of a text, as the shard identity keys (all but the corpus's).
+
+    The one place that says it: the shards record it, and REUSE compares an earlier file with it.
+    """
+    return {"model": identity.model, "model_revision": revision, "model_fingerprint": fingerprint,
+            "dim": int(model.get_embedding_dimension()), "dtype": "float32",
+            "pooling": model_lib.pooling_description(model), "normalize_embeddings": identity.normalize_embeddings,
+            "prompt": model_lib.prompt_text(model, identity), "max_seq_length": int(model.max_seq_length)}
 
 
 def _capability(device: str) -> tuple[int, int] | None:
@@ -198,10 +205,13 @@ def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _Lo
     writer = ShardWriter(shard_path(run, spec.index), spec, loaded.identity, {**provenance, **loaded.execution})
     counters = loaded.encoder.counters
     before = dataclasses.replace(counters)
+    reuse = None
     try:
+        reuse = ShardReuse.of(run, spec)  # REUSE=: rows whose vectors are copied from an earlier file
         with tqdm(total=spec.rows, initial=writer.rows_done, desc=f"shard {spec.index:05d}", unit="doc",
                   file=sys.stderr, mininterval=5, dynamic_ncols=False, ascii=True) as bar:
             chunks = read_chunks(run / CORPUS_FILE, spec.start + writer.rows_done, spec.stop, compute.flush_rows)
+            chunks = reuse.to_compute(chunks) if reuse else chunks
 
             def append(start: int, emb, ids) -> None:
                 writer.append(emb, ids)
@@ -209,6 +219,10 @@ def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _Lo
 
             with BackgroundWriter(append) as background:  # a chunk's flushes overlap the next one's compute
                 for start, ids, emb in loaded.encoder.encode_chunks(chunks, on_batch=bar.update):
+                    if reuse:
+                        computed = len(emb)
+                        ids, emb = reuse.fill(start, ids, emb)
+                        bar.update(len(ids) - computed)  # the copied rows
                     background.put(start, emb, ids)
         seconds = time.monotonic() - t0
         header = writer.commit({
@@ -217,9 +231,12 @@ def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _Lo
             **counters.added_to(writer.h5.attrs, before),
             **{key: _used(writer.h5.attrs.get(key), value) for key, value in loaded.execution.items()},
             "max_tokens_per_batch_settled": int(loaded.encoder.lowest_tokens),
+            **(reuse.shard_attrs(writer.h5.attrs) if reuse else {}),
         })
     finally:
         writer.close()
+        if reuse:
+            reuse.close()
     log.info("%s: complete in %.1f s (%.0f docs/s), %d truncated, %d out-of-memory splits", spec.describe(),
              seconds, (spec.rows - writer.resumed_from) / max(seconds, 1e-9), header.attrs["truncated_rows"],
              header.attrs["oom_splits"])

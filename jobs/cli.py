@@ -124,6 +124,8 @@ def _add_submit_options(p: argparse.ArgumentParser) -> None:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     _switch(p, "--wait", "WAIT", "follow the run until it ends")
     p.add_argument("--redo", type=_redo, default=(), help="recompute shards: '3 5', '0-9' or all (REDO=)")
+    p.add_argument("--reuse", type=_text, default=None,
+                   help="an earlier run folder or embeddings.h5: unchanged rows take its vectors (REUSE=)")
 
 
 def _run_folder(value: str) -> Path:
@@ -206,7 +208,12 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         run_dir=args.run.resolve(), corpus=Path(args.corpus) if getattr(args, "corpus", None) else None,
         shards=getattr(args, "shards", None), profile=args.profile, identity=groups["identity"],
         compute=groups["compute"], corpus_options=groups["corpus"], redo=args.redo, wait=bool(args.wait),
-        map_options=map_options(args))
+        map_options=map_options(args), reuse=reuse_path(args))
+
+
+def reuse_path(args: argparse.Namespace) -> Path | None:
+    """REUSE= as given (a folder or a file; checked at plan)."""
+    return Path(args.reuse).expanduser().resolve() if getattr(args, "reuse", None) else None
 
 
 def _variable_text(value: Any) -> str:
@@ -224,7 +231,8 @@ def as_make_command(verb: str, args: argparse.Namespace, **override: Any) -> str
         value = getattr(args, _dest(flag), None)
         if value is not None:
             given[variable] = _variable_text(value)
-    for name, variable in (("map", "MAP"), ("questions", "QUESTIONS"), ("seed", "SEED"), ("pca_dims", "PCA_DIMS")):
+    for name, variable in (("map", "MAP"), ("questions", "QUESTIONS"), ("seed", "SEED"), ("pca_dims", "PCA_DIMS"),
+                           ("reuse", "REUSE")):
         if getattr(args, name, None) is not None:
             given[variable] = _variable_text(getattr(args, name))
     given.update(override)

@@ -73,6 +73,7 @@ class RunState:
     scheduler_version: str | None = None  # e.g. "slurm 22.05.8", detected once at submit
     map_options: dict[str, Any] | None = None  # the map stage's options when MAP=1 was asked
     profile: str | None = None  # where the latest submit (or plan) sends the jobs: local, or a profile
+    reuse: dict[str, Any] | None = None  # REUSE=: source, source_sha256, reused_rows, computed_rows
 
     def with_jobs(self, *jobs: JobRecord) -> RunState:
         return replace(self, jobs=(*self.jobs, *jobs))

@@ -39,6 +39,7 @@ class SubmitRequest:
     redo: tuple[int, ...] | str = ()  # shard indices, or "all"
     wait: bool = False
     map_options: dict[str, Any] | None = None  # MAP=1: questions, seed, pca_dims
+    reuse: Path | None = None  # REUSE=: an earlier run folder or embeddings.h5 whose unchanged rows are copied
 
     @property
     def redo_all(self) -> bool:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from jobs import demo as demo_lib, runstate
-from jobs.cli import submit_request
+from jobs.cli import reuse_path, submit_request
 from jobs.observe import RunObserver
 from jobs.runstate import RunState
 from jobs.settings import SubmitRequest
@@ -114,16 +114,17 @@ def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
 
 
 def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
-    from kit.corpusfile import row_costs
+    from embedder.reuse import plan_costs, summary_line
     from kit.format import CORPUS_FILE
 
-    costs = row_costs(outcome.run_dir / CORPUS_FILE)
+    costs = plan_costs(outcome.run_dir)  # what is left to compute
     pending = [s for s in state.plan if s.index in set(outcome.pending)]
     lines = [f"Plan for {outcome.run_dir} (nothing was queued; wrote {outcome.run_dir / CORPUS_FILE} and "
              f"{outcome.run_dir / 'run.json'}):",
              f"  corpus: {state.corpus.source}, {state.corpus.rows} rows ({state.corpus.rejected_rows} rejected)",
              f"  model: {state.identity.model} @ {state.identity.revision or 'local'}",
              f"  shards: {len(state.plan)} planned, {len(pending)} to embed"]
+    lines += [f"  {reused}"] if (reused := summary_line(outcome.run_dir)) else []
     if state.requested_shards > len(state.plan):
         lines.append(f"  SHARDS={state.requested_shards} on {state.corpus.rows} rows: {len(state.plan)} shards of "
                      f"one row each (a shard holds at least one row)")
@@ -147,7 +148,8 @@ def cmd_plan(args: argparse.Namespace) -> str:
 def cmd_resubmit(args: argparse.Namespace) -> str:
     run_dir = args.run.resolve()
     runstate.require(run_dir)
-    return _submit(SubmitRequest(run_dir=run_dir, profile=args.profile, redo=args.redo, wait=bool(args.wait)))
+    return _submit(SubmitRequest(run_dir=run_dir, profile=args.profile, redo=args.redo, wait=bool(args.wait),
+                                 reuse=reuse_path(args)))
 
 
 def cmd_status(args: argparse.Namespace) -> str:

@@ -17,6 +17,7 @@ from kit import atomic
 from kit.commands import index_ranges, make_command
 from kit.errors import MergeError, ShardDataError, ShardError, ShardGapError, ShardMismatchError
 from kit.format import CORPUS_FILE, OUTPUT_FILE, SHARDS_DIR, shard_index
+from embedder.reuse import record_in_output
 from merge.consolidate import consolidate
 from merge.verify import Verdict, verify
 
@@ -95,6 +96,7 @@ def _write_output(complete: list[ShardHeader], info, tmp: Path, out: Path, attrs
             bad = [shard_index(h.path) for h in complete if h.path.name in str(err)]
             raise type(err)(f"Merge refused; nothing was written:\n  - {err}\n"
                             f"Run: {repair_command(run_dir, set(bad))}") from err
+        record_in_output(tmp, run_dir, [(h.start, h.stop, h.attrs) for h in complete])  # REUSE=: per-row flags
         with h5py.File(tmp, "r") as check:
             if check["embeddings"].shape != (info.rows, first["dim"]):
                 raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
