@@ -93,7 +93,7 @@ test: setup test-services ## Run the tests (real model, HDF5, submitit, sshd, Ch
 test-services: ## Install and start what the tests use for real: sshd, rsync, Chromium, the Slurm 22.05 and 26.05 clusters
 	$(Q)bash tests/services/install.sh
 
-submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1]
+submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1] [REUSE=last run]
 	$(Q)$(PY) -m jobs submit $(SUBMIT_ARGS)
 
 plan: setup ## Dry run: prepare and check everything, print what make submit would submit (same variables)
