@@ -199,7 +199,7 @@ def _used(prior: object, now: object) -> str:
 
 
 def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _LoadedModel) -> ShardResult:
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     provenance = {"host": socket.gethostname(), "device": loaded.device, "started_at": now_iso(),
                   "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     writer = ShardWriter(shard_path(run, spec.index), spec, loaded.identity, {**provenance, **loaded.execution})
@@ -228,6 +228,7 @@ def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _Lo
         header = writer.commit({
             "finished_at": now_iso(),
             "encode_seconds": float(writer.h5.attrs.get("encode_seconds", 0.0)) + seconds,
+            "encode_cpu_seconds": float(writer.h5.attrs.get("encode_cpu_seconds", 0.0)) + time.process_time() - cpu0,
             **counters.added_to(writer.h5.attrs, before),
             **{key: _used(writer.h5.attrs.get(key), value) for key, value in loaded.execution.items()},
             "max_tokens_per_batch_settled": int(loaded.encoder.lowest_tokens),

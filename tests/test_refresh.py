@@ -57,10 +57,16 @@ def shard_attrs(run: Path) -> list[dict]:
     return out
 
 
-def embed_seconds(run: Path) -> float:
-    """The embed stage's time: each shard's encode_seconds (from opening the shard to its commit;
-    model loading excluded, which does not depend on how many rows are left)."""
-    return sum(float(a["encode_seconds"]) for a in shard_attrs(run))
+def embed_cost(run: Path) -> tuple[float, float, int]:
+    """The embed stage's (CPU seconds, wall seconds, model tokens), summed over the shards.
+
+    Both times run from opening a shard to its commit: model loading, the same whatever is left,
+    is not in them. CPU seconds (all threads of the task) are the measure asserted: on this shared
+    2-core machine the wall time of one run can triple with the other engineers' load.
+    """
+    attrs = shard_attrs(run)
+    return (sum(float(a["encode_cpu_seconds"]) for a in attrs), sum(float(a["encode_seconds"]) for a in attrs),
+            sum(int(a["computed_tokens"]) for a in attrs))
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +123,11 @@ def test_a_refresh_computes_only_the_changed_rows_and_equals_a_full_recompute(mo
         "computed_rows": computed_rows}
     assert subprocess.run(["sha256sum", "-c", "embeddings.h5.sha256"], cwd=refresh, capture_output=True).returncode == 0
 
-    full_s, refresh_s = embed_seconds(full), embed_seconds(refresh)
-    print(f"embed stage: full recompute {full_s:.1f} s, refresh {refresh_s:.1f} s ({refresh_s / full_s:.1%})")
-    assert refresh_s <= 0.2 * full_s, (full_s, refresh_s)
+    (full_cpu, full_wall, full_tokens), (cpu, wall, tokens) = embed_cost(full), embed_cost(refresh)
+    print(f"embed stage, refresh vs full recompute: CPU {cpu:.1f} s vs {full_cpu:.1f} s ({cpu / full_cpu:.1%}), "
+          f"wall {wall:.1f} s vs {full_wall:.1f} s ({wall / full_wall:.1%}), "
+          f"tokens {tokens:,} vs {full_tokens:,} ({tokens / full_tokens:.1%})")
+    assert cpu <= 0.2 * full_cpu and tokens <= 0.2 * full_tokens, (cpu, full_cpu, tokens, full_tokens)
 
 
 def other_model(folder: Path, to: Path) -> Path:
