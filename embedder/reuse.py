@@ -9,6 +9,7 @@ records per row whether it was reused (``record_in_output``).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from kit.commands import make_command
 from kit.corpusfile import corpus_info, row_costs
 from kit.errors import ConfigError, ShardError
 from kit.format import CONTENT_HASH, OUTPUT_FORMAT, REUSE_FORMAT, RunPaths, parse_sidecar, sidecar_path
-from kit.reuse import NOT_REUSED, describe_differences, identity_differences, left_costs, match_rows
-from kit.shardfile import ShardSpec
+from kit.reuse import (NOT_REUSED, REUSE_IDENTITY_KEYS, describe_differences, identity_differences, left_costs,
+                        match_rows)
+from kit.shardfile import ShardSpec, plain_attr as plain
 
 SOURCE_ROW = "source_row"  # reuse.h5: per row of this corpus, the earlier file's row, or -1 (computed)
 REUSED = "reused"  # embeddings.h5: 1 where the row's vector was copied from the earlier file
@@ -37,6 +39,7 @@ class Earlier:
     sha256: str
     size: int
     mtime_ns: int
+    identity: dict[str, Any]  # its embedding identity (REUSE_IDENTITY_KEYS and model), checked again by each task
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,15 @@ def check_earlier(reuse: Path, this_identity: dict[str, Any]) -> Earlier:
         if CONTENT_HASH not in h5:
             raise ConfigError(f"REUSE: {output} has no per-row content hashes (its corpus was prepared before "
                               "embedkit-corpus/2), so unchanged rows cannot be told apart. Run without REUSE.")
-        differences = identity_differences(output_identity(h5), this_identity)
+        identity = output_identity(h5)
+        differences = identity_differences(identity, this_identity)
     if differences:
         lines = "\n".join(f"  - {line}" for line in describe_differences(differences))
         raise ConfigError(f"REUSE={output}: its vectors were made differently from this run's, so none can be "
                           f"reused; nothing was submitted:\n{lines}\nRun with that run's settings, or without REUSE.")
     stat = os.stat(output)
-    return Earlier(output, digest, stat.st_size, stat.st_mtime_ns)
+    kept = {k: plain(identity.get(k)) for k in ("model", *REUSE_IDENTITY_KEYS)}
+    return Earlier(output, digest, stat.st_size, stat.st_mtime_ns, kept)
 
 
 def record_match(run_dir: Path, earlier: Earlier) -> ReuseRecord:
@@ -125,6 +130,7 @@ def record_match(run_dir: Path, earlier: Earlier) -> ReuseRecord:
         with h5py.File(tmp, "w") as h5:
             h5.create_dataset(SOURCE_ROW, data=source_rows)
             h5.attrs.update(format=REUSE_FORMAT, source_size=earlier.size, source_mtime_ns=earlier.mtime_ns,
+                            source_identity=json.dumps(earlier.identity),
                             corpus_fingerprint=corpus_info(paths.corpus).fingerprint, **asdict(record))
         atomic.commit(tmp, paths.reuse)
     return record
@@ -175,10 +181,17 @@ class ShardReuse:
         self.computed = 0  # rows given to the model in this attempt
 
     @classmethod
-    def of(cls, run_dir: Path, spec: ShardSpec) -> ShardReuse | None:
+    def of(cls, run_dir: Path, spec: ShardSpec, identity: dict[str, Any]) -> ShardReuse | None:
+        """The shard's reuse, or None where it copies no row. ``identity``: what this task's shard records;
+        the earlier file's must still be the same (run.json may have changed since the plan)."""
         found = _read_map(run_dir)
         if found is None or not (found[0][spec.start : spec.stop] != NOT_REUSED).any():
             return None
+        differences = identity_differences(json.loads(found[1]["source_identity"]), identity)
+        if differences:
+            raise ShardError(f"{spec.describe()}: the REUSE file {found[1]['source']} holds vectors made otherwise "
+                             f"({'; '.join(describe_differences(differences))}). Plan again with REUSE= and the "
+                             f"same settings, or recompute without it: {make_command('submit', RUN=run_dir, REDO='all')}")
         return cls(run_dir, spec, *found)
 
     def close(self) -> None:
@@ -246,8 +259,14 @@ def check_request(reuse: Path | None, identity, fingerprint: str, cache_dir: str
     return check_earlier(reuse, run_identity(identity, fingerprint, cache_dir, profile))
 
 
-def current_record(run_dir: Path) -> dict[str, Any] | None:
-    """What run.json records of the run's reuse.h5, while it is for the run's corpus."""
+def current_record(run_dir: Path, drop: bool = False) -> dict[str, Any] | None:
+    """What run.json records of the run's reuse.h5, while it is for the run's corpus.
+
+    ``drop``: the run's identity or corpus changed, or REDO=all, without a new REUSE=: the match is
+    deleted, so no stale vector is copied.
+    """
+    if drop:
+        RunPaths.of(run_dir).reuse.unlink(missing_ok=True)
     found = _read_map(run_dir)
     if found is None:
         return None

@@ -207,7 +207,7 @@ def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _Lo
     before = dataclasses.replace(counters)
     reuse = None
     try:
-        reuse = ShardReuse.of(run, spec)  # REUSE=: rows whose vectors are copied from an earlier file
+        reuse = ShardReuse.of(run, spec, loaded.identity)  # REUSE=: rows whose vectors are copied from an earlier file
         with tqdm(total=spec.rows, initial=writer.rows_done, desc=f"shard {spec.index:05d}", unit="doc",
                   file=sys.stderr, mininterval=5, dynamic_ncols=False, ascii=True) as bar:
             chunks = read_chunks(run / CORPUS_FILE, spec.start + writer.rows_done, spec.stop, compute.flush_rows)

@@ -183,7 +183,7 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
         raise change_refusal(run_dir, "settings", changes, computed)
     if check.candidate is not None:
         corpusrun.install_candidate(run_dir, check.candidate)
-    reused = _record_reuse(run_dir, earlier, say)
+    reused = _record_reuse(run_dir, earlier, say, drop=request.redo_all or bool(changes))
     corpus_changed = check.record.rows != run.corpus.rows or bool(changes)
     replan = _replan(request, run, computed, corpus_changed or (earlier is not None and not computed), max_len)
     state = replace(run, identity=identity, model_fingerprint=fingerprint, corpus=check.record, compute=compute,
@@ -194,13 +194,16 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
     return state, backend, request.redo_all
 
 
-def _record_reuse(run_dir: Path, earlier: reuse_lib.Earlier | None, say: Say) -> dict | None:
-    """Match the corpus with the REUSE file (if given) and say the counts; run.json's record either way."""
+def _record_reuse(run_dir: Path, earlier: reuse_lib.Earlier | None, say: Say, drop: bool = False) -> dict | None:
+    """Match the corpus with the REUSE file (if given) and say the counts; run.json's record either way.
+
+    ``drop``: settings or corpus changed, or REDO=all: an earlier match is deleted unless REUSE is given again.
+    """
     if earlier is not None:
         record = reuse_lib.record_match(run_dir, earlier)
         say(f"REUSE: {record.reused_rows} rows match {earlier.path} by id and content hash; "
             f"{record.computed_rows} rows will be computed.")
-    return reuse_lib.current_record(run_dir)
+    return reuse_lib.current_record(run_dir, drop=earlier is None and drop)
 
 
 def _new_state(request: SubmitRequest, identity, fingerprint: str, corpus, compute, max_len: int | None) -> RunState:
