@@ -55,10 +55,11 @@ QUESTIONS ?=
 SEED ?=
 PCA_DIMS ?=
 EXPORT ?=
+REUSE ?=
 DEMO_ROWS ?= 2000
 export RUN CORPUS MODEL REVISION SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS ID_FIELD TITLE_FIELD URL_FIELD \
   DEVICE COMPUTE_DTYPE ATTENTION PIN_MEMORY PROMPT_NAME PROMPT NORMALIZE MAX_SEQ_LENGTH MAX_TOKENS_PER_BATCH FLUSH_ROWS \
-  CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 FORMAT MAP QUESTIONS SEED PCA_DIMS EXPORT DEMO_ROWS DEMO_RUN TORCH
+  CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 FORMAT MAP QUESTIONS SEED PCA_DIMS EXPORT DEMO_ROWS DEMO_RUN TORCH REUSE
 
 # Every option of submit and plan, passed quoted; an empty value means "not given".
 SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$REVISION" --shards "$$SHARDS" \
@@ -68,7 +69,7 @@ SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$
   --normalize-embeddings "$$NORMALIZE" --max-seq-length "$$MAX_SEQ_LENGTH" \
   --max-tokens-per-batch "$$MAX_TOKENS_PER_BATCH" --flush-rows "$$FLUSH_ROWS" --cache-dir "$$CACHE_DIR" \
   --map "$$MAP" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --export "$$EXPORT" \
-  --wait "$$WAIT"
+  --wait "$$WAIT" --reuse "$$REUSE"
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -94,14 +95,14 @@ test: setup test-services ## Run the tests (real model, HDF5, submitit, sshd, Ch
 test-services: ## Install and start what the tests use for real: sshd, rsync, Chromium, the Slurm 22.05 and 26.05 clusters
 	$(Q)bash tests/services/install.sh
 
-submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1] [EXPORT=parquet|npy]
+submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1] [EXPORT=parquet|npy] [REUSE=last run]
 	$(Q)$(PY) -m jobs submit $(SUBMIT_ARGS)
 
 plan: setup ## Dry run: prepare and check everything, print what make submit would submit (same variables)
 	$(Q)$(PY) -m jobs plan $(SUBMIT_ARGS)
 
 resubmit: setup ## Submit only the missing or failed shards of RUN=... and a new merge [WAIT=1] [REDO='3 5']
-	$(Q)$(PY) -m jobs resubmit --run "$$RUN" --profile "$$PROFILE" --redo "$$REDO" --wait "$$WAIT"
+	$(Q)$(PY) -m jobs resubmit --run "$$RUN" --profile "$$PROFILE" --redo "$$REDO" --wait "$$WAIT" --reuse "$$REUSE"
 
 stage-model: setup ## On the login node: download MODEL=... into the profile's model_cache [PROFILE=...]
 	$(Q)$(PY) -m jobs stage-model --model "$$MODEL" --profile "$$PROFILE" --revision "$$REVISION" --attention "$$ATTENTION"

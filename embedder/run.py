@@ -19,6 +19,7 @@ from embedder import model as model_lib
 from embedder.config import ComputeSettings, EmbedIdentity
 from embedder.loader import compute_dtype_for, load_encoder, with_pinned
 from embedder.prefetch import BackgroundWriter
+from embedder.reuse import ShardReuse
 from embedder.shard import ShardWriter
 from kit.corpusfile import corpus_info, read_chunks
 from kit.format import RunPaths
@@ -139,16 +140,19 @@ def _used(prior: object, now: object) -> str:
 
 
 def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _LoadedModel) -> ShardResult:
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     provenance = {"host": socket.gethostname(), "device": loaded.device, "started_at": now_iso(),
                   "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     writer = ShardWriter(shard_path(run, spec.index), spec, loaded.identity, {**provenance, **loaded.execution})
     counters = loaded.encoder.counters
     before = dataclasses.replace(counters)
+    reuse = None
     try:
+        reuse = ShardReuse.of(run, spec, loaded.identity.to_attrs())  # REUSE=: rows whose vectors are copied from an earlier file
         with tqdm(total=spec.rows, initial=writer.rows_done, desc=f"shard {spec.index:05d}", unit="doc",
                   file=sys.stderr, mininterval=5, dynamic_ncols=False, ascii=True) as bar:
             chunks = read_chunks(RunPaths.of(run).corpus, spec.start + writer.rows_done, spec.stop, compute.flush_rows)
+            chunks = reuse.to_compute(chunks) if reuse else chunks
 
             def append(start: int, emb, ids) -> None:
                 writer.append(emb, ids)
@@ -156,17 +160,25 @@ def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _Lo
 
             with BackgroundWriter(append) as background:  # a chunk's flushes overlap the next one's compute
                 for start, ids, emb in loaded.encoder.encode_chunks(chunks, on_batch=bar.update):
+                    if reuse:
+                        computed = len(emb)
+                        ids, emb = reuse.fill(start, ids, emb)
+                        bar.update(len(ids) - computed)  # the copied rows
                     background.put(start, emb, ids)
         seconds = time.monotonic() - t0
         header = writer.commit({
             "finished_at": now_iso(),
             "encode_seconds": float(writer.h5.attrs.get("encode_seconds", 0.0)) + seconds,
+            "encode_cpu_seconds": float(writer.h5.attrs.get("encode_cpu_seconds", 0.0)) + time.process_time() - cpu0,
             **counters.added_to(writer.h5.attrs, before),
             **{key: _used(writer.h5.attrs.get(key), value) for key, value in loaded.execution.items()},
             "max_tokens_per_batch_settled": int(loaded.encoder.lowest_tokens),
+            **(reuse.shard_attrs(writer.h5.attrs) if reuse else {}),
         })
     finally:
         writer.close()
+        if reuse:
+            reuse.close()
     log.info("%s: complete in %.1f s (%.0f docs/s), %d truncated, %d out-of-memory splits", spec.describe(),
              seconds, (spec.rows - writer.resumed_from) / max(seconds, 1e-9), header.attrs["truncated_rows"],
              header.attrs["oom_splits"])

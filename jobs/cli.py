@@ -15,7 +15,7 @@ from typing import Any
 
 from jobs import verbs
 from jobs.demo import demo_model_path
-from jobs.settings import COMPUTE_FIELDS, CORPUS_FIELDS, SubmitRequest, parse_redo
+from jobs.settings import COMPUTE_FIELDS, CORPUS_FIELDS, SubmitRequest, parse_redo, reuse_path
 from kit.commands import make_command
 from kit.errors import ConfigError, KitError
 from merge.export import FORMATS as EXPORT_FORMATS
@@ -128,6 +128,8 @@ def _add_submit_options(p: argparse.ArgumentParser) -> None:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     _switch(p, "--wait", "WAIT", "follow the run until it ends")
     p.add_argument("--redo", type=_redo, default=(), help="recompute shards: '3 5', '0-9' or all (REDO=)")
+    p.add_argument("--reuse", type=_text, default=None,
+                   help="an earlier run folder or embeddings.h5: unchanged rows take its vectors (REUSE=)")
 
 
 def _export(value: str) -> str | None:
@@ -215,7 +217,8 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         run_dir=args.run.resolve(), corpus=Path(args.corpus) if getattr(args, "corpus", None) else None,
         shards=getattr(args, "shards", None), profile=args.profile, identity=groups["identity"],
         compute=groups["compute"], corpus_options=groups["corpus"], redo=args.redo, wait=bool(args.wait),
-        map_options=map_options(args), export=getattr(args, "export", None))
+        map_options=map_options(args), export=getattr(args, "export", None),
+        reuse=reuse_path(getattr(args, "reuse", None)))
 
 
 def _variable_text(value: Any) -> str:
@@ -234,7 +237,7 @@ def as_make_command(verb: str, args: argparse.Namespace, **override: Any) -> str
         if value is not None:
             given[variable] = _variable_text(value)
     for name, variable in (("map", "MAP"), ("questions", "QUESTIONS"), ("seed", "SEED"), ("pca_dims", "PCA_DIMS"),
-                           ("export", "EXPORT")):
+                           ("export", "EXPORT"), ("reuse", "REUSE")):
         if getattr(args, name, None) is not None:
             given[variable] = _variable_text(getattr(args, name))
     given.update(override)

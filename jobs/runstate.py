@@ -57,6 +57,7 @@ class RunState:
     profile: str | None = None  # where the latest submit (or plan) sends the jobs: local, or a profile
     pinned: ShardIdentity | None = None  # what every shard must record, fixed at submit (None: an older run.json)
     export_format: str | None = None  # EXPORT= asked: the export stage's format (parquet or npy)
+    reuse: dict[str, Any] | None = None  # REUSE=: source, source_sha256, reused_rows, computed_rows
 
     def with_jobs(self, *jobs: JobRecord) -> RunState:
         return replace(self, jobs=(*self.jobs, *jobs))

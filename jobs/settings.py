@@ -40,6 +40,7 @@ class SubmitRequest:
     wait: bool = False
     map_options: dict[str, Any] | None = None  # MAP=1: questions, seed, pca_dims
     export: str | None = None  # EXPORT=parquet|npy: an export stage after the merge
+    reuse: Path | None = None  # REUSE=: an earlier run folder or embeddings.h5 whose unchanged rows are copied
 
     @property
     def redo_all(self) -> bool:
@@ -112,3 +113,8 @@ def parse_redo(value: str) -> tuple[int, ...] | str:
     except ValueError:
         raise ConfigError(f"REDO takes shard numbers like '3 5', ranges like '0-9', or 'all'; got {value!r}.") from None
     return tuple(out)
+
+
+def reuse_path(given: str | None) -> Path | None:
+    """REUSE= as given: an earlier run folder or its embeddings.h5 (verified at plan)."""
+    return Path(given).expanduser().resolve() if given else None

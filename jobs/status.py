@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from embedder.reuse import summary_line
 from slurm.backend import Snapshot
 from jobs.runstate import JobRecord, RunState
 from kit import atomic
@@ -165,6 +166,7 @@ def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
     total = sum(s.spec.rows for s in statuses)
     lines = [f"Run {run_dir}: model {run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
              f"{done}/{total} rows embedded{rate_line(run, statuses)}"]
+    lines += [reused] if (reused := summary_line(run_dir)) else []
     lines += shard_lines(statuses)
     lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
     lines += [snapshot.note] if snapshot.note else []

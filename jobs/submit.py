@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from embedder.loader import pin_identity
+from embedder import reuse as reuse_lib
+from embedder.loader import pin_identity, with_pinned
 from embedder.model import resolve_model, weights_fingerprint
 from embedder.weightcheck import check_weights
 from embedder.run import now_iso
@@ -27,7 +28,6 @@ from jobs.settings import (SubmitRequest, change_refusal, compute_settings, corp
 from jobs.stages import STAGES, runs_after, stages_to_submit
 from jobs.status import shard_files
 from kit.commands import make_command
-from kit.corpusfile import row_costs
 from kit.errors import ConfigError, RunBusyError
 from kit.format import RunPaths, shard_name, sidecar_path
 from kit.shardfile import done_shards, shard_path
@@ -168,11 +168,14 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
         raise busy_refusal(run_dir, alive)
     compute = compute_settings(request, run.compute if run else None, profile)
     identity, fingerprint, max_len, pinned = _pinned_identity(request, run, compute.cache_dir, name)
+    earlier = reuse_lib.check_request(request.reuse, with_pinned(identity, pinned), fingerprint, compute.cache_dir,
+                                      name if name != LOCAL else None)  # REUSE=: refused before any job
     options = corpus_options(request, run.corpus.options if run else None)
     if run is None:
         corpus = corpusrun.first_corpus(run_dir, request.corpus, options, records)
+        reused = _record_reuse(run_dir, earlier, say)
         state = _new_state(request, identity, fingerprint, corpus, compute, max_len)
-        return replace(state, profile=name, pinned=pinned), backend, False
+        return replace(state, profile=name, pinned=pinned, reuse=reused), backend, False
     check = corpusrun.check_corpus(run_dir, run.corpus, request.corpus, options, records)
     changes = {**identity_changes(run.identity, identity), **(check.changes or {})}
     if run.model_fingerprint and fingerprint != run.model_fingerprint:
@@ -188,19 +191,33 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
         raise change_refusal(run_dir, "settings", changes, computed)
     if check.candidate is not None:
         corpusrun.install_candidate(run_dir, check.candidate)
-    replan = _replan(request, run, computed, check.record.rows != run.corpus.rows or bool(changes), max_len)
+    reused = _record_reuse(run_dir, earlier, say, drop=request.redo_all or bool(changes))
+    corpus_changed = check.record.rows != run.corpus.rows or bool(changes)
+    replan = _replan(request, run, computed, corpus_changed or (earlier is not None and not computed), max_len)
     state = replace(run, identity=identity, model_fingerprint=fingerprint, corpus=check.record, compute=compute,
-                    profile=name, pinned=pinned, **replan)
+                    profile=name, pinned=pinned, reuse=reused, **replan)
     if changes:
         say(f"Run {run_dir}: recomputing everything with the new settings (REDO=all)." if computed else
             f"Run {run_dir}: nothing computed yet, so it takes the new settings.")
     return state, backend, request.redo_all
 
 
+def _record_reuse(run_dir: Path, earlier: reuse_lib.Earlier | None, say: Say, drop: bool = False) -> dict | None:
+    """Match the corpus with the REUSE file (if given) and say the counts; run.json's record either way.
+
+    ``drop``: settings or corpus changed, or REDO=all: an earlier match is deleted unless REUSE is given again.
+    """
+    if earlier is not None:
+        record = reuse_lib.record_match(run_dir, earlier)
+        say(f"REUSE: {record.reused_rows} rows match {earlier.path} by id and content hash; "
+            f"{record.computed_rows} rows will be computed.")
+    return reuse_lib.current_record(run_dir, drop=earlier is None and drop)
+
+
 def _new_state(request: SubmitRequest, identity, fingerprint: str, corpus, compute, max_len: int | None) -> RunState:
     shards = request.shards or 1
     return RunState(identity=identity, model_fingerprint=fingerprint, corpus=corpus,
-                    plan=tuple(plan_shards(row_costs(RunPaths.of(request.run_dir).corpus, max_len), shards)),
+                    plan=tuple(plan_shards(reuse_lib.plan_costs(request.run_dir, max_len), shards)),
                     requested_shards=shards, compute=compute, created_at=now_iso())
 
 
@@ -215,7 +232,7 @@ def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed
             f"SHARDS={asked} would cut its rows differently. To continue as planned: "
             f"{make_command('submit', RUN=request.run_dir)}; to recompute everything with {asked} shards add REDO=all.")
     shards = asked or run.requested_shards
-    return {"plan": tuple(plan_shards(row_costs(RunPaths.of(request.run_dir).corpus, max_len), shards)),
+    return {"plan": tuple(plan_shards(reuse_lib.plan_costs(request.run_dir, max_len), shards)),
             "requested_shards": shards}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from jobs import demo as demo_lib, runstate
 from slurm.observe import RunObserver
 from jobs.runstate import RunState
-from jobs.settings import SubmitRequest
+from jobs.settings import SubmitRequest, reuse_path
 from jobs.stages import export_target
 from jobs.submit import SubmitOutcome, alive_jobs, busy_refusal, submit
 from jobs.wait import interrupted_message, wait_for_run
@@ -124,14 +124,16 @@ def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
 
 
 def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
-    from kit.corpusfile import row_costs
+    from embedder.reuse import plan_costs, summary_line
+
     paths = RunPaths.of(outcome.run_dir)
-    costs = row_costs(paths.corpus)
+    costs = plan_costs(outcome.run_dir)  # what is left to compute
     pending = [s for s in state.plan if s.index in set(outcome.pending)]
     lines = [f"Plan for {outcome.run_dir} (nothing was queued; wrote {paths.corpus} and {paths.manifest}):",
              f"  corpus: {state.corpus.source}, {state.corpus.rows} rows ({state.corpus.rejected_rows} rejected)",
              f"  model: {state.identity.model} @ {state.identity.revision or 'local'}",
              f"  shards: {len(state.plan)} planned, {len(pending)} to embed"]
+    lines += [f"  {reused}"] if (reused := summary_line(outcome.run_dir)) else []
     if state.requested_shards > len(state.plan):
         lines.append(f"  SHARDS={state.requested_shards} on {state.corpus.rows} rows: {len(state.plan)} shards of "
                      f"one row each (a shard holds at least one row)")
@@ -152,7 +154,8 @@ def submit_or_plan(request: SubmitRequest, dry_run: bool) -> str:
 def cmd_resubmit(args: argparse.Namespace) -> str:
     run_dir = args.run.resolve()
     runstate.require(run_dir)
-    return _submit(SubmitRequest(run_dir=run_dir, profile=args.profile, redo=args.redo, wait=bool(args.wait)))
+    return _submit(SubmitRequest(run_dir=run_dir, profile=args.profile, redo=args.redo, wait=bool(args.wait),
+                                 reuse=reuse_path(getattr(args, "reuse", None))))
 
 
 def cmd_status(args: argparse.Namespace) -> str:

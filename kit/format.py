@@ -16,6 +16,7 @@ CORPUS_FORMAT_V2 = "embedkit-corpus/2"  # an index that also stored ids, file an
 CORPUS_FORMAT_V1 = "embedkit-corpus/1"  # texts copied into corpus.h5 (runs prepared before 2026-12); still read
 OUTPUT_FORMAT = "embedkit-embeddings/1"
 MAP_FORMAT = "embedkit-map/2"
+REUSE_FORMAT = "embedkit-reuse/1"
 
 UTF8 = h5py.string_dtype("utf-8")
 STORED_DTYPE = "float32"  # embeddings are always stored as float32, whatever the compute dtype
@@ -32,6 +33,7 @@ MERGE_SUMMARY_FILE = "merge.json"  # what the last merge wrote (embedkit-merge-s
 MERGE_SUMMARY_FORMAT = "embedkit-merge-summary/1"
 SHA256_SUFFIX = ".sha256"
 LOCK_FILE = "run.lock"
+REUSE_FILE = "reuse.h5"  # REUSE=: which rows take an earlier file's vectors (embedder/reuse.py)
 FLOAT16_FILE = "embeddings.float16.h5"
 CONTROLLER_LOG = "local-controllers.log"  # in LOGS_DIR: what submitit's local controllers print themselves
 MAP_FILE, MAP_REDUCER_FILE = "map.h5", "map_reducer.joblib"
@@ -105,6 +107,11 @@ class RunPaths:
     @property
     def float16_output(self) -> Path:
         return self.root / FLOAT16_FILE
+
+    @property
+    def reuse(self) -> Path:
+        """``reuse.h5``: per row, the earlier file's row whose vector it takes (REUSE=), or -1."""
+        return self.root / REUSE_FILE
 
     @property
     def lock(self) -> Path:

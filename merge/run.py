@@ -17,6 +17,7 @@ from kit.errors import MergeError, ShardDataError, ShardError, ShardGapError, Sh
 from kit.format import RunPaths, shard_index
 from kit.shardfile import ShardHeader, ShardIdentity, ShardSpec, done_shards, read_header, shard_path
 from merge.consolidate import consolidate
+from merge.reused import record_in_output
 from merge.summary import MergeSummary
 from merge.verify import Verdict, verify
 
@@ -86,6 +87,7 @@ def _write_output(complete: list[ShardHeader], info, tmp: Path, out: Path, attrs
             bad = {i for i in [shard_index(err.shard)] if i is not None} if err.shard else set()
             raise type(err)(f"Merge refused; nothing was written:\n  - {err}\n"
                             f"Run: {repair_command(run_dir, bad)}", shard=err.shard, redo=bad) from err
+        record_in_output(tmp, run_dir, [(h.start, h.stop, h.attrs) for h in complete])  # REUSE=: per-row flags
         with h5py.File(tmp, "r") as check:
             if check["embeddings"].shape != (info.rows, dim):
                 raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "

@@ -1,0 +1,243 @@
+"""REUSE=: the files around reusing an earlier run's vectors (the pure part is kit/reuse.py).
+
+At plan/submit the earlier ``embeddings.h5`` is checked against its sidecar and its embedding
+identity against this run's, before any job; then this corpus's rows are matched on (id, content
+hash) and the match is written to ``reuse.h5`` in the run folder. The embed task copies the
+matched vectors into its shard (``ShardReuse``), so the merge checks them as any row; the merge
+records per row whether it was reused (``merge.reused.record_in_output``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import h5py
+import numpy as np
+
+from kit import atomic
+from kit.commands import make_command
+from kit.corpusfile import corpus_info, row_costs
+from kit.errors import ConfigError, ShardError
+from kit.format import CONTENT_HASH, OUTPUT_FORMAT, REUSE_FORMAT, RunPaths, parse_sidecar, sidecar_path
+from kit.reuse import (NOT_REUSED, REUSE_IDENTITY_KEYS, describe_differences, identity_differences, left_costs,
+                        match_rows)
+from kit.reusefile import SOURCE_ROW, read_map as _read_map
+from kit.shardfile import ShardSpec, plain_attr as plain
+
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """An earlier merged file, verified and of the same embedding identity as this run."""
+
+    path: Path
+    sha256: str
+    size: int
+    mtime_ns: int
+    identity: dict[str, Any]  # its embedding identity (REUSE_IDENTITY_KEYS and model), checked again by each task
+
+
+@dataclass(frozen=True)
+class ReuseRecord:
+    """What run.json says about REUSE: the file, its sha256 and the counts."""
+
+    source: str
+    source_sha256: str
+    reused_rows: int
+    computed_rows: int
+
+
+def earlier_output(path: Path) -> Path:
+    """The earlier ``embeddings.h5`` named by REUSE: a run folder (a fetched one too) or the file itself."""
+    path = Path(path).expanduser().resolve()
+    output = RunPaths.of(path).output if path.is_dir() else path
+    if not output.is_file():
+        raise ConfigError(f"REUSE={path}: there is no {output.name} there. REUSE takes an earlier run folder that "
+                          "holds embeddings.h5 and embeddings.h5.sha256 (on the cluster, or after make fetch), "
+                          "or the embeddings.h5 itself.")
+    return output
+
+
+def verify_earlier(output: Path) -> str:
+    """The sha256 of ``output``, checked against its sidecar (a damaged or replaced file is refused)."""
+    sidecar = sidecar_path(output)
+    if not sidecar.is_file():
+        raise ConfigError(f"REUSE: {output} has no {sidecar.name}, so it is not a verified merge. Merge it again "
+                          f"({make_command('merge', RUN=output.parent)}) or fetch it again with make fetch.")
+    try:
+        expected, _ = parse_sidecar(sidecar.read_text())
+    except ValueError as err:
+        raise ConfigError(f"REUSE: {sidecar} is damaged ({err}). Fetch or merge that run again.") from err
+    actual = atomic.sha256_file(output)
+    if actual != expected:
+        raise ConfigError(f"REUSE: {output} has SHA-256 {actual[:16]}..., but {sidecar.name} says {expected[:16]}...: "
+                          "the file is damaged or was replaced. Fetch or merge that run again.")
+    return actual
+
+
+def output_identity(h5: h5py.File) -> dict[str, Any]:
+    """The embedding identity a merged file records (its ``model`` and ``provenance_*`` attributes)."""
+    attrs = h5.attrs
+    return {"model": attrs.get("model"),
+            **{k[len("provenance_"):]: v for k, v in attrs.items() if k.startswith("provenance_")}}
+
+
+def run_identity(identity, fingerprint: str, cache_dir: str | None, profile: str | None) -> dict[str, Any]:
+    """This run's embedding identity as the tasks will record it: the model is loaded on the CPU once."""
+    from embedder import model as model_lib
+    from embedder.config import ComputeSettings
+    from embedder.loader import load_encoder
+
+    model_lib.resolve_model(identity, cache_dir, profile)  # a missing model named with the profile's cache
+    compute = ComputeSettings(device="cpu", compute_dtype="float32", cache_dir=cache_dir)
+    return load_encoder(identity, compute).shard_identity(fingerprint, None).to_attrs()
+
+
+def check_earlier(reuse: Path, this_identity: dict[str, Any]) -> Earlier:
+    """Verify the earlier file and compare its identity with this run's; a refusal names each difference."""
+    output = earlier_output(reuse)
+    digest = verify_earlier(output)
+    with h5py.File(output, "r", locking=False) as h5:
+        if h5.attrs.get("format") != OUTPUT_FORMAT or "embeddings" not in h5:
+            raise ConfigError(f"REUSE: {output} is not a merged embeddings file (format {h5.attrs.get('format')!r}).")
+        if CONTENT_HASH not in h5:
+            raise ConfigError(f"REUSE: {output} has no per-row content hashes (its corpus was prepared before "
+                              "embedkit-corpus/2), so unchanged rows cannot be told apart. Run without REUSE.")
+        identity = output_identity(h5)
+        differences = identity_differences(identity, this_identity)
+    if differences:
+        lines = "\n".join(f"  - {line}" for line in describe_differences(differences))
+        raise ConfigError(f"REUSE={output}: its vectors were made differently from this run's, so none can be "
+                          f"reused; nothing was submitted:\n{lines}\nRun with that run's settings, or without REUSE.")
+    stat = os.stat(output)
+    kept = {k: plain(identity.get(k)) for k in ("model", *REUSE_IDENTITY_KEYS)}
+    return Earlier(output, digest, stat.st_size, stat.st_mtime_ns, kept)
+
+
+def record_match(run_dir: Path, earlier: Earlier) -> ReuseRecord:
+    """Match this run's corpus rows with the earlier file's and write ``reuse.h5`` atomically."""
+    paths = RunPaths.of(run_dir)
+    with h5py.File(paths.corpus, "r", locking=False) as corpus, h5py.File(earlier.path, "r", locking=False) as old:
+        source_rows = match_rows(old["ids"][:], old[CONTENT_HASH][:], corpus["ids"][:], corpus[CONTENT_HASH][:])
+    reused = int((source_rows != NOT_REUSED).sum())
+    record = ReuseRecord(str(earlier.path), earlier.sha256, reused, len(source_rows) - reused)
+    tmp = atomic.tmp_path(paths.reuse)
+    with atomic.removed_on_error(tmp):
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset(SOURCE_ROW, data=source_rows)
+            h5.attrs.update(format=REUSE_FORMAT, source_size=earlier.size, source_mtime_ns=earlier.mtime_ns,
+                            source_identity=json.dumps(earlier.identity),
+                            corpus_fingerprint=corpus_info(paths.corpus).fingerprint, **asdict(record))
+        atomic.commit(tmp, paths.reuse)
+    return record
+
+
+def plan_costs(run_dir: Path, max_seq_length: int | None = None) -> np.ndarray:
+    """The cost of each row that is left to compute (``kit.corpusfile.row_costs``; a reused row costs ~0)."""
+    costs = row_costs(RunPaths.of(run_dir).corpus, max_seq_length)
+    found = _read_map(run_dir)
+    return costs if found is None else left_costs(costs, found[0])
+
+
+def summary_line(run_dir: Path) -> str | None:
+    """``Reuse: 1,960 rows ... 220 rows computed``, for make plan and make status; None without REUSE."""
+    found = _read_map(run_dir)
+    if found is None:
+        return None
+    _, attrs = found
+    return (f"Reuse: {attrs['reused_rows']:,} rows take their vectors from {attrs['source']} (sha256 "
+            f"{str(attrs['source_sha256'])[:12]}...); {attrs['computed_rows']:,} rows are computed")
+
+
+class ShardReuse:
+    """One shard's reused rows in the embed task: the texts to compute, then the chunk filled in."""
+
+    def __init__(self, run_dir: Path, spec: ShardSpec, source_rows: np.ndarray, attrs: dict[str, Any]):
+        self.spec, self.attrs = spec, attrs
+        self.source = Path(attrs["source"])
+        self.source_rows = source_rows[spec.start : spec.stop]
+        stat = os.stat(self.source) if self.source.is_file() else None
+        if stat is None or (stat.st_size, stat.st_mtime_ns) != (attrs["source_size"], attrs["source_mtime_ns"]):
+            raise ShardError(f"{spec.describe()}: REUSE file {self.source} is gone or changed since the plan "
+                             f"(sha256 {str(attrs['source_sha256'])[:12]}...). Plan again: "
+                             f"{make_command('submit', RUN=run_dir, REUSE=self.source)}")
+        self.h5 = h5py.File(self.source, "r", locking=False)
+        self.computed = 0  # rows given to the model in this attempt
+
+    @classmethod
+    def of(cls, run_dir: Path, spec: ShardSpec, identity: dict[str, Any]) -> ShardReuse | None:
+        """The shard's reuse, or None where it copies no row. ``identity``: what this task's shard records;
+        the earlier file's must still be the same (run.json may have changed since the plan)."""
+        found = _read_map(run_dir)
+        if found is None or not (found[0][spec.start : spec.stop] != NOT_REUSED).any():
+            return None
+        differences = identity_differences(json.loads(found[1]["source_identity"]), identity)
+        if differences:
+            raise ShardError(f"{spec.describe()}: the REUSE file {found[1]['source']} holds vectors made otherwise "
+                             f"({'; '.join(describe_differences(differences))}). Plan again with REUSE= and the "
+                             f"same settings, or recompute without it: {make_command('submit', RUN=run_dir, REDO='all')}")
+        return cls(run_dir, spec, *found)
+
+    def close(self) -> None:
+        self.h5.close()
+
+    def shard_attrs(self, prior: Any) -> dict[str, Any]:
+        """Recorded in the shard: rows copied, rows the model computed (over all attempts), and the file."""
+        return {"reused_rows": int((self.source_rows != NOT_REUSED).sum()), "reuse_sha256": self.attrs["source_sha256"],
+                "computed_rows": int(prior.get("computed_rows", 0)) + self.computed}
+
+    def to_compute(self, chunks: Iterable[tuple[int, list[str], list[str]]]) -> Iterator[tuple[int, list[str], Any]]:
+        """``(start, texts of the rows to compute, (ids, their source rows))`` for each corpus chunk."""
+        for start, texts, ids in chunks:
+            rows = self.source_rows[start - self.spec.start : start - self.spec.start + len(ids)]
+            texts = [t for t, r in zip(texts, rows) if r == NOT_REUSED]
+            self.computed += len(texts)
+            yield start, texts, (ids, rows)
+
+    def fill(self, start: int, extra: tuple[list[str], np.ndarray], computed: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The chunk's ids and vectors: computed rows from the model, the others copied from the earlier file.
+
+        The earlier file's ids at the copied rows must be this chunk's ids (the file was checked at plan).
+        """
+        ids, rows = extra
+        reused = rows != NOT_REUSED
+        out = np.empty((len(ids), computed.shape[1]), dtype=np.float32)
+        out[~reused] = computed
+        if reused.any():
+            wanted, back = np.unique(rows[reused], return_inverse=True)  # h5py reads increasing rows
+            out[reused] = self.h5["embeddings"][wanted][back]
+            earlier_ids = self.h5["ids"][wanted][back]
+            mine = np.array([i.encode() for i, r in zip(ids, reused) if r], dtype=object)
+            if not np.array_equal(earlier_ids, mine):
+                bad = int(np.flatnonzero(earlier_ids != mine)[0])
+                raise ShardError(f"{self.spec.describe()}: REUSE file {self.source} row {int(rows[reused][bad])} "
+                                 f"has id {earlier_ids[bad]!r}, not {mine[bad]!r}; it changed since the plan.")
+        return ids, out
+
+
+def check_request(reuse: Path | None, identity, fingerprint: str, cache_dir: str | None,
+                  profile: str | None) -> Earlier | None:
+    """REUSE= at plan/submit, before the corpus is prepared and before any job: the verified earlier file."""
+    if reuse is None:
+        return None
+    return check_earlier(reuse, run_identity(identity, fingerprint, cache_dir, profile))
+
+
+def current_record(run_dir: Path, drop: bool = False) -> dict[str, Any] | None:
+    """What run.json records of the run's reuse.h5, while it is for the run's corpus.
+
+    ``drop``: the run's identity or corpus changed, or REDO=all, without a new REUSE=: the match is
+    deleted, so no stale vector is copied.
+    """
+    if drop:
+        RunPaths.of(run_dir).reuse.unlink(missing_ok=True)
+    found = _read_map(run_dir)
+    if found is None:
+        return None
+    attrs = found[1]
+    return asdict(ReuseRecord(str(attrs["source"]), str(attrs["source_sha256"]), int(attrs["reused_rows"]),
+                              int(attrs["computed_rows"])))
