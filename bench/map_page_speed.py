@@ -13,6 +13,7 @@ within 3 s, and both medians within two 60 Hz frames (33.4 ms).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -80,6 +81,7 @@ def main() -> None:
             best = min(best, (float(np.median(frames["intervals"])), float(np.median(frames["draws"]))))
     finally:
         driver.quit()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{args.points:,} points at device pixel ratio {args.scale:g} ({drawn:,} drawn in the first view)")
     print(f"ready (load + first frame): {ready_ms:.0f} ms (target <= {READY_TARGET_MS} ms)")
     print(f"frame interval, median: {best[0]:.1f} ms; draw, median: {best[1]:.1f} ms "
