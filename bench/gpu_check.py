@@ -20,6 +20,7 @@ import platform
 import sys
 import tempfile
 import time
+from typing import Any, Callable
 from datetime import date
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import torch
 
 from bench.gpu_shapes import SHAPES, flops_per_token, peak_tflops, shape_model
 
-CHECKS = []
+CHECKS: list[Callable[[Env], dict]] = []  # Env is defined below; annotations are postponed
 
 
 def check(fn):
@@ -294,7 +295,7 @@ def _throughput_of(env: Env, shape: str, texts: list[str], budgets: list[int]) -
     model = env.st(dtype) if shape == "minilm" else shape_model(shape, env.model_path, env.device, dtype=dtype)
     sync = torch.cuda.synchronize if env.device == "cuda" else (lambda: None)
     tokens = np.minimum(env.encoder().collator.tokenize(texts).lengths, int(model.max_seq_length))
-    out = {"docs": len(texts)}
+    out: dict[str, Any] = {"docs": len(texts)}  # rates, then figures that may be None
     for batch_size in ([32] if env.quick else [32, 128, 512]):
         sync(), (t0 := time.perf_counter())
         model.encode(texts, batch_size=batch_size, convert_to_numpy=True)

@@ -50,7 +50,7 @@ def embed_task(specs: list[ShardSpec], run_dir: Path, identity: EmbedIdentity, c
     return embed_shards(specs, run_dir, identity, compute)
 
 
-def merge_task(run_dir: Path) -> dict:
+def merge_task(run_dir: Path) -> Any:
     """Verify the shards and write embeddings.h5."""
     from jobs.merging import merge_run_folder  # h5py and the merge: only inside the job
 

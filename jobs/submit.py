@@ -244,11 +244,12 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
     state, backend, redo_all = settle(request, records, say, backend, observer)
     if redo_all:
         set_aside_all(run_dir)
-    unknown = sorted(set(request.redo) - {s.index for s in state.plan}) if not request.redo_all else []
+    redo_shards: tuple[int, ...] = () if isinstance(request.redo, str) else request.redo
+    unknown = sorted(set(redo_shards) - {s.index for s in state.plan})
     if unknown:
         raise ConfigError(f"REDO names shards {unknown}, but run {run_dir} has shards 0 to {len(state.plan) - 1}.")
-    if not request.redo_all and request.redo:
-        set_aside(run_dir, request.redo)
+    if redo_shards:
+        set_aside(run_dir, redo_shards)
     if request.map_options is not None:
         state = replace(state, map_options=dict(request.map_options))
     if request.export is not None:

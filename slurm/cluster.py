@@ -116,6 +116,12 @@ class SlurmBackend(SlurmWatcher):
         if self.profile is None:
             raise ConfigError("SlurmBackend needs a profile to submit; SlurmWatcher reads and cancels without one.")
 
+    @property
+    def site(self) -> ClusterProfile:
+        """The profile (never None once built)."""
+        assert self.profile is not None
+        return self.profile
+
     def log_folder(self, run_dir: Path) -> Path:
         return RunPaths.of(run_dir).logs
 
@@ -125,23 +131,23 @@ class SlurmBackend(SlurmWatcher):
     def _record(self, stage: str, job_id: str, shards: Sequence[int] = ()) -> JobRecord:
         # submitit sends a one-task window as a plain job, not an array
         return JobRecord(stage=stage, backend=self.name, job_id=str(job_id), host=socket.gethostname(),
-                         profile=self.profile.name, shards=tuple(shards), submitted_at=now_iso(),
+                         profile=self.site.name, shards=tuple(shards), submitted_at=now_iso(),
                          array=len(shards) > 1)
 
     def check(self, request: StageRequest) -> str:
         """``sbatch --test-only`` of each script this stage would submit; a rejection names the profile key."""
         n_tasks = len(request.shards) if request.array else 1
         sizes = [len(w) for w in windows(request.shards, slurmcli.max_array_size())] if n_tasks > 1 else [1]
-        res = stage_resources(self.profile, request.resources)
+        res = stage_resources(self.site, request.resources)
         for size in dict.fromkeys(sizes):
-            script = render_sbatch(request.run_dir, self.profile, request.resources, size,
-                                   self.profile.python or sys.executable, name=request.stage)
+            script = render_sbatch(request.run_dir, self.site, request.resources, size,
+                                   self.site.python or sys.executable, name=request.stage)
             error = slurmcli.test_only(script)
             if error and UNAVAILABLE in error and slurmcli.nodes_all_unavailable(res.partition):
                 log.warning("every node of partition %s is drained or down now: the jobs will pend until they "
                             "return", res.partition or "(default)")
             elif error:
-                raise ConfigError(rejection_message(self.profile, request, error))
+                raise ConfigError(rejection_message(self.site, request, error))
         return (f"{request.stage}: {len(sizes)} sbatch ({' + '.join(map(str, sizes))} tasks), partition "
                 f"{res.partition or '(default)'}, {res.timeout_min} min per task")
 
@@ -149,18 +155,18 @@ class SlurmBackend(SlurmWatcher):
         after_ids = [j.job_id for j in after]
         if request.array:
             return self._submit_array(request, after_ids)
-        ex = executor(request.run_dir, self.profile, request.resources, after_ids, name=request.stage)
+        ex = executor(request.run_dir, self.site, request.resources, after_ids, name=request.stage)
         job = ex.submit(StageTask(request.task), request.run_dir, dict(request.options))
         return [self._record(request.stage, job.job_id)]
 
     def _submit_array(self, request: StageRequest, after_ids: list[str]) -> list[JobRecord]:
         """One sbatch array per window of shards; each task resumable and requeued while it progresses."""
-        res = stage_resources(self.profile, request.resources)
+        res = stage_resources(self.site, request.resources)
         requeue = Requeue(res.timeout_min, res.max_stalled_time_limits, res.max_requeues)
         task = ShardTask(requeue, request.task, request.progress or nothing_committed)
         records = []
         for window in windows(request.shards, slurmcli.max_array_size()):
-            ex = executor(request.run_dir, self.profile, request.resources, after_ids, name=request.stage)
+            ex = executor(request.run_dir, self.site, request.resources, after_ids, name=request.stage)
             n = len(window)
             jobs = ex.map_array(task, window, [request.run_dir] * n, [dict(request.options)] * n)
             records.append(self._record(request.stage, str(jobs[0].job_id).split("_")[0], [s.index for s in window]))

@@ -25,6 +25,7 @@ class RunObserver:
     """snapshot and cancel for every job of a run, whatever backend submitted it."""
 
     run_dir: Path
+    name: str = "run"  # a Watcher over every backend the run's jobs name
 
     def _watchers(self, jobs: Sequence[JobRecord]) -> list[tuple[Watcher, list[JobRecord]]]:
         names = dict.fromkeys(j.backend for j in jobs if j.backend in WATCHERS)
