@@ -37,7 +37,7 @@ merge_run_folder(run)
 EXPORT = """
 import sys, time
 from pathlib import Path
-from merge.export import export_run
+from merge.exporter import export_run
 t0 = time.perf_counter()
 export_run(Path(sys.argv[1]), "parquet", float16=sys.argv[2] == "1")
 print(time.perf_counter() - t0)

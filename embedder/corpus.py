@@ -15,7 +15,6 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,12 @@ from embedder import corpusindex, fieldhints
 from embedder.arrowcheck import arrow_check, string_scalar
 from embedder.duplicates import DuplicateFinder
 from embedder.placement import Converted, InPlace
-from embedder.readers import Batch, open_reader
+from embedder.readers import Batch
+from embedder.readers.detect import open_reader
 from embedder.readers.parquet import ParquetReader
 from embedder.readers.records import record_batches
 from embedder.rowcheck import (
+    CorpusSummary,
     ROW_IDS,
     BadRow,
     CorpusOptions,
@@ -53,17 +54,6 @@ __all__ = ["ROW_IDS", "BadRow", "CorpusOptions", "CorpusSummary", "prepare", "pr
 EXAMPLES_SHOWN = 5
 COPY_BLOCK_ROWS = 65536
 US, RS = b"\x1f", 0x1E  # the fingerprint's separators: id US content hash RS
-
-
-@dataclass
-class CorpusSummary:
-    """What prepare found: rows kept, rows rejected, and the corpus fingerprint."""
-
-    source: str
-    source_rows: int = 0
-    rows: int = 0
-    rejected: list[BadRow] = field(default_factory=list)
-    fingerprint: str = ""
 
 
 # ---------------------------------------------------------------- entry points

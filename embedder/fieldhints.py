@@ -11,14 +11,11 @@ import re
 import shlex
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from embedder.readers import Batch
-from embedder.rowcheck import ROW_IDS, CorpusOptions
+from embedder.rowcheck import ROW_IDS, CorpusOptions, CorpusSummary
 from kit.errors import CorpusError
 
-if TYPE_CHECKING:
-    from embedder.corpus import CorpusSummary
 
 TEXT_NAMES = ("text", "content", "contents", "body", "abstract", "article", "document", "passage", "extract",
               "summary", "description", "raw_content", "sentence", "paragraph")

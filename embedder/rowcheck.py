@@ -49,6 +49,17 @@ class BadRow:
 
 
 @dataclass
+class CorpusSummary:
+    """What prepare found: rows kept, rows rejected, and the corpus fingerprint."""
+
+    source: str
+    source_rows: int = 0
+    rows: int = 0
+    rejected: list[BadRow] = field(default_factory=list)
+    fingerprint: str = ""
+
+
+@dataclass
 class Checked:
     """The rows of one batch that can be embedded, and the others."""
 

@@ -67,7 +67,8 @@ def map_task(run_dir: Path, questions: str | None = None, seed: int | None = Non
 
 def export_task(run_dir: Path, fmt: str) -> str:
     """embeddings.parquet or embeddings-npy-float32/ from the verified embeddings.h5 (EXPORT=)."""
-    from merge.export import describe, export_run  # pyarrow: only inside the job
+    from merge.export import describe
+    from merge.exporter import export_run  # pyarrow: only inside the job
 
     return describe(export_run(run_dir, fmt))
 

@@ -233,7 +233,8 @@ def cmd_export_pkl(args: argparse.Namespace) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> str:
-    from merge.export import describe, export_run
+    from merge.export import describe
+    from merge.exporter import export_run
 
     return describe(export_run(args.run, args.format or "parquet", bool(args.float16)))
 

@@ -110,27 +110,6 @@ def blocks(h5: h5py.File, dtype: str, block_rows: int = BLOCK_ROWS) -> Iterator[
                {COLUMNS[f]: h5[f][lo:hi] for f in fields})
 
 
-def export_run(run_dir: Path, fmt: str, float16: bool = False) -> ExportResult:
-    """Export ``run_dir/embeddings.h5`` as ``fmt`` (parquet or npy), atomically, with sha256 sidecars.
-
-    A re-run replaces the previous export. Raises ExportError before writing anything when the
-    source is missing or does not match its sidecar.
-    """
-    if fmt not in FORMATS:
-        raise ExportError(f"FORMAT={fmt!r} is not an export format. Choose from: {', '.join(FORMATS)}, e.g. "
-                          f"{make_command('export', RUN=run_dir, FORMAT='parquet')}")
-    src = Path(run_dir) / OUTPUT_FILE
-    digest = verified_digest(src)
-    dtype = "float16" if float16 else "float32"
-    if fmt == "parquet":
-        from merge.export_parquet import write_parquet
-
-        return write_parquet(src, parquet_path(src, dtype), digest, dtype)
-    from merge.export_npy import write_npy
-
-    return write_npy(src, npy_folder(src, dtype), digest, dtype)
-
-
 def parquet_path(src: Path, dtype: str) -> Path:
     """``embeddings.parquet``, or ``embeddings.float16.parquet`` beside the source."""
     return src.with_name(src.stem + ("" if dtype == "float32" else f".{dtype}") + ".parquet")

@@ -2,7 +2,7 @@
 
 A reader streams :class:`Batch` es of rows, column by column, so that preparing a corpus holds
 one batch in memory whatever its size (a pickle or a JSON list are the exception: neither can
-be read in pieces). ``open_reader`` picks the reader from the name, or else from the content.
+be read in pieces). ``embedder.readers.detect.open_reader`` picks the reader from the name, or else from the content.
 """
 
 from __future__ import annotations
@@ -74,14 +74,3 @@ def expand(source: Path) -> list[Path]:
     if any(c in text for c in "*?["):
         return sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
     return [source]
-
-
-def open_reader(source: Path) -> Reader:
-    """The reader for ``source``: from its name, else from its first bytes.
-
-    Raises:
-        CorpusError: the source does not exist, or is in no supported format.
-    """
-    from embedder.readers import detect
-
-    return detect.open_reader(Path(source))

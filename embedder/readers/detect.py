@@ -24,6 +24,12 @@ BY_NAME = {".jsonl": JsonlReader, ".ndjson": JsonlReader, ".csv": DelimitedReade
 
 
 def open_reader(source: Path) -> Reader:
+    """The reader for ``source``: from its name, else from its first bytes.
+
+    Raises:
+        CorpusError: the source does not exist, or is in no supported format.
+    """
+    source = Path(source)
     if source.is_dir():
         return _folder_reader(source)
     files = expand(source)

@@ -12,7 +12,7 @@ import pytest
 
 from embedder.arrowcheck import arrow_check
 from embedder.corpus import CorpusOptions, prepare, prepare_source
-from embedder.readers import open_reader
+from embedder.readers.detect import open_reader
 from embedder.rowcheck import check_batch, encode_rows, kept_rows
 from kit.corpusfile import (
     CorpusReader,

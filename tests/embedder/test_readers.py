@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from embedder.corpus import CorpusOptions, prepare_source
-from embedder.readers import open_reader
+from embedder.readers.detect import open_reader
 from kit.corpusfile import corpus_info, read_slice
 from kit.errors import CorpusError
 

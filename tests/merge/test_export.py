@@ -16,7 +16,8 @@ import pytest
 from jobs.merging import merge_run_folder
 from tests.fixtures.synthetic import synthetic_run
 from merge import export_parquet
-from merge.export import BLOCK_ROWS, ExportError, export_run
+from merge.export import BLOCK_ROWS, ExportError
+from merge.exporter import export_run
 from tests.helpers import jobs_cli
 
 N, DIM = 2 * BLOCK_ROWS + 123, 8  # three row groups, the last one short
