@@ -44,8 +44,9 @@ def plain_batches(texts: list[str], batch_size: int = 32) -> list[np.ndarray]:
 def pipeline_docs_per_s(records: list[dict], compute: ComputeSettings) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         prepare(iter(records), Path(tmp) / CORPUS_FILE, CorpusOptions(), "bench")
-        result = embed_shards([ShardSpec(0, 0, len(records))], Path(tmp),
-                              EmbedIdentity(model=str(demo_model_path())), compute)[0]
+        result = embed_shards(
+            [ShardSpec(0, 0, len(records))], Path(tmp), EmbedIdentity(model=str(demo_model_path())), compute
+        )[0]
     return len(records) / result.seconds
 
 
@@ -66,11 +67,15 @@ def main() -> None:
     max_len = int(model.max_seq_length or 512)  # the demo model sets 256; 512 only if a model leaves it unset
     lengths = np.minimum(token_lengths(model.tokenizer, texts, "", max_len), max_len)
     budget = args.max_tokens or DEFAULT_TOKENS_PER_BATCH[args.device]
-    print(f"{len(texts)} Vital Articles, {int(lengths.mean())} tokens on average, device {args.device}, "
-          f"torch threads {__import__('torch').get_num_threads()}")
-    print(f"  tokens computed: plain (char-sorted, 32/batch) {padded_tokens(lengths, plain_batches(texts)):,}"
-          f"  vs token budget {budget}: {padded_tokens(lengths, token_budget_batches(lengths, budget)):,}"
-          f"  (text tokens {int(lengths.sum()):,})")
+    print(
+        f"{len(texts)} Vital Articles, {int(lengths.mean())} tokens on average, device {args.device}, "
+        f"torch threads {__import__('torch').get_num_threads()}"
+    )
+    print(
+        f"  tokens computed: plain (char-sorted, 32/batch) {padded_tokens(lengths, plain_batches(texts)):,}"
+        f"  vs token budget {budget}: {padded_tokens(lengths, token_budget_batches(lengths, budget)):,}"
+        f"  (text tokens {int(lengths.sum()):,})"
+    )
     ratios = []
     for repeat in range(args.repeats):
         t0 = time.perf_counter()
@@ -78,10 +83,14 @@ def main() -> None:
         plain = len(texts) / (time.perf_counter() - t0)
         ours = pipeline_docs_per_s(records, compute)
         ratios.append(ours / plain)
-        print(f"  run {repeat + 1}: plain encode {plain:.1f} docs/s, pipeline {ours:.1f} docs/s, "
-              f"ratio {ours / plain:.2f}x")
-    print(f"  ratio median {statistics.median(ratios):.2f}x, min {min(ratios):.2f}x, max {max(ratios):.2f}x "
-          f"over {len(ratios)} pairs (target >= 1.3x)")
+        print(
+            f"  run {repeat + 1}: plain encode {plain:.1f} docs/s, pipeline {ours:.1f} docs/s, "
+            f"ratio {ours / plain:.2f}x"
+        )
+    print(
+        f"  ratio median {statistics.median(ratios):.2f}x, min {min(ratios):.2f}x, max {max(ratios):.2f}x "
+        f"over {len(ratios)} pairs (target >= 1.3x)"
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ print(time.perf_counter() - t0)
 def child(snippet: str, *args: str) -> tuple[float, int]:
     """(seconds the child printed, its peak RSS in MiB)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", snippet, *args], stdout=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", snippet, *args], stdout=subprocess.PIPE, env=env, text=True
+    )
     assert proc.stdout is not None  # stdout=PIPE
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -76,8 +78,12 @@ def child(snippet: str, *args: str) -> tuple[float, int]:
 
 def measure(workdir: Path, rows: int, dim: int, repeats: int) -> dict:
     run = workdir / f"run-{rows}"
-    subprocess.run([sys.executable, "-c", BUILD, str(run), str(rows), str(dim)], check=True,
-                   env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", BUILD, str(run), str(rows), str(dim)],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.DEVNULL,
+    )
     subprocess.run(["cat", str(run / "embeddings.h5")], stdout=subprocess.DEVNULL, check=True)  # cached
     base, tuned, export, export16 = [], [], [], []
     for _ in range(repeats):
@@ -85,12 +91,18 @@ def measure(workdir: Path, rows: int, dim: int, repeats: int) -> dict:
         tuned.append(child(BASELINE, str(run), "tuned"))
         export.append(child(EXPORT, str(run), "0"))
         export16.append(child(EXPORT, str(run), "1"))
-    result = {"rows": rows, "dim": dim, "gb": rows * dim * 4 / 1e9,
-              "baseline_s": statistics.median(t for t, _ in base), "baseline_rss_mib": max(m for _, m in base),
-              "tuned_s": statistics.median(t for t, _ in tuned),
-              "export_s": statistics.median(t for t, _ in export), "export_rss_mib": max(m for _, m in export),
-              "export16_s": statistics.median(t for t, _ in export16),
-              "export16_rss_mib": max(m for _, m in export16)}
+    result = {
+        "rows": rows,
+        "dim": dim,
+        "gb": rows * dim * 4 / 1e9,
+        "baseline_s": statistics.median(t for t, _ in base),
+        "baseline_rss_mib": max(m for _, m in base),
+        "tuned_s": statistics.median(t for t, _ in tuned),
+        "export_s": statistics.median(t for t, _ in export),
+        "export_rss_mib": max(m for _, m in export),
+        "export16_s": statistics.median(t for t, _ in export16),
+        "export16_rss_mib": max(m for _, m in export16),
+    }
     result["ratio"] = result["export_s"] / result["baseline_s"]
     for path in run.iterdir():
         path.unlink() if path.is_file() else None
@@ -108,11 +120,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for rows in [args.rows] + ([args.also_rows] if args.also_rows else []):
             r = measure(Path(tmp), rows, args.dim, args.repeats)
-            print(f"N={r['rows']:,} x {r['dim']} ({r['gb']:.2f} GB float32): write_table {r['baseline_s']:.2f} s "
-                  f"(peak RSS {r['baseline_rss_mib']} MiB), with the export's options "
-                  f"{r['tuned_s']:.2f} s; export {r['export_s']:.2f} s = {r['ratio']:.2f}x "
-                  f"(peak RSS {r['export_rss_mib']} MiB); FLOAT16=1 export {r['export16_s']:.2f} s "
-                  f"(peak RSS {r['export16_rss_mib']} MiB)", flush=True)
+            print(
+                f"N={r['rows']:,} x {r['dim']} ({r['gb']:.2f} GB float32): write_table {r['baseline_s']:.2f} s "
+                f"(peak RSS {r['baseline_rss_mib']} MiB), with the export's options "
+                f"{r['tuned_s']:.2f} s; export {r['export_s']:.2f} s = {r['ratio']:.2f}x "
+                f"(peak RSS {r['export_rss_mib']} MiB); FLOAT16=1 export {r['export16_s']:.2f} s "
+                f"(peak RSS {r['export16_rss_mib']} MiB)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

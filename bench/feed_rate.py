@@ -86,9 +86,15 @@ class LegacyCollator:
         return Tokenized(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), int(sum(cut)), ids, None)
 
     def _encode(self, texts):
-        enc = self.tokenizer([self.prompt + t for t in texts], truncation=True, max_length=self.max_len,
-                             return_overflowing_tokens=True, return_attention_mask=False,
-                             return_token_type_ids=False, verbose=False)
+        enc = self.tokenizer(
+            [self.prompt + t for t in texts],
+            truncation=True,
+            max_length=self.max_len,
+            return_overflowing_tokens=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )
         sample = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
         first = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]]) if len(sample) else sample
         cut = np.bincount(sample, minlength=len(texts)) > 1
@@ -109,8 +115,12 @@ class LegacyCollator:
         for k, row in enumerate(rows):
             n = int(tok.lengths[row])
             ids[k, :n], mask[k, :n] = tok.ids[row], 1
-        features = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
-                    "token_type_ids": torch.zeros_like(torch.from_numpy(ids)), "modality": "text"}
+        features = {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask),
+            "token_type_ids": torch.zeros_like(torch.from_numpy(ids)),
+            "modality": "text",
+        }
         return Batch(rows, features, computed_tokens(tok.lengths[rows], False))
 
 
@@ -130,14 +140,17 @@ def host_capacity(kind: str, docs: int, max_len: int, budget: int, flush_rows: i
         corpus = write_corpus(Path(tmp) / "corpus.h5", texts)
         for rep in range(repeats):
             for loop in ("old", "new"):
-                row = _prepare_all(model, loop, corpus, Path(tmp) / f"shard-{rep}-{loop}.h5", docs, budget,
-                                   flush_rows)
+                row = _prepare_all(
+                    model, loop, corpus, Path(tmp) / f"shard-{rep}-{loop}.h5", docs, budget, flush_rows
+                )
                 if row["docs_s"] > best.get(loop, {}).get("docs_s", 0):
                     best[loop] = row
     return best
 
 
-def _prepare_all(model, loop: str, corpus: Path, shard: Path, docs: int, budget: int, flush_rows: int) -> dict:
+def _prepare_all(
+    model, loop: str, corpus: Path, shard: Path, docs: int, budget: int, flush_rows: int
+) -> dict:
     from embedder.feeder import FastCollator
     from kit.corpusfile import read_chunks
     from embedder.shard import ShardWriter
@@ -191,7 +204,9 @@ def overlap(docs: int, rate_tokens_s: float, loop: str, budget: int, flush_rows:
         enc.collator = LegacyCollator(model)  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(Path(tmp) / "corpus.h5", wiki_texts(docs))
-        writer = ShardWriter(Path(tmp) / "shard-00000.h5", ShardSpec(0, 0, docs), ShardIdentity(model="feed_rate", dim=384), {})
+        writer = ShardWriter(
+            Path(tmp) / "shard-00000.h5", ShardSpec(0, 0, docs), ShardIdentity(model="feed_rate", dim=384), {}
+        )
         t0 = time.perf_counter()
         chunks = enc.encode_chunks(read_chunks(corpus, 0, docs, flush_rows))
         if loop == "old":  # writes on the compute thread
@@ -210,11 +225,17 @@ def overlap(docs: int, rate_tokens_s: float, loop: str, budget: int, flush_rows:
 def in_process(cores: int, fn: str, **kwargs) -> dict:
     """Run ``fn(**kwargs)`` in a fresh interpreter pinned to ``cores`` cores (the tokenizer's thread pool
     is sized once per process)."""
-    code = (f"import json, os, sys; sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'bench')!r});"
-            f"os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:{cores}]);"
-            f"import feed_rate; print('RESULT' + json.dumps(feed_rate.{fn}(**{kwargs!r})))")
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "true", "RAYON_NUM_THREADS": str(cores),
-           "OMP_NUM_THREADS": "1"}
+    code = (
+        f"import json, os, sys; sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'bench')!r});"
+        f"os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:{cores}]);"
+        f"import feed_rate; print('RESULT' + json.dumps(feed_rate.{fn}(**{kwargs!r})))"
+    )
+    env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "true",
+        "RAYON_NUM_THREADS": str(cores),
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[6:])
 
@@ -223,8 +244,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=8000, help="texts per measurement")
     parser.add_argument("--budget", type=int, default=32768, help="token budget per batch (the CUDA default)")
-    parser.add_argument("--flush-rows", type=int, default=256, help="rows per chunk (the first one is not overlapped)")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each loop; the best counts")
+    parser.add_argument(
+        "--flush-rows", type=int, default=256, help="rows per chunk (the first one is not overlapped)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="alternating runs of each loop; the best counts"
+    )
     parser.add_argument("--quick", action="store_true", help="Wikipedia-length texts and MiniLM only")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -233,23 +258,47 @@ def main(argv=None) -> dict:
     cases = [("wiki", 256)] if args.quick else [("wiki", 256), ("vital", 256), ("wiki", 512)]
     for kind, max_len in cases:
         for cores in sorted({1, cores_all}):
-            best = in_process(cores, "host_capacity", kind=kind, docs=args.docs, max_len=max_len, budget=args.budget,
-                              flush_rows=args.flush_rows, repeats=args.repeats)
+            best = in_process(
+                cores,
+                "host_capacity",
+                kind=kind,
+                docs=args.docs,
+                max_len=max_len,
+                budget=args.budget,
+                flush_rows=args.flush_rows,
+                repeats=args.repeats,
+            )
             for loop in ("old", "new"):
                 row = {**best[loop], "kind": kind, "max_len": max_len, "cores": cores, "loop": loop}
                 out["capacity"].append(row)
-                print(f"(a) {kind:5} max_len {max_len} {cores} core(s) {loop:3} loop: {row['docs_s']:8.0f} docs/s "
-                      f"{row['tokens_s']:9.0f} tokens/s (best of {args.repeats})", flush=True)
+                print(
+                    f"(a) {kind:5} max_len {max_len} {cores} core(s) {loop:3} loop: {row['docs_s']:8.0f} docs/s "
+                    f"{row['tokens_s']:9.0f} tokens/s (best of {args.repeats})",
+                    flush=True,
+                )
     for loop in ("old", "new"):
-        cap = next(r for r in out["capacity"] if (r["kind"], r["max_len"], r["cores"], r["loop"]) ==
-                   ("wiki", 256, cores_all, loop))
+        cap = next(
+            r
+            for r in out["capacity"]
+            if (r["kind"], r["max_len"], r["cores"], r["loop"]) == ("wiki", 256, cores_all, loop)
+        )
         rate = 0.8 * cap["computed_tokens_s"]
-        row = in_process(cores_all, "overlap", docs=args.docs, rate_tokens_s=rate, loop=loop, budget=args.budget,
-                         flush_rows=args.flush_rows)
+        row = in_process(
+            cores_all,
+            "overlap",
+            docs=args.docs,
+            rate_tokens_s=rate,
+            loop=loop,
+            budget=args.budget,
+            flush_rows=args.flush_rows,
+        )
         row["loop"] = loop
         out["overlap"].append(row)
-        print(f"(b) {loop} loop, simulated device at 80 % of host capacity ({rate:.0f} tokens/s): busy "
-              f"{row['busy_pct']:.1f} % of {row['wall_s']:.1f} s", flush=True)
+        print(
+            f"(b) {loop} loop, simulated device at 80 % of host capacity ({rate:.0f} tokens/s): busy "
+            f"{row['busy_pct']:.1f} % of {row['wall_s']:.1f} s",
+            flush=True,
+        )
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return out

@@ -47,8 +47,14 @@ def main() -> None:
             sshd.stop()
     size = first.file_bytes
     print(f"embeddings.h5: {args.rows:,} x {args.dim} float32, {size:,} bytes")
-    for label, r in (("first fetch", first), ("re-fetch, unchanged", again), ("re-fetch, 1 of 8 shards changed", changed)):
-        print(f"  {label:32s} {r.bytes_received:>13,} bytes received ({r.bytes_received / size:7.2%} of the file)")
+    for label, r in (
+        ("first fetch", first),
+        ("re-fetch, unchanged", again),
+        ("re-fetch, 1 of 8 shards changed", changed),
+    ):
+        print(
+            f"  {label:32s} {r.bytes_received:>13,} bytes received ({r.bytes_received / size:7.2%} of the file)"
+        )
 
 
 if __name__ == "__main__":

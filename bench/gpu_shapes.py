@@ -22,9 +22,26 @@ SHAPES = {
 }
 # Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, by a substring of the device name; the longest
 # matching key wins ("H100 NVL" before "H100"). V100 and T4: their fp16 peak (no bf16 tensor cores).
-PEAKS_TFLOPS = {"H100 NVL": 835, "H100 PCIe": 756, "H100": 989, "H200 NVL": 835, "H200": 989, "GH200": 989,
-                "B200": 2250, "A100": 312, "A800": 312, "L40S": 362, "L40": 181, "A10G": 70, "A10": 125,
-                "L4": 121, "A40": 150, "RTX 6000 Ada": 364, "V100": 125, "T4": 65}
+PEAKS_TFLOPS = {
+    "H100 NVL": 835,
+    "H100 PCIe": 756,
+    "H100": 989,
+    "H200 NVL": 835,
+    "H200": 989,
+    "GH200": 989,
+    "B200": 2250,
+    "A100": 312,
+    "A800": 312,
+    "L40S": 362,
+    "L40": 181,
+    "A10G": 70,
+    "A10": 125,
+    "L4": 121,
+    "A40": 150,
+    "RTX 6000 Ada": 364,
+    "V100": 125,
+    "T4": 65,
+}
 FULL_SMS = {"H100": 132, "H200": 132, "GH200": 132, "A100": 108, "A800": 108}  # to scale a MIG slice's peak
 
 
@@ -76,31 +93,43 @@ def build(shape: str, folder: Path, tokenizer_path: Path, padding_side: str | No
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
     if padding_side:
         tokenizer.padding_side = padding_side
-    common = {"vocab_size": len(tokenizer), "hidden_size": hidden, "num_hidden_layers": layers,
-              "num_attention_heads": heads, "intermediate_size": inter, "pad_token_id": tokenizer.pad_token_id}
+    common = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": inter,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
     config: PretrainedConfig
     if family == "bert":
         config = BertConfig(max_position_embeddings=512, **common)
     else:
-        config = Qwen3Config(num_key_value_heads=kv, head_dim=head_dim, max_position_embeddings=32768, **common)
+        config = Qwen3Config(
+            num_key_value_heads=kv, head_dim=head_dim, max_position_embeddings=32768, **common
+        )
     torch.manual_seed(0)
     backbone = folder / "backbone"
     AutoModel.from_config(config).save_pretrained(backbone)
     tokenizer.save_pretrained(backbone)
     transformer = Transformer(str(backbone), max_seq_length=max_len)
-    SentenceTransformer(modules=[transformer, Pooling(hidden, pooling_mode=pooling)], device="cpu").save(str(folder))
+    SentenceTransformer(modules=[transformer, Pooling(hidden, pooling_mode=pooling)], device="cpu").save(
+        str(folder)
+    )
     return folder
 
 
-def shape_model(shape: str, tokenizer_path: Path, device: str, dtype: str = "float32",
-                padding_side: str | None = None):
+def shape_model(
+    shape: str, tokenizer_path: Path, device: str, dtype: str = "float32", padding_side: str | None = None
+):
     """A random-weight SentenceTransformer of ``shape`` on ``device`` (its folder lives until exit)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     folder = build(shape, Path(tempfile.mkdtemp(prefix=f"shape-{shape}-")), tokenizer_path, padding_side)
-    model = SentenceTransformer(str(folder), device=device, local_files_only=True,
-                                model_kwargs={"dtype": getattr(torch, dtype)})
+    model = SentenceTransformer(
+        str(folder), device=device, local_files_only=True, model_kwargs={"dtype": getattr(torch, dtype)}
+    )
     if padding_side:
         model.tokenizer.padding_side = padding_side
     return model

@@ -78,8 +78,9 @@ def load(folder: Path, device: str, dtype: str, attention: str | None = None):
     from embedder.config import EmbedIdentity
 
     identity = EmbedIdentity(model=str(folder))
-    return model_lib.load_model(model_lib.ResolvedModel(folder, str(folder), "local"), identity, device, dtype,
-                                attention)
+    return model_lib.load_model(
+        model_lib.ResolvedModel(folder, str(folder), "local"), identity, device, dtype, attention
+    )
 
 
 def make_texts(kind: str, rows: int, seed: int = 0) -> list[str]:
@@ -102,9 +103,13 @@ def flop_per_token(model, lengths: np.ndarray) -> float:
     """2 x non-embedding parameters (not the BERT pooler: once per row), plus attention (QK^T and AV:
     4 x layers x context x width, halved for causal models)."""
     backbone = model[0].model
-    params = sum(p.numel() for name, p in backbone.named_parameters() if "embed" not in name and "pooler" not in name)
+    params = sum(
+        p.numel() for name, p in backbone.named_parameters() if "embed" not in name and "pooler" not in name
+    )
     config = backbone.config
-    width = config.num_attention_heads * getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
+    width = config.num_attention_heads * getattr(
+        config, "head_dim", config.hidden_size // config.num_attention_heads
+    )
     context = float((lengths.astype(np.float64) ** 2).sum() / max(lengths.sum(), 1))  # mean context per token
     causal = 0.5 if getattr(config, "is_decoder", False) or config.model_type.startswith("qwen") else 1.0
     return 2.0 * params + 4.0 * config.num_hidden_layers * context * width * causal
@@ -175,8 +180,18 @@ class Measure:
         mfu = 100 * tokens_per_s * fpt / self.peak if self.peak else None
         parity = cosine_min(emb, self.reference) if self.reference is not None else None
         shuffled = cosine_max(emb, np.roll(self.reference, 1, axis=0)) if self.reference is not None else None
-        row = Row(self.shape, self.kind, method, len(self.texts) / seconds, float(tokens_per_s),
-                  100 * (1 - lengths.sum() / computed_tokens), fpt, mfu, parity, shuffled)
+        row = Row(
+            self.shape,
+            self.kind,
+            method,
+            len(self.texts) / seconds,
+            float(tokens_per_s),
+            100 * (1 - lengths.sum() / computed_tokens),
+            fpt,
+            mfu,
+            parity,
+            shuffled,
+        )
         self.rows.append(row)
         print(format_row(row), flush=True)
         return row
@@ -184,14 +199,21 @@ class Measure:
 
 def padded_plain(texts: list[str], lengths: np.ndarray, batch_size: int) -> int:
     order = np.argsort([-len(t) for t in texts], kind="stable")
-    return int(sum(len(b) * lengths[b].max() for b in np.array_split(order, range(batch_size, len(order), batch_size))))
+    return int(
+        sum(
+            len(b) * lengths[b].max()
+            for b in np.array_split(order, range(batch_size, len(order), batch_size))
+        )
+    )
 
 
 def format_row(r: Row) -> str:
     mfu = f"{r.mfu_pct:5.1f}" if r.mfu_pct is not None else "  n/a"
     parity = f"{r.parity:.5f} (other text {r.shuffled:.3f})" if r.parity is not None else "    ref"
-    return (f"{r.shape:>11} {r.texts:>8} {r.method:<34} {r.docs_per_s:9.1f} {r.tokens_per_s:11.0f} "
-            f"{r.padding_pct:6.1f} {r.flop_per_token / 1e6:9.1f} {mfu} {parity}")
+    return (
+        f"{r.shape:>11} {r.texts:>8} {r.method:<34} {r.docs_per_s:9.1f} {r.tokens_per_s:11.0f} "
+        f"{r.padding_pct:6.1f} {r.flop_per_token / 1e6:9.1f} {mfu} {parity}"
+    )
 
 
 def plain_runs(m: Measure, folder: Path, batch_sizes: list[int], sweep_rows: int) -> None:
@@ -204,14 +226,17 @@ def plain_runs(m: Measure, folder: Path, batch_sizes: list[int], sweep_rows: int
     bf16 = load(folder, m.device, "bfloat16")
     bf16.encode(m.texts[:32])
     subset = m.texts[:sweep_rows]
-    speed = {b: len(subset) / timed(partial(bf16.encode, subset, batch_size=b), m.device)[0] for b in batch_sizes}
+    speed = {
+        b: len(subset) / timed(partial(bf16.encode, subset, batch_size=b), m.device)[0] for b in batch_sizes
+    }
     best = max(speed, key=lambda b: speed[b])
     seconds, emb = timed(lambda: bf16.encode(m.texts, batch_size=best, convert_to_numpy=True), m.device)
     m.add(f"st encode bf16 B={best} (best of {len(batch_sizes)})", seconds, emb, bf16, None)
 
 
-def kit_runs(m: Measure, folder: Path, dtype: str, attentions: list[str | None], budgets: list[int],
-             pin_memory: bool) -> None:
+def kit_runs(
+    m: Measure, folder: Path, dtype: str, attentions: list[str | None], budgets: list[int], pin_memory: bool
+) -> None:
     from embedder.encode import TextEncoder
 
     for attention in attentions:
@@ -234,10 +259,17 @@ def shard_loop(encoder, texts: list[str], flush_rows: int = 2048) -> np.ndarray:
     from embedder.shard import ShardWriter
     from kit.shardfile import ShardIdentity, ShardSpec
 
-    chunks = [(s, texts[s:s + flush_rows], [str(i) for i in range(s, min(s + flush_rows, len(texts)))])
-              for s in range(0, len(texts), flush_rows)]
+    chunks = [
+        (s, texts[s : s + flush_rows], [str(i) for i in range(s, min(s + flush_rows, len(texts)))])
+        for s in range(0, len(texts), flush_rows)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        writer = ShardWriter(Path(tmp) / "shard-00000.h5", ShardSpec(0, 0, len(texts)), ShardIdentity(model="gpu_throughput", dim=encoder.dim), {})
+        writer = ShardWriter(
+            Path(tmp) / "shard-00000.h5",
+            ShardSpec(0, 0, len(texts)),
+            ShardIdentity(model="gpu_throughput", dim=encoder.dim),
+            {},
+        )
         with BackgroundWriter(writer.append) as background:
             for _, ids, emb in encoder.encode_chunks(chunks):
                 background.put(emb, ids)
@@ -247,11 +279,19 @@ def shard_loop(encoder, texts: list[str], flush_rows: int = 2048) -> np.ndarray:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--shapes", nargs="+", default=["minilm", "bert-base", "bge-large", "qwen3-0.6b"],
-                        choices=list(SHAPES))
-    parser.add_argument("--texts", nargs="+", default=["vital", "wiki"], choices=["vital", "wiki", "fixed512"])
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["minilm", "bert-base", "bge-large", "qwen3-0.6b"],
+        choices=list(SHAPES),
+    )
+    parser.add_argument(
+        "--texts", nargs="+", default=["vital", "wiki"], choices=["vital", "wiki", "fixed512"]
+    )
     parser.add_argument("--rows", type=int, default=None, help="texts per set (default 20000 cuda, 300 cpu)")
     parser.add_argument("--dtype", default=None, help="the kit's compute dtype (default: the device's)")
     parser.add_argument("--attention", nargs="+", default=["default"], help="sdpa eager flash, or default")
@@ -276,9 +316,13 @@ def main(argv=None) -> list[Row]:
     batch_sizes = args.batch_sizes or ([32, 64, 128, 256, 512] if cuda else [16, 32])
     attentions = [None if a == "default" else a for a in args.attention]
     peak = device_peak(args.device, args.peak_tflops)
-    print(f"device {args.device}, peak {peak / 1e12 if peak else 'unknown'} TFLOP/s bf16 dense, kit dtype {dtype}")
-    print(f"{'shape':>11} {'texts':>8} {'method':<34} {'docs/s':>9} {'tokens/s':>11} {'pad%':>6} "
-          f"{'MFLOP/tok':>9} {'MFU%':>5} parity")
+    print(
+        f"device {args.device}, peak {peak / 1e12 if peak else 'unknown'} TFLOP/s bf16 dense, kit dtype {dtype}"
+    )
+    print(
+        f"{'shape':>11} {'texts':>8} {'method':<34} {'docs/s':>9} {'tokens/s':>11} {'pad%':>6} "
+        f"{'MFLOP/tok':>9} {'MFU%':>5} parity"
+    )
     results, costs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes:
@@ -291,9 +335,13 @@ def main(argv=None) -> list[Row]:
                 results += m.rows
             if not args.skip_fixed_costs:
                 costs[shape] = fixed_costs(folder, args.device, dtype, make_texts("vital", 64), budgets[0])
-                print(f"{shape:>11} fixed costs: " + ", ".join(f"{k} {v:.2f}" for k, v in costs[shape].items()))
+                print(
+                    f"{shape:>11} fixed costs: " + ", ".join(f"{k} {v:.2f}" for k, v in costs[shape].items())
+                )
     if args.json:
-        args.json.write_text(json.dumps({"rows": [asdict(r) for r in results], "fixed_costs": costs}, indent=1))
+        args.json.write_text(
+            json.dumps({"rows": [asdict(r) for r in results], "fixed_costs": costs}, indent=1)
+        )
     return results
 
 

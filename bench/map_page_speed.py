@@ -37,9 +37,16 @@ def synthetic_page(path: Path, points: int) -> Path:
     coords, coarse, fine, titles = landscape(points)
     levels = known_levels(coords, coarse, fine)
     step = max(1, points // 50)
-    questions = [{"text": f"Question {k}?", "options": ["yes", "no"], "correct": 0,
-                  "x": float(coords[(k * step) % points, 0]), "y": float(coords[(k * step) % points, 1])}
-                 for k in range(10)]
+    questions = [
+        {
+            "text": f"Question {k}?",
+            "options": ["yes", "no"],
+            "correct": 0,
+            "x": float(coords[(k * step) % points, 0]),
+            "y": float(coords[(k * step) % points, 1]),
+        }
+        for k in range(10)
+    ]
     colouring = (coarse.astype(np.int64), levels[0].names, PALETTE, "region")
     write_page(path, page_data(coords, titles, colouring, levels, questions, "synthetic"))
     return path
@@ -52,18 +59,28 @@ def chromium(profile: Path, scale: float):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}",
-                f"--user-data-dir={profile}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": VIEWPORT[0], "height": VIEWPORT[1],
-                                                                 "deviceScaleFactor": scale, "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": VIEWPORT[0], "height": VIEWPORT[1], "deviceScaleFactor": scale, "mobile": False},
+    )
     return driver
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--points", type=int, default=250_000)
     parser.add_argument("--scale", type=float, default=1.0, help="device pixels per CSS pixel (2: HiDPI)")
     parser.add_argument("--runs", type=int, default=3, help="pan-and-zoom runs; the best one is reported")
@@ -84,8 +101,10 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.points:,} points at device pixel ratio {args.scale:g} ({drawn:,} drawn in the first view)")
     print(f"ready (load + first frame): {ready_ms:.0f} ms (target <= {READY_TARGET_MS} ms)")
-    print(f"frame interval, median: {best[0]:.1f} ms; draw, median: {best[1]:.1f} ms "
-          f"(best of {args.runs}; target <= {FRAME_BUDGET_MS} ms each)")
+    print(
+        f"frame interval, median: {best[0]:.1f} ms; draw, median: {best[1]:.1f} ms "
+        f"(best of {args.runs}; target <= {FRAME_BUDGET_MS} ms each)"
+    )
 
 
 if __name__ == "__main__":

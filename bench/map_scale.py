@@ -31,7 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=250_000)
     parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--keep", type=Path, help="write the run folder here and keep it (default: a temporary one)")
+    parser.add_argument(
+        "--keep", type=Path, help="write the run folder here and keep it (default: a temporary one)"
+    )
     args = parser.parse_args()
     run = args.keep or Path(tempfile.mkdtemp(prefix="map-scale-"))
     t0 = time.perf_counter()
@@ -41,10 +43,21 @@ def main() -> None:
     quality = build_map(run, MapParams())
     stage_s = time.perf_counter() - t0
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(json.dumps({"rows": args.rows, "dim": args.dim, "synthetic_data_s": round(made_s, 1),
-                      "map_stage_s": round(stage_s, 1), "umap_and_quality_s": round(quality["fit_seconds"], 1),
-                      "peak_rss_gb": round(peak_gb, 2), "trustworthiness": round(quality["trustworthiness"], 4),
-                      "page_mb": round((run / PAGE_FILE).stat().st_size / 1e6, 1), "run": str(run)}))
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "dim": args.dim,
+                "synthetic_data_s": round(made_s, 1),
+                "map_stage_s": round(stage_s, 1),
+                "umap_and_quality_s": round(quality["fit_seconds"], 1),
+                "peak_rss_gb": round(peak_gb, 2),
+                "trustworthiness": round(quality["trustworthiness"], 4),
+                "page_mb": round((run / PAGE_FILE).stat().st_size / 1e6, 1),
+                "run": str(run),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

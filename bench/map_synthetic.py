@@ -11,12 +11,66 @@ import numpy as np
 from kit.format import OUTPUT_FILE, UTF8
 from knowledgemap.regions import Level, anchors
 
-THEMES = ["Rivers", "Volcanoes", "Opera", "Chess", "Bacteria", "Bridges", "Poetry", "Comets", "Tango", "Glaciers",
-          "Algebra", "Castles", "Orchids", "Sailing", "Jazz", "Deserts", "Enzymes", "Railways", "Pottery", "Satellites",
-          "Coral", "Sculpture", "Monsoons", "Cheese", "Falcons", "Lighthouses", "Typhoons", "Violins", "Mosaics", "Lichens",
-          "Tunnels", "Ballet", "Geysers", "Puppetry", "Fungi", "Canals", "Sonnets", "Quasars", "Tapestry", "Wetlands"]
-WORDS = ["history", "of", "northern", "southern", "ancient", "modern", "early", "great", "little", "royal", "lost",
-         "hidden", "golden", "silver", "eastern", "western"]
+THEMES = [
+    "Rivers",
+    "Volcanoes",
+    "Opera",
+    "Chess",
+    "Bacteria",
+    "Bridges",
+    "Poetry",
+    "Comets",
+    "Tango",
+    "Glaciers",
+    "Algebra",
+    "Castles",
+    "Orchids",
+    "Sailing",
+    "Jazz",
+    "Deserts",
+    "Enzymes",
+    "Railways",
+    "Pottery",
+    "Satellites",
+    "Coral",
+    "Sculpture",
+    "Monsoons",
+    "Cheese",
+    "Falcons",
+    "Lighthouses",
+    "Typhoons",
+    "Violins",
+    "Mosaics",
+    "Lichens",
+    "Tunnels",
+    "Ballet",
+    "Geysers",
+    "Puppetry",
+    "Fungi",
+    "Canals",
+    "Sonnets",
+    "Quasars",
+    "Tapestry",
+    "Wetlands",
+]
+WORDS = [
+    "history",
+    "of",
+    "northern",
+    "southern",
+    "ancient",
+    "modern",
+    "early",
+    "great",
+    "little",
+    "royal",
+    "lost",
+    "hidden",
+    "golden",
+    "silver",
+    "eastern",
+    "western",
+]
 
 
 def landscape(n: int, fine_per_coarse: int = 5, coarse: int = 8, seed: int = 0):
@@ -39,13 +93,16 @@ def known_levels(coords: np.ndarray, coarse: np.ndarray, fine: np.ndarray) -> li
     """Levels from the generator's own regions (no clustering: the page test stays quick)."""
     out = []
     for name, labels, bins, names in (
-            ("coarse", coarse, 32, [f"Region {chr(65 + k)}" for k in range(coarse.max() + 1)]),
-            ("fine", fine, 64, [f"{THEMES[k % len(THEMES)]} and kin" for k in range(fine.max() + 1)])):
+        ("coarse", coarse, 32, [f"Region {chr(65 + k)}" for k in range(coarse.max() + 1)]),
+        ("fine", fine, 64, [f"{THEMES[k % len(THEMES)]} and kin" for k in range(fine.max() + 1)]),
+    ):
         out.append(Level(name, labels, names, anchors(coords, labels, len(names), bins)))
     return out
 
 
-def clustered_embeddings(rows: int, dim: int, clusters: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def clustered_embeddings(
+    rows: int, dim: int, clusters: int = 60, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors around ``clusters`` centres in a random 40-dimensional subspace, plus noise
     (as bench/umap_speed.py), and each row's cluster."""
     rng = np.random.default_rng(seed)

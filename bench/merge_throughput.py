@@ -70,8 +70,11 @@ def _median(values: list[float]) -> float:
 def measure(workdir: Path, rows: int, dim: int, shards: int, repeats: int) -> dict:
     run = workdir / f"run-{rows}"
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", BUILD_SNIPPET, str(run), str(rows), str(shards), str(dim)],
-                   cwd=REPO, check=True)
+    subprocess.run(
+        [sys.executable, "-c", BUILD_SNIPPET, str(run), str(rows), str(shards), str(dim)],
+        cwd=REPO,
+        check=True,
+    )
     build_s = time.perf_counter() - t0
     files = sorted(str(p) for p in (run / "shards").glob("shard-*.h5"))
     shard_bytes = sum(os.path.getsize(f) for f in files)
@@ -84,7 +87,9 @@ def measure(workdir: Path, rows: int, dim: int, shards: int, repeats: int) -> di
             cat.append(timed_child(["cat", *files], stdout=out)[0])
         sink.unlink()
         os.sync()
-        cat_fsync.append(timed_child(["bash", "-c", CAT_FSYNC, "cat", *files], env={**os.environ, "OUT": str(sink)})[0])
+        cat_fsync.append(
+            timed_child(["bash", "-c", CAT_FSYNC, "cat", *files], env={**os.environ, "OUT": str(sink)})[0]
+        )
         sink.unlink()
         os.sync()
         wall, peak = timed_child([sys.executable, "-c", MERGE_SNIPPET, str(run)], cwd=REPO)
@@ -92,17 +97,27 @@ def measure(workdir: Path, rows: int, dim: int, shards: int, repeats: int) -> di
         rss.append(peak)
     out_bytes = (run / "embeddings.h5").stat().st_size
     shutil.rmtree(run)
-    return {"rows": rows, "shard_bytes": shard_bytes, "out_bytes": out_bytes, "build_s": build_s,
-            "cat_s": _median(cat), "cat_fsync_s": _median(cat_fsync), "merge_s": _median(merge),
-            "ratio": _median(merge) / _median(cat), "ratio_fsync": _median(merge) / _median(cat_fsync),
-            "peak_rss_mib": max(rss)}
+    return {
+        "rows": rows,
+        "shard_bytes": shard_bytes,
+        "out_bytes": out_bytes,
+        "build_s": build_s,
+        "cat_s": _median(cat),
+        "cat_fsync_s": _median(cat_fsync),
+        "merge_s": _median(merge),
+        "ratio": _median(merge) / _median(cat),
+        "ratio_fsync": _median(merge) / _median(cat_fsync),
+        "peak_rss_mib": max(rss),
+    }
 
 
 def merge_seconds(run: Path, repeats: int) -> float:
     """Median wall time of a merge of ``run`` (shards cached, the rest synced first)."""
     walls = []
     for _ in range(repeats):
-        subprocess.run(["cat", *map(str, run.glob("shards/shard-*.h5"))], stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            ["cat", *map(str, run.glob("shards/shard-*.h5"))], stdout=subprocess.DEVNULL, check=True
+        )
         os.sync()
         walls.append(timed_child([sys.executable, "-c", MERGE_SNIPPET, str(run)], cwd=REPO)[0])
     return _median(walls)
@@ -111,8 +126,11 @@ def merge_seconds(run: Path, repeats: int) -> float:
 def compare_checksums(workdir: Path, rows: int, dim: int, shards: int, repeats: int) -> None:
     """Merges of one synthetic run with its shards' xxh3 checksums verified and without, alternating."""
     run = workdir / f"run-{rows}"
-    subprocess.run([sys.executable, "-c", BUILD_SNIPPET, str(run), str(rows), str(shards), str(dim)],
-                   cwd=REPO, check=True)
+    subprocess.run(
+        [sys.executable, "-c", BUILD_SNIPPET, str(run), str(rows), str(shards), str(dim)],
+        cwd=REPO,
+        check=True,
+    )
     merge_seconds(run, 1)  # the first merge after the build is slower either way: not counted
     times: dict[str, list[float]] = {"on": [], "off": []}
     for _ in range(repeats):
@@ -122,17 +140,23 @@ def compare_checksums(workdir: Path, rows: int, dim: int, shards: int, repeats: 
     on, off = _median(times["on"]), _median(times["off"])
     print(f"{rows:,} x {dim} float32 in {shards} shards, merge median of {repeats} (alternating):")
     print(f"  without checksums : {off:.2f} s  {[round(t, 2) for t in times['off']]}")
-    print(f"  with checksums    : {on:.2f} s  {[round(t, 2) for t in times['on']]}  "
-          f"({(on / off - 1) * 100:+.1f} %, target within 10 %)")
+    print(
+        f"  with checksums    : {on:.2f} s  {[round(t, 2) for t in times['on']]}  "
+        f"({(on / off - 1) * 100:+.1f} %, target within 10 %)"
+    )
     shutil.rmtree(run)
 
 
 def report(r: dict, dim: int, shards: int) -> None:
-    print(f"{r['rows']:,} x {dim} float32 in {shards} shards ({r['shard_bytes'] / 2**20:,.0f} MiB of shards):")
+    print(
+        f"{r['rows']:,} x {dim} float32 in {shards} shards ({r['shard_bytes'] / 2**20:,.0f} MiB of shards):"
+    )
     print(f"  cat shards > file         : {r['cat_s']:.2f} s")
     print(f"  cat shards > file; fsync  : {r['cat_fsync_s']:.2f} s")
-    print(f"  merge                     : {r['merge_s']:.2f} s  (ratio {r['ratio']:.2f}x cat, target <= 1.5x; "
-          f"{r['ratio_fsync']:.2f}x cat+fsync)")
+    print(
+        f"  merge                     : {r['merge_s']:.2f} s  (ratio {r['ratio']:.2f}x cat, target <= 1.5x; "
+        f"{r['ratio_fsync']:.2f}x cat+fsync)"
+    )
     print(f"  merge peak RSS            : {r['peak_rss_mib']} MiB (target <= 128 MiB)")
 
 
@@ -143,7 +167,9 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--also-rows", type=int, default=0, help="measure peak RSS again at this size")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=None, help="where to build (needs ~2x the shard bytes)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where to build (needs ~2x the shard bytes)"
+    )
     parser.add_argument("--checksums", action="store_true", help="merge time with vs without shard checksums")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="merge-bench-", dir=args.workdir))
@@ -156,8 +182,10 @@ def main() -> None:
         if args.also_rows:
             big = measure(workdir, args.also_rows, args.dim, args.shards, 1)
             report(big, args.dim, args.shards)
-            print(f"  peak RSS {base['peak_rss_mib']} MiB at {base['rows']:,} rows vs {big['peak_rss_mib']} MiB "
-                  f"at {big['rows']:,} rows")
+            print(
+                f"  peak RSS {base['peak_rss_mib']} MiB at {base['rows']:,} rows vs {big['peak_rss_mib']} MiB "
+                f"at {big['rows']:,} rows"
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -65,16 +65,22 @@ def calibrate(model, texts: list[str], plans: dict, best: dict) -> tuple[float, 
             rows.append(spec.rows)
             toks.append(prefix[spec.stop] - prefix[spec.start])
             cpu.append(c)
-    (per_row, per_token), *_ = np.linalg.lstsq(np.array([rows, toks], dtype=float).T, np.array(cpu), rcond=None)
+    (per_row, per_token), *_ = np.linalg.lstsq(
+        np.array([rows, toks], dtype=float).T, np.array(cpu), rcond=None
+    )
     return float(chars_per_token), float(per_row / per_token)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", default="all", help="articles, spread over the topics, or 'all' (10,033)")
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time measures the work)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: CPU time measures the work)"
+    )
     parser.add_argument("--max-tokens-per-batch", type=int, default=16384)
     args = parser.parse_args()
     from sentence_transformers import SentenceTransformer
@@ -88,23 +94,34 @@ def main() -> None:
         prepare(vital_articles(limit), corpus, CorpusOptions(skip_bad_rows=True), "vital articles")
         costs = row_costs(corpus, int(model.max_seq_length or 512))  # the demo model sets 256
         texts = read_slice(corpus, 0, len(costs), ("texts",))["texts"]
-    plans = {"equal rows": plan_shards(len(costs), args.shards), "equal cost": plan_shards(costs, args.shards)}
+    plans = {
+        "equal rows": plan_shards(len(costs), args.shards),
+        "equal cost": plan_shards(costs, args.shards),
+    }
     encoder.encode(texts[:64])  # warm up
     best = measure(encoder, texts, plans, args.repeats)
-    print(f"{len(costs)} Vital Articles, {args.shards} shards, all-MiniLM-L6-v2 on CPU (max_seq_length "
-          f"{model.max_seq_length}), torch threads {torch.get_num_threads()}, min of {args.repeats} passes; "
-          f"cost model: {CHARS_PER_TOKEN} chars/token, {ROW_OVERHEAD_TOKENS} tokens/row")
-    print("| plan | shard rows | estimated cost share | shard embed CPU s | slowest / mean (CPU) | "
-          "slowest / mean (wall) |")
+    print(
+        f"{len(costs)} Vital Articles, {args.shards} shards, all-MiniLM-L6-v2 on CPU (max_seq_length "
+        f"{model.max_seq_length}), torch threads {torch.get_num_threads()}, min of {args.repeats} passes; "
+        f"cost model: {CHARS_PER_TOKEN} chars/token, {ROW_OVERHEAD_TOKENS} tokens/row"
+    )
+    print(
+        "| plan | shard rows | estimated cost share | shard embed CPU s | slowest / mean (CPU) | "
+        "slowest / mean (wall) |"
+    )
     print("|---|---|---|---|---|---|")
     for name, plan in plans.items():
         share = [costs[s.start : s.stop].sum() / costs.sum() * len(plan) for s in plan]
         cpu, wall = best[name][:, 0], best[name][:, 1]
-        print(f"| {name} | {' '.join(str(s.rows) for s in plan)} | {' '.join(f'{x:.2f}' for x in share)} | "
-              f"{' '.join(f'{x:.1f}' for x in cpu)} | {cpu.max() / cpu.mean():.3f} | {wall.max() / wall.mean():.3f} |")
+        print(
+            f"| {name} | {' '.join(str(s.rows) for s in plan)} | {' '.join(f'{x:.2f}' for x in share)} | "
+            f"{' '.join(f'{x:.1f}' for x in cpu)} | {cpu.max() / cpu.mean():.3f} | {wall.max() / wall.mean():.3f} |"
+        )
     chars_per_token, overhead = calibrate(model, texts, plans, best)
-    print(f"calibration on these texts: {chars_per_token:.2f} chars/token (untruncated texts), "
-          f"per-row overhead {overhead:.1f} tokens (least squares over the {2 * args.shards} shards)")
+    print(
+        f"calibration on these texts: {chars_per_token:.2f} chars/token (untruncated texts), "
+        f"per-row overhead {overhead:.1f} tokens (least squares over the {2 * args.shards} shards)"
+    )
 
 
 if __name__ == "__main__":

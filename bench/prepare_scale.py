@@ -29,9 +29,47 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK_ROWS = 100_000
-WORDS = ["the", "of", "and", "in", "a", "to", "was", "is", "for", "on", "as", "by", "with", "he", "that", "at",
-         "from", "his", "it", "an", "were", "are", "which", "this", "also", "be", "or", "has", "had", "first",
-         "river", "century", "government", "population", "university", "national", "война", "série", "東京"]
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "in",
+    "a",
+    "to",
+    "was",
+    "is",
+    "for",
+    "on",
+    "as",
+    "by",
+    "with",
+    "he",
+    "that",
+    "at",
+    "from",
+    "his",
+    "it",
+    "an",
+    "were",
+    "are",
+    "which",
+    "this",
+    "also",
+    "be",
+    "or",
+    "has",
+    "had",
+    "first",
+    "river",
+    "century",
+    "government",
+    "population",
+    "university",
+    "national",
+    "война",
+    "série",
+    "東京",
+]
 
 
 def _lengths(rng: np.random.Generator, n: int, texts: str) -> np.ndarray:
@@ -49,9 +87,12 @@ def _chunks(rows: int, texts: str):
         lengths = _lengths(rng, n, texts)
         starts = rng.integers(0, len(pool) - 100_001, n)
         ids = [f"Q{lo + i}" for i in range(n)]
-        yield {"id": ids, "url": [f"https://en.wikipedia.org/wiki/{i}" for i in ids],
-               "title": [f"Article {lo + i}" for i in range(n)],
-               "text": [pool[s : s + k] for s, k in zip(starts.tolist(), lengths.tolist())]}
+        yield {
+            "id": ids,
+            "url": [f"https://en.wikipedia.org/wiki/{i}" for i in ids],
+            "title": [f"Article {lo + i}" for i in range(n)],
+            "text": [pool[s : s + k] for s, k in zip(starts.tolist(), lengths.tolist())],
+        }
 
 
 def write_corpus(folder: Path, rows: int, texts: str) -> tuple[Path, Path]:
@@ -62,13 +103,19 @@ def write_corpus(folder: Path, rows: int, texts: str) -> tuple[Path, Path]:
     if parquet.exists() and jsonl.exists():
         return parquet, jsonl
     row_group = 10_000 if texts == "wiki" else CHUNK_ROWS
-    with pq.ParquetWriter(parquet, pa.schema([(c, pa.string()) for c in ("id", "url", "title", "text")])) as pw, \
-            open(jsonl, "w", encoding="utf-8") as jw:
+    with (
+        pq.ParquetWriter(
+            parquet, pa.schema([(c, pa.string()) for c in ("id", "url", "title", "text")])
+        ) as pw,
+        open(jsonl, "w", encoding="utf-8") as jw,
+    ):
         for chunk in _chunks(rows, texts):
             pw.write_table(pa.table(chunk), row_group_size=row_group)
             names = list(chunk)
-            jw.writelines(json.dumps(dict(zip(names, values)), ensure_ascii=False) + "\n"
-                          for values in zip(*chunk.values()))
+            jw.writelines(
+                json.dumps(dict(zip(names, values)), ensure_ascii=False) + "\n"
+                for values in zip(*chunk.values())
+            )
     return parquet, jsonl
 
 
@@ -132,13 +179,19 @@ def run_child(kind: str, source: Path, out: Path) -> tuple[float, float, float, 
     CPU time (user + system of the child) is reported beside wall time: on a shared machine it is
     the steadier of the two.
     """
-    imports = "".join(line + "\n" for line in CHILD[kind].splitlines() if line.startswith(("import ", "from ")))
-    work = "".join(line + "\n" for line in CHILD[kind].splitlines() if not line.startswith(("import ", "from ")))
-    code = (f"import sys, time\nfrom pathlib import Path\nSOURCE, OUT = {str(source)!r}, {str(out)!r}\n"
-            "def rchar():\n    return int([l for l in open('/proc/self/io') if l.startswith('rchar')][0].split()[1])\n"
-            f"{imports}r0, t, c = rchar(), time.perf_counter(), time.process_time()\n{work}\n"
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-            "print(time.perf_counter() - t, time.process_time() - c, int(hwm) / 1024, rchar() - r0)")
+    imports = "".join(
+        line + "\n" for line in CHILD[kind].splitlines() if line.startswith(("import ", "from "))
+    )
+    work = "".join(
+        line + "\n" for line in CHILD[kind].splitlines() if not line.startswith(("import ", "from "))
+    )
+    code = (
+        f"import sys, time\nfrom pathlib import Path\nSOURCE, OUT = {str(source)!r}, {str(out)!r}\n"
+        "def rchar():\n    return int([l for l in open('/proc/self/io') if l.startswith('rchar')][0].split()[1])\n"
+        f"{imports}r0, t, c = rchar(), time.perf_counter(), time.process_time()\n{work}\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print(time.perf_counter() - t, time.process_time() - c, int(hwm) / 1024, rchar() - r0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the (large) parent.
     seconds, cpu, rss, rchar = proc.stdout.split()[-4:]
@@ -159,20 +212,29 @@ def folder_bytes(folder: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--texts", choices=("wiki", "short"), default="wiki")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/prepare-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the corpus files")
-    parser.add_argument("--formats", default="parquet,jsonl", help="which of parquet,jsonl to measure (quick runs)")
+    parser.add_argument(
+        "--formats", default="parquet,jsonl", help="which of parquet,jsonl to measure (quick runs)"
+    )
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     parquet, jsonl = write_corpus(args.dir, args.rows, args.texts)
-    print(f"wrote {parquet.stat().st_size / 2**20:.0f} MiB parquet, {jsonl.stat().st_size / 2**20:.0f} MiB JSONL "
-          f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    print("| corpus | format | fast read s (what) | Python read s | prepare s | prepare / fast read | "
-          "prepare / Python read | prepare peak RSS MiB | written by prepare MiB (% of source) |")
+    print(
+        f"wrote {parquet.stat().st_size / 2**20:.0f} MiB parquet, {jsonl.stat().st_size / 2**20:.0f} MiB JSONL "
+        f"in {time.perf_counter() - t:.0f} s",
+        file=sys.stderr,
+    )
+    print(
+        "| corpus | format | fast read s (what) | Python read s | prepare s | prepare / fast read | "
+        "prepare / Python read | prepare peak RSS MiB | written by prepare MiB (% of source) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     runs = {"parquet": ("read-parquet-arrow", "Arrow"), "jsonl": ("read-jsonl-orjson", "orjson")}
     try:
@@ -186,14 +248,20 @@ def main() -> None:
             read = run_child(f"read-{fmt}", path, out)
             prep = run_child("prepare", path, out)
             written = folder_bytes(run_dir)
-            print(f"| {args.rows:,} {args.texts} | {fmt} | {_t(fast)} ({runs[fmt][1]}) | {_t(read)} | {_t(prep)} | "
-                  f"{_ratio(prep, fast)} | {_ratio(prep, read)} | {prep[2]:.0f} | "
-                  f"{written / 2**20:.1f} ({100 * written / path.stat().st_size:.2f} %) |", flush=True)
+            print(
+                f"| {args.rows:,} {args.texts} | {fmt} | {_t(fast)} ({runs[fmt][1]}) | {_t(read)} | {_t(prep)} | "
+                f"{_ratio(prep, fast)} | {_ratio(prep, read)} | {prep[2]:.0f} | "
+                f"{written / 2**20:.1f} ({100 * written / path.stat().st_size:.2f} %) |",
+                flush=True,
+            )
             if fmt == "parquet":
                 task, arrow = run_child("task-read", path, out), run_child("task-read-arrow", path, out)
-                print(f"\ntask read of 1/16 (parquet, file {path.stat().st_size / 2**20:.0f} MiB): {_t(task)} s, "
-                      f"{task[3] / 2**20:.0f} MiB read; pyarrow reading exactly those rows {_t(arrow)} s, "
-                      f"{arrow[3] / 2**20:.0f} MiB; ratio {_ratio(task, arrow)}\n", flush=True)
+                print(
+                    f"\ntask read of 1/16 (parquet, file {path.stat().st_size / 2**20:.0f} MiB): {_t(task)} s, "
+                    f"{task[3] / 2**20:.0f} MiB read; pyarrow reading exactly those rows {_t(arrow)} s, "
+                    f"{arrow[3] / 2**20:.0f} MiB; ratio {_ratio(task, arrow)}\n",
+                    flush=True,
+                )
             shutil.rmtree(run_dir)
     finally:
         if not args.keep:

@@ -45,10 +45,15 @@ def main() -> None:
         os.environ["PATH"] = f"{shim.parent}:{os.environ['PATH']}"
         os.environ["SBATCH_CALLS"] = str(root / "calls")
         profile = root / "held.toml"
-        profile.write_text((REPO / "slurm/profiles/testcluster.toml").read_text()
-                           + "\n[embed.sbatch_extra]\nhold = true\n")
-        request = SubmitRequest(run_dir=root / "run", shards=args.shards, profile=str(profile),
-                                identity={"model": str(demo_model_path())})
+        profile.write_text(
+            (REPO / "slurm/profiles/testcluster.toml").read_text() + "\n[embed.sbatch_extra]\nhold = true\n"
+        )
+        request = SubmitRequest(
+            run_dir=root / "run",
+            shards=args.shards,
+            profile=str(profile),
+            identity={"model": str(demo_model_path())},
+        )
         t0 = time.perf_counter()
         outcome, _, _ = submit(request, records=synthetic_records(args.shards * 10), say=lambda line: None)
         wall = time.perf_counter() - t0
@@ -56,7 +61,9 @@ def main() -> None:
         subprocess.run(["scancel", *(j["job_id"] for j in jobs)], check=True)
         calls = len((root / "calls").read_text().split())
     windows = sum(1 for j in jobs if j["stage"] == "embed")
-    print(f"{len(outcome.pending)} shards, MaxArraySize {max_array_size()}: {windows} array windows + 1 merge")
+    print(
+        f"{len(outcome.pending)} shards, MaxArraySize {max_array_size()}: {windows} array windows + 1 merge"
+    )
     print(f"  sbatch calls: {calls} (one per window plus the merge: {windows + 1})")
     print(f"  plan + submit wall time: {wall:.2f} s (target < 10 s)")
 

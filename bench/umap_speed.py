@@ -57,8 +57,10 @@ def main() -> None:
     print(f"{args.rows:,} x {args.dim} (clustered synthetic), 2-D UMAP:")
     print(f"  umap-learn defaults : {base_s:8.1f} s  trustworthiness {tw_base:.4f}")
     print(f"  kit (PCA {args.pca_dims}, cosine) : {kit_s:8.1f} s  trustworthiness {tw_kit:.4f}")
-    print(f"  time ratio {kit_s / base_s:.2f}x (target <= 0.6x); trustworthiness difference "
-          f"{tw_kit - tw_base:+.4f} (target within 0.01)")
+    print(
+        f"  time ratio {kit_s / base_s:.2f}x (target <= 0.6x); trustworthiness difference "
+        f"{tw_kit - tw_base:+.4f} (target within 0.01)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ SPACE_FIRST_BYTES = np.zeros(256, dtype=bool)  # the first UTF-8 byte of each of
 SPACE_FIRST_BYTES[[c.encode()[0] for c in SPACES]] = True
 # A byte that starts a character that is no whitespace: an ASCII one (below 0x80, a character of
 # its own in UTF-8) or a lead byte no whitespace character starts with. A value holding one is not blank.
-SOLID_BYTES = np.array([(b < 0x80 and not chr(b).isspace()) or (b >= 0xC0 and not SPACE_FIRST_BYTES[b])
-                        for b in range(256)], dtype=bool)
+SOLID_BYTES = np.array(
+    [(b < 0x80 and not chr(b).isspace()) or (b >= 0xC0 and not SPACE_FIRST_BYTES[b]) for b in range(256)],
+    dtype=bool,
+)
 LOOK_AHEAD = 8  # bytes of each candidate looked at before trimming it
 HASH_IN_PLACE_BYTES = 512  # mean bytes per value from which texts are hashed without a copy
 JOIN = "\n\n"  # rowcheck.compose_text joins the text fields with a blank line
@@ -88,7 +90,9 @@ def _indices(rows: np.ndarray) -> pa.Array:
 
 
 def _mask(values: np.ndarray) -> pa.Array:
-    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+    return pa.Array.from_buffers(
+        pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))]
+    )
 
 
 def string_scalar(value: bytes, kind: pa.DataType) -> pa.Scalar:
@@ -99,7 +103,9 @@ def string_scalar(value: bytes, kind: pa.DataType) -> pa.Scalar:
 
 def _numbers(arr: pa.Array) -> np.ndarray:
     """The values of an integer array without nulls (its buffer: to_numpy() imports pandas)."""
-    return np.frombuffer(arr.buffers()[1], dtype=arr.type.to_pandas_dtype())[arr.offset : arr.offset + len(arr)]
+    return np.frombuffer(arr.buffers()[1], dtype=arr.type.to_pandas_dtype())[
+        arr.offset : arr.offset + len(arr)
+    ]
 
 
 def _clean_text(arr: pa.Array | None) -> TypeGuard[pa.Array]:
@@ -110,7 +116,9 @@ def _clean_text(arr: pa.Array | None) -> TypeGuard[pa.Array]:
 def _ids(rb: pa.RecordBatch, options: CorpusOptions, row0: int) -> pa.Array | None:
     """Each row's id as a string array, as the Python check makes them (an integer as its digits)."""
     if options.id_field == ROW_IDS:
-        rows = np.arange(row0, row0 + rb.num_rows, dtype=np.int64)  # (from_buffers: pa.array would import pandas)
+        rows = np.arange(
+            row0, row0 + rb.num_rows, dtype=np.int64
+        )  # (from_buffers: pa.array would import pandas)
         return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)]).cast(pa.string())
     arr = _column(rb, options.id_field)
     if arr is not None and pa.types.is_integer(arr.type) and arr.null_count == 0:
@@ -178,5 +186,12 @@ def arrow_check(batch: Batch, options: CorpusOptions, row0: int) -> Kept | None:
     if text is None or not _meta_ok(rb, options):
         return None
     chars = _numbers(pc.utf8_length(text)).astype(np.int64)
-    return Kept(ids, hashes(text), chars, np.arange(row0, row0 + batch.rows, dtype=np.int64),
-                _has_topics(rb, options), [], text=text)
+    return Kept(
+        ids,
+        hashes(text),
+        chars,
+        np.arange(row0, row0 + batch.rows, dtype=np.int64),
+        _has_topics(rb, options),
+        [],
+        text=text,
+    )

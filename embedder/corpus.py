@@ -49,7 +49,15 @@ from kit.corpussource import SourceRows
 from kit.errors import CorpusError
 from kit.format import CONTENT_HASH_BYTES, CORPUS_FORMAT, UTF8
 
-__all__ = ["ROW_IDS", "BadRow", "CorpusOptions", "CorpusSummary", "prepare", "prepare_source", "refusal_message"]
+__all__ = [
+    "ROW_IDS",
+    "BadRow",
+    "CorpusOptions",
+    "CorpusSummary",
+    "prepare",
+    "prepare_source",
+    "refusal_message",
+]
 
 EXAMPLES_SHOWN = 5
 COPY_BLOCK_ROWS = 65536
@@ -67,8 +75,14 @@ def prepare_source(source: Path, out_path: Path, options: CorpusOptions) -> Corp
             ``options.skip_bad_rows`` is False. Nothing is written then.
     """
     reader = open_reader(Path(source))
-    sink = InPlace(reader.files, options) if isinstance(reader, ParquetReader) else Converted(Path(out_path).parent, options)
-    return _prepare(reader.batches(options.columns()), out_path, options, str(source), reader.total_rows, sink)
+    sink = (
+        InPlace(reader.files, options)
+        if isinstance(reader, ParquetReader)
+        else Converted(Path(out_path).parent, options)
+    )
+    return _prepare(
+        reader.batches(options.columns()), out_path, options, str(source), reader.total_rows, sink
+    )
 
 
 def prepare(records: Iterable[Any], out_path: Path, options: CorpusOptions, source: str) -> CorpusSummary:
@@ -94,8 +108,14 @@ def refusal_message(summary: CorpusSummary) -> str:
 # ---------------------------------------------------------------- prepare
 
 
-def _prepare(batches: Iterable[Batch], out_path: Path, options: CorpusOptions, source: str,
-             total: int | None, sink: InPlace | Converted) -> CorpusSummary:
+def _prepare(
+    batches: Iterable[Batch],
+    out_path: Path,
+    options: CorpusOptions,
+    source: str,
+    total: int | None,
+    sink: InPlace | Converted,
+) -> CorpusSummary:
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic.tmp_path(out_path)
@@ -127,8 +147,15 @@ def _prepare(batches: Iterable[Batch], out_path: Path, options: CorpusOptions, s
 
 def _progress(batches: Iterable[Batch], total: int | None) -> Iterator[Batch]:
     """Rows/s always; an ETA where the total is known (parquet metadata, dataset_info.json)."""
-    with tqdm(total=total, desc="prepare corpus", unit="row", unit_scale=True, mininterval=5, ascii=True,
-              disable=None) as bar:
+    with tqdm(
+        total=total,
+        desc="prepare corpus",
+        unit="row",
+        unit_scale=True,
+        mininterval=5,
+        ascii=True,
+        disable=None,
+    ) as bar:
         for batch in batches:
             yield batch
             bar.update(batch.rows)
@@ -220,8 +247,12 @@ def _payload(ids: pa.Array, hashes: np.ndarray) -> memoryview:
     n = len(ids)
     tails = np.empty((n, CONTENT_HASH_BYTES + 1), dtype=np.uint8)
     tails[:, :-1], tails[:, -1] = hashes, RS
-    tails = pa.FixedSizeBinaryArray.from_buffers(pa.binary(CONTENT_HASH_BYTES + 1), n, [None, pa.py_buffer(tails)])
-    joined = pc.binary_join_element_wise(ids.cast(pa.binary()), tails.cast(pa.binary()), string_scalar(US, pa.binary()))
+    tails = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(CONTENT_HASH_BYTES + 1), n, [None, pa.py_buffer(tails)]
+    )
+    joined = pc.binary_join_element_wise(
+        ids.cast(pa.binary()), tails.cast(pa.binary()), string_scalar(US, pa.binary())
+    )
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset : joined.offset + n + 1]
     return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]]
 
@@ -271,8 +302,15 @@ def _drop_rows(tmp: Path, drop: np.ndarray) -> None:
         keep = np.ones(n, dtype=bool)
         keep[drop] = False
         for name, ds in src.items():
-            dst.create_dataset(name, shape=(int(keep.sum()), *ds.shape[1:]), maxshape=(None, *ds.shape[1:]),
-                               dtype=ds.dtype, chunks=ds.chunks, compression=ds.compression, shuffle=ds.shuffle)
+            dst.create_dataset(
+                name,
+                shape=(int(keep.sum()), *ds.shape[1:]),
+                maxshape=(None, *ds.shape[1:]),
+                dtype=ds.dtype,
+                chunks=ds.chunks,
+                compression=ds.compression,
+                shuffle=ds.shuffle,
+            )
         at = 0
         for lo in range(0, n, COPY_BLOCK_ROWS):
             mask = keep[lo : lo + COPY_BLOCK_ROWS]
@@ -294,13 +332,25 @@ def _fingerprint(index: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_header(h5: h5py.File, summary: CorpusSummary, options: CorpusOptions, files: list,
-                  has_topics: bool, sink: InPlace | Converted) -> None:
+def _write_header(
+    h5: h5py.File,
+    summary: CorpusSummary,
+    options: CorpusOptions,
+    files: list,
+    has_topics: bool,
+    sink: InPlace | Converted,
+) -> None:
     h5.attrs.update(
-        format=CORPUS_FORMAT, source=summary.source, source_rows=summary.source_rows, rows=summary.rows,
-        fingerprint=summary.fingerprint, text_fields=json.dumps(list(options.text_fields)),
-        id_field=options.id_field, has_topics=has_topics,
-        files=json.dumps([f.as_dict() for f in files]), columns=json.dumps(dataclasses.asdict(sink.columns)),
+        format=CORPUS_FORMAT,
+        source=summary.source,
+        source_rows=summary.source_rows,
+        rows=summary.rows,
+        fingerprint=summary.fingerprint,
+        text_fields=json.dumps(list(options.text_fields)),
+        id_field=options.id_field,
+        has_topics=has_topics,
+        files=json.dumps([f.as_dict() for f in files]),
+        columns=json.dumps(dataclasses.asdict(sink.columns)),
     )
     group = h5.create_group("rejected")
     rejected = summary.rejected

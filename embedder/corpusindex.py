@@ -21,8 +21,13 @@ MAX_CHARS = 2**32 - 1
 
 def create(h5: h5py.File) -> None:
     h5.create_dataset("text_chars", shape=(0,), maxshape=(None,), dtype="<u4", chunks=(CHUNK_ROWS,), **GZIP)
-    h5.create_dataset(CONTENT_HASH, shape=(0, CONTENT_HASH_BYTES), maxshape=(None, CONTENT_HASH_BYTES), dtype="u1",
-                      chunks=(CHUNK_ROWS // 4, CONTENT_HASH_BYTES))
+    h5.create_dataset(
+        CONTENT_HASH,
+        shape=(0, CONTENT_HASH_BYTES),
+        maxshape=(None, CONTENT_HASH_BYTES),
+        dtype="u1",
+        chunks=(CHUNK_ROWS // 4, CONTENT_HASH_BYTES),
+    )
 
 
 def write_skipped(h5: h5py.File, skipped: np.ndarray) -> None:

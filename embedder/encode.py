@@ -40,16 +40,27 @@ class EncodeCounters:
 
     def added_to(self, prior, before: EncodeCounters) -> dict[str, int]:
         """Counts since ``before`` added to ``prior`` (a resumed shard's attrs from earlier attempts)."""
-        return {f.name: int(prior.get(f.name, 0)) + getattr(self, f.name) - getattr(before, f.name)
-                for f in fields(self) if f.name != "batches"}
+        return {
+            f.name: int(prior.get(f.name, 0)) + getattr(self, f.name) - getattr(before, f.name)
+            for f in fields(self)
+            if f.name != "batches"
+        }
 
 
 class TextEncoder:
     """Turns texts into float32 arrays [n, dim] in the same order."""
 
-    def __init__(self, model, *, prompt: str, normalize: bool, max_tokens: int,
-                 fallback: Callable[[], object] | None = None, pin_memory: bool = False,
-                 threaded: bool = True):
+    def __init__(
+        self,
+        model,
+        *,
+        prompt: str,
+        normalize: bool,
+        max_tokens: int,
+        fallback: Callable[[], object] | None = None,
+        pin_memory: bool = False,
+        threaded: bool = True,
+    ):
         """``fallback`` loads a float32 model on first need (only given for bf16/fp16)."""
         self.model = model.eval()
         self.prompt = prompt
@@ -78,8 +89,9 @@ class TextEncoder:
         """Float32 array of shape [len(texts), dim]; row i embeds texts[i]."""
         return next(iter(self.encode_chunks([(0, texts, None)], on_batch)))[2]
 
-    def encode_chunks(self, chunks: Iterable[tuple[int, list[str], Any]],
-                      on_batch: Callable[[int], None] = lambda n: None) -> Iterator[tuple[int, Any, np.ndarray]]:
+    def encode_chunks(
+        self, chunks: Iterable[tuple[int, list[str], Any]], on_batch: Callable[[int], None] = lambda n: None
+    ) -> Iterator[tuple[int, Any, np.ndarray]]:
         """For each ``(first_row, texts, extra)`` in order: ``(first_row, extra, float32 [len(texts), dim])``.
 
         The next chunk is read and tokenised while this one runs; ``first_row`` (the corpus row
@@ -117,8 +129,14 @@ class TextEncoder:
         for rows in self.collator.batches(_subset(chunk.tok, batch.rows), self.max_tokens):
             yield self.collator.collate(chunk.tok, batch.rows[rows])
 
-    def _forward(self, batch: Batch, chunk: PreparedChunk, out: torch.Tensor, finite: torch.Tensor,
-                 computed: np.ndarray) -> None:
+    def _forward(
+        self,
+        batch: Batch,
+        chunk: PreparedChunk,
+        out: torch.Tensor,
+        finite: torch.Tensor,
+        computed: np.ndarray,
+    ) -> None:
         """Embed ``batch`` into its rows of ``out``; on out-of-memory, split it and retry the pieces."""
         result = self._try_run(batch)
         if result is None and len(batch.rows) == 1:
@@ -148,12 +166,17 @@ class TextEncoder:
             raise EncodeError(
                 f"Corpus row {row} ({batch.tokens} tokens) does not fit in {self.device} memory even alone. "
                 f"Set MAX_SEQ_LENGTH= below {int(self.model.max_seq_length)}, use a smaller model, or a GPU "
-                "with more memory.")
+                "with more memory."
+            )
         self.max_tokens = max(min(self.max_tokens, batch.tokens) // 2, 1)
         self.lowest_tokens = min(self.lowest_tokens, self.max_tokens)
         self.counters.oom_splits += 1
-        log.warning("out of memory on a batch of %d rows (%d tokens): token budget now %d, retrying in pieces",
-                    len(batch.rows), batch.tokens, self.max_tokens)
+        log.warning(
+            "out of memory on a batch of %d rows (%d tokens): token budget now %d, retrying in pieces",
+            len(batch.rows),
+            batch.tokens,
+            self.max_tokens,
+        )
         groups = self.collator.batches(_subset(chunk.tok, batch.rows), self.max_tokens)
         return [self.collator.collate(chunk.tok, batch.rows[g]) for g in groups]
 
@@ -164,8 +187,10 @@ class TextEncoder:
         if self.stager is not None:
             features = self.stager.to_device(features)
         else:
-            features = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                        for k, v in features.items()}
+            features = {
+                k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                for k, v in features.items()
+            }
         index = features.pop(_ROWS)
         emb = self.model(features)["sentence_embedding"]
         truncate_dim = getattr(self.model, "truncate_dim", None)
@@ -176,15 +201,19 @@ class TextEncoder:
         """Rows that were non-finite, in float32 with a model loaded for them and freed after."""
         first = chunk.first_row + int(bad[0])
         if self._fallback_loader is None:
-            raise EncodeError(f"{len(bad)} rows gave non-finite embeddings in float32; first is corpus row {first}.")
+            raise EncodeError(
+                f"{len(bad)} rows gave non-finite embeddings in float32; first is corpus row {first}."
+            )
         try:
             emb = self._rescue_with_fallback(texts)
         finally:
             self._fallback = None  # freed: the float32 copy must not sit beside the model for the whole task
             release_memory(self.device)
         if emb is None:
-            raise EncodeError(f"{len(bad)} rows were non-finite in {self.model.dtype} and their float32 rerun ran "
-                              f"out of {self.device} memory; first is corpus row {first}. Pass COMPUTE_DTYPE=float32.")
+            raise EncodeError(
+                f"{len(bad)} rows were non-finite in {self.model.dtype} and their float32 rerun ran "
+                f"out of {self.device} memory; first is corpus row {first}. Pass COMPUTE_DTYPE=float32."
+            )
         if not np.isfinite(emb).all():
             raise EncodeError(f"Rows stay non-finite in float32; first is corpus row {first}.")
         return emb
@@ -197,11 +226,21 @@ class TextEncoder:
             try:
                 if self._fallback is None:
                     self._fallback = loader()
-                return np.asarray(self._fallback.encode(
-                    texts, prompt=self.prompt or None, batch_size=batch_size, normalize_embeddings=self.normalize,
-                    convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+                return np.asarray(
+                    self._fallback.encode(
+                        texts,
+                        prompt=self.prompt or None,
+                        batch_size=batch_size,
+                        normalize_embeddings=self.normalize,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    ),
+                    dtype=np.float32,
+                )
             except torch.OutOfMemoryError:
-                log.warning("out of memory in the float32 rerun of %d rows (batch %d)", len(texts), batch_size)
+                log.warning(
+                    "out of memory in the float32 rerun of %d rows (batch %d)", len(texts), batch_size
+                )
             release_memory(self.device)
         return None
 
@@ -217,9 +256,11 @@ def _check_computed(computed: np.ndarray, first_row: int) -> None:
     """Refuse a chunk with rows no forward pass filled (they hold whatever the buffer held)."""
     missing = np.flatnonzero(~computed)
     if len(missing):
-        raise EncodeError(f"{len(missing)} rows of the chunk at corpus row {first_row} were never computed (first: "
-                          f"corpus row {first_row + int(missing[0])}); nothing of this chunk was written. "
-                          "Run the same command again to resume.")
+        raise EncodeError(
+            f"{len(missing)} rows of the chunk at corpus row {first_row} were never computed (first: "
+            f"corpus row {first_row + int(missing[0])}); nothing of this chunk was written. "
+            "Run the same command again to resume."
+        )
 
 
 def _subset(tok: Tokenized, rows: np.ndarray) -> Tokenized:

@@ -37,7 +37,7 @@ def cut_at_word(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     end = max(text.rfind(" ", limit // 2, limit), text.rfind("\n", limit // 2, limit))
-    return text[:end] if end > 0 else text[:limit * CHARS_PER_TOKEN_BOUND // CHARS_PER_TOKEN_CUT]
+    return text[:end] if end > 0 else text[: limit * CHARS_PER_TOKEN_BOUND // CHARS_PER_TOKEN_CUT]
 
 
 @dataclass
@@ -65,8 +65,13 @@ def token_lengths(tokenizer, texts: list[str], prompt: str, max_seq_length: int)
     and one more, so a 100 kB article costs no more than a paragraph.
     """
     limit = (max_seq_length + 1) * CHARS_PER_TOKEN_BOUND
-    encoded = tokenizer([prompt + t[:limit] for t in texts], add_special_tokens=True,
-                        return_attention_mask=False, return_token_type_ids=False, verbose=False)
+    encoded = tokenizer(
+        [prompt + t[:limit] for t in texts],
+        add_special_tokens=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+        verbose=False,
+    )
     return np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
 
 
@@ -79,9 +84,14 @@ def can_tokenize_once(model) -> bool:
         return False
     tokenizer = first.tokenizer
     overrides = first._merge_processing_kwargs(None)
-    return (tokenizer is not None and tokenizer.is_fast and "text" in first.modality_config
-            and "message" not in first.modality_config and not overrides.get("text")
-            and not overrides.get("common"))
+    return (
+        tokenizer is not None
+        and tokenizer.is_fast
+        and "text" in first.modality_config
+        and "message" not in first.modality_config
+        and not overrides.get("text")
+        and not overrides.get("common")
+    )
 
 
 class FastCollator:
@@ -99,8 +109,9 @@ class FastCollator:
         self.packed = bool(first.can_flatten_inputs)
         backend = self.tokenizer.backend_tokenizer  # the deep copy's own
         backend.no_padding()
-        backend.enable_truncation(self.max_len, stride=0, strategy="longest_first",
-                                  direction=self.tokenizer.truncation_side)
+        backend.enable_truncation(
+            self.max_len, stride=0, strategy="longest_first", direction=self.tokenizer.truncation_side
+        )
         self._encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)  # fast: no offsets
         self.position_offset = getattr(first, "_flatten_position_offset", 0) if self.packed else 0
 
@@ -166,10 +177,15 @@ class FastCollator:
         starts = np.repeat(ends - lengths, lengths)
         cu = torch.from_numpy(np.r_[0, ends].astype(np.int32))
         longest = int(lengths.max())
-        return {"input_ids": torch.from_numpy(flat)[None],
-                "position_ids": torch.from_numpy(np.arange(len(flat)) - starts + self.position_offset)[None],
-                "seq_idx": torch.from_numpy(np.repeat(np.arange(len(rows), dtype=np.int32), lengths))[None],
-                "cu_seq_lens_q": cu, "cu_seq_lens_k": cu.clone(), "max_length_q": longest, "max_length_k": longest}
+        return {
+            "input_ids": torch.from_numpy(flat)[None],
+            "position_ids": torch.from_numpy(np.arange(len(flat)) - starts + self.position_offset)[None],
+            "seq_idx": torch.from_numpy(np.repeat(np.arange(len(rows), dtype=np.int32), lengths))[None],
+            "cu_seq_lens_q": cu,
+            "cu_seq_lens_k": cu.clone(),
+            "max_length_q": longest,
+            "max_length_k": longest,
+        }
 
 
 def _flat(values: list[list[int]], rows: np.ndarray, total: int) -> np.ndarray:

@@ -17,8 +17,22 @@ from embedder.rowcheck import ROW_IDS, CorpusOptions, CorpusSummary
 from kit.errors import CorpusError
 
 
-TEXT_NAMES = ("text", "content", "contents", "body", "abstract", "article", "document", "passage", "extract",
-              "summary", "description", "raw_content", "sentence", "paragraph")
+TEXT_NAMES = (
+    "text",
+    "content",
+    "contents",
+    "body",
+    "abstract",
+    "article",
+    "document",
+    "passage",
+    "extract",
+    "summary",
+    "description",
+    "raw_content",
+    "sentence",
+    "paragraph",
+)
 
 
 def assignment(name: str, value: str) -> str:
@@ -28,7 +42,13 @@ def assignment(name: str, value: str) -> str:
 
 def likeliest_text(fields: dict[str, float], options: CorpusOptions) -> str | None:
     """A field that probably holds the text: a usual name, else the longest text on average."""
-    taken = {options.id_field, options.title_field, options.url_field, options.topic_field, *options.text_fields}
+    taken = {
+        options.id_field,
+        options.title_field,
+        options.url_field,
+        options.topic_field,
+        *options.text_fields,
+    }
     texts = {n: length for n, length in fields.items() if length >= 0 and n not in taken}
     for name in TEXT_NAMES:
         for field in texts:
@@ -47,8 +67,9 @@ def _fields_text(fields: dict[str, float]) -> str:
     return ", ".join(f"{n} (text, ~{length:.0f} chars)" if length >= 0 else n for n, length in fields.items())
 
 
-def missing_field_error(source: str, file: str, fields: dict[str, float], options: CorpusOptions,
-                        missing: str) -> CorpusError:
+def missing_field_error(
+    source: str, file: str, fields: dict[str, float], options: CorpusOptions, missing: str
+) -> CorpusError:
     where = f" ({Path(file).name})" if file != source else ""
     head = f"Corpus {source}{where}: no row has the field {missing!r}. The rows have: {_fields_text(fields) or 'no fields'}."
     if missing == options.id_field:
@@ -60,8 +81,10 @@ def missing_field_error(source: str, file: str, fields: dict[str, float], option
     if guess is None:
         return CorpusError(f"{head}\nNone of them holds text: check that {file} is the corpus you meant.")
     value = ",".join(guess if f == missing else f for f in options.text_fields)
-    return CorpusError(f"{head}\nTo embed {guess!r}, add {assignment('TEXT_FIELDS', value)} to your make submit "
-                       f"command (--text-fields {shlex.quote(value)}).")
+    return CorpusError(
+        f"{head}\nTo embed {guess!r}, add {assignment('TEXT_FIELDS', value)} to your make submit "
+        f"command (--text-fields {shlex.quote(value)})."
+    )
 
 
 def check_batch_fields(batch: Batch, options: CorpusOptions, source: str) -> None:
@@ -72,8 +95,9 @@ def check_batch_fields(batch: Batch, options: CorpusOptions, source: str) -> Non
             raise missing_field_error(source, batch.file, batch.fields or {}, options, name)
 
 
-def check_present(present: Counter, options: CorpusOptions, sample: tuple[str, dict] | None,
-                  summary: CorpusSummary) -> None:
+def check_present(
+    present: Counter, options: CorpusOptions, sample: tuple[str, dict] | None, summary: CorpusSummary
+) -> None:
     """After the last batch: a field no row had at all is a naming problem."""
     if summary.source_rows == 0 or sample is None:
         return
@@ -92,16 +116,24 @@ def fixes(counts: Counter, all_bad: bool) -> list[str]:
     """The next steps that fit the reasons counted."""
     lines = []
     if any(k.startswith(("missing id", "empty id")) for k in counts):
-        lines.append("Rows without an id: add ID_FIELD=@row to your make submit command to number the rows "
-                     "0, 1, ... instead, or ID_FIELD=<field> to read the ids from another field.")
+        lines.append(
+            "Rows without an id: add ID_FIELD=@row to your make submit command to number the rows "
+            "0, 1, ... instead, or ID_FIELD=<field> to read the ids from another field."
+        )
     if "duplicate id" in counts:
-        lines.append("Duplicate ids: SKIP_BAD_ROWS=1 keeps the first row of each id; ID_FIELD=@row numbers "
-                     "the rows instead.")
+        lines.append(
+            "Duplicate ids: SKIP_BAD_ROWS=1 keeps the first row of each id; ID_FIELD=@row numbers "
+            "the rows instead."
+        )
     if all_bad:
-        lines.append("No row can be embedded, so SKIP_BAD_ROWS would leave nothing: check TEXT_FIELDS and "
-                     "ID_FIELD against the fields of the file.")
+        lines.append(
+            "No row can be embedded, so SKIP_BAD_ROWS would leave nothing: check TEXT_FIELDS and "
+            "ID_FIELD against the fields of the file."
+        )
     else:
-        lines.append("Fix these rows, or add SKIP_BAD_ROWS=1 to your make submit command (--skip-bad-rows) to "
-                     "embed the others; every skipped row is then listed with its reason under /rejected in "
-                     "embeddings.h5.")
+        lines.append(
+            "Fix these rows, or add SKIP_BAD_ROWS=1 to your make submit command (--skip-bad-rows) to "
+            "embed the others; every skipped row is then listed with its reason under /rejected in "
+            "embeddings.h5."
+        )
     return lines

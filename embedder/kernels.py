@@ -88,8 +88,13 @@ def stage_flash_kernel(cache_dir: str | None = None) -> str:
     return str(Path(path))
 
 
-def check_flash_attention(device: str, dtype: str, cache_dir: str | None = None, model: str = "",
-                          capability: tuple[int, int] | None = None) -> None:
+def check_flash_attention(
+    device: str,
+    dtype: str,
+    cache_dir: str | None = None,
+    model: str = "",
+    capability: tuple[int, int] | None = None,
+) -> None:
     """Refuse ATTENTION=flash, before the model loads, where it cannot run; offline.
 
     ``capability`` is the GPU's (major, minor); None asks torch.
@@ -99,18 +104,24 @@ def check_flash_attention(device: str, dtype: str, cache_dir: str | None = None,
             with the next step.
     """
     if device != "cuda":
-        raise ConfigError(f"ATTENTION=flash runs on CUDA GPUs only; this task's device is {device}. "
-                          "Use ATTENTION=sdpa (the default).")
+        raise ConfigError(
+            f"ATTENTION=flash runs on CUDA GPUs only; this task's device is {device}. "
+            "Use ATTENTION=sdpa (the default)."
+        )
     if dtype not in FLASH_DTYPES:
-        raise ConfigError(f"ATTENTION=flash computes in bfloat16 or float16, not {dtype}. Drop COMPUTE_DTYPE "
-                          "(bfloat16 is the CUDA default) or use ATTENTION=sdpa.")
+        raise ConfigError(
+            f"ATTENTION=flash computes in bfloat16 or float16, not {dtype}. Drop COMPUTE_DTYPE "
+            "(bfloat16 is the CUDA default) or use ATTENTION=sdpa."
+        )
     if capability is None:
         import torch
 
         capability = torch.cuda.get_device_capability()
     if tuple(capability) < FLASH_MIN_CAPABILITY:
-        raise ConfigError(f"ATTENTION=flash needs an Ampere or newer GPU (compute capability 8.0+); this one is "
-                          f"{capability[0]}.{capability[1]}. Use ATTENTION=sdpa (the default).")
+        raise ConfigError(
+            f"ATTENTION=flash needs an Ampere or newer GPU (compute capability 8.0+); this one is "
+            f"{capability[0]}.{capability[1]}. Use ATTENTION=sdpa (the default)."
+        )
     if _flash_attn_installed():
         return
     from embedder.model import force_offline

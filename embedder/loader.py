@@ -23,7 +23,10 @@ from kit.shardfile import ShardIdentity
 
 log = logging.getLogger(__name__)
 
-BF16_MIN_CAPABILITY = (8, 0)  # bfloat16 tensor cores: Ampere and newer; V100 (7.0) and T4 (7.5) have fp16 ones
+BF16_MIN_CAPABILITY = (
+    8,
+    0,
+)  # bfloat16 tensor cores: Ampere and newer; V100 (7.0) and T4 (7.5) have fp16 ones
 
 
 def compute_dtype_for(device: str, requested: str | None, capability: tuple[int, int] | None = None) -> str:
@@ -57,10 +60,16 @@ class LoadedEncoder:
     def shard_identity(self, fingerprint: str | None, corpus_fingerprint: str | None) -> ShardIdentity:
         """What shards this encoder writes record (the weights' fingerprint comes from submit)."""
         return ShardIdentity(
-            model=self.identity.model, model_revision=self.resolved.revision, model_fingerprint=fingerprint,
-            dim=self.encoder.dim, pooling=model_lib.pooling_description(self.model),
-            normalize_embeddings=self.identity.normalize_embeddings, prompt=self.encoder.prompt,
-            max_seq_length=int(self.model.max_seq_length), corpus_fingerprint=corpus_fingerprint)
+            model=self.identity.model,
+            model_revision=self.resolved.revision,
+            model_fingerprint=fingerprint,
+            dim=self.encoder.dim,
+            pooling=model_lib.pooling_description(self.model),
+            normalize_embeddings=self.identity.normalize_embeddings,
+            prompt=self.encoder.prompt,
+            max_seq_length=int(self.model.max_seq_length),
+            corpus_fingerprint=corpus_fingerprint,
+        )
 
 
 def load_encoder(identity: EmbedIdentity, compute: ComputeSettings) -> LoadedEncoder:
@@ -81,20 +90,40 @@ def load_encoder(identity: EmbedIdentity, compute: ComputeSettings) -> LoadedEnc
         check_flash_attention(device, dtype, compute.cache_dir, identity.model, capability)
     model = model_lib.load_model(resolved, identity, device, dtype, compute.attention)
     if compute.attention == "flash" and not getattr(model[0], "can_flatten_inputs", False):
-        raise ConfigError(f"ATTENTION=flash: {identity.model!r} loaded without packed (padding-free) batches, "
-                          "which would run padded flash attention with a host sync per layer. "
-                          "Use ATTENTION=sdpa for this model.")
+        raise ConfigError(
+            f"ATTENTION=flash: {identity.model!r} loaded without packed (padding-free) batches, "
+            "which would run padded flash attention with a host sync per layer. "
+            "Use ATTENTION=sdpa for this model."
+        )
     max_tokens = compute.max_tokens_per_batch or DEFAULT_TOKENS_PER_BATCH.get(device, 8192)
     fallback = None
     if dtype != "float32":
         fallback = lambda: model_lib.load_model(resolved, identity, device, "float32")  # noqa: E731
-    encoder = TextEncoder(model, prompt=model_lib.prompt_text(model, identity),
-                          normalize=identity.normalize_embeddings, max_tokens=max_tokens,
-                          fallback=fallback, pin_memory=compute.pin_memory)
-    execution = {"device": device, "compute_dtype": dtype, "max_tokens_per_batch": max_tokens,
-                 "attention": model_lib.attention_description(model), "gpu": model_lib.gpu_name(device)}
-    log.info("model %s (%s) on %s %s in %s, attention %s, dim %d", identity.model, resolved.revision, device,
-             execution["gpu"], dtype, execution["attention"], encoder.dim)
+    encoder = TextEncoder(
+        model,
+        prompt=model_lib.prompt_text(model, identity),
+        normalize=identity.normalize_embeddings,
+        max_tokens=max_tokens,
+        fallback=fallback,
+        pin_memory=compute.pin_memory,
+    )
+    execution = {
+        "device": device,
+        "compute_dtype": dtype,
+        "max_tokens_per_batch": max_tokens,
+        "attention": model_lib.attention_description(model),
+        "gpu": model_lib.gpu_name(device),
+    }
+    log.info(
+        "model %s (%s) on %s %s in %s, attention %s, dim %d",
+        identity.model,
+        resolved.revision,
+        device,
+        execution["gpu"],
+        dtype,
+        execution["attention"],
+        encoder.dim,
+    )
     return LoadedEncoder(encoder, model, resolved, identity, device, dtype, execution)
 
 
@@ -112,9 +141,16 @@ def encoder_identity(pinned: ShardIdentity, model: str | None = None) -> EmbedId
 
     ``model`` points to the same weights elsewhere (a fetched run on a laptop); None keeps the recorded one.
     """
-    revision = pinned.model_revision if pinned.model_revision not in (None, "local") and model is None else None
-    return EmbedIdentity(model=model or pinned.model, revision=revision, prompt=pinned.prompt,
-                         normalize_embeddings=pinned.normalize_embeddings, max_seq_length=pinned.max_seq_length)
+    revision = (
+        pinned.model_revision if pinned.model_revision not in (None, "local") and model is None else None
+    )
+    return EmbedIdentity(
+        model=model or pinned.model,
+        revision=revision,
+        prompt=pinned.prompt,
+        normalize_embeddings=pinned.normalize_embeddings,
+        max_seq_length=pinned.max_seq_length,
+    )
 
 
 def with_pinned(identity: EmbedIdentity, pinned: ShardIdentity | None) -> EmbedIdentity:
@@ -144,9 +180,15 @@ def configured_prompt(folder: Path, identity: EmbedIdentity) -> str | None:
     return prompts.get(name) if isinstance(prompts.get(name), str) else None
 
 
-def pin_identity(identity: EmbedIdentity, resolved: model_lib.ResolvedModel, fingerprint: str,
-                 max_seq_length: int | None) -> ShardIdentity:
+def pin_identity(
+    identity: EmbedIdentity, resolved: model_lib.ResolvedModel, fingerprint: str, max_seq_length: int | None
+) -> ShardIdentity:
     """What submit pins in run.json for every shard to match (dim and pooling come with the first shard)."""
-    return ShardIdentity(model=identity.model, model_revision=resolved.revision, model_fingerprint=fingerprint,
-                         normalize_embeddings=identity.normalize_embeddings,
-                         prompt=configured_prompt(resolved.path, identity), max_seq_length=max_seq_length)
+    return ShardIdentity(
+        model=identity.model,
+        model_revision=resolved.revision,
+        model_fingerprint=fingerprint,
+        normalize_embeddings=identity.normalize_embeddings,
+        prompt=configured_prompt(resolved.path, identity),
+        max_seq_length=max_seq_length,
+    )

@@ -42,7 +42,9 @@ def looks_like_a_path(model: str) -> bool:
     return str(parent) not in ("", ".") and parent.is_dir()
 
 
-def resolve_model(identity: EmbedIdentity, cache_dir: str | None = None, profile: str | None = None) -> ResolvedModel:
+def resolve_model(
+    identity: EmbedIdentity, cache_dir: str | None = None, profile: str | None = None
+) -> ResolvedModel:
     """A local folder as is; a hub name from the offline cache only (never downloads).
 
     Raises:
@@ -52,21 +54,27 @@ def resolve_model(identity: EmbedIdentity, cache_dir: str | None = None, profile
     if local.is_dir():
         return ResolvedModel(local.resolve(), identity.model, "local")
     if looks_like_a_path(identity.model):
-        raise ModelNotFoundError(f"Model folder {local} does not exist. Check MODEL= (a local folder, a hub name "
-                                 f"staged with make stage-model, or MODEL=demo: {OFFLINE_HINT}).")
+        raise ModelNotFoundError(
+            f"Model folder {local} does not exist. Check MODEL= (a local folder, a hub name "
+            f"staged with make stage-model, or MODEL=demo: {OFFLINE_HINT})."
+        )
     from huggingface_hub import snapshot_download
 
     try:
-        path = snapshot_download(identity.model, revision=identity.revision, cache_dir=cache_dir,
-                                 local_files_only=True)
+        path = snapshot_download(
+            identity.model, revision=identity.revision, cache_dir=cache_dir, local_files_only=True
+        )
     except Exception as err:  # huggingface_hub raises several types for "not cached"
         from kit.commands import make_command
 
         stage = make_command("stage-model", MODEL=identity.model, REVISION=identity.revision, PROFILE=profile)
         close = difflib.get_close_matches(identity.model, cached_models(cache_dir), n=1, cutoff=0.8)
-        fix = (f"Did you mean MODEL={close[0]} (in the cache)?" if close else
-               f"If the name is right (https://huggingface.co/{identity.model}), stage it once on the login node "
-               f"(with network): {stage}")
+        fix = (
+            f"Did you mean MODEL={close[0]} (in the cache)?"
+            if close
+            else f"If the name is right (https://huggingface.co/{identity.model}), stage it once on the login node "
+            f"(with network): {stage}"
+        )
         raise ModelNotFoundError(
             f"Model {identity.model!r}{'@' + identity.revision if identity.revision else ''} is not in the "
             f"offline cache at {hub_cache_dir(cache_dir)} ({type(err).__name__}); compute tasks never download.\n"
@@ -81,7 +89,7 @@ def cached_models(cache_dir: str | None) -> list[str]:
     if not root.is_dir():
         return []
     found = (p for p in root.glob("models--*") if (p / "snapshots").is_dir())
-    return sorted(p.name[len("models--"):].replace("--", "/") for p in found)
+    return sorted(p.name[len("models--") :].replace("--", "/") for p in found)
 
 
 def weights_fingerprint(folder: Path) -> str:
@@ -120,8 +128,11 @@ def gpu_claims(environ: dict | None = None) -> dict[str, str]:
     """The variables that say this process holds GPUs (empty, ``-1`` and ``NoDevFiles`` say none)."""
     env = os.environ if environ is None else environ
     none = {"", "-1", "NoDevFiles"}
-    return {k: env[k] for k in GPU_CLAIM_VARIABLES
-            if env.get(k, "").strip() not in (none | {"0"} if k == "SLURM_GPUS_ON_NODE" else none)}
+    return {
+        k: env[k]
+        for k in GPU_CLAIM_VARIABLES
+        if env.get(k, "").strip() not in (none | {"0"} if k == "SLURM_GPUS_ON_NODE" else none)
+    }
 
 
 def driver_version() -> str:
@@ -133,12 +144,20 @@ def driver_version() -> str:
     if smi is None:
         return "unknown (no nvidia-smi on PATH)"
     try:
-        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], check=False, capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError) as err:
         return f"unknown (nvidia-smi failed: {err})"
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else (
-        f"unknown (nvidia-smi: {(out.stderr or out.stdout).strip()[:200]})")
+    return (
+        out.stdout.strip().splitlines()[0]
+        if out.returncode == 0 and out.stdout.strip()
+        else (f"unknown (nvidia-smi: {(out.stderr or out.stdout).strip()[:200]})")
+    )
 
 
 def cuda_unusable_message(claims: dict[str, str], requested: str, gpus_requested: bool) -> str:
@@ -146,13 +165,16 @@ def cuda_unusable_message(claims: dict[str, str], requested: str, gpus_requested
     import torch
 
     held = ", ".join(f"{k}={v}" for k, v in claims.items()) or (
-        "the profile requests GPUs" if gpus_requested else f"DEVICE={requested}")
+        "the profile requests GPUs" if gpus_requested else f"DEVICE={requested}"
+    )
     built = torch.version.cuda or "none (a CPU-only torch wheel)"
-    return (f"This task holds or asks for a GPU ({held}) but torch cannot use it: torch {torch.__version__} built for CUDA "
-            f"{built}, NVIDIA driver {driver_version()}. DEVICE={requested} would run on the CPU at a fraction "
-            "of the speed. Install a torch wheel whose CUDA the driver supports (pip install torch --index-url "
-            "https://download.pytorch.org/whl/cu126 for drivers >= 560), or check the GPU request of the "
-            "profile; to run on the CPU on purpose, pass DEVICE=cpu.")
+    return (
+        f"This task holds or asks for a GPU ({held}) but torch cannot use it: torch {torch.__version__} built for CUDA "
+        f"{built}, NVIDIA driver {driver_version()}. DEVICE={requested} would run on the CPU at a fraction "
+        "of the speed. Install a torch wheel whose CUDA the driver supports (pip install torch --index-url "
+        "https://download.pytorch.org/whl/cu126 for drivers >= 560), or check the GPU request of the "
+        "profile; to run on the CPU on purpose, pass DEVICE=cpu."
+    )
 
 
 def pick_device(requested: str, gpus_requested: bool = False, environ: dict | None = None) -> str:
@@ -204,16 +226,19 @@ def check_max_seq_length(requested: int | None, config, model_name: str) -> None
     """
     limit = position_limit(config)
     if requested is not None and limit is not None and requested > limit:
-        raise ConfigError(f"MAX_SEQ_LENGTH={requested} is more than {model_name!r} has positions for ({limit}, "
-                          f"max_position_embeddings of its config). Pass MAX_SEQ_LENGTH={limit} or less.")
+        raise ConfigError(
+            f"MAX_SEQ_LENGTH={requested} is more than {model_name!r} has positions for ({limit}, "
+            f"max_position_embeddings of its config). Pass MAX_SEQ_LENGTH={limit} or less."
+        )
 
 
 # ATTENTION= values and the transformers attn_implementation each loads (None: the model's own).
 ATTN_IMPLEMENTATIONS = {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attention_2"}
 
 
-def load_model(resolved: ResolvedModel, identity: EmbedIdentity, device: str, dtype: str,
-               attention: str | None = None):
+def load_model(
+    resolved: ResolvedModel, identity: EmbedIdentity, device: str, dtype: str, attention: str | None = None
+):
     """A SentenceTransformer on ``device`` with weights in ``dtype``, loaded offline.
 
     ``attention`` picks the attention back-end; None keeps the model's own choice (PyTorch SDPA
@@ -227,10 +252,13 @@ def load_model(resolved: ResolvedModel, identity: EmbedIdentity, device: str, dt
     model_kwargs = {"dtype": getattr(torch, dtype)}
     if attention:
         model_kwargs["attn_implementation"] = ATTN_IMPLEMENTATIONS[attention]
-    model = SentenceTransformer(str(resolved.path), device=device, local_files_only=True, model_kwargs=model_kwargs)
+    model = SentenceTransformer(
+        str(resolved.path), device=device, local_files_only=True, model_kwargs=model_kwargs
+    )
     if identity.max_seq_length:
-        check_max_seq_length(identity.max_seq_length, getattr(getattr(model[0], "model", None), "config", None),
-                             resolved.name)
+        check_max_seq_length(
+            identity.max_seq_length, getattr(getattr(model[0], "model", None), "config", None), resolved.name
+        )
         model.max_seq_length = identity.max_seq_length
     if identity.prompt_name and identity.prompt_name not in model.prompts:
         raise ModelNotFoundError(
@@ -251,8 +279,10 @@ def attention_description(model) -> str:
 
 def pooling_description(model) -> str:
     """The pooling and normalisation modules of ``model``, as text (shards must agree on it)."""
-    return " | ".join(type(m).__name__ + (f"({m.get_config_dict()})" if hasattr(m, "get_config_dict") else "")
-                      for m in list(model)[1:])
+    return " | ".join(
+        type(m).__name__ + (f"({m.get_config_dict()})" if hasattr(m, "get_config_dict") else "")
+        for m in list(model)[1:]
+    )
 
 
 def prompt_text(model, identity: EmbedIdentity) -> str:

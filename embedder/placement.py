@@ -27,8 +27,12 @@ FIELD_KEYS = ("ids", "texts", "titles", "urls", "topics")  # Kept.encoded's keys
 ROW_GROUP_ROWS = 1 << 16
 ROW_GROUP_BYTES = 32 << 20  # of text: a task reading a few rows reads at most this much more
 COMPRESSION_LEVEL = 1  # zstd's fastest: the text still shrinks ~3x; higher levels cost more than the read
-WRITE_OPTIONS = {"compression": "zstd", "compression_level": COMPRESSION_LEVEL,
-                 "use_dictionary": False, "write_statistics": False}  # ids and texts are unique: neither pays
+WRITE_OPTIONS = {
+    "compression": "zstd",
+    "compression_level": COMPRESSION_LEVEL,
+    "use_dictionary": False,
+    "write_statistics": False,
+}  # ids and texts are unique: neither pays
 
 
 def _string_column(rb: pa.RecordBatch, name: str) -> pa.Array:
@@ -44,8 +48,9 @@ class InPlace:
 
     def __init__(self, files: list[Path], options: CorpusOptions):
         self.files = files
-        self.columns = Columns(options.text_fields, options.title_field, options.url_field, options.topic_field,
-                               options.id_field)
+        self.columns = Columns(
+            options.text_fields, options.title_field, options.url_field, options.topic_field, options.id_field
+        )
 
     def write(self, batch: Batch, kept: Kept) -> None:
         pass
@@ -97,11 +102,17 @@ class Converted:
             values = [pa.array(kept.encoded[key], pa.binary()).cast(pa.string()) for key in FIELD_KEYS]
         else:  # checked in bulk: every row of the Arrow batch is kept
             assert kept.ids is not None and kept.text is not None  # the bulk check always sets both
-            values = [kept.ids.cast(pa.string()), kept.text.cast(pa.string()),
-                      *(_string_column(batch.arrow, name) for name in self.meta_fields)]
+            values = [
+                kept.ids.cast(pa.string()),
+                kept.text.cast(pa.string()),
+                *(_string_column(batch.arrow, name) for name in self.meta_fields),
+            ]
         table = pa.Table.from_arrays(values, schema=self.schema)
         self.pending.append(table)
-        self.pending_rows, self.pending_bytes = self.pending_rows + len(kept.rows), self.pending_bytes + table.nbytes
+        self.pending_rows, self.pending_bytes = (
+            self.pending_rows + len(kept.rows),
+            self.pending_bytes + table.nbytes,
+        )
         if self.pending_rows >= ROW_GROUP_ROWS or self.pending_bytes >= ROW_GROUP_BYTES:
             self._flush()
 

@@ -48,8 +48,13 @@ class Prefetcher:
     applies from the next chunk on (the consumer splits batches already prepared).
     """
 
-    def __init__(self, collator, chunks: Iterable[tuple[int, list[str], Any]], budget: Callable[[], int],
-                 threaded: bool = True):
+    def __init__(
+        self,
+        collator,
+        chunks: Iterable[tuple[int, list[str], Any]],
+        budget: Callable[[], int],
+        threaded: bool = True,
+    ):
         self.collator, self.chunks, self.budget, self.threaded = collator, chunks, budget, threaded
         self._ready: queue.Queue = queue.Queue()
         self._slots = threading.Semaphore(2)  # the chunk being consumed and the next one
@@ -188,7 +193,7 @@ class PinnedStager:
         out, offset = dict(features), 0
         for name, value in tensors.items():
             size = value.numel() * value.element_size()
-            staged = buffer[offset:offset + size].view(value.dtype).view(value.shape)
+            staged = buffer[offset : offset + size].view(value.dtype).view(value.shape)
             staged.copy_(value)
             out[name] = staged.to(self.device, non_blocking=True)
             offset += _aligned(size)

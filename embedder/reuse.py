@@ -23,11 +23,16 @@ from kit.commands import make_command
 from kit.corpusfile import corpus_info, row_costs
 from kit.errors import ConfigError, ShardError
 from kit.format import CONTENT_HASH, OUTPUT_FORMAT, REUSE_FORMAT, RunPaths, parse_sidecar, sidecar_path
-from kit.reuse import (NOT_REUSED, REUSE_IDENTITY_KEYS, describe_differences, identity_differences, left_costs,
-                        match_rows)
+from kit.reuse import (
+    NOT_REUSED,
+    REUSE_IDENTITY_KEYS,
+    describe_differences,
+    identity_differences,
+    left_costs,
+    match_rows,
+)
 from kit.reusefile import SOURCE_ROW, read_map as _read_map
 from kit.shardfile import ShardSpec, plain_attr as plain
-
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,9 @@ class Earlier:
     sha256: str
     size: int
     mtime_ns: int
-    identity: dict[str, Any]  # its embedding identity (REUSE_IDENTITY_KEYS and model), checked again by each task
+    identity: dict[
+        str, Any
+    ]  # its embedding identity (REUSE_IDENTITY_KEYS and model), checked again by each task
 
 
 @dataclass(frozen=True)
@@ -56,9 +63,11 @@ def earlier_output(path: Path) -> Path:
     path = Path(path).expanduser().resolve()
     output = RunPaths.of(path).output if path.is_dir() else path
     if not output.is_file():
-        raise ConfigError(f"REUSE={path}: there is no {output.name} there. REUSE takes an earlier run folder that "
-                          "holds embeddings.h5 and embeddings.h5.sha256 (on the cluster, or after make fetch), "
-                          "or the embeddings.h5 itself.")
+        raise ConfigError(
+            f"REUSE={path}: there is no {output.name} there. REUSE takes an earlier run folder that "
+            "holds embeddings.h5 and embeddings.h5.sha256 (on the cluster, or after make fetch), "
+            "or the embeddings.h5 itself."
+        )
     return output
 
 
@@ -66,24 +75,30 @@ def verify_earlier(output: Path) -> str:
     """The sha256 of ``output``, checked against its sidecar (a damaged or replaced file is refused)."""
     sidecar = sidecar_path(output)
     if not sidecar.is_file():
-        raise ConfigError(f"REUSE: {output} has no {sidecar.name}, so it is not a verified merge. Merge it again "
-                          f"({make_command('merge', RUN=output.parent)}) or fetch it again with make fetch.")
+        raise ConfigError(
+            f"REUSE: {output} has no {sidecar.name}, so it is not a verified merge. Merge it again "
+            f"({make_command('merge', RUN=output.parent)}) or fetch it again with make fetch."
+        )
     try:
         expected, _ = parse_sidecar(sidecar.read_text())
     except ValueError as err:
         raise ConfigError(f"REUSE: {sidecar} is damaged ({err}). Fetch or merge that run again.") from err
     actual = atomic.sha256_file(output)
     if actual != expected:
-        raise ConfigError(f"REUSE: {output} has SHA-256 {actual[:16]}..., but {sidecar.name} says {expected[:16]}...: "
-                          "the file is damaged or was replaced. Fetch or merge that run again.")
+        raise ConfigError(
+            f"REUSE: {output} has SHA-256 {actual[:16]}..., but {sidecar.name} says {expected[:16]}...: "
+            "the file is damaged or was replaced. Fetch or merge that run again."
+        )
     return actual
 
 
 def output_identity(h5: h5py.File) -> dict[str, Any]:
     """The embedding identity a merged file records (its ``model`` and ``provenance_*`` attributes)."""
     attrs = h5.attrs
-    return {"model": attrs.get("model"),
-            **{k[len("provenance_"):]: v for k, v in attrs.items() if k.startswith("provenance_")}}
+    return {
+        "model": attrs.get("model"),
+        **{k[len("provenance_") :]: v for k, v in attrs.items() if k.startswith("provenance_")},
+    }
 
 
 def run_identity(identity, fingerprint: str, cache_dir: str | None, profile: str | None) -> dict[str, Any]:
@@ -103,16 +118,22 @@ def check_earlier(reuse: Path, this_identity: dict[str, Any]) -> Earlier:
     digest = verify_earlier(output)
     with h5py.File(output, "r", locking=False) as h5:
         if h5.attrs.get("format") != OUTPUT_FORMAT or "embeddings" not in h5:
-            raise ConfigError(f"REUSE: {output} is not a merged embeddings file (format {h5.attrs.get('format')!r}).")
+            raise ConfigError(
+                f"REUSE: {output} is not a merged embeddings file (format {h5.attrs.get('format')!r})."
+            )
         if CONTENT_HASH not in h5:
-            raise ConfigError(f"REUSE: {output} has no per-row content hashes (its corpus was prepared before "
-                              "embedkit-corpus/2), so unchanged rows cannot be told apart. Run without REUSE.")
+            raise ConfigError(
+                f"REUSE: {output} has no per-row content hashes (its corpus was prepared before "
+                "embedkit-corpus/2), so unchanged rows cannot be told apart. Run without REUSE."
+            )
         identity = output_identity(h5)
         differences = identity_differences(identity, this_identity)
     if differences:
         lines = "\n".join(f"  - {line}" for line in describe_differences(differences))
-        raise ConfigError(f"REUSE={output}: its vectors were made differently from this run's, so none can be "
-                          f"reused; nothing was submitted:\n{lines}\nRun with that run's settings, or without REUSE.")
+        raise ConfigError(
+            f"REUSE={output}: its vectors were made differently from this run's, so none can be "
+            f"reused; nothing was submitted:\n{lines}\nRun with that run's settings, or without REUSE."
+        )
     stat = os.stat(output)
     kept = {k: plain(identity.get(k)) for k in ("model", *REUSE_IDENTITY_KEYS)}
     return Earlier(output, digest, stat.st_size, stat.st_mtime_ns, kept)
@@ -121,17 +142,27 @@ def check_earlier(reuse: Path, this_identity: dict[str, Any]) -> Earlier:
 def record_match(run_dir: Path, earlier: Earlier) -> ReuseRecord:
     """Match this run's corpus rows with the earlier file's and write ``reuse.h5`` atomically."""
     paths = RunPaths.of(run_dir)
-    with h5py.File(paths.corpus, "r", locking=False) as corpus, h5py.File(earlier.path, "r", locking=False) as old:
-        source_rows = match_rows(old["ids"][:], old[CONTENT_HASH][:], corpus["ids"][:], corpus[CONTENT_HASH][:])
+    with (
+        h5py.File(paths.corpus, "r", locking=False) as corpus,
+        h5py.File(earlier.path, "r", locking=False) as old,
+    ):
+        source_rows = match_rows(
+            old["ids"][:], old[CONTENT_HASH][:], corpus["ids"][:], corpus[CONTENT_HASH][:]
+        )
     reused = int((source_rows != NOT_REUSED).sum())
     record = ReuseRecord(str(earlier.path), earlier.sha256, reused, len(source_rows) - reused)
     tmp = atomic.tmp_path(paths.reuse)
     with atomic.removed_on_error(tmp):
         with h5py.File(tmp, "w") as h5:
             h5.create_dataset(SOURCE_ROW, data=source_rows)
-            h5.attrs.update(format=REUSE_FORMAT, source_size=earlier.size, source_mtime_ns=earlier.mtime_ns,
-                            source_identity=json.dumps(earlier.identity),
-                            corpus_fingerprint=corpus_info(paths.corpus).fingerprint, **asdict(record))
+            h5.attrs.update(
+                format=REUSE_FORMAT,
+                source_size=earlier.size,
+                source_mtime_ns=earlier.mtime_ns,
+                source_identity=json.dumps(earlier.identity),
+                corpus_fingerprint=corpus_info(paths.corpus).fingerprint,
+                **asdict(record),
+            )
         atomic.commit(tmp, paths.reuse)
     return record
 
@@ -149,8 +180,10 @@ def summary_line(run_dir: Path) -> str | None:
     if found is None:
         return None
     _, attrs = found
-    return (f"Reuse: {attrs['reused_rows']:,} rows take their vectors from {attrs['source']} (sha256 "
-            f"{str(attrs['source_sha256'])[:12]}...); {attrs['computed_rows']:,} rows are computed")
+    return (
+        f"Reuse: {attrs['reused_rows']:,} rows take their vectors from {attrs['source']} (sha256 "
+        f"{str(attrs['source_sha256'])[:12]}...); {attrs['computed_rows']:,} rows are computed"
+    )
 
 
 class ShardReuse:
@@ -161,10 +194,15 @@ class ShardReuse:
         self.source = Path(attrs["source"])
         self.source_rows = source_rows[spec.start : spec.stop]
         stat = os.stat(self.source) if self.source.is_file() else None
-        if stat is None or (stat.st_size, stat.st_mtime_ns) != (attrs["source_size"], attrs["source_mtime_ns"]):
-            raise ShardError(f"{spec.describe()}: REUSE file {self.source} is gone or changed since the plan "
-                             f"(sha256 {str(attrs['source_sha256'])[:12]}...). Plan again: "
-                             f"{make_command('submit', RUN=run_dir, REUSE=self.source)}")
+        if stat is None or (stat.st_size, stat.st_mtime_ns) != (
+            attrs["source_size"],
+            attrs["source_mtime_ns"],
+        ):
+            raise ShardError(
+                f"{spec.describe()}: REUSE file {self.source} is gone or changed since the plan "
+                f"(sha256 {str(attrs['source_sha256'])[:12]}...). Plan again: "
+                f"{make_command('submit', RUN=run_dir, REUSE=self.source)}"
+            )
         self.h5 = h5py.File(self.source, "r", locking=False)
         self.computed = 0  # rows given to the model in this attempt
 
@@ -177,9 +215,11 @@ class ShardReuse:
             return None
         differences = identity_differences(json.loads(found[1]["source_identity"]), identity)
         if differences:
-            raise ShardError(f"{spec.describe()}: the REUSE file {found[1]['source']} holds vectors made otherwise "
-                             f"({'; '.join(describe_differences(differences))}). Plan again with REUSE= and the "
-                             f"same settings, or recompute without it: {make_command('submit', RUN=run_dir, REDO='all')}")
+            raise ShardError(
+                f"{spec.describe()}: the REUSE file {found[1]['source']} holds vectors made otherwise "
+                f"({'; '.join(describe_differences(differences))}). Plan again with REUSE= and the "
+                f"same settings, or recompute without it: {make_command('submit', RUN=run_dir, REDO='all')}"
+            )
         return cls(run_dir, spec, *found)
 
     def close(self) -> None:
@@ -187,10 +227,15 @@ class ShardReuse:
 
     def shard_attrs(self, prior: Any) -> dict[str, Any]:
         """Recorded in the shard: rows copied, rows the model computed (over all attempts), and the file."""
-        return {"reused_rows": int((self.source_rows != NOT_REUSED).sum()), "reuse_sha256": self.attrs["source_sha256"],
-                "computed_rows": int(prior.get("computed_rows", 0)) + self.computed}
+        return {
+            "reused_rows": int((self.source_rows != NOT_REUSED).sum()),
+            "reuse_sha256": self.attrs["source_sha256"],
+            "computed_rows": int(prior.get("computed_rows", 0)) + self.computed,
+        }
 
-    def to_compute(self, chunks: Iterable[tuple[int, list[str], list[str]]]) -> Iterator[tuple[int, list[str], Any]]:
+    def to_compute(
+        self, chunks: Iterable[tuple[int, list[str], list[str]]]
+    ) -> Iterator[tuple[int, list[str], Any]]:
         """``(start, texts of the rows to compute, (ids, their source rows))`` for each corpus chunk."""
         for start, texts, ids in chunks:
             rows = self.source_rows[start - self.spec.start : start - self.spec.start + len(ids)]
@@ -198,7 +243,9 @@ class ShardReuse:
             self.computed += len(texts)
             yield start, texts, (ids, rows)
 
-    def fill(self, start: int, extra: tuple[list[str], np.ndarray], computed: np.ndarray) -> tuple[list[str], np.ndarray]:
+    def fill(
+        self, start: int, extra: tuple[list[str], np.ndarray], computed: np.ndarray
+    ) -> tuple[list[str], np.ndarray]:
         """The chunk's ids and vectors: computed rows from the model, the others copied from the earlier file.
 
         The earlier file's ids at the copied rows must be this chunk's ids (the file was checked at plan).
@@ -214,13 +261,16 @@ class ShardReuse:
             mine = np.array([i.encode() for i, r in zip(ids, reused) if r], dtype=object)
             if not np.array_equal(earlier_ids, mine):
                 bad = int(np.flatnonzero(earlier_ids != mine)[0])
-                raise ShardError(f"{self.spec.describe()}: REUSE file {self.source} row {int(rows[reused][bad])} "
-                                 f"has id {earlier_ids[bad]!r}, not {mine[bad]!r}; it changed since the plan.")
+                raise ShardError(
+                    f"{self.spec.describe()}: REUSE file {self.source} row {int(rows[reused][bad])} "
+                    f"has id {earlier_ids[bad]!r}, not {mine[bad]!r}; it changed since the plan."
+                )
         return ids, out
 
 
-def check_request(reuse: Path | None, identity, fingerprint: str, cache_dir: str | None,
-                  profile: str | None) -> Earlier | None:
+def check_request(
+    reuse: Path | None, identity, fingerprint: str, cache_dir: str | None, profile: str | None
+) -> Earlier | None:
     """REUSE= at plan/submit, before the corpus is prepared and before any job: the verified earlier file."""
     if reuse is None:
         return None
@@ -239,5 +289,11 @@ def current_record(run_dir: Path, drop: bool = False) -> dict[str, Any] | None:
     if found is None:
         return None
     attrs = found[1]
-    return asdict(ReuseRecord(str(attrs["source"]), str(attrs["source_sha256"]), int(attrs["reused_rows"]),
-                              int(attrs["computed_rows"])))
+    return asdict(
+        ReuseRecord(
+            str(attrs["source"]),
+            str(attrs["source_sha256"]),
+            int(attrs["reused_rows"]),
+            int(attrs["computed_rows"]),
+        )
+    )

@@ -37,7 +37,9 @@ class CorpusOptions:
     def columns(self) -> tuple[str, ...]:
         """Every field a reader must supply."""
         ids = () if self.id_field == ROW_IDS else (self.id_field,)
-        return tuple(dict.fromkeys((*ids, *self.text_fields, self.title_field, self.url_field, self.topic_field)))
+        return tuple(
+            dict.fromkeys((*ids, *self.text_fields, self.title_field, self.url_field, self.topic_field))
+        )
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,14 @@ def check_batch(batch: Batch, options: CorpusOptions, row0: int, check_utf8: boo
     cols, out, check = batch.columns, Checked(), check_utf8 and not batch.valid_utf8
     ids = None if options.id_field == ROW_IDS else cols[options.id_field]
     texts = [cols[name] for name in options.text_fields]
-    meta = [(key, cols[name], name) for key, name in
-            (("titles", options.title_field), ("urls", options.url_field), ("topics", options.topic_field))]
+    meta = [
+        (key, cols[name], name)
+        for key, name in (
+            ("titles", options.title_field),
+            ("urls", options.url_field),
+            ("topics", options.topic_field),
+        )
+    ]
     for i in range(batch.rows):
         row = row0 + i
         if i in batch.problems:
@@ -163,7 +171,11 @@ def fast_check(batch: Batch, options: CorpusOptions, row0: int) -> Checked | Non
     if ids is None or texts is None:
         return None
     meta = {}
-    for key, name in (("titles", options.title_field), ("urls", options.url_field), ("topics", options.topic_field)):
+    for key, name in (
+        ("titles", options.title_field),
+        ("urls", options.url_field),
+        ("topics", options.topic_field),
+    ):
         col, types = batch.columns[name], set(map(type, batch.columns[name]))
         if not types <= {str, type(None)}:
             return None
@@ -203,8 +215,11 @@ def encode_rows(checked: Checked) -> dict[str, list[bytes]] | None:
     otherwise encode each string again).
     """
     try:
-        out = {"ids": list(map(str.encode, checked.ids)), "texts": list(map(str.encode, checked.texts)),
-               **{key: list(map(str.encode, values)) for key, values in checked.meta.items()}}
+        out = {
+            "ids": list(map(str.encode, checked.ids)),
+            "texts": list(map(str.encode, checked.texts)),
+            **{key: list(map(str.encode, values)) for key, values in checked.meta.items()},
+        }
     except UnicodeEncodeError:
         return None
     if any(any(map(contains, values, repeat(b"\x00"))) for values in out.values()):
@@ -223,7 +238,9 @@ class Kept:
     has_topics: bool
     bad: list[BadRow]
     checked: Checked | None = None  # the Python values
-    encoded: dict[str, list[bytes]] | None = None  # their UTF-8 bytes, by field (a converted source writes them)
+    encoded: dict[str, list[bytes]] | None = (
+        None  # their UTF-8 bytes, by field (a converted source writes them)
+    )
     text: pa.Array | None = None  # the bulk check's joined texts (a converted source writes them)
 
 
@@ -235,5 +252,13 @@ def hash_array(hashes: list[bytes]) -> np.ndarray:
 def kept_rows(checked: Checked, encoded: dict[str, list[bytes]]) -> Kept:
     """``Kept`` from a Python check and the UTF-8 bytes of its values (``encode_rows``)."""
     chars = np.fromiter(map(len, checked.texts), dtype=np.int64, count=len(checked.texts))
-    return Kept(pa.array(encoded["ids"], pa.binary()), hash_array(content_hashes(encoded["texts"])), chars,
-                np.asarray(checked.rows, dtype=np.int64), any(checked.meta["topics"]), checked.bad, checked, encoded)
+    return Kept(
+        pa.array(encoded["ids"], pa.binary()),
+        hash_array(content_hashes(encoded["texts"])),
+        chars,
+        np.asarray(checked.rows, dtype=np.int64),
+        any(checked.meta["topics"]),
+        checked.bad,
+        checked,
+        encoded,
+    )

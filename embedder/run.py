@@ -42,8 +42,9 @@ class ShardResult:
 
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
 
 
 def now_iso() -> str:
@@ -58,13 +59,18 @@ def pinned_identity(run_dir: Path, identity: EmbedIdentity) -> ShardIdentity | N
     """
     try:
         data = json.loads(RunPaths.of(run_dir).manifest.read_text())
-        same = data["identity"]["model"] == identity.model and data["identity"].get("revision") == identity.revision
+        same = (
+            data["identity"]["model"] == identity.model
+            and data["identity"].get("revision") == identity.revision
+        )
         if not same:
             return None
         if data.get("pinned"):
             return ShardIdentity.from_attrs(data["pinned"])
         fingerprint = data.get("model_fingerprint")
-        return ShardIdentity(model=identity.model, model_fingerprint=str(fingerprint)) if fingerprint else None
+        return (
+            ShardIdentity(model=identity.model, model_fingerprint=str(fingerprint)) if fingerprint else None
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -108,8 +114,9 @@ class _LoadedModel:
         self.identity = loaded.shard_identity(fingerprint, info.fingerprint)
 
 
-def embed_shards(specs: list[ShardSpec], run_dir: Path, identity: EmbedIdentity,
-                 compute: ComputeSettings) -> list[ShardResult]:
+def embed_shards(
+    specs: list[ShardSpec], run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings
+) -> list[ShardResult]:
     """Embed every shard in ``specs`` that is not complete yet; complete shards are never redone."""
     _setup_logging()
     run = RunPaths.of(run_dir).root
@@ -128,7 +135,9 @@ def embed_shards(specs: list[ShardSpec], run_dir: Path, identity: EmbedIdentity,
     return sorted(results, key=lambda r: r.index)
 
 
-def embed_shard(spec: ShardSpec, run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings) -> ShardResult:
+def embed_shard(
+    spec: ShardSpec, run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings
+) -> ShardResult:
     """One shard (the function a Slurm array task runs)."""
     return embed_shards([spec], run_dir, identity, compute)[0]
 
@@ -141,17 +150,35 @@ def _used(prior: object, now: object) -> str:
 
 def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _LoadedModel) -> ShardResult:
     t0, cpu0 = time.monotonic(), time.process_time()
-    provenance = {"host": socket.gethostname(), "device": loaded.device, "started_at": now_iso(),
-                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
-    writer = ShardWriter(shard_path(run, spec.index), spec, loaded.identity, {**provenance, **loaded.execution})
+    provenance = {
+        "host": socket.gethostname(),
+        "device": loaded.device,
+        "started_at": now_iso(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
+    writer = ShardWriter(
+        shard_path(run, spec.index), spec, loaded.identity, {**provenance, **loaded.execution}
+    )
     counters = loaded.encoder.counters
     before = dataclasses.replace(counters)
     reuse = None
     try:
-        reuse = ShardReuse.of(run, spec, loaded.identity.to_attrs())  # REUSE=: rows whose vectors are copied from an earlier file
-        with tqdm(total=spec.rows, initial=writer.rows_done, desc=f"shard {spec.index:05d}", unit="doc",
-                  file=sys.stderr, mininterval=5, dynamic_ncols=False, ascii=True) as bar:
-            chunks = read_chunks(RunPaths.of(run).corpus, spec.start + writer.rows_done, spec.stop, compute.flush_rows)
+        reuse = ShardReuse.of(
+            run, spec, loaded.identity.to_attrs()
+        )  # REUSE=: rows whose vectors are copied from an earlier file
+        with tqdm(
+            total=spec.rows,
+            initial=writer.rows_done,
+            desc=f"shard {spec.index:05d}",
+            unit="doc",
+            file=sys.stderr,
+            mininterval=5,
+            dynamic_ncols=False,
+            ascii=True,
+        ) as bar:
+            chunks = read_chunks(
+                RunPaths.of(run).corpus, spec.start + writer.rows_done, spec.stop, compute.flush_rows
+            )
             chunks = reuse.to_compute(chunks) if reuse else chunks
 
             def append(start: int, emb, ids) -> None:
@@ -166,21 +193,29 @@ def _embed_one(spec: ShardSpec, run: Path, compute: ComputeSettings, loaded: _Lo
                         bar.update(len(ids) - computed)  # the copied rows
                     background.put(start, emb, ids)
         seconds = time.monotonic() - t0
-        header = writer.commit({
-            "finished_at": now_iso(),
-            "encode_seconds": float(writer.h5.attrs.get("encode_seconds", 0.0)) + seconds,
-            "encode_cpu_seconds": float(writer.h5.attrs.get("encode_cpu_seconds", 0.0)) + time.process_time() - cpu0,
-            **counters.added_to(writer.h5.attrs, before),
-            **{key: _used(writer.h5.attrs.get(key), value) for key, value in loaded.execution.items()},
-            "max_tokens_per_batch_settled": int(loaded.encoder.lowest_tokens),
-            **(reuse.shard_attrs(writer.h5.attrs) if reuse else {}),
-        })
+        header = writer.commit(
+            {
+                "finished_at": now_iso(),
+                "encode_seconds": float(writer.h5.attrs.get("encode_seconds", 0.0)) + seconds,
+                "encode_cpu_seconds": float(writer.h5.attrs.get("encode_cpu_seconds", 0.0))
+                + time.process_time()
+                - cpu0,
+                **counters.added_to(writer.h5.attrs, before),
+                **{key: _used(writer.h5.attrs.get(key), value) for key, value in loaded.execution.items()},
+                "max_tokens_per_batch_settled": int(loaded.encoder.lowest_tokens),
+                **(reuse.shard_attrs(writer.h5.attrs) if reuse else {}),
+            }
+        )
     finally:
         writer.close()
         if reuse:
             reuse.close()
-    log.info("%s: complete in %.1f s (%.0f docs/s), %d truncated, %d out-of-memory splits", spec.describe(),
-             seconds, (spec.rows - writer.resumed_from) / max(seconds, 1e-9), header.attrs["truncated_rows"],
-             header.attrs["oom_splits"])
+    log.info(
+        "%s: complete in %.1f s (%.0f docs/s), %d truncated, %d out-of-memory splits",
+        spec.describe(),
+        seconds,
+        (spec.rows - writer.resumed_from) / max(seconds, 1e-9),
+        header.attrs["truncated_rows"],
+        header.attrs["oom_splits"],
+    )
     return ShardResult(spec.index, str(header.path), "done", spec.rows, writer.resumed_from, seconds)
-

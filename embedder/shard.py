@@ -21,8 +21,21 @@ from kit.atomic import STORAGE_ERRORS, storage_cause
 from kit.commands import make_command
 from kit.errors import ShardError
 from kit.format import SHARD_FORMAT, STORED_DTYPE, UTF8
-from kit.shardfile import (CHECKSUM, SCAN_BLOCK_BYTES, SET_ASIDE_MARK, ShardHeader, ShardIdentity, ShardSpec,
-                           block_problems, block_sums, check_complete, digest, read_header, read_rows, verify_rows)
+from kit.shardfile import (
+    CHECKSUM,
+    SCAN_BLOCK_BYTES,
+    SET_ASIDE_MARK,
+    ShardHeader,
+    ShardIdentity,
+    ShardSpec,
+    block_problems,
+    block_sums,
+    check_complete,
+    digest,
+    read_header,
+    read_rows,
+    verify_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +100,9 @@ class ShardWriter:
             return None
         try:
             same = ShardIdentity.from_attrs(h5.attrs) == self.identity and (
-                int(h5.attrs["start"]), int(h5.attrs["stop"])) == (self.spec.start, self.spec.stop)
+                int(h5.attrs["start"]),
+                int(h5.attrs["stop"]),
+            ) == (self.spec.start, self.spec.stop)
             if not same:
                 self._close_and_set_aside(h5, "written with another model, corpus or range")
                 return None
@@ -122,15 +137,24 @@ class ShardWriter:
             block = np.empty((min(step, whole - lo), emb.shape[1]), dtype=emb.dtype)
             read_rows(emb, block, lo, self.tmp.name, self.spec.start)
             if any(len(rows) for rows in block_problems(block)):
-                raise ShardError(f"{self.tmp.name}: counted rows from {self.spec.start + lo} are zero or non-finite")
+                raise ShardError(
+                    f"{self.tmp.name}: counted rows from {self.spec.start + lo} are zero or non-finite"
+                )
             verify_rows(block, lo, sums, self.tmp.name, self.spec.start)
         tail = np.empty((done - whole, emb.shape[1]), dtype=emb.dtype)
         read_rows(emb, tail, whole, self.tmp.name, self.spec.start)
         c = whole // sums.rows
-        if len(tail) and (c >= len(sums.digests) or digest(tail) != int(sums.digests[c])
-                          or any(len(rows) for rows in block_problems(tail))):
-            log.warning("%s: rows [%d, %d) do not match their checksum; recomputing them", self.spec.describe(),
-                        self.spec.start + whole, self.spec.start + done)
+        if len(tail) and (
+            c >= len(sums.digests)
+            or digest(tail) != int(sums.digests[c])
+            or any(len(rows) for rows in block_problems(tail))
+        ):
+            log.warning(
+                "%s: rows [%d, %d) do not match their checksum; recomputing them",
+                self.spec.describe(),
+                self.spec.start + whole,
+                self.spec.start + done,
+            )
             done, tail = whole, tail[:0]
             for name in ("embeddings", "ids"):
                 h5[name].resize(done, axis=0)
@@ -150,7 +174,9 @@ class ShardWriter:
     def _set_aside(self, why: str) -> None:
         aside = self.tmp.with_name(f"{self.tmp.name}{SET_ASIDE_MARK}{int(time.time())}")
         self.tmp.rename(aside)
-        log.warning("%s: previous partial file %s; kept as %s, starting over", self.spec.describe(), why, aside.name)
+        log.warning(
+            "%s: previous partial file %s; kept as %s, starting over", self.spec.describe(), why, aside.name
+        )
         return None
 
     def _create(self, provenance: dict[str, Any]) -> h5py.File:
@@ -165,13 +191,25 @@ class ShardWriter:
         dim, rows = self.dim, self.spec.rows
         chunk_rows = max(1, min(rows, (1 << 20) // (4 * dim)))
         # One xxh3_64 digest per chunk ("checksums"), verified by every read that trusts the rows.
-        h5.create_dataset("embeddings", shape=(0, dim), maxshape=(rows, dim), dtype=STORED_DTYPE,
-                          chunks=(chunk_rows, dim))
+        h5.create_dataset(
+            "embeddings", shape=(0, dim), maxshape=(rows, dim), dtype=STORED_DTYPE, chunks=(chunk_rows, dim)
+        )
         h5.create_dataset("ids", shape=(0,), maxshape=(rows,), dtype=UTF8, chunks=(max(1, min(rows, 4096)),))
         blocks = -(-rows // chunk_rows)
-        h5.create_dataset("checksums", shape=(0,), maxshape=(blocks,), dtype="uint64", chunks=(min(blocks, 4096),))
-        h5.attrs.update(format=SHARD_FORMAT, start=self.spec.start, stop=self.spec.stop, rows_done=0,
-                        attempts=1, checksum=CHECKSUM, checksum_rows=chunk_rows, **self.identity.to_attrs(), **provenance)
+        h5.create_dataset(
+            "checksums", shape=(0,), maxshape=(blocks,), dtype="uint64", chunks=(min(blocks, 4096),)
+        )
+        h5.attrs.update(
+            format=SHARD_FORMAT,
+            start=self.spec.start,
+            stop=self.spec.stop,
+            rows_done=0,
+            attempts=1,
+            checksum=CHECKSUM,
+            checksum_rows=chunk_rows,
+            **self.identity.to_attrs(),
+            **provenance,
+        )
         h5.flush()
         return h5
 
@@ -181,7 +219,8 @@ class ShardWriter:
         return ShardError(
             f"{self.spec.describe()}: {storage_cause(err)} while {what} {self.tmp}. The next attempt resumes "
             f"after the {done} rows flushed before, or sets the file aside if it cannot be trusted. "
-            f"Free space in {run_dir}, then: {make_command('submit', RUN=run_dir)}")
+            f"Free space in {run_dir}, then: {make_command('submit', RUN=run_dir)}"
+        )
 
     def append(self, embeddings: np.ndarray, ids: list[str]) -> None:
         """Append rows, flush, then count them in ``rows_done`` and flush again."""
@@ -200,8 +239,9 @@ class ShardWriter:
             self.h5.flush()
             raise_swallowed(seen)
         except STORAGE_ERRORS as err:
-            raise self._storage_error(err, f"flushing rows [{self.spec.start + done}, {self.spec.start + done + n}) to",
-                                      done) from err
+            raise self._storage_error(
+                err, f"flushing rows [{self.spec.start + done}, {self.spec.start + done + n}) to", done
+            ) from err
 
     def _write_checksums(self, done: int, embeddings: np.ndarray) -> None:
         """Digests of every chunk the new rows touch; the last chunk's grows with each append."""
@@ -233,5 +273,9 @@ class ShardWriter:
             try:
                 self.h5.close()
             except STORAGE_ERRORS as err:
-                log.warning("%s: closing %s after an error failed too (%s)", self.spec.describe(), self.tmp.name,
-                            str(err).splitlines()[0][:200])
+                log.warning(
+                    "%s: closing %s after an error failed too (%s)",
+                    self.spec.describe(),
+                    self.tmp.name,
+                    str(err).splitlines()[0][:200],
+                )

@@ -76,10 +76,14 @@ def check_weights(folder: Path, model: str, profile: str | None = None) -> None:
         return
     lines = [f"Model {model}: weight file {path} is damaged: {why}." for path, why in problems]
     if Path(model).expanduser().is_dir():
-        lines.append("Copy the model folder again from its source, or stage a hub model: "
-                     f"{make_command('stage-model', MODEL='<hub name>', PROFILE=profile)}")
+        lines.append(
+            "Copy the model folder again from its source, or stage a hub model: "
+            f"{make_command('stage-model', MODEL='<hub name>', PROFILE=profile)}"
+        )
     else:  # a hub cache: remove the damaged blobs so staging downloads them again
         blobs = [path.resolve() for path, _ in problems]
-        lines.append(f"Remove it and stage the model again: {shell_command('rm', *blobs)} && "
-                     f"{make_command('stage-model', MODEL=model, PROFILE=profile)}")
+        lines.append(
+            f"Remove it and stage the model again: {shell_command('rm', *blobs)} && "
+            f"{make_command('stage-model', MODEL=model, PROFILE=profile)}"
+        )
     raise ConfigError("\n".join(lines))

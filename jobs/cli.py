@@ -45,6 +45,7 @@ def _int(variable: str, minimum: int = 1):
         if number < minimum:
             raise argparse.ArgumentTypeError(f"{variable}={value} must be at least {minimum}.")
         return number
+
     return parse
 
 
@@ -57,6 +58,7 @@ def _flag(variable: str):
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise argparse.ArgumentTypeError(f"{variable}={value!r}: use 1 or 0.")
+
     return parse
 
 
@@ -82,21 +84,43 @@ SUBMIT_OPTIONS: list[tuple[str, str, Any, str, str]] = [
     ("--prompt-name", "PROMPT_NAME", _text, "a prompt the model defines", "identity"),
     ("--prompt", "PROMPT", _text, "a literal prompt", "identity"),
     ("--normalize-embeddings", "NORMALIZE", _flag("NORMALIZE"), "L2-normalise (1/0)", "identity"),
-    ("--max-seq-length", "MAX_SEQ_LENGTH", _int("MAX_SEQ_LENGTH"), "truncate rows to this many tokens", "identity"),
+    (
+        "--max-seq-length",
+        "MAX_SEQ_LENGTH",
+        _int("MAX_SEQ_LENGTH"),
+        "truncate rows to this many tokens",
+        "identity",
+    ),
     ("--device", "DEVICE", _text, "auto|cuda|mps|cpu", "compute"),
     ("--compute-dtype", "COMPUTE_DTYPE", _text, "float32|bfloat16|float16", "compute"),
     ("--attention", "ATTENTION", _text, "attention implementation: sdpa|eager|flash", "compute"),
-    ("--pin-memory", "PIN_MEMORY", _flag("PIN_MEMORY"), "CUDA: page-locked buffers, non-blocking copies (1/0)",
-     "compute"),
-    ("--max-tokens-per-batch", "MAX_TOKENS_PER_BATCH", _int("MAX_TOKENS_PER_BATCH"), "token budget", "compute"),
+    (
+        "--pin-memory",
+        "PIN_MEMORY",
+        _flag("PIN_MEMORY"),
+        "CUDA: page-locked buffers, non-blocking copies (1/0)",
+        "compute",
+    ),
+    (
+        "--max-tokens-per-batch",
+        "MAX_TOKENS_PER_BATCH",
+        _int("MAX_TOKENS_PER_BATCH"),
+        "token budget",
+        "compute",
+    ),
     ("--flush-rows", "FLUSH_ROWS", _int("FLUSH_ROWS"), "rows between two flushes", "compute"),
     ("--cache-dir", "CACHE_DIR", _text, "hub cache folder", "compute"),
     ("--text-fields", "TEXT_FIELDS", _fields, "fields joined into the text, e.g. title,text", "corpus"),
     ("--id-field", "ID_FIELD", _text, "the id field, or @row to number rows", "corpus"),
     ("--title-field", "TITLE_FIELD", _text, "the title field", "corpus"),
     ("--url-field", "URL_FIELD", _text, "the url field", "corpus"),
-    ("--skip-bad-rows", "SKIP_BAD_ROWS", _flag("SKIP_BAD_ROWS"), "embed the good rows, list the others (1/0)",
-     "corpus"),
+    (
+        "--skip-bad-rows",
+        "SKIP_BAD_ROWS",
+        _flag("SKIP_BAD_ROWS"),
+        "embed the good rows, list the others (1/0)",
+        "corpus",
+    ),
 ]
 
 
@@ -106,7 +130,9 @@ FLAGS = ("--normalize-embeddings", "--skip-bad-rows", "--pin-memory")  # also us
 
 def _switch(p: argparse.ArgumentParser, flag: str, variable: str, help_text: str) -> None:
     """A 1/0 option that Make passes with a value ("" = not given) and a person may pass bare."""
-    p.add_argument(flag, type=_flag(variable), nargs="?", const=True, default=None, help=f"{help_text} ({variable}=1)")
+    p.add_argument(
+        flag, type=_flag(variable), nargs="?", const=True, default=None, help=f"{help_text} ({variable}=1)"
+    )
 
 
 def _dest(flag: str) -> str:
@@ -122,14 +148,20 @@ def _add_submit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--questions", type=_text, help="quiz questions for the map (QUESTIONS=)")
     p.add_argument("--seed", type=_int("SEED", 0), help="reproducible, single-threaded UMAP (SEED=)")
     p.add_argument("--pca-dims", type=_int("PCA_DIMS", 0), help="PCA before UMAP (PCA_DIMS=)")
-    p.add_argument("--export", type=_export, help="add an export stage after the merge: parquet or npy (EXPORT=)")
+    p.add_argument(
+        "--export", type=_export, help="add an export stage after the merge: parquet or npy (EXPORT=)"
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     _switch(p, "--wait", "WAIT", "follow the run until it ends")
     p.add_argument("--redo", type=_redo, default=(), help="recompute shards: '3 5', '0-9' or all (REDO=)")
-    p.add_argument("--reuse", type=_text, default=None,
-                   help="an earlier run folder or embeddings.h5: unchanged rows take its vectors (REUSE=)")
+    p.add_argument(
+        "--reuse",
+        type=_text,
+        default=None,
+        help="an earlier run folder or embeddings.h5: unchanged rows take its vectors (REUSE=)",
+    )
 
 
 def _export(value: str) -> str | None:
@@ -140,22 +172,30 @@ def _export(value: str) -> str | None:
 
 def _run_folder(value: str) -> Path:
     if not value:
-        raise argparse.ArgumentTypeError("RUN is empty: pass RUN=<run folder>, e.g. RUN=runs/wiki. (make plan and "
-                                         "make submit name it after CORPUS=: CORPUS=data/wiki.parquet gives "
-                                         "RUN=runs/wiki; start with CORPUS=<your corpus file>.)")
+        raise argparse.ArgumentTypeError(
+            "RUN is empty: pass RUN=<run folder>, e.g. RUN=runs/wiki. (make plan and "
+            "make submit name it after CORPUS=: CORPUS=data/wiki.parquet gives "
+            "RUN=runs/wiki; start with CORPUS=<your corpus file>.)"
+        )
     return Path(value)
 
 
 def _add_run(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--run", type=_run_folder if required else (lambda v: Path(v) if v else None), required=required,
-                   help="run folder (RUN=)")
+    p.add_argument(
+        "--run",
+        type=_run_folder if required else (lambda v: Path(v) if v else None),
+        required=required,
+        help="run folder (RUN=)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m jobs", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
-    for verb, text in (("submit", "prepare, plan and submit a run (or what it still lacks)"),
-                       ("plan", "prepare and check everything, print what submit would submit, queue nothing")):
+    for verb, text in (
+        ("submit", "prepare, plan and submit a run (or what it still lacks)"),
+        ("plan", "prepare and check everything, print what submit would submit, queue nothing"),
+    ):
         p = verbs.add_parser(verb, help=text)
         _add_run(p)
         _add_submit_options(p)
@@ -163,17 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     p.add_argument("--profile", type=_text, help="default: the profile the run last used (PROFILE=)")
     _add_run_options(p)
-    p = verbs.add_parser("stage-model", help="download a model into the offline cache (login node, with network)")
+    p = verbs.add_parser(
+        "stage-model", help="download a model into the offline cache (login node, with network)"
+    )
     p.add_argument("--model", type=_text, help="hub name (MODEL=)")
     p.add_argument("--profile", type=_text, help="its model_cache is the target (PROFILE=)")
     p.add_argument("--revision", type=_text, help="(REVISION=)")
     p.add_argument("--attention", type=_text, help="ATTENTION=flash also stages the packed-attention kernel")
-    for verb, text in (("status", "shards done / running / pending / failed, ETA, and the next step"),
-                       ("merge", "verify the shards and write embeddings.h5 now"),
-                       ("export-float16", "write embeddings.float16.h5 (half the bytes) for transfer"),
-                       ("export-pkl", "write the seeds' wikipedia_merged.pkl from embeddings.h5")):
+    for verb, text in (
+        ("status", "shards done / running / pending / failed, ETA, and the next step"),
+        ("merge", "verify the shards and write embeddings.h5 now"),
+        ("export-float16", "write embeddings.float16.h5 (half the bytes) for transfer"),
+        ("export-pkl", "write the seeds' wikipedia_merged.pkl from embeddings.h5"),
+    ):
         _add_run(verbs.add_parser(verb, help=text))
-    p = verbs.add_parser("export", help="write embeddings.h5 as parquet or npy for DuckDB, LanceDB, FAISS, datasets")
+    p = verbs.add_parser(
+        "export", help="write embeddings.h5 as parquet or npy for DuckDB, LanceDB, FAISS, datasets"
+    )
     _add_run(p)
     p.add_argument("--format", type=_text, help="parquet (default) or npy (FORMAT=)")
     _switch(p, "--float16", "FLOAT16", "export float16 vectors")
@@ -186,9 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p)
     p.add_argument("--questions", type=_text, help="quiz questions JSON to place on the map (QUESTIONS=)")
     p.add_argument("--seed", type=_int("SEED", 0), help="reproducible but single-threaded UMAP (SEED=)")
-    p.add_argument("--pca-dims", type=_int("PCA_DIMS", 0), help="PCA dimensions before UMAP; 0: none (PCA_DIMS=)")
-    p.add_argument("--model", type=_text, help="the run's model where it is elsewhere here, to embed the questions (MODEL=)")
-    p = verbs.add_parser("sample", help="write a small JSONL corpus of Vital Articles leads to try the kit on")
+    p.add_argument(
+        "--pca-dims", type=_int("PCA_DIMS", 0), help="PCA dimensions before UMAP; 0: none (PCA_DIMS=)"
+    )
+    p.add_argument(
+        "--model",
+        type=_text,
+        help="the run's model where it is elsewhere here, to embed the questions (MODEL=)",
+    )
+    p = verbs.add_parser(
+        "sample", help="write a small JSONL corpus of Vital Articles leads to try the kit on"
+    )
     p.add_argument("--out", type=Path, default=Path("examples/wiki-sample.jsonl"), help="where to write it")
     p.add_argument("--rows", type=_int("ROWS"), default=40, help="articles, spread over the topics")
     p = verbs.add_parser("demo", help="embed Wikipedia Vital Articles end to end")
@@ -210,15 +264,25 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         groups["identity"]["model"] = str(demo_model_path())
     if "model" in groups["identity"] and Path(groups["identity"]["model"]).expanduser().is_dir():
         groups["identity"]["model"] = str(Path(groups["identity"]["model"]).expanduser().resolve())
-    unsupported = sorted((set(groups["corpus"]) - set(CORPUS_FIELDS)) | (set(groups["compute"]) - set(COMPUTE_FIELDS)))
+    unsupported = sorted(
+        (set(groups["corpus"]) - set(CORPUS_FIELDS)) | (set(groups["compute"]) - set(COMPUTE_FIELDS))
+    )
     if unsupported:
         raise ConfigError(f"{', '.join(u.upper() for u in unsupported)} is not supported by this version.")
     return SubmitRequest(
-        run_dir=args.run.resolve(), corpus=Path(args.corpus) if getattr(args, "corpus", None) else None,
-        shards=getattr(args, "shards", None), profile=args.profile, identity=groups["identity"],
-        compute=groups["compute"], corpus_options=groups["corpus"], redo=args.redo, wait=bool(args.wait),
-        map_options=map_options(args), export=getattr(args, "export", None),
-        reuse=reuse_path(getattr(args, "reuse", None)))
+        run_dir=args.run.resolve(),
+        corpus=Path(args.corpus) if getattr(args, "corpus", None) else None,
+        shards=getattr(args, "shards", None),
+        profile=args.profile,
+        identity=groups["identity"],
+        compute=groups["compute"],
+        corpus_options=groups["corpus"],
+        redo=args.redo,
+        wait=bool(args.wait),
+        map_options=map_options(args),
+        export=getattr(args, "export", None),
+        reuse=reuse_path(getattr(args, "reuse", None)),
+    )
 
 
 def _variable_text(value: Any) -> str:
@@ -236,8 +300,14 @@ def as_make_command(verb: str, args: argparse.Namespace, **override: Any) -> str
         value = getattr(args, _dest(flag), None)
         if value is not None:
             given[variable] = _variable_text(value)
-    for name, variable in (("map", "MAP"), ("questions", "QUESTIONS"), ("seed", "SEED"), ("pca_dims", "PCA_DIMS"),
-                           ("export", "EXPORT"), ("reuse", "REUSE")):
+    for name, variable in (
+        ("map", "MAP"),
+        ("questions", "QUESTIONS"),
+        ("seed", "SEED"),
+        ("pca_dims", "PCA_DIMS"),
+        ("export", "EXPORT"),
+        ("reuse", "REUSE"),
+    ):
         if getattr(args, name, None) is not None:
             given[variable] = _variable_text(getattr(args, name))
     given.update(override)
@@ -259,8 +329,10 @@ def check_run_folder(args: argparse.Namespace) -> None:
     corpus = getattr(args, "corpus", None)
     if path == run and args.verb in ("plan", "submit") and not (corpus and Path(corpus).exists()):
         default = Path("runs") / run.name.split(".")[0]
-        hint = (f"It looks like the corpus: pass it as CORPUS= and choose a run folder, e.g.\n  "
-                f"{as_make_command(args.verb, args, RUN=default, CORPUS=run)}")
+        hint = (
+            f"It looks like the corpus: pass it as CORPUS= and choose a run folder, e.g.\n  "
+            f"{as_make_command(args.verb, args, RUN=default, CORPUS=run)}"
+        )
     elif args.verb in ("plan", "submit"):
         hint += f" Choose another RUN=, e.g. RUN=runs/{run.name.split('.')[0] or 'myrun'}."
     raise ConfigError(f"{what}, not a run folder. {hint}")
@@ -275,8 +347,11 @@ def map_options(args: argparse.Namespace) -> dict | None:
         from knowledgemap.questions import load_questions
 
         load_questions(Path(args.questions))
-    return {"questions": str(Path(args.questions).resolve()) if args.questions else None, "seed": args.seed,
-            "pca_dims": args.pca_dims}
+    return {
+        "questions": str(Path(args.questions).resolve()) if args.questions else None,
+        "seed": args.seed,
+        "pca_dims": args.pca_dims,
+    }
 
 
 def dispatch(args: argparse.Namespace) -> str:
@@ -300,4 +375,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\nInterrupted.", file=sys.stderr)
         return 130
     return 0
-

@@ -32,6 +32,8 @@ def candidate_path(run_dir: Path, suffix: str = CANDIDATE_SUFFIX) -> Path:
     """Where a changed corpus is prepared beside corpus.h5 before it replaces it."""
     corpus = RunPaths.of(run_dir).corpus
     return corpus.with_name(corpus.name + suffix)
+
+
 RECORDS_SOURCE = "records"
 
 
@@ -72,46 +74,85 @@ def prepare(out: Path, source: str, options: CorpusOptions, records: Iterable[An
     else:
         summary = corpus_lib.prepare_source(Path(source), out, options)
     if summary.rejected:
-        log.warning("%s They are listed under /rejected.", corpus_lib.refusal_message(summary).splitlines()[0])
+        log.warning(
+            "%s They are listed under /rejected.", corpus_lib.refusal_message(summary).splitlines()[0]
+        )
     info = corpus_info(out)
-    return CorpusRecord(source=source, rows=info.rows, source_rows=info.source_rows,
-                        rejected_rows=info.rejected_rows, fingerprint=info.fingerprint, options=options,
-                        source_stat=None if records is not None else source_stat(source))
+    return CorpusRecord(
+        source=source,
+        rows=info.rows,
+        source_rows=info.source_rows,
+        rejected_rows=info.rejected_rows,
+        fingerprint=info.fingerprint,
+        options=options,
+        source_stat=None if records is not None else source_stat(source),
+    )
 
 
-def first_corpus(run_dir: Path, corpus: Path | None, options: CorpusOptions,
-                 records: Iterable[Any] | None) -> CorpusRecord:
+def first_corpus(
+    run_dir: Path, corpus: Path | None, options: CorpusOptions, records: Iterable[Any] | None
+) -> CorpusRecord:
     """The corpus of a new run: prepared from CORPUS (or records) into ``<run>/corpus.h5``."""
     if corpus is None and records is None:
-        raise ConfigError(f"Run {run_dir} has no corpus yet: pass CORPUS=<file or folder>, e.g. "
-                          f"{make_command('submit', RUN=run_dir)} CORPUS=corpus.jsonl MODEL=<model>")
+        raise ConfigError(
+            f"Run {run_dir} has no corpus yet: pass CORPUS=<file or folder>, e.g. "
+            f"{make_command('submit', RUN=run_dir)} CORPUS=corpus.jsonl MODEL=<model>"
+        )
     source = RECORDS_SOURCE if records is not None or corpus is None else _source_text(corpus)
     return prepare(RunPaths.of(run_dir).corpus, source, options, records)
 
 
-def check_corpus(run_dir: Path, old: CorpusRecord, corpus: Path | None, options: CorpusOptions,
-                 records: Iterable[Any] | None) -> CorpusCheck:
+def check_corpus(
+    run_dir: Path,
+    old: CorpusRecord,
+    corpus: Path | None,
+    options: CorpusOptions,
+    records: Iterable[Any] | None,
+) -> CorpusCheck:
     """Compare what this submit names with the run's corpus, preparing a candidate only when needed."""
     if corpus is None and records is None and options == old.options:
         return CorpusCheck(old)
     source = RECORDS_SOURCE if records is not None else _source_text(corpus) if corpus else old.source
-    if records is None and source == old.source and options == old.options and old.source_stat is not None \
-            and source_stat(source) == old.source_stat:
+    if (
+        records is None
+        and source == old.source
+        and options == old.options
+        and old.source_stat is not None
+        and source_stat(source) == old.source_stat
+    ):
         return CorpusCheck(old)
     if records is None and source_stat(source) is None:
-        raise ConfigError(f"Corpus {source} does not exist" + ("" if corpus else
-                          " (the run's source, needed to apply the new field options); pass CORPUS=<file>") + ".")
+        raise ConfigError(
+            f"Corpus {source} does not exist"
+            + (
+                ""
+                if corpus
+                else " (the run's source, needed to apply the new field options); pass CORPUS=<file>"
+            )
+            + "."
+        )
     candidate = candidate_path(run_dir)
     remove_corpus(candidate)
     record = prepare(candidate, source, options, records)
     changes = {}
     if options != old.options:
-        changes.update({k: (getattr(old.options, k), getattr(options, k)) for k in vars(options)
-                        if getattr(old.options, k) != getattr(options, k)})
-    same_file = record.source == old.source and old.source_stat is not None and record.source_stat == old.source_stat
-    if record.fingerprint != old.fingerprint and not (changes and same_file):  # options alone: not "another file"
-        changes["corpus"] = (f"{old.source} ({old.rows} rows, {old.fingerprint[:12]})",
-                             f"{record.source} ({record.rows} rows, {record.fingerprint[:12]})")
+        changes.update(
+            {
+                k: (getattr(old.options, k), getattr(options, k))
+                for k in vars(options)
+                if getattr(old.options, k) != getattr(options, k)
+            }
+        )
+    same_file = (
+        record.source == old.source and old.source_stat is not None and record.source_stat == old.source_stat
+    )
+    if record.fingerprint != old.fingerprint and not (
+        changes and same_file
+    ):  # options alone: not "another file"
+        changes["corpus"] = (
+            f"{old.source} ({old.rows} rows, {old.fingerprint[:12]})",
+            f"{record.source} ({record.rows} rows, {record.fingerprint[:12]})",
+        )
     if not changes:
         remove_corpus(candidate)
         return CorpusCheck(replace(old, source=record.source, source_stat=record.source_stat))

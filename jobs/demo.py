@@ -40,5 +40,10 @@ def vital_articles(limit: int | None = None) -> Iterator[dict]:
         entries = [entries[int(i * step)] for i in range(limit)]
     for entry in entries:
         title = entry["title"]
-        yield {"id": title, "title": title, "text": entry["extract"], "topic": entry.get("topic", ""),
-               "url": "https://en.wikipedia.org/wiki/" + quote(title.replace(" ", "_"))}
+        yield {
+            "id": title,
+            "title": title,
+            "text": entry["extract"],
+            "topic": entry.get("topic", ""),
+            "url": "https://en.wikipedia.org/wiki/" + quote(title.replace(" ", "_")),
+        }

@@ -21,9 +21,14 @@ def expected_identity(state: RunState) -> ShardIdentity:
     if state.pinned is not None:
         return state.pinned
     ident = state.identity
-    return ShardIdentity(model=ident.model, model_revision=ident.revision, model_fingerprint=state.model_fingerprint or None,
-                         normalize_embeddings=ident.normalize_embeddings, prompt=ident.prompt,
-                         max_seq_length=ident.max_seq_length)
+    return ShardIdentity(
+        model=ident.model,
+        model_revision=ident.revision,
+        model_fingerprint=state.model_fingerprint or None,
+        normalize_embeddings=ident.normalize_embeddings,
+        prompt=ident.prompt,
+        max_seq_length=ident.max_seq_length,
+    )
 
 
 def merge_run_folder(run_dir: Path) -> MergeSummary:
@@ -60,7 +65,11 @@ def question_encoder(run_dir: Path, state: RunState | None, model: str | None = 
     identity = encoder_identity(output_identity(run_dir), model)
     # A few questions: exact, on whatever this machine has (the map may run on a laptop after
     # make fetch, where the cluster's device, cache folder and attention kernel are not).
-    cache = state.compute.cache_dir if state and state.compute.cache_dir and Path(state.compute.cache_dir).is_dir() else None
+    cache = (
+        state.compute.cache_dir
+        if state and state.compute.cache_dir and Path(state.compute.cache_dir).is_dir()
+        else None
+    )
     compute = replace(ComputeSettings(), compute_dtype="float32", cache_dir=cache)
     try:
         resolve_model(identity, cache)
@@ -68,7 +77,8 @@ def question_encoder(run_dir: Path, state: RunState | None, model: str | None = 
         raise ModelNotFoundError(
             f"The questions are embedded with the run's model, {identity.model!r} (named in "
             f"{RunPaths.of(run_dir).output}), which is not available here:\n{err}\nPoint to the same model with "
-            f"{make_command('map', RUN=run_dir, QUESTIONS='<file>', MODEL='<folder or hub name>')}") from err
+            f"{make_command('map', RUN=run_dir, QUESTIONS='<file>', MODEL='<folder or hub name>')}"
+        ) from err
 
     def encode(texts: list[str]):
         return load_encoder(identity, compute).encoder.encode(texts)
@@ -76,8 +86,9 @@ def question_encoder(run_dir: Path, state: RunState | None, model: str | None = 
     return encode
 
 
-def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pca_dims: int | None,
-                      model: str | None = None) -> dict:
+def map_from_manifest(
+    run_dir: Path, questions: str | None, seed: int | None, pca_dims: int | None, model: str | None = None
+) -> dict:
     """The map stage of a run folder (after the merge, or fetched): map.h5, map.html, map.png, map.svg."""
     from knowledgemap.params import MapParams
     from knowledgemap.run import build_map
@@ -85,8 +96,10 @@ def map_from_manifest(run_dir: Path, questions: str | None, seed: int | None, pc
     paths = RunPaths.of(run_dir)
     state = runstate.load(paths.root)
     if not paths.output.exists():
-        raise ConfigError(f"{run_dir} has no merged embeddings.h5 yet. Finish the run first "
-                          f"({make_command('status', RUN=run_dir)} says how), or fetch it with make fetch.")
+        raise ConfigError(
+            f"{run_dir} has no merged embeddings.h5 yet. Finish the run first "
+            f"({make_command('status', RUN=run_dir)} says how), or fetch it with make fetch."
+        )
     # PCA_DIMS unset keeps the default; 0 means no PCA.
     params = MapParams(seed=seed) if pca_dims is None else MapParams(seed=seed, pca_dims=pca_dims or None)
     encode = question_encoder(paths.root, state, model) if questions else None

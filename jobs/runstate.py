@@ -55,7 +55,9 @@ class RunState:
     scheduler_version: str | None = None  # e.g. "slurm 22.05.8", detected once at submit
     map_options: dict[str, Any] | None = None  # the map stage's options when MAP=1 was asked
     profile: str | None = None  # where the latest submit (or plan) sends the jobs: local, or a profile
-    pinned: ShardIdentity | None = None  # what every shard must record, fixed at submit (None: an older run.json)
+    pinned: ShardIdentity | None = (
+        None  # what every shard must record, fixed at submit (None: an older run.json)
+    )
     export_format: str | None = None  # EXPORT= asked: the export stage's format (parquet or npy)
     reuse: dict[str, Any] | None = None  # REUSE=: source, source_sha256, reused_rows, computed_rows
 
@@ -105,20 +107,27 @@ def from_json(text: str, path: Path) -> RunState:
     if fmt in OLD_FORMATS:
         return _from_v1(data)
     if fmt != RUN_FORMAT:
-        raise ConfigError(f"{path} is not an embedkit run manifest (format {fmt!r}, expected {RUN_FORMAT!r}). "
-                          f"Use another RUN folder for a new run.")
+        raise ConfigError(
+            f"{path} is not an embedkit run manifest (format {fmt!r}, expected {RUN_FORMAT!r}). "
+            f"Use another RUN folder for a new run."
+        )
     corpus = dict(data.pop("corpus"))
     corpus["options"] = _corpus_options(corpus["options"])
     stat = corpus.get("source_stat")
     corpus["source_stat"] = tuple(stat) if stat else None
-    return _build(RunState, {
-        **data, "identity": _build(EmbedIdentity, data["identity"], f"{path} identity"),
-        "compute": _build(ComputeSettings, data["compute"], f"{path} compute"),
-        "corpus": _build(CorpusRecord, corpus, f"{path} corpus"),
-        "plan": tuple(_build(ShardSpec, s, f"{path} plan") for s in data["plan"]),
-        "jobs": tuple(_job(j, path) for j in data.get("jobs", [])),
-        "pinned": _build(ShardIdentity, data["pinned"], f"{path} pinned") if data.get("pinned") else None,
-    }, str(path))
+    return _build(
+        RunState,
+        {
+            **data,
+            "identity": _build(EmbedIdentity, data["identity"], f"{path} identity"),
+            "compute": _build(ComputeSettings, data["compute"], f"{path} compute"),
+            "corpus": _build(CorpusRecord, corpus, f"{path} corpus"),
+            "plan": tuple(_build(ShardSpec, s, f"{path} plan") for s in data["plan"]),
+            "jobs": tuple(_job(j, path) for j in data.get("jobs", [])),
+            "pinned": _build(ShardIdentity, data["pinned"], f"{path} pinned") if data.get("pinned") else None,
+        },
+        str(path),
+    )
 
 
 def _corpus_options(data: dict) -> CorpusOptions:
@@ -134,24 +143,53 @@ def _job(data: dict, path: Path) -> JobRecord:
 def _from_v1(data: dict) -> RunState:
     """A run.json of embedkit-run/1 (one mixed ``embed`` dict, jobs as plain dicts), read as today's records."""
     embed, corpus = data["embed"], data["corpus"]
-    identity = EmbedIdentity(**{k: embed.get(k) for k in ("model", "revision", "prompt_name", "prompt",
-                                                          "max_seq_length")},
-                             normalize_embeddings=bool(embed.get("normalize_embeddings")))
-    compute = ComputeSettings(**{k: embed[k] for k in ("device", "compute_dtype", "max_tokens_per_batch",
-                                                       "flush_rows", "cache_dir") if k in embed})
-    options = CorpusOptions(text_fields=tuple(corpus.get("text_fields", ["text"])),
-                            skip_bad_rows=bool(corpus.get("skip_bad_rows")))
+    identity = EmbedIdentity(
+        **{k: embed.get(k) for k in ("model", "revision", "prompt_name", "prompt", "max_seq_length")},
+        normalize_embeddings=bool(embed.get("normalize_embeddings")),
+    )
+    compute = ComputeSettings(
+        **{
+            k: embed[k]
+            for k in ("device", "compute_dtype", "max_tokens_per_batch", "flush_rows", "cache_dir")
+            if k in embed
+        }
+    )
+    options = CorpusOptions(
+        text_fields=tuple(corpus.get("text_fields", ["text"])),
+        skip_bad_rows=bool(corpus.get("skip_bad_rows")),
+    )
     plan = tuple(ShardSpec(**s) for s in data["plan"])
-    jobs = tuple(JobRecord(stage=j["stage"], backend=j.get("executor", "local"), job_id=str(j["job_id"]),
-                           host=j.get("host", ""), profile=j.get("profile", "local"),
-                           shards=tuple(j.get("shards") or ()), submitted_at=j.get("submitted_at", ""),
-                           array=j.get("executor") == "slurm" and len(j.get("shards") or ()) > 1)
-                 for j in data.get("jobs", []))
-    record = CorpusRecord(source=corpus["source"], rows=corpus["rows"], source_rows=corpus["source_rows"],
-                          rejected_rows=corpus.get("rejected_rows", 0), fingerprint=corpus["fingerprint"],
-                          options=options)
-    return RunState(identity=identity, model_fingerprint="", corpus=record, plan=plan,
-                    requested_shards=len(plan), compute=compute, created_at=data.get("created_at", ""), jobs=jobs)
+    jobs = tuple(
+        JobRecord(
+            stage=j["stage"],
+            backend=j.get("executor", "local"),
+            job_id=str(j["job_id"]),
+            host=j.get("host", ""),
+            profile=j.get("profile", "local"),
+            shards=tuple(j.get("shards") or ()),
+            submitted_at=j.get("submitted_at", ""),
+            array=j.get("executor") == "slurm" and len(j.get("shards") or ()) > 1,
+        )
+        for j in data.get("jobs", [])
+    )
+    record = CorpusRecord(
+        source=corpus["source"],
+        rows=corpus["rows"],
+        source_rows=corpus["source_rows"],
+        rejected_rows=corpus.get("rejected_rows", 0),
+        fingerprint=corpus["fingerprint"],
+        options=options,
+    )
+    return RunState(
+        identity=identity,
+        model_fingerprint="",
+        corpus=record,
+        plan=plan,
+        requested_shards=len(plan),
+        compute=compute,
+        created_at=data.get("created_at", ""),
+        jobs=jobs,
+    )
 
 
 def load(run_dir: Path) -> RunState | None:
@@ -168,19 +206,22 @@ def load(run_dir: Path) -> RunState | None:
     except ConfigError:
         raise
     except (ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"{path} is not a readable run manifest ({type(err).__name__}: {err}). "
-                          "Use another RUN folder for a new run.") from err
+        raise ConfigError(
+            f"{path} is not a readable run manifest ({type(err).__name__}: {err}). "
+            "Use another RUN folder for a new run."
+        ) from err
 
 
 def require(run_dir: Path) -> RunState:
     """The run's state; a folder without run.json is refused with the command that starts a run."""
     state = load(run_dir)
     if state is None:
-        raise ConfigError(f"{run_dir} has no run.json; it is not a run folder yet. Start one with: "
-                          f"{make_command('submit', RUN=run_dir)} CORPUS=<corpus file> MODEL=<model> PROFILE=<site or local>")
+        raise ConfigError(
+            f"{run_dir} has no run.json; it is not a run folder yet. Start one with: "
+            f"{make_command('submit', RUN=run_dir)} CORPUS=<corpus file> MODEL=<model> PROFILE=<site or local>"
+        )
     return state
 
 
 def save(run_dir: Path, state: RunState) -> None:
     atomic.write_text(manifest_path(run_dir), to_json(state))
-

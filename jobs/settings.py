@@ -40,7 +40,9 @@ class SubmitRequest:
     wait: bool = False
     map_options: dict[str, Any] | None = None  # MAP=1: questions, seed, pca_dims
     export: str | None = None  # EXPORT=parquet|npy: an export stage after the merge
-    reuse: Path | None = None  # REUSE=: an earlier run folder or embeddings.h5 whose unchanged rows are copied
+    reuse: Path | None = (
+        None  # REUSE=: an earlier run folder or embeddings.h5 whose unchanged rows are copied
+    )
 
     @property
     def redo_all(self) -> bool:
@@ -49,8 +51,11 @@ class SubmitRequest:
 
 def identity_changes(old: EmbedIdentity, new: EmbedIdentity) -> dict[str, tuple[Any, Any]]:
     """Field -> (old, new) for every identity field that differs."""
-    return {name: (getattr(old, name), getattr(new, name)) for name in IDENTITY_FIELDS
-            if getattr(old, name) != getattr(new, name)}
+    return {
+        name: (getattr(old, name), getattr(new, name))
+        for name in IDENTITY_FIELDS
+        if getattr(old, name) != getattr(new, name)
+    }
 
 
 def given_identity(request: SubmitRequest, old: EmbedIdentity | None) -> EmbedIdentity:
@@ -65,8 +70,9 @@ def given_identity(request: SubmitRequest, old: EmbedIdentity | None) -> EmbedId
     return replace(old, **given)
 
 
-def compute_settings(request: SubmitRequest, old: ComputeSettings | None,
-                     profile: ClusterProfile | None) -> ComputeSettings:
+def compute_settings(
+    request: SubmitRequest, old: ComputeSettings | None, profile: ClusterProfile | None
+) -> ComputeSettings:
     """Execution settings: the run's latest, then the profile's device, then what was given (always allowed)."""
     base = old or ComputeSettings()
     if profile is not None and profile.device:
@@ -91,7 +97,9 @@ def describe_value(value: Any) -> str:
 
 def change_refusal(run_dir: Path, what: str, changes: dict[str, tuple[Any, Any]], done: int) -> ConfigError:
     """A change of what the vectors are, on a run that has computed some: old, new, and two ways out."""
-    shown = "; ".join(f"{name}: {describe_value(a)} -> {describe_value(b)}" for name, (a, b) in changes.items())
+    shown = "; ".join(
+        f"{name}: {describe_value(a)} -> {describe_value(b)}" for name, (a, b) in changes.items()
+    )
     return ConfigError(
         f"Run {run_dir} was made with other {what} ({shown}); {done} shard(s) were computed with the old ones.\n"
         f"Either start a new run: the same command with another RUN=..., or recompute everything with the new "
@@ -111,7 +119,9 @@ def parse_redo(value: str) -> tuple[int, ...] | str:
             lo, _, hi = part.partition("-")
             out += range(int(lo), int(hi or lo) + 1)
     except ValueError:
-        raise ConfigError(f"REDO takes shard numbers like '3 5', ranges like '0-9', or 'all'; got {value!r}.") from None
+        raise ConfigError(
+            f"REDO takes shard numbers like '3 5', ranges like '0-9', or 'all'; got {value!r}."
+        ) from None
     return tuple(out)
 
 

@@ -26,8 +26,10 @@ def stage_model(model: str, profile: str | None, revision: str | None = None) ->
     try:
         snapshot_download(model, revision=revision, cache_dir=cache)
     except Exception as err:  # offline, unknown repo, gated model: all end here with the cause
-        raise ModelNotFoundError(f"Could not download {model!r} into {hub_cache_dir(cache)}: {type(err).__name__}: "
-                                 f"{err}.\nCheck the spelling at https://huggingface.co/{model}; if it is right, "
-                                 "run this on a machine with network (the login node), logged in with "
-                                 "hf auth login for gated models.") from err
+        raise ModelNotFoundError(
+            f"Could not download {model!r} into {hub_cache_dir(cache)}: {type(err).__name__}: "
+            f"{err}.\nCheck the spelling at https://huggingface.co/{model}; if it is right, "
+            "run this on a machine with network (the login node), logged in with "
+            "hf auth login for gated models."
+        ) from err
     return resolve_model(identity, cache).path

@@ -35,13 +35,16 @@ class Stage:
     resources: str  # the profile table with its resources: "embed" (GPUs) or "merge" (CPU)
     array: bool  # one task per shard
     todo: Callable[[Path, RunState], Todo]  # what is left, from the files: shards, or whether to run
-    options: Callable[[RunState], dict[str, Any] | None]  # the task's options; None: the run did not ask for it
+    options: Callable[
+        [RunState], dict[str, Any] | None
+    ]  # the task's options; None: the run did not ask for it
     after: tuple[str, ...] = ()  # stages whose jobs must succeed first (when submitted in the same call)
     progress: Callable[[Path, ShardSpec], int] | None = None  # array: rows of a shard committed (requeue)
     device: Callable[[RunState], str | None] = lambda state: None  # the device its tasks compute on
 
 
 # ---------------------------------------------------------------- the tasks (pickled by reference into jobs)
+
 
 def embed_task(specs: list[ShardSpec], run_dir: Path, identity: EmbedIdentity, compute: ComputeSettings):
     """Embed ``specs`` in turn into shard files (the model is loaded once)."""
@@ -57,8 +60,9 @@ def merge_task(run_dir: Path) -> Any:
     return merge_run_folder(run_dir)
 
 
-def map_task(run_dir: Path, questions: str | None = None, seed: int | None = None,
-             pca_dims: int | None = None) -> dict:
+def map_task(
+    run_dir: Path, questions: str | None = None, seed: int | None = None, pca_dims: int | None = None
+) -> dict:
     """map.h5, map.html, map.png from embeddings.h5."""
     from jobs.merging import map_from_manifest  # umap and plotting: only inside the job
 
@@ -74,6 +78,7 @@ def export_task(run_dir: Path, fmt: str) -> str:
 
 
 # ---------------------------------------------------------------- what each stage still has to do
+
 
 def pending_shards(run_dir: Path, state: RunState) -> tuple[ShardSpec, ...]:
     """Planned shards whose final file does not exist yet."""
@@ -105,8 +110,9 @@ def merge_outdated(run_dir: Path, state: RunState) -> bool:
 def map_missing(run_dir: Path, state: RunState) -> bool:
     """map.h5 is missing, or older than embeddings.h5."""
     paths = RunPaths.of(run_dir)
-    return not paths.map.exists() or (paths.output.exists()
-                                      and paths.output.stat().st_mtime_ns > paths.map.stat().st_mtime_ns)
+    return not paths.map.exists() or (
+        paths.output.exists() and paths.output.stat().st_mtime_ns > paths.map.stat().st_mtime_ns
+    )
 
 
 def export_target(run_dir: Path, fmt: str) -> Path:
@@ -137,17 +143,51 @@ def unregister(name: str) -> None:
     STAGES.pop(name, None)
 
 
-register(Stage("embed", embed_task, resources="embed", array=True, todo=pending_shards,
-               options=lambda state: {"identity": state.identity, "compute": state.compute},
-               progress=shard_rows_committed, device=lambda state: state.compute.device))
-register(Stage("merge", merge_task, resources="merge", array=False, todo=merge_outdated,
-               options=lambda state: {}, after=("embed",)))
-register(Stage("map", map_task, resources="merge", array=False, todo=map_missing,
-               options=lambda state: None if state.map_options is None else dict(state.map_options),
-               after=("merge",)))
-register(Stage("export", export_task, resources="merge", array=False, todo=export_missing,
-               options=lambda state: None if state.export_format is None else {"fmt": state.export_format},
-               after=("merge",)))
+register(
+    Stage(
+        "embed",
+        embed_task,
+        resources="embed",
+        array=True,
+        todo=pending_shards,
+        options=lambda state: {"identity": state.identity, "compute": state.compute},
+        progress=shard_rows_committed,
+        device=lambda state: state.compute.device,
+    )
+)
+register(
+    Stage(
+        "merge",
+        merge_task,
+        resources="merge",
+        array=False,
+        todo=merge_outdated,
+        options=lambda state: {},
+        after=("embed",),
+    )
+)
+register(
+    Stage(
+        "map",
+        map_task,
+        resources="merge",
+        array=False,
+        todo=map_missing,
+        options=lambda state: None if state.map_options is None else dict(state.map_options),
+        after=("merge",),
+    )
+)
+register(
+    Stage(
+        "export",
+        export_task,
+        resources="merge",
+        array=False,
+        todo=export_missing,
+        options=lambda state: None if state.export_format is None else {"fmt": state.export_format},
+        after=("merge",),
+    )
+)
 
 
 def stages_to_submit(run_dir: Path, state: RunState) -> list[StageRequest]:
@@ -162,8 +202,17 @@ def stages_to_submit(run_dir: Path, state: RunState) -> list[StageRequest]:
         if not todo and not any(a in chosen for a in stage.after):
             continue
         shards = (todo if isinstance(todo, tuple) and todo else tuple(state.plan)) if stage.array else ()
-        chosen[stage.name] = StageRequest(stage.name, run_dir, stage.task, stage.resources, stage.array, shards,
-                                          options, stage.progress, stage.device(state))
+        chosen[stage.name] = StageRequest(
+            stage.name,
+            run_dir,
+            stage.task,
+            stage.resources,
+            stage.array,
+            shards,
+            options,
+            stage.progress,
+            stage.device(state),
+        )
     return list(chosen.values())
 
 

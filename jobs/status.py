@@ -49,8 +49,10 @@ class ShardStatus:
         extra += [self.detail] if self.detail else []
         span, count = widths
         rows = f"{self.rows_done:>{count}}/{self.spec.rows:<{count}}"
-        return (f"  {shard_name(self.spec.index)}  {f'[{self.spec.start}, {self.spec.stop})':<{span}}  "
-                f"{rows} rows  {self.state}" + (f"  ({'; '.join(extra)})" if extra else "")).rstrip()
+        return (
+            f"  {shard_name(self.spec.index)}  {f'[{self.spec.start}, {self.spec.stop})':<{span}}  "
+            f"{rows} rows  {self.state}" + (f"  ({'; '.join(extra)})" if extra else "")
+        ).rstrip()
 
 
 def column_widths(statuses: list[ShardStatus]) -> tuple[int, int]:
@@ -64,26 +66,37 @@ def shard_files(run_dir: Path, plan: tuple[ShardSpec, ...]) -> dict[int, ShardFi
     """Rows flushed and attempts of every planned shard, from its final or ``.tmp`` file."""
     done, out = done_shards(run_dir), {}
     for spec in plan:
-        path = shard_path(run_dir, spec.index) if spec.index in done else atomic.tmp_path(shard_path(run_dir, spec.index))
+        path = (
+            shard_path(run_dir, spec.index)
+            if spec.index in done
+            else atomic.tmp_path(shard_path(run_dir, spec.index))
+        )
         try:
             header = read_header(path) if path.exists() else None
         except ShardError:
             header = None
         rows = spec.rows if spec.index in done else (header.rows_done if header else 0)
         attempts = int(header.attrs.get("attempts", 1)) if header else 0
-        out[spec.index] = ShardFiles(spec.index in done, path.exists() and spec.index not in done, rows, attempts)
+        out[spec.index] = ShardFiles(
+            spec.index in done, path.exists() and spec.index not in done, rows, attempts
+        )
     return out
 
 
-def classify(files: ShardFiles, job: JobRecord | None, task: str, snapshot: Snapshot,
-             first_unfinished_of_worker: bool) -> tuple[str, str]:
+def classify(
+    files: ShardFiles, job: JobRecord | None, task: str, snapshot: Snapshot, first_unfinished_of_worker: bool
+) -> tuple[str, str]:
     """(state, detail) of one shard from its files and its latest task's state. Pure."""
     if files.done:
         return "done", ""
     state = snapshot.tasks.get(task) if task else None
     if state is not None and state.alive:
         if job is not None and job.runs_shards_in_turn:  # a local worker
-            return ("running", "") if first_unfinished_of_worker else ("pending", "queued behind its worker's shards")
+            return (
+                ("running", "")
+                if first_unfinished_of_worker
+                else ("pending", "queued behind its worker's shards")
+            )
         return state.state.lower(), state.reason
     if state is not None:
         if state.state == "COMPLETED":
@@ -91,7 +104,8 @@ def classify(files: ShardFiles, job: JobRecord | None, task: str, snapshot: Snap
         if state.state == "CANCELLED" and not state.started:
             return "cancelled", "cancelled before it started"
         return ("cancelled" if state.state == "CANCELLED" else "failed"), " ".join(
-            p for p in (state.state, state.reason) if p)
+            p for p in (state.state, state.reason) if p
+        )
     return ("partial" if files.partial else "missing"), ""
 
 
@@ -164,8 +178,10 @@ def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
     statuses = shard_statuses(run_dir, run, snapshot)
     done = sum(s.rows_done for s in statuses)
     total = sum(s.spec.rows for s in statuses)
-    lines = [f"Run {run_dir}: model {run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
-             f"{done}/{total} rows embedded{rate_line(run, statuses)}"]
+    lines = [
+        f"Run {run_dir}: model {run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
+        f"{done}/{total} rows embedded{rate_line(run, statuses)}"
+    ]
     lines += [reused] if (reused := summary_line(run_dir)) else []
     lines += shard_lines(statuses)
     lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
@@ -197,6 +213,12 @@ def next_step(run_dir: Path, statuses: list[ShardStatus], snapshot: Snapshot) ->
     if not snapshot.reachable:
         return "Merged: not yet; the scheduler did not answer, so whether jobs still run is unknown. Try again later."
     bad = [s for s in statuses if s.state != "done"]
-    what = (f"{len(bad)} shard(s) not done: {shard_name(bad[0].spec.index)}"
-            + (f" ... {shard_name(bad[-1].spec.index)}" if len(bad) > 1 else "")) if bad else "the merge did not finish"
+    what = (
+        (
+            f"{len(bad)} shard(s) not done: {shard_name(bad[0].spec.index)}"
+            + (f" ... {shard_name(bad[-1].spec.index)}" if len(bad) > 1 else "")
+        )
+        if bad
+        else "the merge did not finish"
+    )
     return f"Merged: no ({what}). Repair with: {make_command('resubmit', RUN=run_dir)}"

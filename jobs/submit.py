@@ -23,8 +23,14 @@ from embedder.run import now_iso
 from jobs import corpusrun, runstate
 from jobs.plan import plan_shards
 from jobs.runstate import JobRecord, RunState
-from jobs.settings import (SubmitRequest, change_refusal, compute_settings, corpus_options, given_identity,
-                           identity_changes)
+from jobs.settings import (
+    SubmitRequest,
+    change_refusal,
+    compute_settings,
+    corpus_options,
+    given_identity,
+    identity_changes,
+)
 from jobs.stages import STAGES, runs_after, stages_to_submit
 from jobs.status import shard_files
 from kit.commands import make_command
@@ -61,8 +67,10 @@ def profile_name(request: SubmitRequest, run: RunState | None) -> str:
         return latest
     if shutil.which("sbatch") is None:
         return LOCAL
-    raise ConfigError(f"Slurm is available here: choose PROFILE=<site> from {', '.join(available_profiles())} "
-                      "(or a .toml path); PROFILE=local runs on this machine instead.")
+    raise ConfigError(
+        f"Slurm is available here: choose PROFILE=<site> from {', '.join(available_profiles())} "
+        "(or a .toml path); PROFILE=local runs on this machine instead."
+    )
 
 
 def backend_for(name: str, run_dir: Path) -> tuple[Backend, ClusterProfile | None]:
@@ -75,8 +83,10 @@ def backend_for(name: str, run_dir: Path) -> tuple[Backend, ClusterProfile | Non
     for table in dict.fromkeys(stage.resources for stage in STAGES.values()):
         res = stage_resources(profile, table)
         if res.partition and res.partition not in known:
-            raise ConfigError(f"Partition {res.partition!r} ([{table}] in profile {profile.name}) does not exist. "
-                              f"Choose from: {', '.join(sorted(known))}.")
+            raise ConfigError(
+                f"Partition {res.partition!r} ([{table}] in profile {profile.name}) does not exist. "
+                f"Choose from: {', '.join(sorted(known))}."
+            )
     return SlurmBackend(profile=profile), profile
 
 
@@ -84,18 +94,24 @@ def alive_jobs(run: RunState, backend: Watcher) -> list[JobRecord]:
     """The run's jobs still queued or running. A stage stuck on a dependency that can never be
     satisfied is cancelled, not counted."""
     snapshot = backend.snapshot(run.jobs)
-    stuck = [j for j in run.jobs if (s := snapshot.tasks.get(j.job_id)) and "DependencyNeverSatisfied" in s.reason]
+    stuck = [
+        j for j in run.jobs if (s := snapshot.tasks.get(j.job_id)) and "DependencyNeverSatisfied" in s.reason
+    ]
     if stuck:
         backend.cancel(stuck)
     alive_ids = {t.split("_")[0] for t, s in snapshot.tasks.items() if s.alive}
     return [j for j in run.jobs if j.job_id in alive_ids and j not in stuck]
 
 
-def busy_refusal(run_dir: Path, alive: list[JobRecord], why: str = "a second submit would race them") -> RunBusyError:
+def busy_refusal(
+    run_dir: Path, alive: list[JobRecord], why: str = "a second submit would race them"
+) -> RunBusyError:
     ids = [j.job_id for j in alive]
     shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
-    return RunBusyError(f"Run {run_dir} still has jobs queued or running ({shown}); {why}. "
-                        f"Watch it with: {make_command('status', RUN=run_dir)}")
+    return RunBusyError(
+        f"Run {run_dir} still has jobs queued or running ({shown}); {why}. "
+        f"Watch it with: {make_command('status', RUN=run_dir)}"
+    )
 
 
 def _move_aside(run_dir: Path, path: Path, stamp: str) -> Path:
@@ -110,7 +126,11 @@ def _move_aside(run_dir: Path, path: Path, stamp: str) -> Path:
 def set_aside(run_dir: Path, indices: Iterable[int]) -> list[Path]:
     """Move complete shards to shards/rejected/ so they are recomputed (REDO='3 5')."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    return [_move_aside(run_dir, shard_path(run_dir, i), stamp) for i in indices if shard_path(run_dir, i).exists()]
+    return [
+        _move_aside(run_dir, shard_path(run_dir, i), stamp)
+        for i in indices
+        if shard_path(run_dir, i).exists()
+    ]
 
 
 def set_aside_all(run_dir: Path) -> list[Path]:
@@ -153,8 +173,13 @@ def model_max_seq_length(folder: Path) -> int | None:
         return None
 
 
-def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
-           backend: Backend | None = None, observer=None) -> tuple[RunState, Backend, bool]:
+def settle(
+    request: SubmitRequest,
+    records: Iterable[Any] | None,
+    say: Say,
+    backend: Backend | None = None,
+    observer=None,
+) -> tuple[RunState, Backend, bool]:
     """The run's state as this submit leaves it (saved only by the caller), its backend, and
     whether everything is to be recomputed (REDO=all on a changed run).
 
@@ -168,8 +193,13 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
         raise busy_refusal(run_dir, alive)
     compute = compute_settings(request, run.compute if run else None, profile)
     identity, fingerprint, max_len, pinned = _pinned_identity(request, run, compute.cache_dir, name)
-    earlier = reuse_lib.check_request(request.reuse, with_pinned(identity, pinned), fingerprint, compute.cache_dir,
-                                      name if name != LOCAL else None)  # REUSE=: refused before any job
+    earlier = reuse_lib.check_request(
+        request.reuse,
+        with_pinned(identity, pinned),
+        fingerprint,
+        compute.cache_dir,
+        name if name != LOCAL else None,
+    )  # REUSE=: refused before any job
     options = corpus_options(request, run.corpus.options if run else None)
     if run is None:
         corpus = corpusrun.first_corpus(run_dir, request.corpus, options, records)
@@ -181,8 +211,10 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
     if run.model_fingerprint and fingerprint != run.model_fingerprint:
         changes["model weights"] = (run.model_fingerprint[:12], fingerprint[:12])
     elif run.model_fingerprint and "model" in changes:  # the same weights at another path: the same model
-        say(f"Model {identity.model}: the same weights as {run.identity.model} (sha256 {fingerprint[:12]}); "
-            "run.json records the new place.")
+        say(
+            f"Model {identity.model}: the same weights as {run.identity.model} (sha256 {fingerprint[:12]}); "
+            "run.json records the new place."
+        )
         changes.pop("model")
         changes.pop("revision", None)
     computed = _computed_anything(run_dir, run)
@@ -193,35 +225,63 @@ def settle(request: SubmitRequest, records: Iterable[Any] | None, say: Say,
         corpusrun.install_candidate(run_dir, check.candidate)
     reused = _record_reuse(run_dir, earlier, say, drop=request.redo_all or bool(changes))
     corpus_changed = check.record.rows != run.corpus.rows or bool(changes)
-    replan = _replan(request, run, computed, corpus_changed or (earlier is not None and not computed), max_len)
-    state = replace(run, identity=identity, model_fingerprint=fingerprint, corpus=check.record, compute=compute,
-                    profile=name, pinned=pinned, reuse=reused, **replan)
+    replan = _replan(
+        request, run, computed, corpus_changed or (earlier is not None and not computed), max_len
+    )
+    state = replace(
+        run,
+        identity=identity,
+        model_fingerprint=fingerprint,
+        corpus=check.record,
+        compute=compute,
+        profile=name,
+        pinned=pinned,
+        reuse=reused,
+        **replan,
+    )
     if changes:
-        say(f"Run {run_dir}: recomputing everything with the new settings (REDO=all)." if computed else
-            f"Run {run_dir}: nothing computed yet, so it takes the new settings.")
+        say(
+            f"Run {run_dir}: recomputing everything with the new settings (REDO=all)."
+            if computed
+            else f"Run {run_dir}: nothing computed yet, so it takes the new settings."
+        )
     return state, backend, request.redo_all
 
 
-def _record_reuse(run_dir: Path, earlier: reuse_lib.Earlier | None, say: Say, drop: bool = False) -> dict | None:
+def _record_reuse(
+    run_dir: Path, earlier: reuse_lib.Earlier | None, say: Say, drop: bool = False
+) -> dict | None:
     """Match the corpus with the REUSE file (if given) and say the counts; run.json's record either way.
 
     ``drop``: settings or corpus changed, or REDO=all: an earlier match is deleted unless REUSE is given again.
     """
     if earlier is not None:
         record = reuse_lib.record_match(run_dir, earlier)
-        say(f"REUSE: {record.reused_rows} rows match {earlier.path} by id and content hash; "
-            f"{record.computed_rows} rows will be computed.")
+        say(
+            f"REUSE: {record.reused_rows} rows match {earlier.path} by id and content hash; "
+            f"{record.computed_rows} rows will be computed."
+        )
     return reuse_lib.current_record(run_dir, drop=earlier is None and drop)
 
 
-def _new_state(request: SubmitRequest, identity, fingerprint: str, corpus, compute, max_len: int | None) -> RunState:
+def _new_state(
+    request: SubmitRequest, identity, fingerprint: str, corpus, compute, max_len: int | None
+) -> RunState:
     shards = request.shards or 1
-    return RunState(identity=identity, model_fingerprint=fingerprint, corpus=corpus,
-                    plan=tuple(plan_shards(reuse_lib.plan_costs(request.run_dir, max_len), shards)),
-                    requested_shards=shards, compute=compute, created_at=now_iso())
+    return RunState(
+        identity=identity,
+        model_fingerprint=fingerprint,
+        corpus=corpus,
+        plan=tuple(plan_shards(reuse_lib.plan_costs(request.run_dir, max_len), shards)),
+        requested_shards=shards,
+        compute=compute,
+        created_at=now_iso(),
+    )
 
 
-def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed: bool, max_len: int | None) -> dict:
+def _replan(
+    request: SubmitRequest, run: RunState, computed: int, corpus_changed: bool, max_len: int | None
+) -> dict:
     """A new plan where SHARDS asks for another one (refused once shards exist, unless REDO=all)."""
     asked = request.shards
     if not corpus_changed and (asked is None or asked in (run.requested_shards, len(run.plan))):
@@ -230,15 +290,23 @@ def _replan(request: SubmitRequest, run: RunState, computed: int, corpus_changed
         raise ConfigError(
             f"Run {request.run_dir} was planned with {len(run.plan)} shards ({computed} computed or started); "
             f"SHARDS={asked} would cut its rows differently. To continue as planned: "
-            f"{make_command('submit', RUN=request.run_dir)}; to recompute everything with {asked} shards add REDO=all.")
+            f"{make_command('submit', RUN=request.run_dir)}; to recompute everything with {asked} shards add REDO=all."
+        )
     shards = asked or run.requested_shards
-    return {"plan": tuple(plan_shards(reuse_lib.plan_costs(request.run_dir, max_len), shards)),
-            "requested_shards": shards}
+    return {
+        "plan": tuple(plan_shards(reuse_lib.plan_costs(request.run_dir, max_len), shards)),
+        "requested_shards": shards,
+    }
 
 
-def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Say = print,
-           dry_run: bool = False, backend: Backend | None = None,
-           observer=None) -> tuple[SubmitOutcome, Backend, RunState]:
+def submit(
+    request: SubmitRequest,
+    records: Iterable[Any] | None = None,
+    say: Say = print,
+    dry_run: bool = False,
+    backend: Backend | None = None,
+    observer=None,
+) -> tuple[SubmitOutcome, Backend, RunState]:
     """Submit what the run still needs (or, with ``dry_run``, check it and say what would be submitted)."""
     run_dir = request.run_dir
     state, backend, redo_all = settle(request, records, say, backend, observer)
@@ -247,7 +315,9 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
     redo_shards: tuple[int, ...] = () if isinstance(request.redo, str) else request.redo
     unknown = sorted(set(redo_shards) - {s.index for s in state.plan})
     if unknown:
-        raise ConfigError(f"REDO names shards {unknown}, but run {run_dir} has shards 0 to {len(state.plan) - 1}.")
+        raise ConfigError(
+            f"REDO names shards {unknown}, but run {run_dir} has shards 0 to {len(state.plan) - 1}."
+        )
     if redo_shards:
         set_aside(run_dir, redo_shards)
     if request.map_options is not None:
@@ -274,7 +344,9 @@ def submit(request: SubmitRequest, records: Iterable[Any] | None = None, say: Sa
     return outcome, backend, state
 
 
-def _submit_stages(run_dir: Path, state: RunState, backend: Backend, stages: list[StageRequest], say: Say) -> RunState:
+def _submit_stages(
+    run_dir: Path, state: RunState, backend: Backend, stages: list[StageRequest], say: Say
+) -> RunState:
     """The one loop: each stage after the jobs of the stages it runs after; run.json saved after each."""
     rows_now = sum(f.rows_done for f in shard_files(run_dir, state.plan).values())
     submitted: dict[str, list[JobRecord]] = {}
@@ -292,6 +364,8 @@ def describe_jobs(stage: StageRequest, jobs: list[JobRecord]) -> str:
     if stage.array:
         n = len(stage.shards)
         first, last = shard_name(stage.shards[0].index), shard_name(stage.shards[-1].index)
-        return (f"  {stage.stage}: {n} shard(s) ({first}{' ... ' + last if n > 1 else ''}) as job(s) "
-                f"{', '.join(j.job_id for j in jobs)}")
+        return (
+            f"  {stage.stage}: {n} shard(s) ({first}{' ... ' + last if n > 1 else ''}) as job(s) "
+            f"{', '.join(j.job_id for j in jobs)}"
+        )
     return f"  {stage.stage}: job {', '.join(j.job_id for j in jobs)} (after the stages before it succeed)"

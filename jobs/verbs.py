@@ -21,7 +21,16 @@ from kit.runlock import run_lock
 
 
 STATUS_RETRY_S = 20.0
-LOCKED_VERBS = ("submit", "plan", "resubmit", "merge", "map", "export", "export-float16", "export-pkl")  # never status
+LOCKED_VERBS = (
+    "submit",
+    "plan",
+    "resubmit",
+    "merge",
+    "map",
+    "export",
+    "export-float16",
+    "export-pkl",
+)  # never status
 
 
 def locked(args: argparse.Namespace):
@@ -42,10 +51,12 @@ def merged_lines(run_dir: Path) -> list[str]:
 
     m = merged_summary(run_dir)
     q = m.quality
-    return [f"Merged {m.rows} rows x {m.dim} into {m.path} (sha256 {m.sha256[:12]}...; "
-            f"{m.rejected_rows} rows rejected)",
-            f"Norms: mean {q['mean_norm']:.4f} std {q['std_norm']:.4f} min {q['min_norm']:.4f} "
-            f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows" + unit_norm_note(run_dir, q)]
+    return [
+        f"Merged {m.rows} rows x {m.dim} into {m.path} (sha256 {m.sha256[:12]}...; "
+        f"{m.rejected_rows} rows rejected)",
+        f"Norms: mean {q['mean_norm']:.4f} std {q['std_norm']:.4f} min {q['min_norm']:.4f} "
+        f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows" + unit_norm_note(run_dir, q),
+    ]
 
 
 def unit_norm_note(run_dir: Path, quality: dict) -> str:
@@ -59,7 +70,9 @@ def unit_norm_note(run_dir: Path, quality: dict) -> str:
         pooling = str(h5.attrs.get("provenance_pooling", ""))
     if asked or "Normalize" not in pooling:
         return ""
-    return " (all 1: NORMALIZE is off, but the model's last module, Normalize, scales every vector to length 1)"
+    return (
+        " (all 1: NORMALIZE is off, but the model's last module, Normalize, scales every vector to length 1)"
+    )
 
 
 def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> str:
@@ -78,8 +91,10 @@ def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> s
     if not RunPaths.of(run_dir).output.exists():
         from jobs.status import status_report
 
-        raise KitError(f"The run ended without {RunPaths.of(run_dir).output}.\n"
-                       f"{status_report(run_dir, runstate.require(run_dir), observer.snapshot(state.jobs))}")
+        raise KitError(
+            f"The run ended without {RunPaths.of(run_dir).output}.\n"
+            f"{status_report(run_dir, runstate.require(run_dir), observer.snapshot(state.jobs))}"
+        )
     lines = merged_lines(run_dir)
     if any(j.stage == "map" for j in outcome.jobs):
         lines.append(map_line(run_dir))
@@ -91,8 +106,10 @@ def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> s
 def export_line(run_dir: Path, fmt: str) -> str:
     target = export_target(run_dir, fmt)
     if not target.exists():
-        raise KitError(f"The export job of {run_dir} ended without {target.name}; see its log in "
-                       f"{RunPaths.of(run_dir).logs}.")
+        raise KitError(
+            f"The export job of {run_dir} ended without {target.name}; see its log in "
+            f"{RunPaths.of(run_dir).logs}."
+        )
     return f"Export: {target}"
 
 
@@ -101,7 +118,9 @@ def map_line(run_dir: Path) -> str:
 
     path = RunPaths.of(run_dir).map
     if not path.exists():
-        raise KitError(f"The map job of {run_dir} ended without map.h5; see its log in {RunPaths.of(run_dir).logs}.")
+        raise KitError(
+            f"The map job of {run_dir} ended without map.h5; see its log in {RunPaths.of(run_dir).logs}."
+        )
     with h5py.File(path, "r") as h5:
         quality = json.loads(h5.attrs["quality"])
     return f"Map: {RunPaths.of(run_dir).map_page} (trustworthiness {quality['trustworthiness']:.3f})"
@@ -118,8 +137,10 @@ def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
     if dry_run:
         return plan_text(outcome, state)
     if not outcome.message:
-        say(f"Submitted {len(outcome.pending)} shard(s) ({len(outcome.skipped)} already complete); "
-            f"logs in {RunPaths.of(request.run_dir).logs}")
+        say(
+            f"Submitted {len(outcome.pending)} shard(s) ({len(outcome.skipped)} already complete); "
+            f"logs in {RunPaths.of(request.run_dir).logs}"
+        )
     return finish(outcome, state, request)
 
 
@@ -129,16 +150,22 @@ def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
     paths = RunPaths.of(outcome.run_dir)
     costs = plan_costs(outcome.run_dir)  # what is left to compute
     pending = [s for s in state.plan if s.index in set(outcome.pending)]
-    lines = [f"Plan for {outcome.run_dir} (nothing was queued; wrote {paths.corpus} and {paths.manifest}):",
-             f"  corpus: {state.corpus.source}, {state.corpus.rows} rows ({state.corpus.rejected_rows} rejected)",
-             f"  model: {state.identity.model} @ {state.identity.revision or 'local'}",
-             f"  shards: {len(state.plan)} planned, {len(pending)} to embed"]
+    lines = [
+        f"Plan for {outcome.run_dir} (nothing was queued; wrote {paths.corpus} and {paths.manifest}):",
+        f"  corpus: {state.corpus.source}, {state.corpus.rows} rows ({state.corpus.rejected_rows} rejected)",
+        f"  model: {state.identity.model} @ {state.identity.revision or 'local'}",
+        f"  shards: {len(state.plan)} planned, {len(pending)} to embed",
+    ]
     lines += [f"  {reused}"] if (reused := summary_line(outcome.run_dir)) else []
     if state.requested_shards > len(state.plan):
-        lines.append(f"  SHARDS={state.requested_shards} on {state.corpus.rows} rows: {len(state.plan)} shards of "
-                     f"one row each (a shard holds at least one row)")
+        lines.append(
+            f"  SHARDS={state.requested_shards} on {state.corpus.rows} rows: {len(state.plan)} shards of "
+            f"one row each (a shard holds at least one row)"
+        )
     for spec in pending[:10]:
-        lines.append(f"    {spec.describe()}: {spec.rows} rows, about {costs[spec.start:spec.stop].sum():,.0f} tokens")
+        lines.append(
+            f"    {spec.describe()}: {spec.rows} rows, about {costs[spec.start : spec.stop].sum():,.0f} tokens"
+        )
     if len(pending) > 10:
         lines.append(f"    ... and {len(pending) - 10} more")
     lines += [f"  {line}" for line in outcome.plan_lines]
@@ -154,8 +181,15 @@ def submit_or_plan(request: SubmitRequest, dry_run: bool) -> str:
 def cmd_resubmit(args: argparse.Namespace) -> str:
     run_dir = args.run.resolve()
     runstate.require(run_dir)
-    return _submit(SubmitRequest(run_dir=run_dir, profile=args.profile, redo=args.redo, wait=bool(args.wait),
-                                 reuse=reuse_path(getattr(args, "reuse", None))))
+    return _submit(
+        SubmitRequest(
+            run_dir=run_dir,
+            profile=args.profile,
+            redo=args.redo,
+            wait=bool(args.wait),
+            reuse=reuse_path(getattr(args, "reuse", None)),
+        )
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> str:
@@ -180,8 +214,9 @@ def cmd_merge(args: argparse.Namespace) -> str:
     state = runstate.require(run_dir)
     alive = alive_jobs(state, RunObserver(run_dir))
     if alive:
-        raise busy_refusal(run_dir, alive, "its merge job runs after them, and a merge now would find unfinished "
-                                           "shards")
+        raise busy_refusal(
+            run_dir, alive, "its merge job runs after them, and a merge now would find unfinished shards"
+        )
     merge_run_folder(run_dir)
     return "\n".join(merged_lines(run_dir))
 
@@ -190,7 +225,9 @@ def cmd_stage_model(args: argparse.Namespace) -> str:
     from jobs.stage import stage_model
 
     if not args.model:
-        raise ConfigError("Pass MODEL=<hub name> to stage (PROFILE=<site> puts it in that profile's model_cache).")
+        raise ConfigError(
+            "Pass MODEL=<hub name> to stage (PROFILE=<site> puts it in that profile's model_cache)."
+        )
     lines = [f"Staged {args.model} at {stage_model(args.model, args.profile, args.revision)}"]
     if args.attention == "flash":
         from embedder.kernels import stage_flash_kernel
@@ -215,8 +252,10 @@ def merged_file(run_dir: Path) -> Path:
     output = RunPaths.of(run_dir.resolve()).output
     if not output.is_file():
         runstate.require(run_dir.resolve())
-        raise ConfigError(f"Run {run_dir.resolve()} has no {OUTPUT_FILE} yet (the merge writes it once every shard "
-                          f"is done). See where it stands: {make_command('status', RUN=run_dir.resolve())}")
+        raise ConfigError(
+            f"Run {run_dir.resolve()} has no {OUTPUT_FILE} yet (the merge writes it once every shard "
+            f"is done). See where it stands: {make_command('status', RUN=run_dir.resolve())}"
+        )
     return output
 
 
@@ -244,12 +283,16 @@ def cmd_map(args: argparse.Namespace) -> str:
     from knowledgemap.run import PAGE_FILE, PNG_FILE
 
     quality = map_from_manifest(args.run, args.questions, args.seed, args.pca_dims, args.model)
-    lines = [f"Map of {args.run}: open {args.run / PAGE_FILE} (picture: {args.run / PNG_FILE})",
-             f"Trustworthiness {quality['trustworthiness']:.3f} on {quality['sample']} points (k={quality['k']})"]
+    lines = [
+        f"Map of {args.run}: open {args.run / PAGE_FILE} (picture: {args.run / PNG_FILE})",
+        f"Trustworthiness {quality['trustworthiness']:.3f} on {quality['sample']} points (k={quality['k']})",
+    ]
     if "topic_agreement_map" in quality:
-        lines.append(f"Topic agreement of {quality['k']} nearest neighbours: map {quality['topic_agreement_map']:.3f}"
-                     f" vs embedding {quality['topic_agreement_embedding']:.3f} "
-                     f"({quality['topic_agreement_ratio']:.0%} kept)")
+        lines.append(
+            f"Topic agreement of {quality['k']} nearest neighbours: map {quality['topic_agreement_map']:.3f}"
+            f" vs embedding {quality['topic_agreement_embedding']:.3f} "
+            f"({quality['topic_agreement_ratio']:.0%} kept)"
+        )
     return "\n".join(lines)
 
 
@@ -275,10 +318,17 @@ def cmd_demo(args: argparse.Namespace) -> str:
     rows = None if args.rows == "all" else int(args.rows)
     run_dir = (args.run or demo_run_dir(args.rows)).resolve()
     model = demo_lib.demo_model_path()
-    request = SubmitRequest(run_dir=run_dir, shards=args.shards or 2, profile="local", identity={"model": str(model)},
-                            corpus_options={"skip_bad_rows": True}, wait=True,
-                            map_options={"questions": None, "seed": None, "pca_dims": None} if args.map else None)
+    request = SubmitRequest(
+        run_dir=run_dir,
+        shards=args.shards or 2,
+        profile="local",
+        identity={"model": str(model)},
+        corpus_options={"skip_bad_rows": True},
+        wait=True,
+        map_options={"questions": None, "seed": None, "pca_dims": None} if args.map else None,
+    )
     text = _submit(request, records=demo_lib.vital_articles(rows))
-    return text + (f"\nModel: {model}\nOpen it: h5py.File('{RunPaths.of(run_dir).output}') (docs/FORMAT.md)\n"
-                   f"Draw it: {make_command('map', RUN=run_dir)}")
-
+    return text + (
+        f"\nModel: {model}\nOpen it: h5py.File('{RunPaths.of(run_dir).output}') (docs/FORMAT.md)\n"
+        f"Draw it: {make_command('map', RUN=run_dir)}"
+    )

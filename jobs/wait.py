@@ -54,13 +54,21 @@ def progress_line(statuses, rate: float, unreachable: bool) -> str:
     done = sum(s.rows_done for s in statuses)
     total = sum(s.spec.rows for s in statuses)
     eta = f", ETA {format_duration((total - done) / rate)}" if rate > 0 and done < total else ""
-    line = (f"  {done}/{total} rows ({done / max(total, 1):.0%}), {rate:.1f} docs/s{eta}; "
-            f"shards: {summarise(statuses)}")
+    line = (
+        f"  {done}/{total} rows ({done / max(total, 1):.0%}), {rate:.1f} docs/s{eta}; "
+        f"shards: {summarise(statuses)}"
+    )
     return line + ("; the scheduler is not answering, still waiting" if unreachable else "")
 
 
-def wait_for_run(run_dir: Path, state: RunState, backend: Watcher, last: list[JobRecord],
-                 say: Callable[[str], None], interval_s: float | None = None) -> None:
+def wait_for_run(
+    run_dir: Path,
+    state: RunState,
+    backend: Watcher,
+    last: list[JobRecord],
+    say: Callable[[str], None],
+    interval_s: float | None = None,
+) -> None:
     """Block until every job of ``last`` (the final stage) has ended."""
     interval = progress_interval() if interval_s is None else interval_s
     rate, next_line = Rate([]), time.monotonic() + interval
@@ -74,9 +82,11 @@ def wait_for_run(run_dir: Path, state: RunState, backend: Watcher, last: list[Jo
             return
         answered = time.monotonic() if snapshot.reachable else answered
         if time.monotonic() - answered > UNREACHABLE_GIVE_UP_S:
-            raise KitError(f"Stopped waiting: the scheduler has not answered for {UNREACHABLE_GIVE_UP_S / 60:.0f} "
-                           f"minutes. The jobs may still run; check later with: "
-                           f"{make_command('status', RUN=run_dir)}")
+            raise KitError(
+                f"Stopped waiting: the scheduler has not answered for {UNREACHABLE_GIVE_UP_S / 60:.0f} "
+                f"minutes. The jobs may still run; check later with: "
+                f"{make_command('status', RUN=run_dir)}"
+            )
         if time.monotonic() >= next_line:
             say(progress_line(statuses, rate.per_second(), not snapshot.reachable))
             next_line += interval
@@ -125,8 +135,12 @@ def interrupted_message(run_dir: Path, state: RunState, backend: Watcher) -> str
     still = wait_until_ended(stopping)
     going_on = [j for j in alive if j not in stopping or j in still]
     if not going_on:
-        return (f"Stopped: Ctrl-C also ended the run's local jobs (they share this terminal); flushed rows are "
-                f"kept. Resume with: {make_command('submit', RUN=run_dir)}")
+        return (
+            f"Stopped: Ctrl-C also ended the run's local jobs (they share this terminal); flushed rows are "
+            f"kept. Resume with: {make_command('submit', RUN=run_dir)}"
+        )
     ids = ", ".join(j.job_id for j in going_on[:6]) + (" ..." if len(going_on) > 6 else "")
-    return (f"Stopped waiting; {len(going_on)} job(s) go on ({ids}). Watch them with: {status} "
-            f"(the merged file appears when they finish).")
+    return (
+        f"Stopped waiting; {len(going_on)} job(s) go on ({ids}). Watch them with: {status} "
+        f"(the merged file appears when they finish)."
+    )

@@ -19,7 +19,11 @@ NO_SPACE = "no space left on device"
 def storage_cause(err: BaseException) -> str:
     """``no space left on device`` for ENOSPC (however HDF5 words it), else the error's first line."""
     text = str(err)
-    if getattr(err, "errno", None) == errno.ENOSPC or f"errno = {errno.ENOSPC}," in text or NO_SPACE in text.lower():
+    if (
+        getattr(err, "errno", None) == errno.ENOSPC
+        or f"errno = {errno.ENOSPC}," in text
+        or NO_SPACE in text.lower()
+    ):
         return NO_SPACE
     return f"storage error ({text.splitlines()[0][:200] if text else type(err).__name__})"
 
@@ -38,8 +42,10 @@ def space_shortfall(folder: Path, need_bytes: int) -> str | None:
     free = free_bytes(folder)
     if free >= need_bytes:
         return None
-    return (f"No space left on device: {folder} has {free / 2**20:,.1f} MiB free; what is unfinished needs "
-            f"about {need_bytes / 2**20:,.0f} MiB")
+    return (
+        f"No space left on device: {folder} has {free / 2**20:,.1f} MiB free; what is unfinished needs "
+        f"about {need_bytes / 2**20:,.0f} MiB"
+    )
 
 
 def tmp_path(path: Path) -> Path:

@@ -42,7 +42,9 @@ class CorpusInfo:
 
 def _open(path: Path) -> h5py.File:
     if not path.is_file():
-        raise CorpusError(f"Prepared corpus {path} does not exist. Run: make submit RUN={path.parent} CORPUS=...")
+        raise CorpusError(
+            f"Prepared corpus {path} does not exist. Run: make submit RUN={path.parent} CORPUS=..."
+        )
     h5 = h5py.File(path, "r", locking=False)
     if h5.attrs.get("format") not in (CORPUS_FORMAT, CORPUS_FORMAT_V2, CORPUS_FORMAT_V1):
         fmt = h5.attrs.get("format")
@@ -59,9 +61,14 @@ def corpus_info(path: Path) -> CorpusInfo:
     """The header of a prepared corpus."""
     with _open(path) as h5:
         return CorpusInfo(
-            path=path, rows=int(h5.attrs["rows"]), source_rows=int(h5.attrs["source_rows"]),
-            rejected_rows=int(h5["rejected/row"].shape[0]), fingerprint=str(h5.attrs["fingerprint"]),
-            source=str(h5.attrs["source"]), has_topics=_has_topics(h5), has_costs="text_chars" in h5,
+            path=path,
+            rows=int(h5.attrs["rows"]),
+            source_rows=int(h5.attrs["source_rows"]),
+            rejected_rows=int(h5["rejected/row"].shape[0]),
+            fingerprint=str(h5.attrs["fingerprint"]),
+            source=str(h5.attrs["source"]),
+            has_topics=_has_topics(h5),
+            has_costs="text_chars" in h5,
             format=str(h5.attrs["format"]),
         )
 
@@ -79,8 +86,12 @@ class Columns:
     def of(self, field: str) -> tuple[str, ...]:
         if field == "ids":
             return () if self.id_field == ROW_IDS else (self.id_field,)
-        return {"texts": self.text_fields, "titles": (self.title_field,), "urls": (self.url_field,),
-                "topics": (self.topic_field,)}[field]
+        return {
+            "texts": self.text_fields,
+            "titles": (self.title_field,),
+            "urls": (self.url_field,),
+            "topics": (self.topic_field,),
+        }[field]
 
 
 class CorpusReader:
@@ -114,7 +125,9 @@ class CorpusReader:
     def read(self, start: int, stop: int, fields: tuple[str, ...] = ("ids", "texts")) -> dict[str, list[str]]:
         """Rows ``[start, stop)`` of ``fields`` (of FIELDS) as lists of str; reads only those rows."""
         if not 0 <= start <= stop <= self.rows:
-            raise CorpusError(f"Rows [{start}, {stop}) are outside the prepared corpus {self.path} of {self.rows} rows.")
+            raise CorpusError(
+                f"Rows [{start}, {stop}) are outside the prepared corpus {self.path} of {self.rows} rows."
+            )
         if self.v1:
             return {name: self._v1_field(name, start, stop) for name in fields}
         out: dict[str, list[str]] = {name: [] for name in fields}
@@ -178,13 +191,17 @@ def _compose(name: str, columns: list[list | None], n: int) -> list[str]:
     return [""] * n if values is None else [v or "" for v in values]
 
 
-def read_slice(path: Path, start: int, stop: int, fields: tuple[str, ...] = ("ids", "texts")) -> dict[str, list[str]]:
+def read_slice(
+    path: Path, start: int, stop: int, fields: tuple[str, ...] = ("ids", "texts")
+) -> dict[str, list[str]]:
     """Rows ``[start, stop)`` of ``fields`` as lists of str; reads only those rows."""
     with CorpusReader(path) as reader:
         return reader.read(start, stop, fields)
 
 
-def read_chunks(path: Path, start: int, stop: int, flush_rows: int) -> Iterator[tuple[int, list[str], list[str]]]:
+def read_chunks(
+    path: Path, start: int, stop: int, flush_rows: int
+) -> Iterator[tuple[int, list[str], list[str]]]:
     """``(first row, texts, ids)`` of rows ``[start, stop)`` in chunks of ``flush_rows``, read lazily.
 
     One reader serves every chunk, so a row group that spans two chunks is read once.
@@ -203,7 +220,11 @@ def copy_meta(path: Path, out: h5py.File) -> None:
     with CorpusReader(path) as reader:
         h5, n = reader.h5, reader.rows
         names = ("titles", "urls", *(("topics",) if _has_topics(h5) else ()))
-        for name in ("rejected", *(("ids",) if "ids" in h5 else ()), *((CONTENT_HASH,) if CONTENT_HASH in h5 else ())):
+        for name in (
+            "rejected",
+            *(("ids",) if "ids" in h5 else ()),
+            *((CONTENT_HASH,) if CONTENT_HASH in h5 else ()),
+        ):
             h5.copy(h5[name], out, name)
         if reader.v1:
             for name in names:

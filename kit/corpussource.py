@@ -91,11 +91,14 @@ def open_checked(source: SourceFile, run_dir: Path, index: Path) -> SourceRows:
     path = source.resolve(run_dir)
     problem = changed(source, path)
     if problem:
-        corpus = _original_source(index) if source.in_run else path  # a converted copy: prepare from its source
+        corpus = (
+            _original_source(index) if source.in_run else path
+        )  # a converted copy: prepare from its source
         raise CorpusError(
             f"Source file {path} changed since the corpus was prepared ({problem}): the rows recorded in "
             f"{index} no longer match it. Put the original file back, or prepare the run again from the "
-            f"corpus as it is now: {make_command('submit', RUN=run_dir, CORPUS=corpus, REDO='all')}")
+            f"corpus as it is now: {make_command('submit', RUN=run_dir, CORPUS=corpus, REDO='all')}"
+        )
     return SourceRows(path)
 
 
@@ -128,16 +131,22 @@ class SourceRows:
         for g in np.unique(groups):
             table, local = self._group(int(g), present), rows[groups == g] - self.starts[g]
             contiguous = local[-1] - local[0] + 1 == len(local)  # the usual case: a slice, no copy
-            parts.append(table.slice(int(local[0]), len(local)) if contiguous else table.take(_indices(local)))
+            parts.append(
+                table.slice(int(local[0]), len(local)) if contiguous else table.take(_indices(local))
+            )
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0] if parts else None
-        return {c: table.column(c).to_pylist() if c in present and table is not None else None for c in columns}
+        return {
+            c: table.column(c).to_pylist() if c in present and table is not None else None for c in columns
+        }
 
     def _group(self, group: int, columns: tuple[str, ...]) -> pa.Table:
         if self._kept is None or self._kept[:2] != (group, columns):
             try:
                 table = self.file.read_row_group(group, columns=list(columns), use_threads=False)
             except (pa.ArrowException, OSError) as err:
-                raise CorpusError(f"{self.path}: row group {group} cannot be read ({err}). "
-                                  "The file is damaged: download or write it again.") from err
+                raise CorpusError(
+                    f"{self.path}: row group {group} cannot be read ({err}). "
+                    "The file is damaged: download or write it again."
+                ) from err
             self._kept = (group, columns, table)
         return self._kept[2]

@@ -12,8 +12,12 @@ from xxhash import xxh3_128_digest
 
 SHARD_FORMAT = "embedkit-shard/1"
 CORPUS_FORMAT = "embedkit-corpus/3"  # an index: costs and content hashes; ids and places come from the source
-CORPUS_FORMAT_V2 = "embedkit-corpus/2"  # an index that also stored ids, file and row per row (2026-12-02); still read
-CORPUS_FORMAT_V1 = "embedkit-corpus/1"  # texts copied into corpus.h5 (runs prepared before 2026-12); still read
+CORPUS_FORMAT_V2 = (
+    "embedkit-corpus/2"  # an index that also stored ids, file and row per row (2026-12-02); still read
+)
+CORPUS_FORMAT_V1 = (
+    "embedkit-corpus/1"  # texts copied into corpus.h5 (runs prepared before 2026-12); still read
+)
 OUTPUT_FORMAT = "embedkit-embeddings/1"
 MAP_FORMAT = "embedkit-map/2"
 REUSE_FORMAT = "embedkit-reuse/1"
@@ -29,7 +33,9 @@ SHARDS_DIR = "shards"
 REJECTED_SHARDS_DIR = "shards/rejected"
 LOGS_DIR = "logs"
 OUTPUT_FILE = "embeddings.h5"
-MERGE_SUMMARY_FILE = "merge.json"  # what the last merge wrote (embedkit-merge-summary/1), beside embeddings.h5
+MERGE_SUMMARY_FILE = (
+    "merge.json"  # what the last merge wrote (embedkit-merge-summary/1), beside embeddings.h5
+)
 MERGE_SUMMARY_FORMAT = "embedkit-merge-summary/1"
 SHA256_SUFFIX = ".sha256"
 LOCK_FILE = "run.lock"
@@ -51,7 +57,6 @@ CONTENT_HASH = "content_hash"
 CONTENT_HASH_BYTES = 16
 CONVERTED_COLUMNS = ("id", "text", "title", "url", "topic")  # the run's own parquet of a converted source
 ROW_IDS = "@row"  # ID_FIELD=@row: the id of a row is its 0-based position in the source
-
 
 
 @dataclass(frozen=True)

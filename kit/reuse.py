@@ -17,8 +17,15 @@ import pyarrow as pa
 # What decides a vector besides its text: compared between the earlier file and this run. The model's
 # name (a hub name, or a folder that differs between machines) counts only where no weights
 # fingerprint says which weights they are.
-REUSE_IDENTITY_KEYS = ("model_fingerprint", "model_revision", "prompt", "pooling", "normalize_embeddings",
-                       "max_seq_length", "dim")
+REUSE_IDENTITY_KEYS = (
+    "model_fingerprint",
+    "model_revision",
+    "prompt",
+    "pooling",
+    "normalize_embeddings",
+    "max_seq_length",
+    "dim",
+)
 NOT_REUSED = -1  # source_row of a row that is computed
 REUSED_ROW_COST = 0.01  # a copied vector in the plan's cost (tokens): about nothing beside computing one
 
@@ -51,12 +58,19 @@ def identity_differences(earlier: Mapping[str, Any], this: Mapping[str, Any]) ->
 def _key_table(ids: np.ndarray, hashes: np.ndarray, row_name: str) -> pa.Table:
     """(id, the hash as two uint64, row) for a hash join; ``hashes`` is uint8 [N, 16]."""
     halves = np.ascontiguousarray(hashes, dtype=np.uint8).view(np.uint64).reshape(len(ids), 2)
-    return pa.table({"id": pa.array(ids, type=pa.binary()), "h0": halves[:, 0], "h1": halves[:, 1],
-                     row_name: np.arange(len(ids), dtype=np.int64)})
+    return pa.table(
+        {
+            "id": pa.array(ids, type=pa.binary()),
+            "h0": halves[:, 0],
+            "h1": halves[:, 1],
+            row_name: np.arange(len(ids), dtype=np.int64),
+        }
+    )
 
 
-def match_rows(earlier_ids: np.ndarray, earlier_hashes: np.ndarray, ids: np.ndarray,
-               hashes: np.ndarray) -> np.ndarray:
+def match_rows(
+    earlier_ids: np.ndarray, earlier_hashes: np.ndarray, ids: np.ndarray, hashes: np.ndarray
+) -> np.ndarray:
     """For each row of this corpus, the earlier file's row with the same id and content hash, else -1.
 
     Args:
@@ -69,8 +83,9 @@ def match_rows(earlier_ids: np.ndarray, earlier_hashes: np.ndarray, ids: np.ndar
     """
     if len(ids) == 0 or len(earlier_ids) == 0:
         return np.full(len(ids), NOT_REUSED, dtype=np.int64)
-    joined = _key_table(ids, hashes, "row").join(_key_table(earlier_ids, earlier_hashes, "earlier_row"),
-                                                 keys=["id", "h0", "h1"], join_type="inner")
+    joined = _key_table(ids, hashes, "row").join(
+        _key_table(earlier_ids, earlier_hashes, "earlier_row"), keys=["id", "h0", "h1"], join_type="inner"
+    )
     out = np.full(len(ids), NOT_REUSED, dtype=np.int64)
     out[joined["row"].to_numpy()] = joined["earlier_row"].to_numpy()
     unhashed = ~np.ascontiguousarray(hashes).any(axis=1)
@@ -85,7 +100,9 @@ def left_costs(costs: np.ndarray, source_rows: np.ndarray) -> np.ndarray:
 
 def describe_differences(differences: Mapping[str, tuple[Any, Any]]) -> list[str]:
     """One line per difference: ``prompt: '' (earlier) vs 'query: ' (this run)``."""
+
     def show(v: Any) -> str:
         text = repr(v) if isinstance(v, str) or v is None else str(v)
         return text if len(text) <= 100 else text[:97] + "..."
+
     return [f"{key}: {show(a)} (earlier) vs {show(b)} (this run)" for key, (a, b) in differences.items()]

@@ -82,8 +82,10 @@ def _try_create(path: Path, holder: LockHolder) -> bool:
     except FileExistsError:
         return False
     except OSError as err:  # a full disk or a read-only folder: say so, do nothing else
-        raise KitError(f"Cannot take the lock {path}: {storage_cause(err)}. Free space (or fix the folder's "
-                       "permissions) and run the same command again.") from err
+        raise KitError(
+            f"Cannot take the lock {path}: {storage_cause(err)}. Free space (or fix the folder's "
+            "permissions) and run the same command again."
+        ) from err
     finally:
         own.unlink(missing_ok=True)
     return True
@@ -110,11 +112,15 @@ def refusal(run_dir: Path, holder: LockHolder | None) -> RunBusyError:
     """The one-line answer to a second command."""
     path = lock_path(run_dir)
     if holder is None:
-        return RunBusyError(f"Run {run_dir} is locked by another command ({path} cannot be read). If no other "
-                            f"command runs on this run, remove the lock: {shell_command('rm', path)}")
+        return RunBusyError(
+            f"Run {run_dir} is locked by another command ({path} cannot be read). If no other "
+            f"command runs on this run, remove the lock: {shell_command('rm', path)}"
+        )
     if holder.host != socket.gethostname():
-        return RunBusyError(f"Run {run_dir} is locked by {holder.line()}. If that command is no longer running "
-                            f"on {holder.host}, remove the lock: {shell_command('rm', path)}")
+        return RunBusyError(
+            f"Run {run_dir} is locked by {holder.line()}. If that command is no longer running "
+            f"on {holder.host}, remove the lock: {shell_command('rm', path)}"
+        )
     return RunBusyError(f"Run {run_dir} is busy: {holder.line()} holds {path}. Wait for it to finish.")
 
 
@@ -123,7 +129,9 @@ def acquire(run_dir: Path, command: str, attempts: int = 3) -> LockHolder:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = lock_path(run_dir)
-    me = LockHolder(socket.gethostname(), os.getpid(), command, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    me = LockHolder(
+        socket.gethostname(), os.getpid(), command, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
     for _ in range(attempts):
         if _try_create(path, me):
             return me

@@ -93,6 +93,7 @@ class ShardIdentity:
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], prefix: str = "") -> ShardIdentity:
         """The identity in HDF5 attributes (or run.json's dict); a missing key reads as None (not pinned)."""
+
         def get(name: str) -> Any:
             value = plain_attr(attrs.get(prefix + name))
             return plain_attr(attrs.get(name)) if value is None and name == "model" else value
@@ -101,7 +102,9 @@ class ShardIdentity:
         for name in ("dim", "max_seq_length"):
             raw[name] = None if raw[name] is None else int(raw[name])
         normalize = raw["normalize_embeddings"]
-        raw["normalize_embeddings"] = str(normalize).lower() in ("true", "1") if normalize is not None else False
+        raw["normalize_embeddings"] = (
+            str(normalize).lower() in ("true", "1") if normalize is not None else False
+        )
         raw["dtype"] = raw["dtype"] or STORED_DTYPE
         return cls(**raw)
 
@@ -145,9 +148,14 @@ def read_header(path: Path) -> ShardHeader:
     if attrs.get("format") != SHARD_FORMAT:
         raise ShardError(f"{path} is not a shard file (format {attrs.get('format')!r}).")
     return ShardHeader(
-        path=path, start=int(attrs["start"]), stop=int(attrs["stop"]), rows=int(rows),
-        rows_done=int(attrs.get("rows_done", 0)), complete=not path.name.endswith(atomic.TMP_SUFFIX),
-        identity=ShardIdentity.from_attrs(attrs), attrs=attrs,
+        path=path,
+        start=int(attrs["start"]),
+        stop=int(attrs["stop"]),
+        rows=int(rows),
+        rows_done=int(attrs.get("rows_done", 0)),
+        complete=not path.name.endswith(atomic.TMP_SUFFIX),
+        identity=ShardIdentity.from_attrs(attrs),
+        attrs=attrs,
     )
 
 
@@ -192,8 +200,14 @@ def block_sums(h5: h5py.File) -> BlockSums | None:
     return BlockSums(int(h5.attrs["checksum_rows"]), h5["checksums"][:])
 
 
-def verify_rows(block: np.ndarray, lo: int, sums: BlockSums | None, label: str, first_row: int,
-                error: Callable[[str], Exception] = ShardError) -> None:
+def verify_rows(
+    block: np.ndarray,
+    lo: int,
+    sums: BlockSums | None,
+    label: str,
+    first_row: int,
+    error: Callable[[str], Exception] = ShardError,
+) -> None:
     """Check rows ``[lo, lo + len(block))`` (``lo`` on a block boundary) against their digests.
 
     Raises:
@@ -208,12 +222,20 @@ def verify_rows(block: np.ndarray, lo: int, sums: BlockSums | None, label: str, 
             bad.append((lo + a, lo + a + len(part)))
     if bad:
         rows = ", ".join(f"[{first_row + a}, {first_row + b})" for a, b in bad)
-        raise error(f"{label} rows {rows} fail their checksum: the file's bytes changed on disk after the "
-                    "task wrote them.")
+        raise error(
+            f"{label} rows {rows} fail their checksum: the file's bytes changed on disk after the "
+            "task wrote them."
+        )
 
 
-def read_rows(emb: h5py.Dataset, out: np.ndarray, lo: int, label: str, first_row: int,
-              error: Callable[[str], Exception] = ShardError) -> None:
+def read_rows(
+    emb: h5py.Dataset,
+    out: np.ndarray,
+    lo: int,
+    label: str,
+    first_row: int,
+    error: Callable[[str], Exception] = ShardError,
+) -> None:
     """Read rows ``[lo, lo + len(out))`` of a shard's embeddings into ``out``; an I/O error names the rows.
 
     Callers check values (NaN, zero rows: the more specific message) and then ``verify_rows``.
@@ -221,7 +243,9 @@ def read_rows(emb: h5py.Dataset, out: np.ndarray, lo: int, label: str, first_row
     try:
         emb.read_direct(out, np.s_[lo : lo + len(out)])
     except OSError as err:
-        raise error(f"{label} rows [{first_row + lo}, {first_row + lo + len(out)}) cannot be read ({err}).") from err
+        raise error(
+            f"{label} rows [{first_row + lo}, {first_row + lo + len(out)}) cannot be read ({err})."
+        ) from err
 
 
 def check_complete(path: Path) -> ShardHeader:
@@ -234,11 +258,15 @@ def check_complete(path: Path) -> ShardHeader:
     expected = header.stop - header.start
     label = f"{path.name} rows [{header.start}, {header.stop})"
     if header.rows != expected or header.rows_done != expected:
-        raise ShardError(f"{label}: holds {header.rows} rows, rows_done={header.rows_done}, expected {expected}.")
+        raise ShardError(
+            f"{label}: holds {header.rows} rows, rows_done={header.rows_done}, expected {expected}."
+        )
     with h5py.File(path, "r", locking=False) as h5:
         emb, ids = h5["embeddings"], h5["ids"]
         if emb.shape[1] != header.identity.dim or ids.shape[0] != expected:
-            raise ShardError(f"{label}: embeddings {emb.shape} / ids {ids.shape} do not match dim {header.identity.dim}.")
+            raise ShardError(
+                f"{label}: embeddings {emb.shape} / ids {ids.shape} do not match dim {header.identity.dim}."
+            )
         sums = block_sums(h5)
         step = max(1, SCAN_BLOCK_BYTES // (4 * emb.shape[1]))
         step = sums.step(step) if sums else step

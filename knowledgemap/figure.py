@@ -20,15 +20,35 @@ from knowledgemap.placement import Density, Placed, place, wrap
 from knowledgemap.regions import Level, region_order
 
 # Distinct hues first (tab10), then darker and lighter ones; the page uses the same list.
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#393b79", "#e7ba52", "#ad494a", "#637939", "#7b4173", "#3182bd", "#fd8d3c", "#74c476",
-           "#9e9ac8", "#636363"]
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#e7ba52",
+    "#ad494a",
+    "#637939",
+    "#7b4173",
+    "#3182bd",
+    "#fd8d3c",
+    "#74c476",
+    "#9e9ac8",
+    "#636363",
+]
 BACKGROUND = "#f7f5f0"
 # parse_math=False: a "$" in a name, title or question is a dollar sign, never the start of TeX
 # (mathtext would typeset "$5 or $10" in italics, and fail the whole figure on "$\frac{").
 FONTS: dict[str, dict[str, Any]] = {
     "coarse": dict(fontsize=11, weight="bold", color="#1d1d1d", parse_math=False),
-    "fine": dict(fontsize=7.5, weight="normal", color="#333333", style="italic", parse_math=False)}
+    "fine": dict(fontsize=7.5, weight="normal", color="#333333", style="italic", parse_math=False),
+}
 
 
 @dataclass(frozen=True)
@@ -50,8 +70,15 @@ def _scatter(ax, fig: Figure) -> None:
     size = float(np.clip(30000 / max(n, 1), 0.5, 8.0))  # marker area, points^2
     order = np.random.default_rng(0).permutation(n)  # no colour hides another by drawing order
     colours = np.array(fig.palette)[fig.colours[order] % len(fig.palette)]
-    ax.scatter(fig.coords[order, 0], fig.coords[order, 1], s=size, c=colours, alpha=0.8 if n < 50000 else 0.6,
-               linewidths=0, rasterized=True)
+    ax.scatter(
+        fig.coords[order, 0],
+        fig.coords[order, 1],
+        s=size,
+        c=colours,
+        alpha=0.8 if n < 50000 else 0.6,
+        linewidths=0,
+        rasterized=True,
+    )
 
 
 def _box_size(ax, renderer, text: str, font: dict) -> tuple[float, float]:
@@ -72,8 +99,12 @@ def placed_labels(ax, renderer, fig: Figure) -> list[Placed]:
             text = wrap(level.names[region])
             w, h = _box_size(ax, renderer, text, FONTS[level.name])
             wanted.append((text, level.name, int(region), level.anchors[region], w, h))
-    return place(wanted, Density(fig.coords, density_bins(len(fig.coords))), pad=0.004,
-                 obstacles=_marker_boxes(ax, fig.question_xy))
+    return place(
+        wanted,
+        Density(fig.coords, density_bins(len(fig.coords))),
+        pad=0.004,
+        obstacles=_marker_boxes(ax, fig.question_xy),
+    )
 
 
 MARKER_PT = 18.0  # question marker diameter, points
@@ -86,7 +117,9 @@ def _marker_boxes(ax, xy: np.ndarray) -> list[tuple[float, float, float, float]]
     out = []
     for x, y in xy:
         px, py = ax.transData.transform((x, y))
-        (x0, y0), (x1, y1) = inverse.transform([[px - radius_px, py - radius_px], [px + radius_px, py + radius_px]])
+        (x0, y0), (x1, y1) = inverse.transform(
+            [[px - radius_px, py - radius_px], [px + radius_px, py + radius_px]]
+        )
         out.append((x0, y0, x1, y1))
     return out
 
@@ -98,7 +131,7 @@ def density_bins(n: int) -> int:
 
 def _questions(ax, fig: Figure) -> None:
     for k, (x, y) in enumerate(fig.question_xy, start=1):
-        ax.scatter([x], [y], s=MARKER_PT ** 2, c="white", edgecolors="#111111", linewidths=1.4, zorder=6)
+        ax.scatter([x], [y], s=MARKER_PT**2, c="white", edgecolors="#111111", linewidths=1.4, zorder=6)
         ax.text(x, y, str(k), ha="center", va="center", fontsize=8.5, weight="bold", zorder=7)
 
 
@@ -106,17 +139,42 @@ def _footer(ax, fig: Figure) -> None:
     """The legend of colours, then the numbered questions."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], ls="", marker="o", ms=7, color=fig.palette[k % len(fig.palette)],
-                      label=name.replace("$", r"\$"))
-               for k, name in enumerate(fig.legend) if name]
+    handles = [
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            ms=7,
+            color=fig.palette[k % len(fig.palette)],
+            label=name.replace("$", r"\$"),
+        )
+        for k, name in enumerate(fig.legend)
+        if name
+    ]
     if handles:
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(handles)),
-                  frameon=False, fontsize=9.5)
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(4, len(handles)),
+            frameon=False,
+            fontsize=9.5,
+        )
     lines = [textwrap.shorten(f"{k}. {q}", 110) for k, q in enumerate(fig.questions, start=1)]
     if lines:
         rows = -(-len(handles) // 4) if handles else 0
-        ax.text(0.0, -0.03 - 0.028 * rows, "Questions\n" + "\n".join(lines), transform=ax.transAxes, va="top",
-                ha="left", fontsize=9.5, linespacing=1.5, parse_math=False)
+        ax.text(
+            0.0,
+            -0.03 - 0.028 * rows,
+            "Questions\n" + "\n".join(lines),
+            transform=ax.transAxes,
+            va="top",
+            ha="left",
+            fontsize=9.5,
+            linespacing=1.5,
+            parse_math=False,
+        )
 
 
 def write_figure(png: Path, svg: Path | None, fig: Figure) -> list[Placed]:
@@ -141,8 +199,17 @@ def write_figure(png: Path, svg: Path | None, fig: Figure) -> list[Placed]:
     labels = placed_labels(ax, renderer, fig)
     outline = [pe.withStroke(linewidth=3, foreground="white")]
     for label in labels:
-        ax.text(label.x, label.y, label.text, ha="center", va="center", linespacing=1.0, path_effects=outline,
-                zorder=5, **FONTS[label.level])
+        ax.text(
+            label.x,
+            label.y,
+            label.text,
+            ha="center",
+            va="center",
+            linespacing=1.0,
+            path_effects=outline,
+            zorder=5,
+            **FONTS[label.level],
+        )
     _questions(ax, fig)
     _footer(ax, fig)
     for path, kind in ((png, "png"), (svg, "svg")):

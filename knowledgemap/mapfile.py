@@ -18,7 +18,6 @@ from knowledgemap.questions import Question
 from knowledgemap.regions import Level
 
 
-
 def _strings(group: h5py.Group, name: str, values: list[str]) -> None:
     group.create_dataset(name, data=np.array(values, dtype=object), dtype=UTF8)
 
@@ -50,9 +49,17 @@ def _questions(h5: h5py.File, questions: list[Question], q_emb: np.ndarray, q_xy
     q.create_dataset("embeddings", data=q_emb.astype(np.float32))
 
 
-def write_map_h5(path: Path, ids: list[str], coords: np.ndarray, projection: Projection, params: MapParams,
-                 quality: dict, levels: list[Level], labels: list[Placed],
-                 questions: tuple[list[Question], np.ndarray, np.ndarray]) -> None:
+def write_map_h5(
+    path: Path,
+    ids: list[str],
+    coords: np.ndarray,
+    projection: Projection,
+    params: MapParams,
+    quality: dict,
+    levels: list[Level],
+    labels: list[Placed],
+    questions: tuple[list[Question], np.ndarray, np.ndarray],
+) -> None:
     """Write map.h5 atomically; ``questions`` is (questions, embeddings [q, dim], coordinates [q, 2])."""
     tmp = atomic.tmp_path(path)
     with atomic.removed_on_error(tmp):
@@ -62,6 +69,11 @@ def write_map_h5(path: Path, ids: list[str], coords: np.ndarray, projection: Pro
             _regions(h5, levels)
             _labels(h5, labels)
             _questions(h5, *questions)
-            h5.attrs.update(format=MAP_FORMAT, bounds_low=projection.low, bounds_high=projection.high,
-                            params=json.dumps(asdict(params)), quality=json.dumps(quality))
+            h5.attrs.update(
+                format=MAP_FORMAT,
+                bounds_low=projection.low,
+                bounds_high=projection.high,
+                params=json.dumps(asdict(params)),
+                quality=json.dumps(quality),
+            )
         atomic.commit(tmp, path)

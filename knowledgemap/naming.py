@@ -13,12 +13,54 @@ NO_TOPIC = {"", "uncategorized", "uncategorised", "unknown", "other", "none"}  #
 MIN_TOPIC_SHARE = 0.4  # the majority topic must hold this share of a region's topical articles
 TELLING_SHARE = 0.6  # a word after the first names a region only if it scores this share of the first's
 TOKEN = re.compile(r"(?u)\b[^\W\d_]{3,}\b")  # a word as the vectoriser sees it
-SENTENCE_ENDS = ".!?:;\"(\u201c\n"  # a word after one of these (or first in its doc) may be capitalised for that
+SENTENCE_ENDS = (
+    '.!?:;"(\u201c\n'  # a word after one of these (or first in its doc) may be capitalised for that
+)
 # Words frequent in encyclopaedic leads that say nothing about a region.
-EXTRA_STOP = {"also", "known", "used", "use", "many", "one", "two", "first", "may", "often", "including", "called",
-              "part", "such", "well", "new", "world", "term", "refers", "century", "centuries", "large", "several",
-              "common", "commonly", "usually", "generally", "various", "however", "among", "within", "since",
-              "became", "considered", "widely", "based", "form", "forms", "type", "types", "include", "includes"}
+EXTRA_STOP = {
+    "also",
+    "known",
+    "used",
+    "use",
+    "many",
+    "one",
+    "two",
+    "first",
+    "may",
+    "often",
+    "including",
+    "called",
+    "part",
+    "such",
+    "well",
+    "new",
+    "world",
+    "term",
+    "refers",
+    "century",
+    "centuries",
+    "large",
+    "several",
+    "common",
+    "commonly",
+    "usually",
+    "generally",
+    "various",
+    "however",
+    "among",
+    "within",
+    "since",
+    "became",
+    "considered",
+    "widely",
+    "based",
+    "form",
+    "forms",
+    "type",
+    "types",
+    "include",
+    "includes",
+}
 
 
 def majority_topics(labels: np.ndarray, count: int, topics: list[str]) -> list[str | None]:
@@ -43,15 +85,21 @@ def distinctive_terms(labels: np.ndarray, count: int, docs: list[str], top: int 
     from scipy import sparse
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
-    vectorizer = CountVectorizer(stop_words=list(ENGLISH_STOP_WORDS | EXTRA_STOP), lowercase=True,
-                                 token_pattern=r"(?u)\b[^\W\d_]{3,}\b", min_df=2, max_features=1 << 16,
-                                 dtype=np.float32)
+    vectorizer = CountVectorizer(
+        stop_words=list(ENGLISH_STOP_WORDS | EXTRA_STOP),
+        lowercase=True,
+        token_pattern=r"(?u)\b[^\W\d_]{3,}\b",
+        min_df=2,
+        max_features=1 << 16,
+        dtype=np.float32,
+    )
     try:
         words = vectorizer.fit_transform(docs)
     except ValueError:  # no word occurs twice
         return [[] for _ in range(count)]
-    onehot = sparse.csr_matrix((np.ones(len(labels), np.float32), (labels, np.arange(len(labels)))),
-                               shape=(count, len(labels)))
+    onehot = sparse.csr_matrix(
+        (np.ones(len(labels), np.float32), (labels, np.arange(len(labels)))), shape=(count, len(labels))
+    )
     per_class = (onehot @ words).toarray()  # [count, vocabulary]
     totals = np.maximum(per_class.sum(axis=1, keepdims=True), 1)
     idf = np.log1p(per_class.sum() / count / np.maximum(per_class.sum(axis=0), 1))
@@ -78,7 +126,7 @@ def surface_forms(docs: list[str], words: set[str], sample: int = 20_000) -> dic
 
 
 def _starts_sentence(doc: str, start: int) -> bool:
-    before = doc[max(0, start - 4):start].rstrip(" \t")
+    before = doc[max(0, start - 4) : start].rstrip(" \t")
     return (not before and start <= 4) or (before[-1:] in SENTENCE_ENDS and before != "")
 
 
@@ -86,7 +134,9 @@ def _distinct(terms: list[tuple[str, float]]) -> list[tuple[str, float]]:
     """Drop a word that shares its first five letters (all of the shorter) with a better one (cell, cells, cellular)."""
     out: list[tuple[str, float]] = []
     for term, score in terms:
-        if not any(term[:min(5, len(term), len(kept))] == kept[:min(5, len(term), len(kept))] for kept, _ in out):
+        if not any(
+            term[: min(5, len(term), len(kept))] == kept[: min(5, len(term), len(kept))] for kept, _ in out
+        ):
             out.append((term, score))
     return out
 

@@ -36,13 +36,24 @@ def spatial_order(coords: np.ndarray, cells: int = CELLS, seed: int = 0) -> tupl
 
 
 def _level(level: Level, order: np.ndarray) -> dict:
-    return {"name": level.name, "names": level.names, "labels": [wrap(n) for n in level.names],
-            "order": region_order(level).tolist(), "region": _b64(level.labels[order].astype("<u2")),
-            "anchors": [np.round(a, 5).tolist() for a in level.anchors]}
+    return {
+        "name": level.name,
+        "names": level.names,
+        "labels": [wrap(n) for n in level.names],
+        "order": region_order(level).tolist(),
+        "region": _b64(level.labels[order].astype("<u2")),
+        "anchors": [np.round(a, 5).tolist() for a in level.anchors],
+    }
 
 
-def page_data(coords: np.ndarray, titles: list[str], colouring: tuple[np.ndarray, list[str], list[str], str],
-              levels: list[Level], questions: list[dict], model: str) -> dict:
+def page_data(
+    coords: np.ndarray,
+    titles: list[str],
+    colouring: tuple[np.ndarray, list[str], list[str], str],
+    levels: list[Level],
+    questions: list[dict],
+    model: str,
+) -> dict:
     """The page's payload.
 
     Args:
@@ -53,19 +64,34 @@ def page_data(coords: np.ndarray, titles: list[str], colouring: tuple[np.ndarray
     colours, legend, palette, colour_by = colouring
     order, starts = spatial_order(coords)
     q = np.clip(np.rint(coords[order] * 65535), 0, 65535).astype("<u2")
-    return {"count": len(titles), "x": _b64(q[:, 0]), "y": _b64(q[:, 1]), "cells": CELLS, "cellStart": _b64(starts),
-            "colour": _b64(colours[order].astype(np.uint8)), "legend": legend, "colourBy": colour_by,
-            "titles": "\n".join(titles[i].replace("\n", " ") for i in order),
-            "levels": [_level(level, order) for level in levels], "bins": density_bins(len(titles)),
-            "countBins": COUNT_BINS, "minPoints": MIN_POINTS, "minFill": MIN_FILL, "questions": questions,
-            "model": model, "sigma": SIGMA,
-            "palette": palette}
+    return {
+        "count": len(titles),
+        "x": _b64(q[:, 0]),
+        "y": _b64(q[:, 1]),
+        "cells": CELLS,
+        "cellStart": _b64(starts),
+        "colour": _b64(colours[order].astype(np.uint8)),
+        "legend": legend,
+        "colourBy": colour_by,
+        "titles": "\n".join(titles[i].replace("\n", " ") for i in order),
+        "levels": [_level(level, order) for level in levels],
+        "bins": density_bins(len(titles)),
+        "countBins": COUNT_BINS,
+        "minPoints": MIN_POINTS,
+        "minFill": MIN_FILL,
+        "questions": questions,
+        "model": model,
+        "sigma": SIGMA,
+        "palette": palette,
+    }
 
 
 # Characters that could end or re-mode the data script (</script>, <!--<script>) or break a
 # pre-ES2019 parser (U+2028, U+2029), as JSON escapes: JSON.parse gives the same strings back.
 # https://html.spec.whatwg.org/multipage/scripting.html#restrictions-for-contents-of-script-elements
-_INERT = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+_INERT = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 
 def inert_json(data) -> str:

@@ -21,7 +21,11 @@ class MapParams:
     quality_k: int = 10  # neighbours compared
 
     def __post_init__(self) -> None:
-        if self.n_neighbors < 2 or not 0.0 <= self.min_dist <= 1.0 or not 0 < self.fine_share <= self.coarse_share < 1:
+        if (
+            self.n_neighbors < 2
+            or not 0.0 <= self.min_dist <= 1.0
+            or not 0 < self.fine_share <= self.coarse_share < 1
+        ):
             raise ConfigError(f"Invalid map parameters: {self}.")
         if self.pca_dims and self.pca_dims < 2:
             raise ConfigError(f"pca_dims must be at least 2, got {self.pca_dims}.")

@@ -37,7 +37,7 @@ def wrap(name: str, limit: int = WRAP_CHARS) -> str:
         return name
     spaces = [i for i, c in enumerate(name) if c == " "]
     cut = min(spaces, key=lambda i: abs(i - len(name) / 2))
-    return name[:cut] + "\n" + name[cut + 1:]
+    return name[:cut] + "\n" + name[cut + 1 :]
 
 
 class Density:
@@ -79,7 +79,7 @@ def _dilated(occupied: np.ndarray) -> np.ndarray:
     out = np.zeros_like(occupied)
     for dx in (0, 1, 2):
         for dy in (0, 1, 2):
-            out |= padded[dx:dx + occupied.shape[0], dy:dy + occupied.shape[1]]
+            out |= padded[dx : dx + occupied.shape[0], dy : dy + occupied.shape[1]]
     return out
 
 
@@ -104,8 +104,12 @@ def on_ground(box, density: Density, min_points: int = MIN_POINTS, min_fill: flo
     return inside and density.count(box) >= min_points and density.fill(box) >= min_fill
 
 
-def place(wanted: list[tuple[str, str, int, np.ndarray, float, float]], density: Density, pad: float = 0.0,
-          obstacles: Sequence[tuple[float, float, float, float]] = ()) -> list[Placed]:
+def place(
+    wanted: list[tuple[str, str, int, np.ndarray, float, float]],
+    density: Density,
+    pad: float = 0.0,
+    obstacles: Sequence[tuple[float, float, float, float]] = (),
+) -> list[Placed]:
     """Greedy placement in priority order; a name already placed (a fine region named like its
     coarse region) is not placed twice.
 

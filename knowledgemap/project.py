@@ -43,9 +43,15 @@ def fit(embeddings: np.ndarray, params: MapParams) -> tuple[np.ndarray, Projecti
         pca = PCA(n_components=params.pca_dims, random_state=params.seed if params.seed is not None else 0)
         x = pca.fit_transform(embeddings)
     neighbours = min(params.n_neighbors, len(x) - 1)  # tiny corpora: UMAP needs fewer neighbours than rows
-    reducer = umap.UMAP(n_components=2, n_neighbors=neighbours, min_dist=params.min_dist,
-                        metric=params.metric, random_state=params.seed, low_memory=True,
-                        n_jobs=1 if params.seed is not None else -1)
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=neighbours,
+        min_dist=params.min_dist,
+        metric=params.metric,
+        random_state=params.seed,
+        low_memory=True,
+        n_jobs=1 if params.seed is not None else -1,
+    )
     raw = reducer.fit_transform(x).astype(np.float64)
     projection = Projection(reducer, pca, raw.min(axis=0), raw.max(axis=0))
     return projection.normalise(raw), projection

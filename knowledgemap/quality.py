@@ -25,8 +25,9 @@ def topic_agreement(points: np.ndarray, topics: np.ndarray, k: int, metric: str)
     return float((topics[neighbours] == topics[:, None]).mean())
 
 
-def map_quality(embeddings: np.ndarray, coords: np.ndarray, topics: np.ndarray | None, sample: int, k: int,
-                metric: str) -> dict:
+def map_quality(
+    embeddings: np.ndarray, coords: np.ndarray, topics: np.ndarray | None, sample: int, k: int, metric: str
+) -> dict:
     """Figures on a sample of points: trustworthiness and, with topics, neighbour agreement both ways."""
     idx = sample_indices(len(coords), sample)
     emb, xy = embeddings[idx], coords[idx]

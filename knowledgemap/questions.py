@@ -34,19 +34,25 @@ KEYS = ("question", "options", "correctIndex")  # required, in the order the fil
 def _question(path: Path, i: int, q) -> Question:
     """Question ``i`` of the file, or a ConfigError naming the key that is missing or wrong."""
     if not isinstance(q, dict):
-        raise ConfigError(f"{path}: question {i} is {type(q).__name__} {str(q)[:60]!r}, not an object with keys "
-                          f"{', '.join(KEYS)}.")
+        raise ConfigError(
+            f"{path}: question {i} is {type(q).__name__} {str(q)[:60]!r}, not an object with keys "
+            f"{', '.join(KEYS)}."
+        )
     missing = [k for k in KEYS if k not in q and not (k == "correctIndex" and "correct" in q)]
     if missing:
-        raise ConfigError(f"{path}: question {i} has no {' or '.join(repr(k) for k in missing)} key "
-                          f"(it has {', '.join(repr(k) for k in q) or 'none'}); each question needs "
-                          f"{', '.join(KEYS)} (topic optional).")
+        raise ConfigError(
+            f"{path}: question {i} has no {' or '.join(repr(k) for k in missing)} key "
+            f"(it has {', '.join(repr(k) for k in q) or 'none'}); each question needs "
+            f"{', '.join(KEYS)} (topic optional)."
+        )
     text, options, correct = q["question"], q["options"], q.get("correctIndex", q.get("correct"))
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"{path}: question {i} has no 'question' text.")
     if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) for o in options):
         raise ConfigError(f"{path}: question {i} needs 'options', a list of at least two strings.")
     if isinstance(correct, bool) or not isinstance(correct, int) or not 0 <= correct < len(options):
-        raise ConfigError(f"{path}: question {i} has 'correctIndex' {correct!r}, not an index into its "
-                          f"{len(options)} options (0 to {len(options) - 1}).")
+        raise ConfigError(
+            f"{path}: question {i} has 'correctIndex' {correct!r}, not an index into its "
+            f"{len(options)} options (0 to {len(options) - 1})."
+        )
     return Question(text, tuple(options), correct, str(q.get("topic", "")))

@@ -17,7 +17,9 @@ class Level:
     """One level of regions."""
 
     name: str  # "coarse" or "fine"
-    labels: np.ndarray  # int32 [n]: the region of each point; every point has one (noise joins its nearest region)
+    labels: (
+        np.ndarray
+    )  # int32 [n]: the region of each point; every point has one (noise joins its nearest region)
     names: list[str]  # one per region
     anchors: list[np.ndarray]  # per region, float32 [a, 2]: label positions to try, densest first (map units)
     questions: tuple[int, ...] = ()  # the region of each quiz question: named before any other region
@@ -33,7 +35,8 @@ def cluster(coords: np.ndarray, size: int) -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors
 
     labels = fast_hdbscan.HDBSCAN(min_cluster_size=size, min_samples=min(size, 10)).fit_predict(
-        coords.astype(np.float64))
+        coords.astype(np.float64)
+    )
     labels = np.asarray(labels, dtype=np.int64)
     if labels.max() < 0:  # no structure at this size: one region
         return np.zeros(len(coords), np.int32)
@@ -45,7 +48,9 @@ def cluster(coords: np.ndarray, size: int) -> np.ndarray:
     return dense.astype(np.int32)
 
 
-def anchors(coords: np.ndarray, labels: np.ndarray, count: int, bins: int, per_region: int = 8) -> list[np.ndarray]:
+def anchors(
+    coords: np.ndarray, labels: np.ndarray, count: int, bins: int, per_region: int = 8
+) -> list[np.ndarray]:
     """Candidate label centres per region: the centres of the grid cells holding most of its points.
 
     A label placed there sits on its own region's densest ground, never on empty space; several
@@ -89,14 +94,21 @@ def with_questions(level: Level, coords: np.ndarray, xy: np.ndarray, bins: int) 
     asked = regions_at(coords, level.labels, xy)
     spots = list(level.anchors)
     for r, (x, y) in reversed(list(zip(asked, xy))):  # the first question of a region wins
-        cells = anchors(coords[level.labels == r], np.zeros((level.labels == r).sum(), np.int32), 1, bins,
-                        per_region=bins * bins)[0]
+        cells = anchors(
+            coords[level.labels == r],
+            np.zeros((level.labels == r).sum(), np.int32),
+            1,
+            bins,
+            per_region=bins * bins,
+        )[0]
         near = cells[np.argsort(((cells - [x, y]) ** 2).sum(axis=1), kind="stable")][:12]
         spots[r] = np.concatenate([near, level.anchors[r]])  # then its densest ground, as any region
     return replace(level, questions=asked, anchors=spots)
 
 
-def neighbours(coords: np.ndarray, labels: np.ndarray, count: int, bins: int = 64, reach: int = 3) -> list[set[int]]:
+def neighbours(
+    coords: np.ndarray, labels: np.ndarray, count: int, bins: int = 64, reach: int = 3
+) -> list[set[int]]:
     """Per region, the regions near it on the map: some point of each within ``reach`` cells of a
     bins x bins grid (about 5 % of the map's width: what the eye sees as next to each other)."""
     from scipy.ndimage import maximum_filter
@@ -123,8 +135,13 @@ def colour_regions(touching: list[set[int]], colours: int) -> np.ndarray:
     return out
 
 
-def find_levels(coords: np.ndarray, titles: list[str], docs: list[str], topics: list[str] | None,
-                shares: tuple[float, float]) -> list[Level]:
+def find_levels(
+    coords: np.ndarray,
+    titles: list[str],
+    docs: list[str],
+    topics: list[str] | None,
+    shares: tuple[float, float],
+) -> list[Level]:
     """Coarse regions and fine neighbourhoods of the map, each named (knowledgemap.naming).
 
     Args:
@@ -137,8 +154,13 @@ def find_levels(coords: np.ndarray, titles: list[str], docs: list[str], topics: 
     for name, share, bins in zip(LEVELS, shares, ANCHOR_BINS):
         labels = cluster(coords, max(5, int(len(coords) * share)))
         count = int(labels.max()) + 1
-        topic_names: list[str | None] = naming.majority_topics(labels, count, topics) if topics and name == "coarse" else [None] * count
-        names = naming.name_level(topic_names, naming.distinctive_terms(labels, count, docs),
-                                  naming.central_titles(coords, labels, count, titles))
+        topic_names: list[str | None] = (
+            naming.majority_topics(labels, count, topics) if topics and name == "coarse" else [None] * count
+        )
+        names = naming.name_level(
+            topic_names,
+            naming.distinctive_terms(labels, count, docs),
+            naming.central_titles(coords, labels, count, titles),
+        )
         levels.append(Level(name, labels, names, anchors(coords, labels, count, bins)))
     return levels

@@ -83,8 +83,14 @@ def model_label(model: str) -> str:
     card = _card_name(path / "README.md")
     if card:
         return card
-    hub = next((p.name[len("models--"):].replace("--", "/") for p in (path, *path.parents)
-                if p.name.startswith("models--")), None)
+    hub = next(
+        (
+            p.name[len("models--") :].replace("--", "/")
+            for p in (path, *path.parents)
+            if p.name.startswith("models--")
+        ),
+        None,
+    )
     if hub:
         return hub
     if not path.is_absolute() and len(path.parts) == 2 and not path.exists():
@@ -98,10 +104,10 @@ def _card_name(readme: Path) -> str | None:
         lines = readme.read_text(encoding="utf-8", errors="replace").splitlines()[:400]
     except OSError:
         return None
-    front = lines[1:lines.index("---", 1)] if lines[:1] == ["---"] and "---" in lines[1:] else []
+    front = lines[1 : lines.index("---", 1)] if lines[:1] == ["---"] and "---" in lines[1:] else []
     named = [ln.split(":", 1)[1].strip().strip("'\"") for ln in front if ln.startswith("model_name:")]
     fence, heading = False, []
-    for ln in lines[len(front) + 2 if front else 0:]:
+    for ln in lines[len(front) + 2 if front else 0 :]:
         fence ^= ln.startswith("```")  # a "# comment" inside a code block is no heading
         if not fence and ln.startswith("# "):
             heading.append(ln[2:].strip())
@@ -110,52 +116,84 @@ def _card_name(readme: Path) -> str | None:
     return name if name and len(name) <= 80 else None
 
 
-def colours_and_legend(topics: list[str] | None, coarse: Level,
-                       coords: np.ndarray) -> tuple[np.ndarray, list[str], list[str], str]:
+def colours_and_legend(
+    topics: list[str] | None, coarse: Level, coords: np.ndarray
+) -> tuple[np.ndarray, list[str], list[str], str]:
     """(palette index per point, legend names, palette, "topic" or "region"): by topic where the
     corpus has topics (articles without one in light grey, last; a legend names them), else by
     coarse region, touching regions in different colours (no legend: the names are on the map)."""
     if topics and len(set(topics)) > 1:
         names = sorted(set(topics), key=lambda t: (t.strip().lower() in NO_TOPIC, t))
-        palette = [NO_TOPIC_COLOUR if t.strip().lower() in NO_TOPIC else PALETTE[k % len(PALETTE)]
-                   for k, t in enumerate(names)]
+        palette = [
+            NO_TOPIC_COLOUR if t.strip().lower() in NO_TOPIC else PALETTE[k % len(PALETTE)]
+            for k, t in enumerate(names)
+        ]
         index = {t: k for k, t in enumerate(names)}
         return np.array([index[t] for t in topics], np.int64), names, palette, "topic"
     per_region = colour_regions(neighbours(coords, coarse.labels, coarse.count), len(PALETTE))
     return per_region[coarse.labels], [], PALETTE, "region"
 
 
-def place_questions(questions: list[Question], encode_questions: EncodeQuestions | None, projection,
-                    dim: int) -> tuple[np.ndarray, np.ndarray]:
+def place_questions(
+    questions: list[Question], encode_questions: EncodeQuestions | None, projection, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings float32 [q, dim], map coordinates [q, 2]) of the questions."""
     if not questions:
         return np.zeros((0, dim), np.float32), np.zeros((0, 2), np.float32)
     if encode_questions is None:
-        raise ConfigError("Questions were given but no encoder for them; build the map through jobs (make map).")
+        raise ConfigError(
+            "Questions were given but no encoder for them; build the map through jobs (make map)."
+        )
     q_emb = np.asarray(encode_questions([q.text for q in questions]), dtype=np.float32)
     if q_emb.shape != (len(questions), dim):
-        raise ConfigError(f"The question encoder returned shape {q_emb.shape}; the run's embeddings have "
-                          f"{dim} dimensions. Build the map with the run's own model (make map RUN=...).")
+        raise ConfigError(
+            f"The question encoder returned shape {q_emb.shape}; the run's embeddings have "
+            f"{dim} dimensions. Build the map with the run's own model (make map RUN=...)."
+        )
     return q_emb, projection.transform(q_emb)
 
 
-def write_outputs(run_dir: Path, corpus: Corpus, coords: np.ndarray, levels: list[Level],
-                  questions: list[Question], q_xy: np.ndarray) -> list:
+def write_outputs(
+    run_dir: Path,
+    corpus: Corpus,
+    coords: np.ndarray,
+    levels: list[Level],
+    questions: list[Question],
+    q_xy: np.ndarray,
+) -> list:
     """map.html, map.png and map.svg; returns the figure's placed labels."""
     colours, legend, palette, colour_by = colours_and_legend(corpus.topics, levels[0], coords)
     label = model_label(corpus.model)
-    page_questions = [{"text": q.text, "options": list(q.options), "correct": q.correct, "x": float(x),
-                       "y": float(y)} for q, (x, y) in zip(questions, q_xy, strict=True)]
+    page_questions = [
+        {"text": q.text, "options": list(q.options), "correct": q.correct, "x": float(x), "y": float(y)}
+        for q, (x, y) in zip(questions, q_xy, strict=True)
+    ]
     paths = RunPaths.of(run_dir)
-    write_page(paths.map_page, page_data(coords, corpus.titles, (colours, legend, palette, colour_by), levels,
-                                              page_questions, label))
-    figure = Figure(coords, colours, palette, legend if colour_by == "topic" else [], levels,
-                    [q.text for q in questions], q_xy, f"{len(coords):,} articles · {label}")
+    write_page(
+        paths.map_page,
+        page_data(
+            coords, corpus.titles, (colours, legend, palette, colour_by), levels, page_questions, label
+        ),
+    )
+    figure = Figure(
+        coords,
+        colours,
+        palette,
+        legend if colour_by == "topic" else [],
+        levels,
+        [q.text for q in questions],
+        q_xy,
+        f"{len(coords):,} articles · {label}",
+    )
     return write_figure(paths.map_png, paths.map_svg, figure)
 
 
-def build_map(run_dir: Path, params: MapParams, encode_questions: EncodeQuestions | None = None,
-              questions_path: Path | None = None) -> dict:
+def build_map(
+    run_dir: Path,
+    params: MapParams,
+    encode_questions: EncodeQuestions | None = None,
+    questions_path: Path | None = None,
+) -> dict:
     """Fit the map of a merged run and write map.h5, the reducer, map.html, map.png and map.svg.
 
     Args:
@@ -175,19 +213,31 @@ def build_map(run_dir: Path, params: MapParams, encode_questions: EncodeQuestion
     run_dir = paths.root
     questions = load_questions(questions_path) if questions_path else []  # a bad file fails before UMAP
     corpus = read_run(run_dir)
-    log.info("UMAP of %d x %d (%s)", *corpus.embeddings.shape,
-             "seeded, single-threaded" if params.seed is not None else "parallel")
+    log.info(
+        "UMAP of %d x %d (%s)",
+        *corpus.embeddings.shape,
+        "seeded, single-threaded" if params.seed is not None else "parallel",
+    )
     coords, projection = fit(corpus.embeddings, params)
-    quality = map_quality(corpus.embeddings, coords, np.array(corpus.topics) if corpus.topics else None,
-                          params.quality_sample, params.quality_k, params.metric)
+    quality = map_quality(
+        corpus.embeddings,
+        coords,
+        np.array(corpus.topics) if corpus.topics else None,
+        params.quality_sample,
+        params.quality_k,
+        params.metric,
+    )
     quality["fit_seconds"] = time.monotonic() - t0
     log.info("Regions and names of %d points", len(coords))
-    levels = find_levels(coords, corpus.titles, corpus.docs, corpus.topics, (params.coarse_share, params.fine_share))
+    levels = find_levels(
+        coords, corpus.titles, corpus.docs, corpus.topics, (params.coarse_share, params.fine_share)
+    )
     q_emb, q_xy = place_questions(questions, encode_questions, projection, corpus.embeddings.shape[1])
     levels = [with_questions(level, coords, q_xy, bins) for level, bins in zip(levels, ANCHOR_BINS)]
     labels = write_outputs(run_dir, corpus, coords, levels, questions, q_xy)
-    write_map_h5(paths.map, corpus.ids, coords, projection, params, quality, levels, labels,
-                 (questions, q_emb, q_xy))
+    write_map_h5(
+        paths.map, corpus.ids, coords, projection, params, quality, levels, labels, (questions, q_emb, q_xy)
+    )
     tmp = atomic.tmp_path(paths.map_reducer)
     joblib.dump(projection, tmp)  # a pickle: load it only from runs you made (project new texts with it)
     atomic.commit(tmp, paths.map_reducer)

@@ -12,7 +12,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from kit.shardfile import SCAN_BLOCK_BYTES, ShardHeader, block_problems, block_sums, describe_rows, read_rows, verify_rows
+from kit.shardfile import (
+    SCAN_BLOCK_BYTES,
+    ShardHeader,
+    block_problems,
+    block_sums,
+    describe_rows,
+    read_rows,
+    verify_rows,
+)
 from kit.errors import ShardDataError
 from kit.corpusfile import copy_meta
 from kit.format import OUTPUT_FORMAT
@@ -40,9 +48,16 @@ class NormStats:
 
     def metrics(self) -> dict:
         mean = self.total / self.count
-        return {"mean_norm": mean, "std_norm": math.sqrt(max(self.total_sq / self.count - mean**2, 0.0)),
-                "min_norm": self.low, "max_norm": self.high, "has_nan": False, "has_inf": False,
-                "zero_rows": 0, "rows_checked": self.count}
+        return {
+            "mean_norm": mean,
+            "std_norm": math.sqrt(max(self.total_sq / self.count - mean**2, 0.0)),
+            "min_norm": self.low,
+            "max_norm": self.high,
+            "has_nan": False,
+            "has_inf": False,
+            "zero_rows": 0,
+            "rows_checked": self.count,
+        }
 
 
 def _block_rows(dim: int) -> int:
@@ -64,12 +79,19 @@ def _check_block(block: np.ndarray, norms: np.ndarray, first_row: int, header: S
     nonfinite, zero = block_problems(block)
     for what, bad in (("non-finite values", nonfinite), ("all-zero rows", zero)):
         if len(bad):
-            raise ShardDataError(f"{header.path.name} has {what} at {describe_rows(first_row, bad)}.",
-                                 shard=header.path)
+            raise ShardDataError(
+                f"{header.path.name} has {what} at {describe_rows(first_row, bad)}.", shard=header.path
+            )
 
 
-def _copy_shard(shard: h5py.File, header: ShardHeader, out: h5py.File, corpus_ids: h5py.Dataset,
-                buf: np.ndarray, stats: NormStats) -> None:
+def _copy_shard(
+    shard: h5py.File,
+    header: ShardHeader,
+    out: h5py.File,
+    corpus_ids: h5py.Dataset,
+    buf: np.ndarray,
+    stats: NormStats,
+) -> None:
     """Copy one shard block by block: check values, accumulate norms, align ids with the corpus."""
     emb, rows, sums = shard["embeddings"], header.stop - header.start, block_sums(shard)
     error = partial(ShardDataError, shard=header.path)
@@ -90,9 +112,11 @@ def _copy_shard(shard: h5py.File, header: ShardHeader, out: h5py.File, corpus_id
 def _check_ids(shard_ids: np.ndarray, corpus_ids: np.ndarray, dest: int, header: ShardHeader) -> None:
     if not np.array_equal(shard_ids, corpus_ids):
         first = int(np.flatnonzero(shard_ids != corpus_ids)[0])
-        raise ShardDataError(f"{header.path.name} row {dest + first}: shard id {shard_ids[first]!r} is not the "
-                             f"corpus id {corpus_ids[first]!r}; the shard was embedded from another corpus.",
-                             shard=header.path)
+        raise ShardDataError(
+            f"{header.path.name} row {dest + first}: shard id {shard_ids[first]!r} is not the "
+            f"corpus id {corpus_ids[first]!r}; the shard was embedded from another corpus.",
+            shard=header.path,
+        )
 
 
 def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, attrs: dict) -> dict:
@@ -115,6 +139,12 @@ def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, a
                 _copy_shard(shard, header, out, out["ids"], buf, stats)
             log.info("merged %s rows [%d, %d)", header.path.name, header.start, header.stop)
         quality = stats.metrics()
-        out.attrs.update(format=OUTPUT_FORMAT, total_articles=rows, embedding_dim=dim, shape=(rows, dim),
-                         quality_metrics=json.dumps(quality), **attrs)
+        out.attrs.update(
+            format=OUTPUT_FORMAT,
+            total_articles=rows,
+            embedding_dim=dim,
+            shape=(rows, dim),
+            quality_metrics=json.dumps(quality),
+            **attrs,
+        )
     return quality

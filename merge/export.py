@@ -21,8 +21,14 @@ import numpy as np
 from kit import atomic
 from kit.commands import make_command
 from kit.errors import KitError
-from kit.format import (META_FIELDS, OPTIONAL_META_FIELDS, OUTPUT_FILE, parse_sidecar, sidecar_path,
-                        sidecar_text)
+from kit.format import (
+    META_FIELDS,
+    OPTIONAL_META_FIELDS,
+    OUTPUT_FILE,
+    parse_sidecar,
+    sidecar_path,
+    sidecar_text,
+)
 
 EXPORT_FORMAT = "embedkit-export/1"
 FORMATS = ("parquet", "npy")
@@ -53,22 +59,29 @@ def verified_digest(src: Path) -> str:
     """
     run = src.parent
     if not src.exists():
-        raise ExportError(f"{run} has no {src.name} to export. Finish the run ({make_command('status', RUN=run)} "
-                          "says how), or bring it here with make fetch REMOTE=host:/path/to/run.")
+        raise ExportError(
+            f"{run} has no {src.name} to export. Finish the run ({make_command('status', RUN=run)} "
+            "says how), or bring it here with make fetch REMOTE=host:/path/to/run."
+        )
     sidecar = sidecar_path(src)
     if not sidecar.exists():
-        raise ExportError(f"{src} has no {sidecar.name}: it is not a finished merge. "
-                          f"Run: {make_command('merge', RUN=run)}")
+        raise ExportError(
+            f"{src} has no {sidecar.name}: it is not a finished merge. Run: {make_command('merge', RUN=run)}"
+        )
     try:
         expected, _ = parse_sidecar(sidecar.read_text())
     except ValueError as err:
-        raise ExportError(f"{sidecar} is damaged ({err}); nothing was exported. Merge again "
-                          f"({make_command('merge', RUN=run)}) or fetch again (make fetch REMOTE=...).") from err
+        raise ExportError(
+            f"{sidecar} is damaged ({err}); nothing was exported. Merge again "
+            f"({make_command('merge', RUN=run)}) or fetch again (make fetch REMOTE=...)."
+        ) from err
     actual = atomic.sha256_file(src)
     if actual != expected:
-        raise ExportError(f"{src} has SHA-256 {actual[:16]}..., but {sidecar.name} says {expected[:16]}...: the file "
-                          f"is damaged or was replaced; nothing was exported. Merge it again "
-                          f"({make_command('merge', RUN=run)}) or fetch it again (make fetch REMOTE=...).")
+        raise ExportError(
+            f"{src} has SHA-256 {actual[:16]}..., but {sidecar.name} says {expected[:16]}...: the file "
+            f"is damaged or was replaced; nothing was exported. Merge it again "
+            f"({make_command('merge', RUN=run)}) or fetch it again (make fetch REMOTE=...)."
+        )
     return actual
 
 
@@ -78,8 +91,15 @@ def export_metadata(h5: h5py.File, digest: str, dtype: str) -> dict:
     if isinstance(attrs.get("quality_metrics"), str):
         attrs["quality_metrics"] = json.loads(attrs["quality_metrics"])
     rows, dim = h5["embeddings"].shape
-    return {**attrs, "export_format": EXPORT_FORMAT, "rows": int(rows), "embedding_dim": int(dim),
-            "embedding_dtype": dtype, "source_file": OUTPUT_FILE, "source_sha256": digest}
+    return {
+        **attrs,
+        "export_format": EXPORT_FORMAT,
+        "rows": int(rows),
+        "embedding_dim": int(dim),
+        "embedding_dtype": dtype,
+        "source_file": OUTPUT_FILE,
+        "source_sha256": digest,
+    }
 
 
 def _plain(value):
@@ -106,8 +126,7 @@ def blocks(h5: h5py.File, dtype: str, block_rows: int = BLOCK_ROWS) -> Iterator[
     fields = text_fields(h5)
     for lo in range(0, emb.shape[0], block_rows):
         hi = min(lo + block_rows, emb.shape[0])
-        yield (emb[lo:hi].astype(dtype, copy=False),
-               {COLUMNS[f]: h5[f][lo:hi] for f in fields})
+        yield (emb[lo:hi].astype(dtype, copy=False), {COLUMNS[f]: h5[f][lo:hi] for f in fields})
 
 
 def parquet_path(src: Path, dtype: str) -> Path:
@@ -170,8 +189,10 @@ def commit_hashed(tmp: Path, final: Path, digest: str) -> str:
 
 
 def describe(result: ExportResult) -> str:
-    return (f"Exported {result.rows:,} rows x {result.dim} ({result.dtype}) to {result.path} "
-            f"(sha256 {result.sha256[:12]}...)")
+    return (
+        f"Exported {result.rows:,} rows x {result.dim} ({result.dtype}) to {result.path} "
+        f"(sha256 {result.sha256[:12]}...)"
+    )
 
 
 def metadata_json(meta: dict) -> bytes:

@@ -18,8 +18,16 @@ import pyarrow.parquet as pq
 
 from kit import atomic
 from kit.format import sidecar_path, sidecar_text
-from merge.export import (COLUMNS, ExportResult, HashingFile, blocks, export_metadata, metadata_json, text_array,
-                          text_fields)
+from merge.export import (
+    COLUMNS,
+    ExportResult,
+    HashingFile,
+    blocks,
+    export_metadata,
+    metadata_json,
+    text_array,
+    text_fields,
+)
 from merge.export_parquet import METADATA_KEY
 
 EMBEDDINGS_NPY = "embeddings.npy"
@@ -27,7 +35,11 @@ METADATA_PARQUET = "metadata.parquet"
 
 
 def write_npy_header(f: HashingFile, rows: int, dim: int, dtype: str) -> None:
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (rows, dim)}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": (rows, dim),
+    }
     np.lib.format.write_array_header_2_0(f, header)
 
 
@@ -40,15 +52,21 @@ def write_npy(src: Path, folder: Path, digest: str, dtype: str) -> ExportResult:
         with h5py.File(src, "r") as h5:
             rows, dim = h5["embeddings"].shape
             columns = [COLUMNS[f] for f in text_fields(h5)]
-            schema = pa.schema([pa.field(c, pa.string(), nullable=False) for c in columns],
-                               metadata={METADATA_KEY: metadata_json(export_metadata(h5, digest, dtype))})
-            with HashingFile(tmp / EMBEDDINGS_NPY) as npy, HashingFile(tmp / METADATA_PARQUET) as meta, \
-                    pq.ParquetWriter(meta, schema) as writer:
+            schema = pa.schema(
+                [pa.field(c, pa.string(), nullable=False) for c in columns],
+                metadata={METADATA_KEY: metadata_json(export_metadata(h5, digest, dtype))},
+            )
+            with (
+                HashingFile(tmp / EMBEDDINGS_NPY) as npy,
+                HashingFile(tmp / METADATA_PARQUET) as meta,
+                pq.ParquetWriter(meta, schema) as writer,
+            ):
                 write_npy_header(npy, rows, dim, dtype)
                 for vectors, texts in blocks(h5, dtype):
                     npy.write(np.ascontiguousarray(vectors).data)
-                    writer.write_batch(pa.RecordBatch.from_arrays([text_array(texts[c]) for c in columns],
-                                                                  schema=schema))
+                    writer.write_batch(
+                        pa.RecordBatch.from_arrays([text_array(texts[c]) for c in columns], schema=schema)
+                    )
         for name, sink in ((EMBEDDINGS_NPY, npy), (METADATA_PARQUET, meta)):
             atomic.write_text(sidecar_path(tmp / name), sidecar_text(sink.sha256.hexdigest(), tmp / name))
         replace_folder(tmp, folder)

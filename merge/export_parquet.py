@@ -15,8 +15,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kit import atomic
-from merge.export import (COLUMNS, ExportResult, HashingFile, blocks, commit_hashed, export_metadata,
-                          metadata_json, text_array, text_fields)
+from merge.export import (
+    COLUMNS,
+    ExportResult,
+    HashingFile,
+    blocks,
+    commit_hashed,
+    export_metadata,
+    metadata_json,
+    text_array,
+    text_fields,
+)
 
 EMBEDDING = "embedding"
 METADATA_KEY = b"embedkit"  # schema metadata: JSON of identity and provenance (merge.export.export_metadata)
@@ -25,7 +34,9 @@ METADATA_KEY = b"embedkit"  # schema metadata: JSON of identity and provenance (
 def parquet_schema(text_columns: list[str], dim: int, dtype: str, meta: dict) -> pa.Schema:
     value_type = pa.float16() if dtype == "float16" else pa.float32()
     fields = [pa.field(c, pa.string(), nullable=False) for c in text_columns]
-    fields.append(pa.field(EMBEDDING, pa.list_(pa.field("item", value_type, nullable=False), dim), nullable=False))
+    fields.append(
+        pa.field(EMBEDDING, pa.list_(pa.field("item", value_type, nullable=False), dim), nullable=False)
+    )
     return pa.schema(fields, metadata={METADATA_KEY: metadata_json(meta)})
 
 
@@ -38,8 +49,11 @@ def record_batch(schema: pa.Schema, vectors: np.ndarray, texts: dict) -> pa.Reco
 
 def writer_options(text_columns: list[str]) -> dict:
     """Vectors are incompressible and never repeat: no dictionary, compression or statistics for them."""
-    return {"use_dictionary": text_columns, "write_statistics": text_columns,
-            "compression": {**{c: "snappy" for c in text_columns}, EMBEDDING: "none"}}
+    return {
+        "use_dictionary": text_columns,
+        "write_statistics": text_columns,
+        "compression": {**{c: "snappy" for c in text_columns}, EMBEDDING: "none"},
+    }
 
 
 def write_parquet(src: Path, dst: Path, digest: str, dtype: str) -> ExportResult:
@@ -49,7 +63,10 @@ def write_parquet(src: Path, dst: Path, digest: str, dtype: str) -> ExportResult
         rows, dim = h5["embeddings"].shape
         text_columns = [COLUMNS[f] for f in text_fields(h5)]
         schema = parquet_schema(text_columns, dim, dtype, export_metadata(h5, digest, dtype))
-        with HashingFile(tmp) as sink, pq.ParquetWriter(sink, schema, **writer_options(text_columns)) as writer:
+        with (
+            HashingFile(tmp) as sink,
+            pq.ParquetWriter(sink, schema, **writer_options(text_columns)) as writer,
+        ):
             for vectors, texts in blocks(h5, dtype):
                 writer.write_batch(record_batch(schema, vectors, texts))
         sha256 = commit_hashed(tmp, dst, sink.sha256.hexdigest())

@@ -22,8 +22,10 @@ def export_run(run_dir: Path, fmt: str, float16: bool = False) -> ExportResult:
     source is missing or does not match its sidecar.
     """
     if fmt not in FORMATS:
-        raise ExportError(f"FORMAT={fmt!r} is not an export format. Choose from: {', '.join(FORMATS)}, e.g. "
-                          f"{make_command('export', RUN=run_dir, FORMAT='parquet')}")
+        raise ExportError(
+            f"FORMAT={fmt!r} is not an export format. Choose from: {', '.join(FORMATS)}, e.g. "
+            f"{make_command('export', RUN=run_dir, FORMAT='parquet')}"
+        )
     src = RunPaths.of(run_dir).output
     digest = verified_digest(src)
     dtype = "float16" if float16 else "float32"

@@ -28,5 +28,9 @@ def record_in_output(out_path: Path, run_dir: Path, shard_attrs: Iterable[tuple[
             reused[start:stop] = False
     with h5py.File(out_path, "a") as h5:
         h5.create_dataset(REUSED, data=reused.astype(np.uint8))
-        h5.attrs.update(reuse_source=attrs["source"], reuse_source_sha256=attrs["source_sha256"],
-                        reused_rows=int(reused.sum()), computed_rows=int(len(reused) - reused.sum()))
+        h5.attrs.update(
+            reuse_source=attrs["source"],
+            reuse_source_sha256=attrs["source_sha256"],
+            reused_rows=int(reused.sum()),
+            computed_rows=int(len(reused) - reused.sum()),
+        )

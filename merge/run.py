@@ -55,21 +55,43 @@ def collect_headers(run_dir: Path, verdict: Verdict) -> tuple[list[ShardHeader],
 def _raise_for(verdict: Verdict, run_dir: Path) -> None:
     kind = ShardGapError if verdict.missing else ShardMismatchError if verdict.redo else MergeError
     problems = verdict.problems
-    shown = problems if len(problems) <= SHOWN_PROBLEMS else [*problems[:SHOWN_PROBLEMS - 1],
-                                                              f"... and {len(problems) - SHOWN_PROBLEMS + 1} more"]
+    shown = (
+        problems
+        if len(problems) <= SHOWN_PROBLEMS
+        else [*problems[: SHOWN_PROBLEMS - 1], f"... and {len(problems) - SHOWN_PROBLEMS + 1} more"]
+    )
     lines = ["Merge refused; nothing was written:", *(f"  - {p}" for p in shown)]
     if verdict.redo:
-        lines.append(f"Shards to recompute: {index_ranges(verdict.redo)} "
-                     "(REDO moves their files to shards/rejected/).")
+        lines.append(
+            f"Shards to recompute: {index_ranges(verdict.redo)} (REDO moves their files to shards/rejected/)."
+        )
     lines.append(f"Run: {repair_command(run_dir, verdict.redo)}")
     raise kind("\n".join(lines), redo=verdict.redo)
 
 
 def _chunk_info(headers: list[ShardHeader]) -> list[dict]:
-    keys = ("host", "device", "compute_dtype", "max_tokens_per_batch", "started_at", "finished_at",
-            "encode_seconds", "truncated_rows", "recomputed_rows", "attempts")
-    return [{"shard": h.path.name, "start_index": h.start, "end_index": h.stop, "rows": h.rows,
-             **{k: h.attrs.get(k) for k in keys}} for h in sorted(headers, key=lambda h: h.start)]
+    keys = (
+        "host",
+        "device",
+        "compute_dtype",
+        "max_tokens_per_batch",
+        "started_at",
+        "finished_at",
+        "encode_seconds",
+        "truncated_rows",
+        "recomputed_rows",
+        "attempts",
+    )
+    return [
+        {
+            "shard": h.path.name,
+            "start_index": h.start,
+            "end_index": h.stop,
+            "rows": h.rows,
+            **{k: h.attrs.get(k) for k in keys},
+        }
+        for h in sorted(headers, key=lambda h: h.start)
+    ]
 
 
 def _values_used(headers: list[ShardHeader], key: str) -> str:
@@ -85,13 +107,20 @@ def _write_output(complete: list[ShardHeader], info, tmp: Path, out: Path, attrs
             quality = consolidate(complete, info.path, tmp, attrs)
         except ShardDataError as err:  # name the shard to redo
             bad = {i for i in [shard_index(err.shard)] if i is not None} if err.shard else set()
-            raise type(err)(f"Merge refused; nothing was written:\n  - {err}\n"
-                            f"Run: {repair_command(run_dir, bad)}", shard=err.shard, redo=bad) from err
-        record_in_output(tmp, run_dir, [(h.start, h.stop, h.attrs) for h in complete])  # REUSE=: per-row flags
+            raise type(err)(
+                f"Merge refused; nothing was written:\n  - {err}\nRun: {repair_command(run_dir, bad)}",
+                shard=err.shard,
+                redo=bad,
+            ) from err
+        record_in_output(
+            tmp, run_dir, [(h.start, h.stop, h.attrs) for h in complete]
+        )  # REUSE=: per-row flags
         with h5py.File(tmp, "r") as check:
             if check["embeddings"].shape != (info.rows, dim):
-                raise MergeError(f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
-                                 f"({info.rows}, {dim}). Re-run: {make_command('merge', RUN=run_dir)}")
+                raise MergeError(
+                    f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
+                    f"({info.rows}, {dim}). Re-run: {make_command('merge', RUN=run_dir)}"
+                )
         return atomic.commit_with_sidecar(tmp, out), quality
 
 
@@ -100,9 +129,11 @@ META_BYTES_PER_ROW = 256
 
 
 def _no_space(cause: str, tmp: Path, out: Path, need: int, run_dir: Path, what: str) -> MergeError:
-    return MergeError(f"Merge stopped: {cause} while writing {tmp}; {what}, {out.name} is unchanged. It needs "
-                      f"about {need / 2**20:,.0f} MiB free in {run_dir} ({atomic.free_bytes(run_dir) / 2**20:,.1f} "
-                      f"MiB now); free space, then: {make_command('merge', RUN=run_dir)}")
+    return MergeError(
+        f"Merge stopped: {cause} while writing {tmp}; {what}, {out.name} is unchanged. It needs "
+        f"about {need / 2**20:,.0f} MiB free in {run_dir} ({atomic.free_bytes(run_dir) / 2**20:,.1f} "
+        f"MiB now); free space, then: {make_command('merge', RUN=run_dir)}"
+    )
 
 
 def _shards_time(headers: list[ShardHeader]) -> str:
@@ -127,16 +158,21 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: ShardIdentity) -> 
     info = corpus_info(paths.corpus)
     verdict = Verdict()
     complete, partial = collect_headers(run_dir, verdict)
-    verify(complete, partial, plan, info.rows, replace(expected, corpus_fingerprint=info.fingerprint), verdict)
+    verify(
+        complete, partial, plan, info.rows, replace(expected, corpus_fingerprint=info.fingerprint), verdict
+    )
     if not verdict.ok:
         _raise_for(verdict, run_dir)
     out = paths.output
     tmp = atomic.tmp_path(out)
     first = complete[0].identity
     attrs = {
-        "model": first.model, "timestamp": _shards_time(complete),
-        "chunk_info": json.dumps(_chunk_info(complete)), "input_rows": info.source_rows,
-        "rejected_rows": info.rejected_rows, "corpus_source": info.source,
+        "model": first.model,
+        "timestamp": _shards_time(complete),
+        "chunk_info": json.dumps(_chunk_info(complete)),
+        "input_rows": info.source_rows,
+        "rejected_rows": info.rejected_rows,
+        "corpus_source": info.source,
         **first.to_attrs(prefix="provenance_"),
         **{f"provenance_{k}": _values_used(complete, k) for k in ("device", "compute_dtype")},
     }
@@ -147,9 +183,16 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: ShardIdentity) -> 
     try:
         digest, quality = _write_output(complete, info, tmp, out, attrs, run_dir)
     except atomic.STORAGE_ERRORS as err:  # a full disk or EIO: removed_on_error left no output
-        raise _no_space(atomic.storage_cause(err), tmp, out, need, run_dir,
-                        "nothing was written (the partial file is removed)") from err
-    summary = MergeSummary(out, info.rows, int(first.dim or 0), digest, quality, info.rejected_rows,
-                           time.monotonic() - t0)
+        raise _no_space(
+            atomic.storage_cause(err),
+            tmp,
+            out,
+            need,
+            run_dir,
+            "nothing was written (the partial file is removed)",
+        ) from err
+    summary = MergeSummary(
+        out, info.rows, int(first.dim or 0), digest, quality, info.rejected_rows, time.monotonic() - t0
+    )
     summary.save(run_dir)
     return summary

@@ -29,7 +29,10 @@ class MergeSummary:
     seconds: float | None  # how long the merge took; None when unknown (read from the file alone)
 
     def to_json(self) -> str:
-        return json.dumps({"format": MERGE_SUMMARY_FORMAT, **asdict(self), "path": str(self.path)}, indent=2) + "\n"
+        return (
+            json.dumps({"format": MERGE_SUMMARY_FORMAT, **asdict(self), "path": str(self.path)}, indent=2)
+            + "\n"
+        )
 
     def save(self, run_dir: Path) -> None:
         atomic.write_text(RunPaths.of(run_dir).merge_summary, self.to_json())
@@ -51,5 +54,12 @@ def read_summary(run_dir: Path) -> MergeSummary:
         pass
     with h5py.File(paths.output, "r") as h5:
         rows, dim = h5["embeddings"].shape
-        return MergeSummary(paths.output, int(rows), int(dim), sha256, json.loads(h5.attrs["quality_metrics"]),
-                            int(h5.attrs["rejected_rows"]), None)
+        return MergeSummary(
+            paths.output,
+            int(rows),
+            int(dim),
+            sha256,
+            json.loads(h5.attrs["quality_metrics"]),
+            int(h5.attrs["rejected_rows"]),
+            None,
+        )

@@ -29,8 +29,13 @@ def _planned_over(plan: list[ShardSpec], start: int, stop: int) -> list[ShardSpe
     return [s for s in plan if s.start < stop and start < s.stop]
 
 
-def tiling(complete: list[ShardHeader], partial: dict[int, ShardHeader], plan: list[ShardSpec],
-           n_rows: int, verdict: Verdict) -> None:
+def tiling(
+    complete: list[ShardHeader],
+    partial: dict[int, ShardHeader],
+    plan: list[ShardSpec],
+    n_rows: int,
+    verdict: Verdict,
+) -> None:
     """Every row of [0, n_rows) in exactly one complete shard; name gaps, overlaps and files."""
     cursor, previous = 0, None
     for h in sorted(complete, key=lambda h: (h.start, h.stop)):
@@ -39,10 +44,13 @@ def tiling(complete: list[ShardHeader], partial: dict[int, ShardHeader], plan: l
         elif h.start < cursor and previous is not None:
             verdict.problems.append(
                 f"Rows [{h.start}, {min(cursor, h.stop)}) are in two shards: {previous.path.name} "
-                f"[{previous.start}, {previous.stop}) and {h.path.name} [{h.start}, {h.stop}).")
+                f"[{previous.start}, {previous.stop}) and {h.path.name} [{h.start}, {h.stop})."
+            )
             verdict.redo.update(_off_plan(plan, (previous, h)))
         if h.stop > n_rows:
-            verdict.problems.append(f"{h.path.name} covers rows [{h.start}, {h.stop}) beyond the corpus's {n_rows} rows.")
+            verdict.problems.append(
+                f"{h.path.name} covers rows [{h.start}, {h.stop}) beyond the corpus's {n_rows} rows."
+            )
         if h.stop > cursor:
             cursor, previous = h.stop, h
     if cursor < n_rows:
@@ -54,18 +62,26 @@ def _off_plan(plan: list[ShardSpec], headers: tuple[ShardHeader, ...]) -> list[i
     return [i for h in headers if (h.start, h.stop) not in planned if (i := shard_index(h.path)) is not None]
 
 
-def _gap(start: int, stop: int, partial: dict[int, ShardHeader], plan: list[ShardSpec], verdict: Verdict) -> None:
+def _gap(
+    start: int, stop: int, partial: dict[int, ShardHeader], plan: list[ShardSpec], verdict: Verdict
+) -> None:
     owners = _planned_over(plan, start, stop)
     states = []
     for spec in owners:
         verdict.missing.add(spec.index)
         tmp = partial.get(spec.index)
-        states.append(f"{shard_name(spec.index)}: " + (
-            f"unfinished, {tmp.rows_done} of {spec.rows} rows flushed" if tmp else "not written"))
+        states.append(
+            f"{shard_name(spec.index)}: "
+            + (f"unfinished, {tmp.rows_done} of {spec.rows} rows flushed" if tmp else "not written")
+        )
     if len(states) > SHOWN_SHARDS:  # a long gap: counts, then the first and last shards
         unfinished = sum(1 for s in owners if s.index in partial)
-        states = [f"{len(owners)} shards, {unfinished} unfinished and {len(owners) - unfinished} not written",
-                  *states[:2], "...", states[-1]]
+        states = [
+            f"{len(owners)} shards, {unfinished} unfinished and {len(owners) - unfinished} not written",
+            *states[:2],
+            "...",
+            states[-1],
+        ]
     where = f" ({'; '.join(states)})" if states else ""
     verdict.problems.append(f"Rows [{start}, {stop}) are missing{where}.")
 
@@ -77,7 +93,8 @@ def completeness(complete: list[ShardHeader], verdict: Verdict, index_of) -> Non
         if h.rows != expected or h.rows_done != expected:
             verdict.problems.append(
                 f"{h.path.name} rows [{h.start}, {h.stop}) is truncated: it holds {h.rows} rows "
-                f"(rows_done {h.rows_done}) of {expected}.")
+                f"(rows_done {h.rows_done}) of {expected}."
+            )
             verdict.redo.add(index_of(h))
 
 
@@ -90,7 +107,9 @@ def identity(complete: list[ShardHeader], expected: ShardIdentity, verdict: Verd
         pinned = asdict(expected)[key]
         odd = [h for h in complete if getattr(h.identity, key) != pinned] if pinned is not None else []
         for h in odd[:5]:
-            verdict.problems.append(f"{h.path.name} has {key} {getattr(h.identity, key)!r}; run.json pins {pinned!r}.")
+            verdict.problems.append(
+                f"{h.path.name} has {key} {getattr(h.identity, key)!r}; run.json pins {pinned!r}."
+            )
         if len(odd) > 5:
             verdict.problems.append(f"... and {len(odd) - 5} more shards with another {key}.")
         if pinned is None:
@@ -111,8 +130,14 @@ def _agree(complete: list[ShardHeader], key: str, verdict: Verdict, index_of) ->
     verdict.redo.update(index_of(h) for h in odd)
 
 
-def verify(complete: list[ShardHeader], partial: dict[int, ShardHeader], plan: list[ShardSpec],
-           n_rows: int, expected: ShardIdentity, verdict: Verdict | None = None) -> Verdict:
+def verify(
+    complete: list[ShardHeader],
+    partial: dict[int, ShardHeader],
+    plan: list[ShardSpec],
+    n_rows: int,
+    expected: ShardIdentity,
+    verdict: Verdict | None = None,
+) -> Verdict:
     """All header checks at once, so one message lists everything to fix.
 
     Args:

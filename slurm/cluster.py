@@ -55,22 +55,39 @@ def stage_resources(profile: ClusterProfile, resources: str) -> Resources:
     return res
 
 
-def executor(run_dir: Path, profile: ClusterProfile, resources: str, after: Sequence[str] = (),
-             python: str | None = None, name: str | None = None) -> submitit.SlurmExecutor:
+def executor(
+    run_dir: Path,
+    profile: ClusterProfile,
+    resources: str,
+    after: Sequence[str] = (),
+    python: str | None = None,
+    name: str | None = None,
+) -> submitit.SlurmExecutor:
     """A SlurmExecutor with the ``resources`` table of ``profile``; ``name``: the stage (default: the table)."""
     res = stage_resources(profile, resources)
-    ex = submitit.SlurmExecutor(folder=RunPaths.of(run_dir).logs, python=python or profile.python or sys.executable,
-                                max_num_timeout=NO_TIMEOUT_CAP)
+    ex = submitit.SlurmExecutor(
+        folder=RunPaths.of(run_dir).logs,
+        python=python or profile.python or sys.executable,
+        max_num_timeout=NO_TIMEOUT_CAP,
+    )
     ex.update_parameters(**sbatch_parameters(res, job_name(run_dir, name or resources), profile.setup))
     if after:
         extra = dict(ex.parameters.get("additional_parameters") or {})  # keeps --gpus and sbatch_extra
-        ex.update_parameters(dependency=afterok(after),
-                             additional_parameters={**extra, "kill-on-invalid-dep": "yes"})
+        ex.update_parameters(
+            dependency=afterok(after), additional_parameters={**extra, "kill-on-invalid-dep": "yes"}
+        )
     return ex
 
 
-def render_sbatch(run_dir: Path, profile: ClusterProfile, resources: str, n_tasks: int, python: str,
-                  after: Sequence[str] = (), name: str | None = None) -> str:
+def render_sbatch(
+    run_dir: Path,
+    profile: ClusterProfile,
+    resources: str,
+    n_tasks: int,
+    python: str,
+    after: Sequence[str] = (),
+    name: str | None = None,
+) -> str:
     """The sbatch script submitit writes for a window of ``n_tasks`` shards (an array when more than one)."""
     from submitit.slurm.slurm import _make_sbatch_string  # what SlurmExecutor itself calls
 
@@ -90,14 +107,19 @@ class SlurmWatcher:
         if not ids:
             return Snapshot({})
         if not slurmcli.available():
-            return Snapshot({}, note="The Slurm commands are not on PATH here: Slurm jobs are judged from the "
-                                     "files only.")
+            return Snapshot(
+                {}, note="The Slurm commands are not on PATH here: Slurm jobs are judged from the files only."
+            )
         try:
             queued = slurmcli.queue(ids, retry_s)
             acct = slurmcli.accounting(ids, retry_s)
         except slurmcli.SchedulerUnreachable as err:
             return Snapshot({}, reachable=False, note=f"{err} States below come from the shard files only.")
-        note = "" if acct is not None else "sacct is unavailable: ended jobs are judged from the shard files only."
+        note = (
+            ""
+            if acct is not None
+            else "sacct is unavailable: ended jobs are judged from the shard files only."
+        )
         return Snapshot({**(acct or {}), **queued}, note=note)
 
     def cancel(self, jobs: Sequence[JobRecord]) -> None:
@@ -114,7 +136,9 @@ class SlurmBackend(SlurmWatcher):
 
     def __post_init__(self) -> None:
         if self.profile is None:
-            raise ConfigError("SlurmBackend needs a profile to submit; SlurmWatcher reads and cancels without one.")
+            raise ConfigError(
+                "SlurmBackend needs a profile to submit; SlurmWatcher reads and cancels without one."
+            )
 
     @property
     def site(self) -> ClusterProfile:
@@ -130,9 +154,16 @@ class SlurmBackend(SlurmWatcher):
 
     def _record(self, stage: str, job_id: str, shards: Sequence[int] = ()) -> JobRecord:
         # submitit sends a one-task window as a plain job, not an array
-        return JobRecord(stage=stage, backend=self.name, job_id=str(job_id), host=socket.gethostname(),
-                         profile=self.site.name, shards=tuple(shards), submitted_at=now_iso(),
-                         array=len(shards) > 1)
+        return JobRecord(
+            stage=stage,
+            backend=self.name,
+            job_id=str(job_id),
+            host=socket.gethostname(),
+            profile=self.site.name,
+            shards=tuple(shards),
+            submitted_at=now_iso(),
+            array=len(shards) > 1,
+        )
 
     def check(self, request: StageRequest) -> str:
         """``sbatch --test-only`` of each script this stage would submit; a rejection names the profile key."""
@@ -140,16 +171,26 @@ class SlurmBackend(SlurmWatcher):
         sizes = [len(w) for w in windows(request.shards, slurmcli.max_array_size())] if n_tasks > 1 else [1]
         res = stage_resources(self.site, request.resources)
         for size in dict.fromkeys(sizes):
-            script = render_sbatch(request.run_dir, self.site, request.resources, size,
-                                   self.site.python or sys.executable, name=request.stage)
+            script = render_sbatch(
+                request.run_dir,
+                self.site,
+                request.resources,
+                size,
+                self.site.python or sys.executable,
+                name=request.stage,
+            )
             error = slurmcli.test_only(script)
             if error and UNAVAILABLE in error and slurmcli.nodes_all_unavailable(res.partition):
-                log.warning("every node of partition %s is drained or down now: the jobs will pend until they "
-                            "return", res.partition or "(default)")
+                log.warning(
+                    "every node of partition %s is drained or down now: the jobs will pend until they return",
+                    res.partition or "(default)",
+                )
             elif error:
                 raise ConfigError(rejection_message(self.site, request, error))
-        return (f"{request.stage}: {len(sizes)} sbatch ({' + '.join(map(str, sizes))} tasks), partition "
-                f"{res.partition or '(default)'}, {res.timeout_min} min per task")
+        return (
+            f"{request.stage}: {len(sizes)} sbatch ({' + '.join(map(str, sizes))} tasks), partition "
+            f"{res.partition or '(default)'}, {res.timeout_min} min per task"
+        )
 
     def submit(self, request: StageRequest, after: Sequence[JobRecord]) -> list[JobRecord]:
         after_ids = [j.job_id for j in after]
@@ -169,7 +210,9 @@ class SlurmBackend(SlurmWatcher):
             ex = executor(request.run_dir, self.site, request.resources, after_ids, name=request.stage)
             n = len(window)
             jobs = ex.map_array(task, window, [request.run_dir] * n, [dict(request.options)] * n)
-            records.append(self._record(request.stage, str(jobs[0].job_id).split("_")[0], [s.index for s in window]))
+            records.append(
+                self._record(request.stage, str(jobs[0].job_id).split("_")[0], [s.index for s in window])
+            )
         return records
 
 
@@ -188,6 +231,8 @@ def rejection_message(profile: ClusterProfile, request: StageRequest, error: str
     table = request.resources
     gpu = any(w in " ".join(reasons).lower() for w in ("gpu", "gres", "tres"))
     keys = "gpu_request (or gpus_per_task, gres)" if gpu else "partition, account, qos or sbatch_extra"
-    return (f"Slurm would refuse the {request.stage} job of profile {profile.name!r}: {'; '.join(reasons)}\n"
-            f"Nothing was queued. Change [{table}] {keys} in profile {profile.name}, then run the same "
-            "command again.")
+    return (
+        f"Slurm would refuse the {request.stage} job of profile {profile.name!r}: {'; '.join(reasons)}\n"
+        f"Nothing was queued. Change [{table}] {keys} in profile {profile.name}, then run the same "
+        "command again."
+    )

@@ -24,9 +24,12 @@ log = logging.getLogger(__name__)
 
 RETRY_ENV = "EMBEDKIT_SCHEDULER_RETRY_S"
 DEFAULT_RETRY_S = 300.0
-TRANSIENT = re.compile(r"Unable to contact slurm controller|Socket timed out|Connection refused|"
-                       r"Zero Bytes were transmitted|Transport endpoint|Resource temporarily unavailable|"
-                       r"slurm_load_\w+ error|Communication connection failure|Connection timed out", re.I)
+TRANSIENT = re.compile(
+    r"Unable to contact slurm controller|Socket timed out|Connection refused|"
+    r"Zero Bytes were transmitted|Transport endpoint|Resource temporarily unavailable|"
+    r"slurm_load_\w+ error|Communication connection failure|Connection timed out",
+    re.I,
+)
 SQUEUE_FORMAT = "%i|%T|%r"
 SACCT_FIELDS = "JobID,State,ExitCode,Start"
 
@@ -55,8 +58,10 @@ def available() -> bool:
 def require_slurm() -> None:
     missing = [c for c in ("sbatch", "squeue", "sinfo", "scontrol") if shutil.which(c) is None]
     if missing:
-        raise ConfigError(f"Slurm commands {', '.join(missing)} are not on PATH. On a machine without Slurm "
-                          "use PROFILE=local.")
+        raise ConfigError(
+            f"Slurm commands {', '.join(missing)} are not on PATH. On a machine without Slurm "
+            "use PROFILE=local."
+        )
 
 
 def run(argv: Sequence[str], retry_s: float | None = None) -> str:
@@ -76,11 +81,17 @@ def run(argv: Sequence[str], retry_s: float | None = None) -> str:
         if not TRANSIENT.search(err):
             raise SlurmCommandError(f"{' '.join(argv[:3])} failed (exit {proc.returncode}): {err[-400:]}")
         if time.monotonic() + delay > deadline:
-            raise SchedulerUnreachable(f"{argv[0]}: the Slurm controller did not answer for {budget:.0f} s "
-                                       f"({err.splitlines()[-1] if err else 'no message'}).")
+            raise SchedulerUnreachable(
+                f"{argv[0]}: the Slurm controller did not answer for {budget:.0f} s "
+                f"({err.splitlines()[-1] if err else 'no message'})."
+            )
         if not warned:
-            log.warning("%s: Slurm controller unreachable (%s); retrying for up to %.0f s", argv[0],
-                        err.splitlines()[-1] if err else "no message", budget)
+            log.warning(
+                "%s: Slurm controller unreachable (%s); retrying for up to %.0f s",
+                argv[0],
+                err.splitlines()[-1] if err else "no message",
+                budget,
+            )
             warned = True
         time.sleep(delay)
         delay = min(delay * 2, 30.0)
@@ -132,8 +143,10 @@ def expand_task_ids(job_id: str) -> list[str]:
 def _state_word(text: str, command: str, line: str) -> str:
     word = text.split()[0] if text.split() else ""
     if word not in KNOWN_STATES:
-        raise SlurmCommandError(f"{command} printed a job state the kit does not know, {word!r}, in line "
-                                f"{line!r}. Please report it with your Slurm version (sinfo --version).")
+        raise SlurmCommandError(
+            f"{command} printed a job state the kit does not know, {word!r}, in line "
+            f"{line!r}. Please report it with your Slurm version (sinfo --version)."
+        )
     return word
 
 
@@ -199,7 +212,9 @@ def cancel(job_ids: Sequence[str]) -> None:
 
 def test_only(script: str) -> str:
     """``sbatch --test-only`` of a rendered script: '' if Slurm would accept it, else its error text."""
-    proc = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=120
+    )
     if proc.returncode == 0:
         return ""
     return proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}"

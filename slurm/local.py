@@ -27,7 +27,15 @@ from kit.errors import ConfigError
 from kit.format import RunPaths
 from kit.shardfile import ShardSpec
 from slurm.backend import JobRecord, JobState, Snapshot, StageRequest, now_iso
-from slurm.tasks import FAILURE_LINE, STARTING_LINE, SUCCESS_LINE, WAITING_LINE, StageTask, after_ok, pid_alive
+from slurm.tasks import (
+    FAILURE_LINE,
+    STARTING_LINE,
+    SUCCESS_LINE,
+    WAITING_LINE,
+    StageTask,
+    after_ok,
+    pid_alive,
+)
 
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # no scheduler limit to mirror on one machine
 
@@ -76,12 +84,12 @@ def raised_error(log_text: str) -> str:
     if not starts:
         return ""
     message: list[str] = []
-    for ln in lines[starts[-1]:]:
+    for ln in lines[starts[-1] :]:
         if ln.startswith("submitit") or (message and not ln.strip()):
             break
         message.append(ln.strip())
     text = " ".join(message)
-    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."
 
 
 def ended_state(folder: Path, job_id: str) -> JobState:
@@ -128,13 +136,16 @@ def require_device(device: str, run_dir: Path) -> None:
         try:
             pick_device(device)
         except ConfigError as err:
-            raise ConfigError(f"{err} Run {run_dir} is planned: "
-                              f"{make_command('submit', RUN=run_dir, DEVICE='cpu')}") from None
+            raise ConfigError(
+                f"{err} Run {run_dir} is planned: {make_command('submit', RUN=run_dir, DEVICE='cpu')}"
+            ) from None
     why = device_missing(device)
     if why:
-        raise ConfigError(f"DEVICE={device}, but {why}; PROFILE=local embeds on this machine. Run {run_dir} is "
-                          f"planned; embed it with DEVICE=auto (a GPU where there is one, else the CPU): "
-                          f"{make_command('submit', RUN=run_dir, DEVICE='auto')}")
+        raise ConfigError(
+            f"DEVICE={device}, but {why}; PROFILE=local embeds on this machine. Run {run_dir} is "
+            f"planned; embed it with DEVICE=auto (a GPU where there is one, else the CPU): "
+            f"{make_command('submit', RUN=run_dir, DEVICE='auto')}"
+        )
 
 
 def assign_workers(specs: list[ShardSpec], n_workers: int) -> list[list[ShardSpec]]:
@@ -177,7 +188,9 @@ class LocalWatcher:
                 foreign.append(job.job_id)
                 continue
             tasks[job.job_id] = self._state(job.job_id)
-        note = f"local jobs {', '.join(foreign)} ran on another host; judged from the files." if foreign else ""
+        note = (
+            f"local jobs {', '.join(foreign)} ran on another host; judged from the files." if foreign else ""
+        )
         return Snapshot(tasks, note=note)
 
     def cancel(self, jobs: Sequence[JobRecord]) -> None:
@@ -208,8 +221,15 @@ class LocalBackend(LocalWatcher):
         return ex
 
     def _record(self, stage: str, job_id: str, shards: Sequence[int] = ()) -> JobRecord:
-        return JobRecord(stage=stage, backend=self.name, job_id=str(job_id), host=socket.gethostname(),
-                         profile="local", shards=tuple(shards), submitted_at=now_iso())
+        return JobRecord(
+            stage=stage,
+            backend=self.name,
+            job_id=str(job_id),
+            host=socket.gethostname(),
+            profile="local",
+            shards=tuple(shards),
+            submitted_at=now_iso(),
+        )
 
     def check(self, request: StageRequest) -> str:
         if request.device:
@@ -226,8 +246,9 @@ class LocalBackend(LocalWatcher):
         with detached_stdio(RunPaths.of(request.run_dir).controller_log):
             if request.array:
                 return self._submit_array(request, folder, after_ids)
-            job = self._executor(request.run_dir, None).submit(after_ok, folder, after_ids, StageTask(request.task),
-                                                               request.run_dir, dict(request.options))
+            job = self._executor(request.run_dir, None).submit(
+                after_ok, folder, after_ids, StageTask(request.task), request.run_dir, dict(request.options)
+            )
         return [self._record(request.stage, job.job_id)]
 
     def _submit_array(self, request: StageRequest, folder: Path, after_ids: list[str]) -> list[JobRecord]:
@@ -236,8 +257,16 @@ class LocalBackend(LocalWatcher):
         records = []
         for w, group in enumerate(assign_workers(list(request.shards), len(gpus) or 1)):
             ex = self._executor(request.run_dir, gpus[w] if gpus else None)
-            job = ex.submit(after_ok, folder, after_ids, run_shards, request.task, group, request.run_dir,
-                            dict(request.options))
+            job = ex.submit(
+                after_ok,
+                folder,
+                after_ids,
+                run_shards,
+                request.task,
+                group,
+                request.run_dir,
+                dict(request.options),
+            )
             records.append(self._record(request.stage, job.job_id, [s.index for s in group]))
         return records
 

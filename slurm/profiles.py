@@ -45,7 +45,9 @@ class ClusterProfile:
     setup: tuple[str, ...] = ()  # module load / conda activate / exports, run before the task
     model_cache: str | None = None  # HF hub cache on shared storage (make stage-model fills it)
     python: str | None = None  # interpreter on the compute nodes; None: the one that submits
-    device: str | None = None  # DEVICE of the tasks when the command gives none (e.g. "cpu" on CPU-only nodes)
+    device: str | None = (
+        None  # DEVICE of the tasks when the command gives none (e.g. "cpu" on CPU-only nodes)
+    )
 
 
 _TOP_KEYS = {"setup", "model_cache", "python", "device", "embed", "merge"}
@@ -70,9 +72,12 @@ def _resources(table: dict, where: str) -> Resources:
         raise ConfigError(f"Unknown key(s) {', '.join(unknown)} in {where}. Valid keys: {', '.join(valid)}.")
     for key, value in table.items():
         expected = str(valid[key].type)  # the annotation as written (the module postpones annotations)
-        ok = {"int": isinstance(value, int), "int | None": isinstance(value, int),
-              "float | None": isinstance(value, (int, float)),
-              "dict[str, Any]": isinstance(value, dict)}.get(expected, isinstance(value, str))
+        ok = {
+            "int": isinstance(value, int),
+            "int | None": isinstance(value, int),
+            "float | None": isinstance(value, (int, float)),
+            "dict[str, Any]": isinstance(value, dict),
+        }.get(expected, isinstance(value, str))
         if not ok or isinstance(value, bool) and expected != "dict[str, Any]":
             raise ConfigError(f"{where}.{key} = {value!r} should be {expected}.")
     _check_gpu_request(table, where)
@@ -84,14 +89,20 @@ def _check_gpu_request(table: dict, where: str) -> None:
     form = table.get("gpu_request", "gres")
     if form not in GPU_REQUEST_FORMS:
         choices = ", ".join(f'"{k}" ({v})' for k, v in GPU_REQUEST_FORMS.items())
-        raise ConfigError(f"{where}.gpu_request = {form!r} is not a way to ask for GPUs. Choose one of: {choices}.")
+        raise ConfigError(
+            f"{where}.gpu_request = {form!r} is not a way to ask for GPUs. Choose one of: {choices}."
+        )
     if table.get("gres") and form != "gres":
-        raise ConfigError(f'{where} has both gres = {table["gres"]!r} and gpu_request = "{form}": keep one '
-                          f'(a full gres string is sent as --gres, so it needs gpu_request = "gres").')
+        raise ConfigError(
+            f'{where} has both gres = {table["gres"]!r} and gpu_request = "{form}": keep one '
+            f'(a full gres string is sent as --gres, so it needs gpu_request = "gres").'
+        )
     doubled = sorted(_GPU_OPTIONS & set(table.get("sbatch_extra", {})))
     if doubled:
-        raise ConfigError(f"{where}.sbatch_extra sets {', '.join(doubled)}: GPUs are asked for by gpus_per_task "
-                          "and gpu_request (or gres) only, so that exactly one form reaches sbatch.")
+        raise ConfigError(
+            f"{where}.sbatch_extra sets {', '.join(doubled)}: GPUs are asked for by gpus_per_task "
+            "and gpu_request (or gres) only, so that exactly one form reaches sbatch."
+        )
 
 
 def gpu_parameters(res: Resources) -> dict[str, Any]:
@@ -104,7 +115,8 @@ def gpu_parameters(res: Resources) -> dict[str, Any]:
     forms: dict[str, dict[str, Any]] = {  # gpus-per-task: Slurm wants a task count with it
         "gres": {"gres": f"gpu:{n}"},
         "gpus-per-task": {"gpus_per_task": n, "ntasks_per_node": 1},
-        "gpus": {"additional_parameters": {"gpus": n}}}
+        "gpus": {"additional_parameters": {"gpus": n}},
+    }
     return forms[res.gpu_request]
 
 
@@ -118,34 +130,56 @@ def load_profile(name_or_path: str) -> ClusterProfile:
     if path.suffix != ".toml":
         path = PROFILES_DIR / f"{name_or_path}.toml"
     if not path.is_file():
-        raise ConfigError(f"Unknown profile {name_or_path!r}. Choose from: {', '.join(available_profiles())}, "
-                          "or pass a path to a .toml file.")
+        raise ConfigError(
+            f"Unknown profile {name_or_path!r}. Choose from: {', '.join(available_profiles())}, "
+            "or pass a path to a .toml file."
+        )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
-        raise ConfigError(f"Unknown key(s) {', '.join(unknown)} in {path}. Valid keys: {', '.join(sorted(_TOP_KEYS))}.")
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(unknown)} in {path}. Valid keys: {', '.join(sorted(_TOP_KEYS))}."
+        )
     setup = data.get("setup", [])
     if not isinstance(setup, list) or not all(isinstance(s, str) for s in setup):
         raise ConfigError(f"setup in {path} must be a list of shell lines.")
     if data.get("device", "auto") not in DEVICES:
-        raise ConfigError(f"device = {data['device']!r} in {path} is not a device. Choose one of: {', '.join(DEVICES)}.")
-    return ClusterProfile(name=path.stem, embed=_resources(data.get("embed", {}), f"{path.name} [embed]"),
-                          merge=_resources(data.get("merge", {}), f"{path.name} [merge]"), setup=tuple(setup),
-                          model_cache=data.get("model_cache"), python=data.get("python"),
-                          device=data.get("device"))
+        raise ConfigError(
+            f"device = {data['device']!r} in {path} is not a device. Choose one of: {', '.join(DEVICES)}."
+        )
+    return ClusterProfile(
+        name=path.stem,
+        embed=_resources(data.get("embed", {}), f"{path.name} [embed]"),
+        merge=_resources(data.get("merge", {}), f"{path.name} [merge]"),
+        setup=tuple(setup),
+        model_cache=data.get("model_cache"),
+        python=data.get("python"),
+        device=data.get("device"),
+    )
 
 
 def sbatch_parameters(res: Resources, job_name: str, setup: tuple[str, ...]) -> dict[str, Any]:
     """submitit SlurmExecutor parameters for one stage (keys are submitit's names)."""
-    params: dict[str, Any] = {"job_name": job_name, "time": res.timeout_min, "cpus_per_task": res.cpus_per_task,
-                              "array_parallelism": res.array_parallelism, "signal_delay_s": res.signal_delay_s,
-                              "setup": list(setup), "stderr_to_stdout": False}
-    optional = {"partition": res.partition, "account": res.account, "qos": res.qos,
-                "constraint": res.constraint, "exclude": res.exclude,
-                "mem": f"{res.mem_gb:g}GB" if res.mem_gb else None}
+    params: dict[str, Any] = {
+        "job_name": job_name,
+        "time": res.timeout_min,
+        "cpus_per_task": res.cpus_per_task,
+        "array_parallelism": res.array_parallelism,
+        "signal_delay_s": res.signal_delay_s,
+        "setup": list(setup),
+        "stderr_to_stdout": False,
+    }
+    optional = {
+        "partition": res.partition,
+        "account": res.account,
+        "qos": res.qos,
+        "constraint": res.constraint,
+        "exclude": res.exclude,
+        "mem": f"{res.mem_gb:g}GB" if res.mem_gb else None,
+    }
     params.update({k: v for k, v in optional.items() if v is not None})
     gpus = gpu_parameters(res)
     extra = {**gpus.pop("additional_parameters", {}), **res.sbatch_extra}

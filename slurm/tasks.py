@@ -93,14 +93,22 @@ class ShardTask(submitit.helpers.Checkpointable):
         if why:
             log.error("%s: not requeued: %s", spec.describe(), why)
             return None  # submitit then ends the task as failed, with this reason in the log
-        log.info("%s: requeued after attempt %d at row %d of %d (%s)", spec.describe(), self.attempt,
-                 spec.start + rows, spec.stop, "time limit" if timed_out else "preempted")
+        log.info(
+            "%s: requeued after attempt %d at row %d of %d (%s)",
+            spec.describe(),
+            self.attempt,
+            spec.start + rows,
+            spec.stop,
+            "time limit" if timed_out else "preempted",
+        )
         return submitit.helpers.DelayedSubmission(self, spec, run_dir, options)
 
     def _why_not(self, rows: int) -> str:
         if self.stalled > self.requeue.max_stalled:
-            return (f"{self.stalled} time limits in a row without a flushed row (stuck at row offset {rows}); "
-                    "raise timeout_min in the profile or lower MAX_TOKENS_PER_BATCH")
+            return (
+                f"{self.stalled} time limits in a row without a flushed row (stuck at row offset {rows}); "
+                "raise timeout_min in the profile or lower MAX_TOKENS_PER_BATCH"
+            )
         cap = self.requeue.max_requeues
         if cap is not None and self.attempt > cap:
             return f"requeued {self.attempt - 1} times, the profile's max_requeues"
@@ -173,8 +181,10 @@ def after_ok(folder: Path, job_ids: list[str], task: Callable[..., Any], *args: 
         time.sleep(POLL_S)
     failed = [j for j in job_ids if not ended_ok(Path(folder), j)]
     if failed:
-        raise DependencyError(f"DependencyNeverSatisfied: job(s) {', '.join(failed)} before this one did not "
-                              f"succeed, so this stage did not run (see their logs in {folder}).")
+        raise DependencyError(
+            f"DependencyNeverSatisfied: job(s) {', '.join(failed)} before this one did not "
+            f"succeed, so this stage did not run (see their logs in {folder})."
+        )
     if job_ids:
         print(STARTING_LINE, flush=True)
     return task(*args)

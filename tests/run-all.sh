@@ -10,6 +10,7 @@ bash slurm/testcluster/sid/run-tests.sh tests/slurm -p no:cacheprovider > "$log"
 sid=$!
 .venv/bin/ruff check -q .  # lint first: seconds, and a clear line when it fails
 lint=$?
+.venv/bin/ruff format --check -q . || { echo "ruff format: the files above are not formatted; run: .venv/bin/ruff format ."; lint=1; }
 .venv/bin/mypy  # types over the packages ([tool.mypy] in pyproject.toml); under a minute, cached after
 types=$?
 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest

@@ -63,8 +63,12 @@ def test_the_readme_names_every_make_verb_and_the_docs_only_real_ones():
     readme = README.read_text()
     unnamed = sorted(t for t in targets - {"help"} if f"`{t}`" not in readme and f"make {t}" not in readme)
     assert not unnamed, f"make verbs the README does not name: {unnamed}"
-    shown = {(page.name, verb) for page in (README, *GUIDES) for span in CODE.findall(page.read_text())
-             for verb in MAKE_VERB.findall(span)}
+    shown = {
+        (page.name, verb)
+        for page in (README, *GUIDES)
+        for span in CODE.findall(page.read_text())
+        for verb in MAKE_VERB.findall(span)
+    }
     unknown = sorted(f"{page}: make {verb}" for page, verb in shown if verb not in targets)
     assert not unknown, "commands that are not Makefile targets:\n" + "\n".join(unknown)
 

@@ -19,8 +19,20 @@ from tests.helpers import assert_matches_direct_encode, children, jobs_cli, resu
 def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model_path, st_model):
     corpus, records = vital_jsonl(90)
     run = tmp_path / "run one"
-    out = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path),
-                   "--shards", "3", "--wait").stdout
+    out = jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "3",
+        "--wait",
+    ).stdout
     assert "Merged 90 rows x 384" in out
     assert_matches_direct_encode(run, records, st_model)
     assert sorted(p.name for p in (run / "shards").iterdir()) == [f"shard-0000{i}.h5" for i in range(3)]
@@ -36,7 +48,10 @@ def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model
         h5["embeddings"][-5:] = 0
     stop = json.loads((run / "run.json").read_text())["plan"][1]["stop"]
     refused = jobs_cli("merge", "--run", str(run), check=False)
-    assert refused.returncode == 2 and f"shard-00001.h5 has all-zero rows at rows [{stop - 5}, {stop})" in refused.stderr
+    assert (
+        refused.returncode == 2
+        and f"shard-00001.h5 has all-zero rows at rows [{stop - 5}, {stop})" in refused.stderr
+    )
     assert f"make resubmit RUN='{run}' REDO=1" in refused.stderr
     untouched = {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)}
     jobs_cli("submit", "--run", str(run), "--redo", "1", "--wait")
@@ -48,8 +63,21 @@ def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model
 def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_jsonl, model_path, st_model):
     corpus, records = vital_jsonl(400)
     run = tmp_path / "killed"
-    jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path),
-             "--shards", "1", "--flush-rows", "16")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "1",
+        "--flush-rows",
+        "16",
+    )
     jobs = json.loads((run / "run.json").read_text())["jobs"]
     embed_id, merge_id = jobs[0]["job_id"], jobs[1]["job_id"]
     busy = jobs_cli("submit", "--run", str(run), check=False)  # a second submit while jobs live
@@ -61,11 +89,17 @@ def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_
     for pid in children(int(embed_id)) + [int(embed_id)]:
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(int(merge_id)), 120, "the merge job to give up")
-    gave_up = re.search(r"Rows \[0, 400\) are missing \(shard-00000\.h5: unfinished, (\d+) of 400 rows flushed\)",
-                        task_log(run, merge_id).read_text())
+    gave_up = re.search(
+        r"Rows \[0, 400\) are missing \(shard-00000\.h5: unfinished, (\d+) of 400 rows flushed\)",
+        task_log(run, merge_id).read_text(),
+    )
     assert gave_up, task_log(run, merge_id).read_text()  # the merge names the shard and how far it got
     flushed = int(gave_up.group(1))
-    assert flushed >= 48 and not (run / "embeddings.h5").exists() and (run / "shards" / "shard-00000.h5.tmp").exists()
+    assert (
+        flushed >= 48
+        and not (run / "embeddings.h5").exists()
+        and (run / "shards" / "shard-00000.h5.tmp").exists()
+    )
 
     jobs_cli("submit", "--run", str(run), "--wait")
     new_embed = json.loads((run / "run.json").read_text())["jobs"][2]["job_id"]
@@ -79,10 +113,23 @@ def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_
 
 def test_bad_corpus_refused_then_skipped_rows_are_listed(tmp_path, vital_jsonl, model_path, st_model):
     _, records = vital_jsonl(12)
-    bad = [{"id": "x1", "title": "t", "url": "u", "text": ""}, {**records[0]},
-           {"id": "x3", "title": "t", "url": "u", "text": "nul\x00"}]
+    bad = [
+        {"id": "x1", "title": "t", "url": "u", "text": ""},
+        {**records[0]},
+        {"id": "x3", "title": "t", "url": "u", "text": "nul\x00"},
+    ]
     corpus = write_jsonl(tmp_path / "bad corpus.jsonl", records[:6] + bad + records[6:])
-    args = ("submit", "--run", str(tmp_path / "bad"), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path))
+    args = (
+        "submit",
+        "--run",
+        str(tmp_path / "bad"),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+    )
     refused = jobs_cli(*args, check=False)
     assert refused.returncode == 2
     assert "3 of 15 rows cannot be embedded" in refused.stderr and "row 7 id=" in refused.stderr
@@ -92,16 +139,31 @@ def test_bad_corpus_refused_then_skipped_rows_are_listed(tmp_path, vital_jsonl, 
     assert_matches_direct_encode(tmp_path / "bad", records, st_model)
     with h5py.File(tmp_path / "bad" / "embeddings.h5") as h5:
         assert h5["rejected/row"][:].tolist() == [6, 7, 8]
-        assert h5["rejected/reason"].asstr()[:].tolist() == ["empty text", "duplicate id (first at row 0)",
-                                                             "NUL byte in text"]
+        assert h5["rejected/reason"].asstr()[:].tolist() == [
+            "empty text",
+            "duplicate id (first at row 0)",
+            "NUL byte in text",
+        ]
         assert h5.attrs["input_rows"] == 15 == h5["ids"].shape[0] + h5["rejected/row"].shape[0]
 
 
 def test_missing_model_fails_before_any_job(tmp_path, vital_jsonl):
     corpus, _ = vital_jsonl(5)
     env_cache = tmp_path / "empty cache"
-    proc = jobs_cli("submit", "--run", str(tmp_path / "r"), "--profile", "local", "--corpus", str(corpus), "--model",
-                    "sentence-transformers/not-staged", "--cache-dir", str(env_cache), check=False)
+    proc = jobs_cli(
+        "submit",
+        "--run",
+        str(tmp_path / "r"),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        "sentence-transformers/not-staged",
+        "--cache-dir",
+        str(env_cache),
+        check=False,
+    )
     assert proc.returncode == 2
     assert "not-staged" in proc.stderr and str(env_cache) in proc.stderr and "never download" in proc.stderr
     assert not (tmp_path / "r" / "logs").exists()
@@ -119,9 +181,24 @@ def test_one_worker_per_visible_gpu_each_pinned_to_its_device(tmp_path, vital_js
     corpus, records = vital_jsonl(24)
     run = tmp_path / "gpus"
     # No GPU here: DEVICE=cpu on purpose (auto refuses a held GPU it cannot use), each task sees only its device.
-    out = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
-                   str(model_path), "--shards", "4", "--map", "--wait", "--device", "cpu",
-                   env={"CUDA_VISIBLE_DEVICES": "3,5"}).stdout
+    out = jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "4",
+        "--map",
+        "--wait",
+        "--device",
+        "cpu",
+        env={"CUDA_VISIBLE_DEVICES": "3,5"},
+    ).stdout
     stages = [j["stage"] for j in json.loads((run / "run.json").read_text())["jobs"]]
     assert stages == ["embed", "embed", "merge", "map"]  # MAP=1: the map after the merge
     assert "Map: " in out and (run / "map.html").exists() and (run / "map.h5").exists()
@@ -149,8 +226,20 @@ def test_hub_name_loads_from_the_offline_cache_and_records_the_revision(tmp_path
     cache, revision = tmp_path / "hub cache", "0123456789abcdef0123456789abcdef01234567"
     _fake_hub_cache(cache, "sentence-transformers/all-MiniLM-L6-v2", model_path, revision)
     run = tmp_path / "hub"
-    jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
-             "sentence-transformers/all-MiniLM-L6-v2", "--cache-dir", str(cache), "--wait")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "--cache-dir",
+        str(cache),
+        "--wait",
+    )
     with h5py.File(run / "embeddings.h5") as h5:
         assert h5.attrs["model"] == "sentence-transformers/all-MiniLM-L6-v2"
         assert h5.attrs["provenance_model_revision"] == revision

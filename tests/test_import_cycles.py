@@ -22,8 +22,10 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                     for a in node.names]
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                for a in node.names
+            ]
         else:
             continue
         found |= {n for n in names if n in modules}
@@ -46,7 +48,7 @@ def cycle(graph: dict[str, set[str]]) -> list[str]:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -84,8 +86,11 @@ def all_cycles(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
 
 def test_no_import_cycle_among_the_modules_of_jobs_slurm_and_kit():
     graph = import_graph()
-    owned = {m: {d for d in deps if d.split(".")[0] in ("jobs", "slurm", "kit")} for m, deps in graph.items()
-             if m.split(".")[0] in ("jobs", "slurm", "kit")}
+    owned = {
+        m: {d for d in deps if d.split(".")[0] in ("jobs", "slurm", "kit")}
+        for m, deps in graph.items()
+        if m.split(".")[0] in ("jobs", "slurm", "kit")
+    }
     found = cycle(owned)
     assert not found, "import cycle: " + " -> ".join(found)
 

@@ -11,5 +11,7 @@ def test_conda_environment_matches_pyproject():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     text = (REPO / "environment.yml").read_text()
     pip_section = text.split("- pip:", 1)[1]
-    conda_pip = [m.strip() for m in re.findall(r"^\s+- (.+)$", pip_section, flags=re.M) if m.strip() != "-e ."]
+    conda_pip = [
+        m.strip() for m in re.findall(r"^\s+- (.+)$", pip_section, flags=re.M) if m.strip() != "-e ."
+    ]
     assert sorted(conda_pip) == sorted(pyproject)

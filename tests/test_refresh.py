@@ -65,8 +65,11 @@ def embed_cost(run: Path) -> tuple[float, float, int]:
     2-core machine the wall time of one run can triple with the other engineers' load.
     """
     attrs = shard_attrs(run)
-    return (sum(float(a["encode_cpu_seconds"]) for a in attrs), sum(float(a["encode_seconds"]) for a in attrs),
-            sum(int(a["computed_tokens"]) for a in attrs))
+    return (
+        sum(float(a["encode_cpu_seconds"]) for a in attrs),
+        sum(float(a["encode_seconds"]) for a in attrs),
+        sum(int(a["computed_tokens"]) for a in attrs),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +77,17 @@ def months(tmp_path_factory, model_path):
     root = tmp_path_factory.mktemp("refresh")
     month1, month2, changed = two_months()
     run1 = root / "month 1"
-    jobs_cli("submit", "--run", str(run1), "--corpus", str(write_jsonl(root / "month1.jsonl", month1)),
-             "--model", str(model_path), *SAME, "--wait")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run1),
+        "--corpus",
+        str(write_jsonl(root / "month1.jsonl", month1)),
+        "--model",
+        str(model_path),
+        *SAME,
+        "--wait",
+    )
     return root, run1, write_jsonl(root / "month2.jsonl", month2), month2, changed
 
 
@@ -88,10 +100,22 @@ def test_a_refresh_computes_only_the_changed_rows_and_equals_a_full_recompute(mo
         shutil.copy2(run1 / name, fetched / name)
 
     full, refresh = root / "month 2 full", root / "month 2 refresh"
-    jobs_cli("submit", "--run", str(full), "--corpus", str(corpus2), "--model", str(model_path), *SAME, "--wait")
+    jobs_cli(
+        "submit", "--run", str(full), "--corpus", str(corpus2), "--model", str(model_path), *SAME, "--wait"
+    )
     reused_rows, computed_rows = len(month2) - len(changed), len(changed)
-    plan = jobs_cli("plan", "--run", str(refresh), "--corpus", str(corpus2), "--model", str(model_path), *SAME,
-                    "--reuse", str(fetched)).stdout
+    plan = jobs_cli(
+        "plan",
+        "--run",
+        str(refresh),
+        "--corpus",
+        str(corpus2),
+        "--model",
+        str(model_path),
+        *SAME,
+        "--reuse",
+        str(fetched),
+    ).stdout
     assert f"Reuse: {reused_rows:,} rows take their vectors from {fetched / 'embeddings.h5'}" in plan, plan
     assert f"{computed_rows:,} rows are computed" in plan
     jobs_cli("submit", "--run", str(refresh), "--wait")  # the plan as recorded, REUSE included
@@ -101,14 +125,20 @@ def test_a_refresh_computes_only_the_changed_rows_and_equals_a_full_recompute(mo
     # Exactly the edited and new rows went through the model.
     assert sum(int(a["computed_rows"]) for a in shard_attrs(refresh)) == computed_rows == 220
     sha1 = (run1 / "embeddings.h5.sha256").read_text().split()[0]
-    with h5py.File(refresh / "embeddings.h5", "r") as new, h5py.File(full / "embeddings.h5", "r") as ref, \
-            h5py.File(run1 / "embeddings.h5", "r") as old:
+    with (
+        h5py.File(refresh / "embeddings.h5", "r") as new,
+        h5py.File(full / "embeddings.h5", "r") as ref,
+        h5py.File(run1 / "embeddings.h5", "r") as old,
+    ):
         ids = new["ids"].asstr()[:].tolist()
         assert ids == [r["id"] for r in month2] == ref["ids"].asstr()[:].tolist()
         assert cosine_rows(new["embeddings"][:], ref["embeddings"][:]).min() >= 0.9999
         reused = new["reused"][:].astype(bool)
         assert {i for i, r in zip(ids, reused) if not r} == changed
-        assert (int(new.attrs["reused_rows"]), int(new.attrs["computed_rows"])) == (reused_rows, computed_rows)
+        assert (int(new.attrs["reused_rows"]), int(new.attrs["computed_rows"])) == (
+            reused_rows,
+            computed_rows,
+        )
         assert new.attrs["reuse_source_sha256"] == sha1
         # The edited rows' vectors are new ones, not month 1's.
         old_rows = {i: n for n, i in enumerate(old["ids"].asstr()[:])}
@@ -119,14 +149,24 @@ def test_a_refresh_computes_only_the_changed_rows_and_equals_a_full_recompute(mo
         month1_vectors[order] = old["embeddings"][rows[order]]
         assert len(edited) == 160 and cosine_rows(new["embeddings"][edited], month1_vectors).max() < 0.9999
     assert json.loads((refresh / "run.json").read_text())["reuse"] == {
-        "source": str(fetched / "embeddings.h5"), "source_sha256": sha1, "reused_rows": reused_rows,
-        "computed_rows": computed_rows}
-    assert subprocess.run(["sha256sum", "-c", "embeddings.h5.sha256"], cwd=refresh, capture_output=True).returncode == 0
+        "source": str(fetched / "embeddings.h5"),
+        "source_sha256": sha1,
+        "reused_rows": reused_rows,
+        "computed_rows": computed_rows,
+    }
+    assert (
+        subprocess.run(
+            ["sha256sum", "-c", "embeddings.h5.sha256"], cwd=refresh, capture_output=True
+        ).returncode
+        == 0
+    )
 
     (full_cpu, full_wall, full_tokens), (cpu, wall, tokens) = embed_cost(full), embed_cost(refresh)
-    print(f"embed stage, refresh vs full recompute: CPU {cpu:.1f} s vs {full_cpu:.1f} s ({cpu / full_cpu:.1%}), "
-          f"wall {wall:.1f} s vs {full_wall:.1f} s ({wall / full_wall:.1%}), "
-          f"tokens {tokens:,} vs {full_tokens:,} ({tokens / full_tokens:.1%})")
+    print(
+        f"embed stage, refresh vs full recompute: CPU {cpu:.1f} s vs {full_cpu:.1f} s ({cpu / full_cpu:.1%}), "
+        f"wall {wall:.1f} s vs {full_wall:.1f} s ({wall / full_wall:.1%}), "
+        f"tokens {tokens:,} vs {full_tokens:,} ({tokens / full_tokens:.1%})"
+    )
     assert cpu <= 0.2 * full_cpu and tokens <= 0.2 * full_tokens, (cpu, full_cpu, tokens, full_tokens)
 
 
@@ -142,26 +182,64 @@ def other_model(folder: Path, to: Path) -> Path:
     return to
 
 
-def test_a_reuse_file_from_another_model_prompt_or_normalisation_is_refused_before_any_job(months, model_path):
+def test_a_reuse_file_from_another_model_prompt_or_normalisation_is_refused_before_any_job(
+    months, model_path
+):
     root, run1, corpus2, _, _ = months
     cases = [
         ((*SAME, "--prompt", "query: "), ["prompt: '' (earlier) vs 'query: ' (this run)"]),
-        ((*SAME, "--normalize-embeddings", "1"), ["normalize_embeddings: False (earlier) vs True (this run)"]),
-        (("--profile", "local", "--prompt", "passage: ", "--normalize-embeddings", "1"),  # each difference named
-         ["prompt: ", "normalize_embeddings: ", "max_seq_length: 32 (earlier) vs 256 (this run)"]),
+        (
+            (*SAME, "--normalize-embeddings", "1"),
+            ["normalize_embeddings: False (earlier) vs True (this run)"],
+        ),
+        (
+            (
+                "--profile",
+                "local",
+                "--prompt",
+                "passage: ",
+                "--normalize-embeddings",
+                "1",
+            ),  # each difference named
+            ["prompt: ", "normalize_embeddings: ", "max_seq_length: 32 (earlier) vs 256 (this run)"],
+        ),
     ]
     for n, (options, named) in enumerate(cases):
         run = root / f"refused {n}"
-        proc = jobs_cli("plan", "--run", str(run), "--corpus", str(corpus2), "--model", str(model_path), *options,
-                        "--reuse", str(run1), check=False)
+        proc = jobs_cli(
+            "plan",
+            "--run",
+            str(run),
+            "--corpus",
+            str(corpus2),
+            "--model",
+            str(model_path),
+            *options,
+            "--reuse",
+            str(run1),
+            check=False,
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert "its vectors were made differently from this run's" in proc.stderr
         assert all(text in proc.stderr for text in named), proc.stderr
-        assert not (run / "run.json").exists() and not (run / "shards").exists() and not (run / "logs").exists()
+        assert (
+            not (run / "run.json").exists() and not (run / "shards").exists() and not (run / "logs").exists()
+        )
 
     model2 = other_model(model_path, root / "other model")
-    proc = jobs_cli("submit", "--run", str(root / "other"), "--corpus", str(corpus2), "--model", str(model2), *SAME,
-                    "--reuse", str(run1), check=False)
+    proc = jobs_cli(
+        "submit",
+        "--run",
+        str(root / "other"),
+        "--corpus",
+        str(corpus2),
+        "--model",
+        str(model2),
+        *SAME,
+        "--reuse",
+        str(run1),
+        check=False,
+    )
     assert proc.returncode == 2 and "model_fingerprint: " in proc.stderr, proc.stderr
     assert not (root / "other" / "logs").exists()
 
@@ -171,8 +249,19 @@ def test_a_reuse_file_from_another_model_prompt_or_normalisation_is_refused_befo
     data = bytearray((run1 / "embeddings.h5").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (damaged / "embeddings.h5").write_bytes(bytes(data))
-    proc = jobs_cli("plan", "--run", str(root / "bad"), "--corpus", str(corpus2), "--model", str(model_path), *SAME,
-                    "--reuse", str(damaged), check=False)
+    proc = jobs_cli(
+        "plan",
+        "--run",
+        str(root / "bad"),
+        "--corpus",
+        str(corpus2),
+        "--model",
+        str(model_path),
+        *SAME,
+        "--reuse",
+        str(damaged),
+        check=False,
+    )
     assert proc.returncode == 2 and "the file is damaged or was replaced" in proc.stderr, proc.stderr
 
 
@@ -181,8 +270,12 @@ def test_rows_match_on_id_and_content_hash_together_in_one_join():
     from kit.reuse import match_rows
 
     def table(pairs):
-        return (np.array([i.encode() for i, _ in pairs], dtype=object),
-                np.frombuffer(b"".join(content_hash(t.encode()) for _, t in pairs), dtype=np.uint8).reshape(-1, 16))
+        return (
+            np.array([i.encode() for i, _ in pairs], dtype=object),
+            np.frombuffer(b"".join(content_hash(t.encode()) for _, t in pairs), dtype=np.uint8).reshape(
+                -1, 16
+            ),
+        )
 
     earlier = table([("a", "x"), ("b", "y"), ("c", "z"), ("d", "w")])
     # b edited; c's text under another id; d unchanged but moved; e new; a unchanged.
@@ -195,12 +288,24 @@ def test_rows_match_on_id_and_content_hash_together_in_one_join():
 def test_identity_differences_name_each_part_and_a_moved_model_folder_is_the_same_model():
     from kit.reuse import identity_differences
 
-    earlier = {"model": "/cluster/models/m", "model_fingerprint": "f1", "model_revision": "local", "prompt": "",
-               "pooling": "mean", "normalize_embeddings": np.bool_(False), "max_seq_length": np.int64(256), "dim": 384}
-    assert identity_differences(earlier, {**earlier, "model": "/laptop/m", "normalize_embeddings": False}) == {}
+    earlier = {
+        "model": "/cluster/models/m",
+        "model_fingerprint": "f1",
+        "model_revision": "local",
+        "prompt": "",
+        "pooling": "mean",
+        "normalize_embeddings": np.bool_(False),
+        "max_seq_length": np.int64(256),
+        "dim": 384,
+    }
+    assert (
+        identity_differences(earlier, {**earlier, "model": "/laptop/m", "normalize_embeddings": False}) == {}
+    )
     changed = {**earlier, "model_fingerprint": "f2", "prompt": "query: ", "dim": 768}
     assert set(identity_differences(earlier, changed)) == {"model_fingerprint", "prompt", "dim"}
-    assert "model" in identity_differences({**earlier, "model_fingerprint": ""}, {**earlier, "model": "other"})
+    assert "model" in identity_differences(
+        {**earlier, "model_fingerprint": ""}, {**earlier, "model": "other"}
+    )
 
 
 def test_the_plan_balances_the_cost_that_is_left():

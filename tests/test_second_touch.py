@@ -23,8 +23,10 @@ FAST_PROGRESS = {"EMBEDKIT_PROGRESS_S": "0.5"}
 
 
 def tiny_corpus(path: Path, n: int, word: str) -> tuple[Path, list[dict]]:
-    records = [{"id": f"d{i}", "title": f"T{i}", "url": "", "text": f"{word} number {i}", "content": f"content {i}"}
-               for i in range(n)]
+    records = [
+        {"id": f"d{i}", "title": f"T{i}", "url": "", "text": f"{word} number {i}", "content": f"content {i}"}
+        for i in range(n)
+    ]
     return write_jsonl(path, records), records
 
 
@@ -34,16 +36,33 @@ def printed_commands(text: str) -> list[str]:
 
 
 def run_as_printed(command: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_a_run_touched_again_does_what_was_asked_or_says_why(tmp_path, model_path, st_model):
     corpus_a, records_a = tiny_corpus(tmp_path / "a.jsonl", 5, "alpha")
     corpus_b, records_b = tiny_corpus(tmp_path / "b.jsonl", 5, "beta")
     run = tmp_path / "lab runs" / "wiki é run"
-    args = ("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus_a), "--model", str(model_path),
-            "--shards", "50")
+    args = (
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus_a),
+        "--model",
+        str(model_path),
+        "--shards",
+        "50",
+    )
     first = jobs_cli(*args, "--wait", env=FAST_PROGRESS).stdout
     # WAIT=1 says at once what was submitted and where the logs are, then shows progress.
     assert re.search(r"embed: 5 shard\(s\) .* as job\(s\) \d+", first) and f"logs in {run / 'logs'}" in first
@@ -67,7 +86,18 @@ def test_a_run_touched_again_does_what_was_asked_or_says_why(tmp_path, model_pat
     assert len(list((run / "shards" / "rejected").glob("shard-*.h5"))) == 5
 
     # How vectors are computed may change on any re-submit, and each shard records it.
-    jobs_cli("submit", "--run", str(run), "--redo", "0", "--max-tokens-per-batch", "96", "--device", "auto", "--wait")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--redo",
+        "0",
+        "--max-tokens-per-batch",
+        "96",
+        "--device",
+        "auto",
+        "--wait",
+    )
     with h5py.File(run / "shards" / "shard-00000.h5") as h5:
         assert h5.attrs["max_tokens_per_batch"] == "96"  # what each attempt used, comma-joined: one attempt
     assert json.loads((run / "run.json").read_text())["compute"]["device"] == "auto"
@@ -79,18 +109,38 @@ def test_a_run_touched_again_does_what_was_asked_or_says_why(tmp_path, model_pat
 def test_local_status_pending_running_merge_on_a_busy_run_and_eta(tmp_path, vital_jsonl, model_path):
     corpus, _ = vital_jsonl(300)
     run = tmp_path / "busy run ü"
-    jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path),
-             "--shards", "3", "--flush-rows", "16")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "3",
+        "--flush-rows",
+        "16",
+    )
     wait_for(lambda: any((run / "shards").glob("*.tmp")), 240, "the first shard to start")
     status = jobs_cli("status", "--run", str(run)).stdout
     lines = [ln for ln in status.splitlines() if ln.startswith("  shard-")]
-    assert "running" in lines[0] and all("pending  (task " in ln and "queued behind" in ln for ln in lines[1:])
+    assert "running" in lines[0] and all(
+        "pending  (task " in ln and "queued behind" in ln for ln in lines[1:]
+    )
     busy = jobs_cli("merge", "--run", str(run), check=False)
     assert busy.returncode == 2 and "make status RUN=" in busy.stderr and "resubmit" not in busy.stderr
     assert "a second submit" not in busy.stderr and "merge now would find unfinished shards" in busy.stderr
-    assert "merge job" in status and "PENDING (starts when the jobs before it have succeeded)" in status, status
-    wait_for(lambda: "docs/s since the latest submit, ETA" in jobs_cli("status", "--run", str(run)).stdout, 240,
-             "an ETA")
+    assert "merge job" in status and "PENDING (starts when the jobs before it have succeeded)" in status, (
+        status
+    )
+    wait_for(
+        lambda: "docs/s since the latest submit, ETA" in jobs_cli("status", "--run", str(run)).stdout,
+        240,
+        "an ETA",
+    )
     for command in printed_commands(busy.stderr):
         assert run_as_printed(command).returncode == 0, command
     wait_for(lambda: (run / "embeddings.h5.sha256").exists(), 600, "the run to finish")
@@ -99,11 +149,33 @@ def test_local_status_pending_running_merge_on_a_busy_run_and_eta(tmp_path, vita
 def test_ctrl_c_while_waiting_says_what_happened_in_one_line(tmp_path, vital_jsonl, model_path):
     corpus, _ = vital_jsonl(200)
     run = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "jobs", "submit", "--run", str(run), "--profile", "local",
-                             "--corpus", str(corpus), "--model", str(model_path), "--flush-rows", "16",
-                             "--device", "cpu", "--wait"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs",
+            "submit",
+            "--run",
+            str(run),
+            "--profile",
+            "local",
+            "--corpus",
+            str(corpus),
+            "--model",
+            str(model_path),
+            "--flush-rows",
+            "16",
+            "--device",
+            "cpu",
+            "--wait",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        start_new_session=True,
+    )
     for line in proc.stdout:  # the CLI is inside its wait once it says so
         if line.startswith("Waiting for the run"):
             break
@@ -130,15 +202,29 @@ def test_ctrl_c_while_waiting_says_what_happened_in_one_line(tmp_path, vital_jso
 def test_demo_accepts_run_and_a_larger_demo_sits_next_to_a_smaller(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     for rows in ("12", "16"):
-        proc = subprocess.run([sys.executable, "-m", "jobs", "demo", "--rows", rows], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "jobs", "demo", "--rows", rows],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr
-    with h5py.File(tmp_path / "runs" / "demo-12" / "embeddings.h5") as a, \
-            h5py.File(tmp_path / "runs" / "demo-16" / "embeddings.h5") as b:
+    with (
+        h5py.File(tmp_path / "runs" / "demo-12" / "embeddings.h5") as a,
+        h5py.File(tmp_path / "runs" / "demo-16" / "embeddings.h5") as b,
+    ):
         assert (a["embeddings"].shape[0], b["embeddings"].shape[0]) == (12, 16)
     chosen = tmp_path / "my demo"
-    proc = subprocess.run(["make", "-s", "demo", f"RUN={chosen}", "DEMO_ROWS=10"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ["make", "-s", "demo", f"RUN={chosen}", "DEMO_ROWS=10"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0 and (chosen / "embeddings.h5").exists(), proc.stderr
 
 
@@ -160,21 +246,39 @@ def test_a_merge_refusal_over_a_thousand_unfinished_shards_stays_short(tmp_path)
     state = synthetic_run(run, 2000, 1, dim=8)
     for path in (run / "shards").glob("*.h5"):
         path.unlink()
-    plan = tuple(__import__("kit.shardfile", fromlist=["ShardSpec"]).ShardSpec(i, 2 * i, 2 * i + 2)
-                 for i in range(1000))
+    plan = tuple(
+        __import__("kit.shardfile", fromlist=["ShardSpec"]).ShardSpec(i, 2 * i, 2 * i + 2)
+        for i in range(1000)
+    )
     runstate.save(run, state.__class__(**{**state.__dict__, "plan": plan, "requested_shards": 1000}))
     refused = jobs_cli("merge", "--run", str(run), check=False)
     message = refused.stderr.strip().splitlines()
     assert refused.returncode == 2 and len(message) <= 8 and max(map(len, message)) < 400, refused.stderr
-    assert "1000 shards, 0 unfinished and 1000 not written" in refused.stderr and "shard-00999.h5" in refused.stderr
+    assert (
+        "1000 shards, 0 unfinished and 1000 not written" in refused.stderr
+        and "shard-00999.h5" in refused.stderr
+    )
 
 
 def test_plan_queues_nothing_and_its_printed_submit_command_runs_the_plan(tmp_path, model_path):
     corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 6, "plan")
     run = tmp_path / "planned ü"
-    out = jobs_cli("plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
-                   str(model_path), "--shards", "2").stdout
-    assert "nothing was queued" in out and "shards: 2 planned, 2 to embed" in out and "1 local worker(s)" in out
+    out = jobs_cli(
+        "plan",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "2",
+    ).stdout
+    assert (
+        "nothing was queued" in out and "shards: 2 planned, 2 to embed" in out and "1 local worker(s)" in out
+    )
     assert not (run / "logs").exists() and json.loads((run / "run.json").read_text())["jobs"] == []
     [command] = printed_commands(out)
     done = run_as_printed(command + " WAIT=1")

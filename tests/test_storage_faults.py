@@ -20,8 +20,15 @@ ROWS, SHARDS = 3000, 2  # shards of ~1500 rows: 3 HDF5 chunks each, so a flush c
 
 
 def _records() -> list[dict]:
-    return [{"id": f"d{i}", "title": f"Title {i}", "url": f"https://example.org/{i}",
-             "text": f"Short sentence {i} about subject {i % 17}."} for i in range(ROWS)]
+    return [
+        {
+            "id": f"d{i}",
+            "title": f"Title {i}",
+            "url": f"https://example.org/{i}",
+            "text": f"Short sentence {i} about subject {i % 17}.",
+        }
+        for i in range(ROWS)
+    ]
 
 
 def _shard_line(run: Path, index: int) -> str:
@@ -40,8 +47,22 @@ def test_full_disk_mid_flush_and_mid_merge_recover_with_the_same_command(tmp_pat
     corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
     with tmpfs(tmp_path / "fs", 96 << 20) as fs:
         run = fs / "run"
-        jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
-                 str(model_path), "--shards", str(SHARDS), "--flush-rows", "100", "--wait")
+        jobs_cli(
+            "submit",
+            "--run",
+            str(run),
+            "--profile",
+            "local",
+            "--corpus",
+            str(corpus),
+            "--model",
+            str(model_path),
+            "--shards",
+            str(SHARDS),
+            "--flush-rows",
+            "100",
+            "--wait",
+        )
         shards = run / "shards"
         untouched = {i: (shards / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0,)}
 
@@ -69,7 +90,9 @@ def test_full_disk_mid_flush_and_mid_merge_recover_with_the_same_command(tmp_pat
         refused = jobs_cli("merge", "--run", str(run), check=False)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
         assert "no space left on device" in refused.stderr and f"make merge RUN={run}" in refused.stderr
-        assert not (run / "embeddings.h5.tmp").exists() and (run / "embeddings.h5.sha256").read_text() == before
+        assert (
+            not (run / "embeddings.h5.tmp").exists() and (run / "embeddings.h5.sha256").read_text() == before
+        )
         assert_matches_direct_encode(run, records, st_model)
         filler.unlink()
         jobs_cli("merge", "--run", str(run))

@@ -33,8 +33,12 @@ class Batch:
     problems: dict[int, str] = field(default_factory=dict)  # offset -> why that row could not be read
     valid_utf8: bool = False  # strings were decoded from UTF-8, so they hold no lone surrogate
     fields: dict[str, float] | None = None  # first batch of a file: field -> mean text length (-1: not text)
-    where: str | None = None  # multi-file sources: suffix after "file row R" (", row group 3"); None: the row says enough
-    arrow: Any = None  # parquet: the pyarrow RecordBatch the columns come from (checked in bulk, embedder.arrowcheck)
+    where: str | None = (
+        None  # multi-file sources: suffix after "file row R" (", row group 3"); None: the row says enough
+    )
+    arrow: Any = (
+        None  # parquet: the pyarrow RecordBatch the columns come from (checked in bulk, embedder.arrowcheck)
+    )
 
     def nones(self, name: str) -> int:
         """Rows whose ``name`` is None, without making Python values of an Arrow column."""

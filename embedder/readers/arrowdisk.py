@@ -24,8 +24,10 @@ def data_files(folder: Path) -> list[Path]:
     splits = folder / "dataset_dict.json"
     if splits.is_file():
         names = json.loads(splits.read_text(encoding="utf-8")).get("splits", [])
-        raise CorpusError(f"{folder} is a DatasetDict with splits {', '.join(names)}; pass one split's "
-                          f"folder, e.g. CORPUS={folder / (names[0] if names else 'train')}")
+        raise CorpusError(
+            f"{folder} is a DatasetDict with splits {', '.join(names)}; pass one split's "
+            f"folder, e.g. CORPUS={folder / (names[0] if names else 'train')}"
+        )
     state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     return [folder / entry["filename"] for entry in state["_data_files"]]
 
@@ -72,11 +74,26 @@ class ArrowDiskReader:
                 for lo in range(0, record_batch.num_rows, BATCH_ROWS):
                     rb = record_batch.slice(lo, BATCH_ROWS)
                     names = rb.schema.names
-                    cols = {c: rb.column(c).to_pylist() if c in names else [None] * rb.num_rows for c in columns}
-                    fields = field_lengths({n: rb.column(n).slice(0, 1000).to_pylist() for n in names}) if first else None
-                    yield Batch(cols, rb.num_rows, str(file), file_row, valid_utf8=True, fields=fields,
-                                where="" if len(self.files) > 1 else None)
+                    cols = {
+                        c: rb.column(c).to_pylist() if c in names else [None] * rb.num_rows for c in columns
+                    }
+                    fields = (
+                        field_lengths({n: rb.column(n).slice(0, 1000).to_pylist() for n in names})
+                        if first
+                        else None
+                    )
+                    yield Batch(
+                        cols,
+                        rb.num_rows,
+                        str(file),
+                        file_row,
+                        valid_utf8=True,
+                        fields=fields,
+                        where="" if len(self.files) > 1 else None,
+                    )
                     file_row, first = file_row + rb.num_rows, False
         except (pa.ArrowException, OSError) as err:
-            raise CorpusError(f"{file}: Arrow data cannot be read after row {file_row} ({err}). "
-                              "Write the dataset again with save_to_disk.") from err
+            raise CorpusError(
+                f"{file}: Arrow data cannot be read after row {file_row} ({err}). "
+                "Write the dataset again with save_to_disk."
+            ) from err

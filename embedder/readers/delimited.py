@@ -34,7 +34,9 @@ class DelimitedReader:
                 raise CorpusError(f"{self.path} is empty: expected a header line naming the fields.")
             yield from self._batches(reader, header, columns, where)
 
-    def _batches(self, reader, header: list[str], columns: Sequence[str], where: list[int]) -> Iterator[Batch]:
+    def _batches(
+        self, reader, header: list[str], columns: Sequence[str], where: list[int]
+    ) -> Iterator[Batch]:
         index = {name: i for i, name in enumerate(header)}
         pick = [(name, index.get(name)) for name in columns]
         rows: list[list[str]] = []
@@ -43,8 +45,10 @@ class DelimitedReader:
         for row in reader:
             where[0] = reader.line_num
             if len(row) != len(header):
-                problems[len(rows)] = (f"wrong number of fields (line {reader.line_num} has {len(row)}, "
-                                       f"the header has {len(header)})")
+                problems[len(rows)] = (
+                    f"wrong number of fields (line {reader.line_num} has {len(row)}, "
+                    f"the header has {len(header)})"
+                )
                 row = []
             rows.append(row)
             if len(rows) >= BATCH_ROWS:
@@ -54,8 +58,10 @@ class DelimitedReader:
             yield self._batch(rows, pick, header, file_row, problems, first)
 
     def _batch(self, rows, pick, header, file_row, problems, first) -> Batch:
-        cols = {name: [r[i] if r else None for r in rows] if i is not None else [None] * len(rows)
-                for name, i in pick}
+        cols = {
+            name: [r[i] if r else None for r in rows] if i is not None else [None] * len(rows)
+            for name, i in pick
+        }
         fields = None
         if first:
             fields = field_lengths({h: [r[i] for r in rows[:1000] if r] for i, h in enumerate(header)})

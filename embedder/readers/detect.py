@@ -19,8 +19,14 @@ PARQUET_MAGIC = b"PAR1"
 ARROW_FILE_MAGIC = b"ARROW1"
 ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"
 PICKLE_MAGIC = b"\x80"
-BY_NAME = {".jsonl": JsonlReader, ".ndjson": JsonlReader, ".csv": DelimitedReader, ".tsv": DelimitedReader,
-           ".pkl": PickleReader, ".pickle": PickleReader}
+BY_NAME = {
+    ".jsonl": JsonlReader,
+    ".ndjson": JsonlReader,
+    ".csv": DelimitedReader,
+    ".tsv": DelimitedReader,
+    ".pkl": PickleReader,
+    ".pickle": PickleReader,
+}
 
 
 def open_reader(source: Path) -> Reader:
@@ -35,7 +41,9 @@ def open_reader(source: Path) -> Reader:
     files = expand(source)
     if not files or not files[0].exists():
         what = "matches no file" if files == [] else "does not exist"
-        raise CorpusError(f"Corpus {source} {what}. Pass CORPUS= a file, a folder or a glob; readable: {SUPPORTED}.")
+        raise CorpusError(
+            f"Corpus {source} {what}. Pass CORPUS= a file, a folder or a glob; readable: {SUPPORTED}."
+        )
     if len(files) > 1:
         return _many_files(source, files)
     return _file_reader(files[0])
@@ -47,8 +55,10 @@ def _folder_reader(folder: Path) -> Reader:
     parquet = sorted(p for p in folder.rglob("*.parquet") if p.is_file())
     if parquet:
         return ParquetReader(folder, parquet)
-    raise CorpusError(f"Folder {folder} holds no .parquet files and no datasets save_to_disk layout (state.json). "
-                      f"Readable: {SUPPORTED}.")
+    raise CorpusError(
+        f"Folder {folder} holds no .parquet files and no datasets save_to_disk layout (state.json). "
+        f"Readable: {SUPPORTED}."
+    )
 
 
 def _many_files(source: Path, files: list[Path]) -> Reader:
@@ -58,8 +68,10 @@ def _many_files(source: Path, files: list[Path]) -> Reader:
     if kinds == {"arrow"}:
         return ArrowDiskReader(source, files)
     names = ", ".join(f.name for f in files[:3])
-    raise CorpusError(f"{source} matches {len(files)} files ({names}, ...); a glob is read for parquet or Arrow "
-                      "files only. Concatenate the others into one file, or pass them one run each.")
+    raise CorpusError(
+        f"{source} matches {len(files)} files ({names}, ...); a glob is read for parquet or Arrow "
+        "files only. Concatenate the others into one file, or pass them one run each."
+    )
 
 
 def _file_reader(path: Path) -> Reader:
@@ -68,8 +80,12 @@ def _file_reader(path: Path) -> Reader:
         return ParquetReader(path, [path])
     if kind == "arrow":
         return ArrowDiskReader(path, [path])
-    by_kind: dict[str, Callable[[Path], Reader]] = {"jsonl": JsonlReader, "json": JsonListReader,
-                                                    "csv": DelimitedReader, "pickle": PickleReader}
+    by_kind: dict[str, Callable[[Path], Reader]] = {
+        "jsonl": JsonlReader,
+        "json": JsonListReader,
+        "csv": DelimitedReader,
+        "pickle": PickleReader,
+    }
     return by_kind[kind](path)
 
 
@@ -102,5 +118,7 @@ def _kind_from_content(path: Path, suffix: str) -> str:
         return "jsonl"  # also a .json file holding one object per line
     if first == b"[":
         return "json"
-    raise CorpusError(f"Cannot tell the format of {path} (name ending {suffix or 'none'!r}, first bytes "
-                      f"{head[:8]!r}). Readable: {SUPPORTED}.")
+    raise CorpusError(
+        f"Cannot tell the format of {path} (name ending {suffix or 'none'!r}, first bytes "
+        f"{head[:8]!r}). Readable: {SUPPORTED}."
+    )

@@ -45,20 +45,36 @@ class JsonlReader:
         with open_bytes(self.path, where) as f:
             while chunk := f.read(ARROW_BLOCK_BYTES) + f.readline():
                 rb = _arrow_block(chunk, columns)
-                batches = [rb] if rb is not None else self._line_batches(chunk, columns, where, file_row, first)
+                batches = (
+                    [rb] if rb is not None else self._line_batches(chunk, columns, where, file_row, first)
+                )
                 for batch in batches:
                     if isinstance(batch, pa.RecordBatch):
                         where[0] += chunk.count(b"\n") + (not chunk.endswith(b"\n"))
-                        fields = {n: field_lengths({n: batch.column(n).slice(0, 1000).to_pylist()})[n]
-                                  for n in batch.schema.names} if first else None
-                        batch = Batch(ArrowColumns(batch, self.path, 0), batch.num_rows, str(self.path), file_row,
-                                      valid_utf8=True, fields=fields, arrow=batch)
+                        fields = (
+                            {
+                                n: field_lengths({n: batch.column(n).slice(0, 1000).to_pylist()})[n]
+                                for n in batch.schema.names
+                            }
+                            if first
+                            else None
+                        )
+                        batch = Batch(
+                            ArrowColumns(batch, self.path, 0),
+                            batch.num_rows,
+                            str(self.path),
+                            file_row,
+                            valid_utf8=True,
+                            fields=fields,
+                            arrow=batch,
+                        )
                     first = False
                     file_row += batch.rows
                     yield batch
 
-    def _line_batches(self, chunk: bytes, columns: Sequence[str], where: list[int], file_row: int,
-                      first: bool) -> Iterator[Batch]:
+    def _line_batches(
+        self, chunk: bytes, columns: Sequence[str], where: list[int], file_row: int, first: bool
+    ) -> Iterator[Batch]:
         for block, lines in self._blocks(io.BytesIO(chunk), where):
             batch = to_batch(block, columns, str(self.path), file_row, first)
             first = False
@@ -96,10 +112,15 @@ def _arrow_block(chunk: bytes, columns: Sequence[str]) -> pa.RecordBatch | None:
     """The rows of ``chunk`` (whole lines) parsed by pyarrow, or None where only the line reader can tell."""
     if b"\r" in chunk:
         return None
-    strings = pa.schema([(c, pa.string()) for c in columns[1:]])  # columns[0] is the id: a string or an integer
+    strings = pa.schema(
+        [(c, pa.string()) for c in columns[1:]]
+    )  # columns[0] is the id: a string or an integer
     try:
-        table = pj.read_json(pa.BufferReader(chunk), read_options=pj.ReadOptions(use_threads=False, block_size=len(chunk) + 1),
-                             parse_options=pj.ParseOptions(explicit_schema=strings, unexpected_field_behavior="infer"))
+        table = pj.read_json(
+            pa.BufferReader(chunk),
+            read_options=pj.ReadOptions(use_threads=False, block_size=len(chunk) + 1),
+            parse_options=pj.ParseOptions(explicit_schema=strings, unexpected_field_behavior="infer"),
+        )
         table.validate(full=True)
     except (pa.ArrowException, ValueError):
         return None
@@ -109,7 +130,11 @@ def _arrow_block(chunk: bytes, columns: Sequence[str]) -> pa.RecordBatch | None:
     for name in columns:
         index = table.schema.get_field_index(name)
         kind = table.schema.field(index).type if index >= 0 else pa.null()
-        if kind not in TEXT_TYPES and not pa.types.is_null(kind) and not (name == columns[0] and kind == pa.int64()):
+        if (
+            kind not in TEXT_TYPES
+            and not pa.types.is_null(kind)
+            and not (name == columns[0] and kind == pa.int64())
+        ):
             return None
     return table.combine_chunks().to_batches()[0] if table.num_rows else None
 

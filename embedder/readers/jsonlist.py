@@ -22,7 +22,9 @@ class JsonListReader:
             with open(self.path, encoding="utf-8", errors="surrogateescape") as f:
                 records = as_list(json.load(f), self.path)
         except json.JSONDecodeError as err:
-            raise CorpusError(f"{self.path} is not valid JSON: {err}. A file of one object per line "
-                              "is JSONL: name it .jsonl.") from err
+            raise CorpusError(
+                f"{self.path} is not valid JSON: {err}. A file of one object per line "
+                "is JSONL: name it .jsonl."
+            ) from err
         self.total_rows = len(records)
         yield from record_batches(records, columns, str(self.path))

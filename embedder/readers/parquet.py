@@ -23,7 +23,9 @@ def _open(path: Path) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
     except (pa.ArrowException, OSError) as err:
-        raise CorpusError(f"{path} is not a readable parquet file ({err}). Download or write it again.") from err
+        raise CorpusError(
+            f"{path} is not a readable parquet file ({err}). Download or write it again."
+        ) from err
 
 
 def _mean_bytes(meta: pq.FileMetaData, column: int) -> float:
@@ -40,10 +42,16 @@ class ArrowColumns(dict):
 
     def __missing__(self, name: str) -> list:
         try:
-            values = self.rb.column(name).to_pylist() if name in self.rb.schema.names else [None] * self.rb.num_rows
+            values = (
+                self.rb.column(name).to_pylist()
+                if name in self.rb.schema.names
+                else [None] * self.rb.num_rows
+            )
         except (pa.ArrowException, UnicodeDecodeError) as err:
-            raise CorpusError(f"{self.file}: row group {self.group} cannot be read ({err}). "
-                              "The file is damaged: download or write it again.") from err
+            raise CorpusError(
+                f"{self.file}: row group {self.group} cannot be read ({err}). "
+                "The file is damaged: download or write it again."
+            ) from err
         self[name] = values
         return values
 
@@ -68,14 +76,26 @@ class ParquetReader:
         file_row = 0
         for group in range(pf.num_row_groups):
             try:
-                for rb in pf.iter_batches(batch_size=batch_rows, row_groups=[group], columns=read, use_threads=False):
-                    yield Batch(ArrowColumns(rb, file, group), rb.num_rows, str(file), file_row, valid_utf8=True, fields=fields,
-                                where=f", row group {group}", arrow=rb)
+                for rb in pf.iter_batches(
+                    batch_size=batch_rows, row_groups=[group], columns=read, use_threads=False
+                ):
+                    yield Batch(
+                        ArrowColumns(rb, file, group),
+                        rb.num_rows,
+                        str(file),
+                        file_row,
+                        valid_utf8=True,
+                        fields=fields,
+                        where=f", row group {group}",
+                        arrow=rb,
+                    )
                     file_row += rb.num_rows
                     fields = None
             except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
-                raise CorpusError(f"{file}: row group {group} cannot be read ({err}). "
-                                  "The file is damaged: download or write it again.") from err
+                raise CorpusError(
+                    f"{file}: row group {group} cannot be read ({err}). "
+                    "The file is damaged: download or write it again."
+                ) from err
 
     @staticmethod
     def _fields(pf: pq.ParquetFile) -> dict[str, float]:

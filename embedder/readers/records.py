@@ -20,8 +20,9 @@ class Unreadable:
         self.reason = reason
 
 
-def record_batches(records: Iterable[Any], columns: Sequence[str], file: str,
-                   batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
+def record_batches(
+    records: Iterable[Any], columns: Sequence[str], file: str, batch_rows: int = BATCH_ROWS
+) -> Iterator[Batch]:
     """Group ``records`` into batches of ``columns``; non-dicts become problems of their row."""
     block: list[Any] = []
     first, file_row, chars = True, 0, 0
@@ -41,7 +42,11 @@ def to_batch(block: list[Any], columns: Sequence[str], file: str, file_row: int,
     problems = {}
     for i, record in enumerate(block):
         if type(record) is not dict:
-            problems[i] = record.reason if isinstance(record, Unreadable) else f"not a dict (got {type(record).__name__})"
+            problems[i] = (
+                record.reason
+                if isinstance(record, Unreadable)
+                else f"not a dict (got {type(record).__name__})"
+            )
             block[i] = {}
     cols = {name: [r.get(name) for r in block] for name in columns}
     fields = _sample_fields(block) if first else None

@@ -19,7 +19,7 @@ BUFFER_BYTES = 1 << 20
 
 
 def compression(path: Path) -> str:
-    """"gzip", "zstd" or "" from the name, else from the first bytes."""
+    """ "gzip", "zstd" or "" from the name, else from the first bytes."""
     name = path.name.lower()
     if name.endswith(".gz"):
         return "gzip"

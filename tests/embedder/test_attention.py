@@ -24,7 +24,9 @@ def test_each_back_end_matches_the_reference(model_path, st_model, attention):
 
 
 def test_flash_is_refused_off_cuda_and_in_float32():
-    with pytest.raises(ConfigError, match="ATTENTION=flash runs on CUDA GPUs only; this task's device is cpu"):
+    with pytest.raises(
+        ConfigError, match="ATTENTION=flash runs on CUDA GPUs only; this task's device is cpu"
+    ):
         check_flash_attention("cpu", "float32")
     with pytest.raises(ConfigError, match="computes in bfloat16 or float16, not float32"):
         check_flash_attention("cuda", "float32")

@@ -26,8 +26,12 @@ def test_pickle_list_of_dicts_is_read(tmp_path):
     summary = _prepare_file(tmp_path, path)
     assert summary.rows == 5 and not summary.rejected
     rows = read_slice(tmp_path / "corpus.h5", 1, 3, ("ids", "texts", "titles", "urls"))
-    assert rows == {"ids": ["1", "2"], "texts": ["text number 1", "text number 2"], "titles": ["T1", "T2"],
-                    "urls": ["u1", "u2"]}
+    assert rows == {
+        "ids": ["1", "2"],
+        "texts": ["text number 1", "text number 2"],
+        "titles": ["T1", "T2"],
+        "urls": ["u1", "u2"],
+    }
 
 
 class _RunsCode:
@@ -59,8 +63,16 @@ def test_bad_rows_are_refused_with_counts_examples_and_next_step(tmp_path):
         _prepare(tmp_path, records)
     msg = str(err.value)
     assert "8 of 13 rows cannot be embedded" in msg
-    for reason in ("duplicate id", "missing text", "empty text", "text is not a string", "NUL byte in text",
-                   "lone surrogate", "missing id", "not a dict"):
+    for reason in (
+        "duplicate id",
+        "missing text",
+        "empty text",
+        "text is not a string",
+        "NUL byte in text",
+        "lone surrogate",
+        "missing id",
+        "not a dict",
+    ):
         assert reason in msg
     assert "row 5 id='1': duplicate id (first at row 1)" in msg
     assert "SKIP_BAD_ROWS=1" in msg
@@ -118,8 +130,10 @@ def test_duplicates_are_found_across_spills_to_disk(tmp_path, monkeypatch):
     from embedder import duplicates
 
     monkeypatch.setattr(duplicates, "FLUSH_ROWS", 1000)  # spill to the bucket files many times
-    records = [{"id": f"doc-{i}", "text": "t"} for i in range(20_000)] + [{"id": "doc-17", "text": "again"},
-                                                                        {"id": "doc-19999", "text": "again"}]
+    records = [{"id": f"doc-{i}", "text": "t"} for i in range(20_000)] + [
+        {"id": "doc-17", "text": "again"},
+        {"id": "doc-19999", "text": "again"},
+    ]
     with pytest.raises(CorpusError) as err:
         _prepare(tmp_path, records)
     assert "row 20000 id='doc-17': duplicate id (first at row 17)" in str(err.value)
@@ -129,7 +143,12 @@ def test_duplicates_are_found_across_spills_to_disk(tmp_path, monkeypatch):
 
 def test_fingerprint_is_a_function_of_the_prepared_rows(tmp_path):
     a = _prepare(tmp_path / "a", GOOD)
-    b = _prepare(tmp_path / "b", [*GOOD[:2], {"id": 99, "text": ""}, *GOOD[2:], {"id": 0, "text": "dup"}],
-                 skip_bad_rows=True)
-    c = prepare((dict(r, url="elsewhere") for r in GOOD), tmp_path / "c" / "corpus.h5", CorpusOptions(), "other")
+    b = _prepare(
+        tmp_path / "b",
+        [*GOOD[:2], {"id": 99, "text": ""}, *GOOD[2:], {"id": 0, "text": "dup"}],
+        skip_bad_rows=True,
+    )
+    c = prepare(
+        (dict(r, url="elsewhere") for r in GOOD), tmp_path / "c" / "corpus.h5", CorpusOptions(), "other"
+    )
     assert a.fingerprint == b.fingerprint == c.fingerprint

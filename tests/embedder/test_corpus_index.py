@@ -27,12 +27,30 @@ from kit.format import CORPUS_FORMAT_V1, CORPUS_FORMAT_V2, UTF8, content_hash
 
 # Values the bulk checks must treat exactly as the Python checks: whitespace Python knows
 # (\x1c, \u2003, \x85), texts that start with a byte a space could start (€, \xa0...), blank parts.
-AWKWARD = ["plain", " lead", "\x1c\u2003 ", "\u2003", "€ euro", "\xa0nbsp", "trail \x85", "é", "\x85", "x" * 300]
+AWKWARD = [
+    "plain",
+    " lead",
+    "\x1c\u2003 ",
+    "\u2003",
+    "€ euro",
+    "\xa0nbsp",
+    "trail \x85",
+    "é",
+    "\x85",
+    "x" * 300,
+]
 
 
 def _rows(n=40):
-    return [{"id": f"d{i}", "title": AWKWARD[(i + 3) % len(AWKWARD)] if i % 4 else None, "url": f"u{i}",
-             "text": AWKWARD[i % len(AWKWARD)] + f" {i}"} for i in range(n)]
+    return [
+        {
+            "id": f"d{i}",
+            "title": AWKWARD[(i + 3) % len(AWKWARD)] if i % 4 else None,
+            "url": f"u{i}",
+            "text": AWKWARD[i % len(AWKWARD)] + f" {i}",
+        }
+        for i in range(n)
+    ]
 
 
 def _write(path, rows, row_group_size=7, schema=None):
@@ -63,8 +81,18 @@ def test_bulk_checks_keep_what_the_python_checks_keep(tmp_path, text_fields):
     assert fast.chars.tolist() == slow.chars.tolist()
 
 
-@pytest.mark.parametrize("bad", [{"text": "\u2003\x1c"}, {"text": ""}, {"text": None}, {"text": "a\x00b"},
-                                 {"id": " "}, {"id": None}, {"title": "t\x00"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"text": "\u2003\x1c"},
+        {"text": ""},
+        {"text": None},
+        {"text": "a\x00b"},
+        {"id": " "},
+        {"id": None},
+        {"title": "t\x00"},
+    ],
+)
 def test_a_batch_with_a_bad_row_goes_to_the_row_by_row_check(tmp_path, bad):
     rows = _rows(10)
     rows[4].update(bad)
@@ -104,7 +132,9 @@ def test_jsonl_is_converted_once_into_the_runs_own_parquet(tmp_path):
     run = tmp_path / "run"
     prepare(iter(rows), run / "corpus.h5", CorpusOptions(), "records")
     parquet = [p for p in run.iterdir() if p.suffix == ".parquet"]
-    assert len(parquet) == 1 and pq.ParquetFile(parquet[0]).metadata.row_group(0).column(1).compression == "ZSTD"
+    assert (
+        len(parquet) == 1 and pq.ParquetFile(parquet[0]).metadata.row_group(0).column(1).compression == "ZSTD"
+    )
     assert read_slice(run / "corpus.h5", 0, 30)["texts"] == [r["text"] for r in rows]
 
 
@@ -135,8 +165,11 @@ def test_a_tasks_read_touches_only_the_row_groups_of_its_rows(tmp_path, monkeypa
     prepare_source(source, tmp_path / "run" / "corpus.h5", CorpusOptions())
     read = []
     original = pq.ParquetFile.read_row_group
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
-                        lambda self, g, **kw: read.append((g, tuple(kw["columns"]))) or original(self, g, **kw))
+    monkeypatch.setattr(
+        pq.ParquetFile,
+        "read_row_group",
+        lambda self, g, **kw: read.append((g, tuple(kw["columns"]))) or original(self, g, **kw),
+    )
     chunks = list(read_chunks(tmp_path / "run" / "corpus.h5", 150, 450, 64))  # rows of 1/16 .. of the file
     assert [lo for lo, _, _ in chunks] == list(range(150, 450, 64))
     assert [t for _, texts, _ in chunks for t in texts] == [r["text"] for r in rows[150:450]]
@@ -179,8 +212,15 @@ def _v1_corpus(path, rows):
         group.create_dataset("row", data=np.zeros(0, dtype=np.int64))
         group.create_dataset("id", shape=(0,), dtype=UTF8)
         group.create_dataset("reason", shape=(0,), dtype=UTF8)
-        h5.attrs.update(format=CORPUS_FORMAT_V1, source="old.jsonl", source_rows=len(rows), rows=len(rows),
-                        fingerprint="f" * 64, text_fields='["text"]', id_field="id")
+        h5.attrs.update(
+            format=CORPUS_FORMAT_V1,
+            source="old.jsonl",
+            source_rows=len(rows),
+            rows=len(rows),
+            fingerprint="f" * 64,
+            text_fields='["text"]',
+            id_field="id",
+        )
 
 
 def test_a_corpus_prepared_by_the_previous_version_is_still_read(tmp_path):
@@ -188,8 +228,13 @@ def test_a_corpus_prepared_by_the_previous_version_is_still_read(tmp_path):
     _v1_corpus(tmp_path / "corpus.h5", rows)
     assert corpus_info(tmp_path / "corpus.h5").format == CORPUS_FORMAT_V1
     assert read_slice(tmp_path / "corpus.h5", 2, 5, ("ids", "texts", "topics")) == {
-        "ids": ["d2", "d3", "d4"], "texts": [r["text"] for r in rows[2:5]], "topics": ["", "", ""]}
-    assert [t for _, t, _ in read_chunks(tmp_path / "corpus.h5", 0, 12, 5)][2] == [r["text"] for r in rows[10:]]
+        "ids": ["d2", "d3", "d4"],
+        "texts": [r["text"] for r in rows[2:5]],
+        "topics": ["", "", ""],
+    }
+    assert [t for _, t, _ in read_chunks(tmp_path / "corpus.h5", 0, 12, 5)][2] == [
+        r["text"] for r in rows[10:]
+    ]
     assert row_costs(tmp_path / "corpus.h5").shape == (12,)
     with CorpusReader(tmp_path / "corpus.h5") as reader:
         assert not reader.content_hashes(0, 12).any()  # none recorded: zeros
@@ -219,7 +264,10 @@ def test_joined_text_fields_read_in_place_equal_the_converted_ones(tmp_path):
     fields = ("ids", "texts", "titles", "urls")
     in_place, converted = (read_slice(tmp_path / d / "corpus.h5", 0, 25, fields) for d in "ab")
     assert in_place == converted and in_place["texts"][1] == f"{rows[1]['title']}\n\n{rows[1]['text']}"
-    assert corpus_info(tmp_path / "a" / "corpus.h5").fingerprint == corpus_info(tmp_path / "b" / "corpus.h5").fingerprint
+    assert (
+        corpus_info(tmp_path / "a" / "corpus.h5").fingerprint
+        == corpus_info(tmp_path / "b" / "corpus.h5").fingerprint
+    )
 
 
 def test_a_corpus_of_format_2_reads_its_ids_and_places_from_the_index(tmp_path):

@@ -37,7 +37,7 @@ def test_chunks_come_back_in_order_with_their_payload(st_model, texts):
     def chunks():  # lazy, like the corpus reader: consumed by the feeder thread
         for start in range(0, len(texts), 25):
             read.append(start)
-            yield start, texts[start:start + 25], f"ids from {start}"
+            yield start, texts[start : start + 25], f"ids from {start}"
 
     out = list(enc.encode_chunks(chunks()))
     assert [(s, extra) for s, extra, _ in out] == [(s, f"ids from {s}") for s in range(0, len(texts), 25)]
@@ -86,8 +86,13 @@ def test_nonfinite_rows_are_recomputed_in_float32(model_path, st_model, texts):
 
     bad = "Zanzibar archipelago is the odd one out."
     token = st_model.tokenizer(bad)["input_ids"][1]
-    enc = TextEncoder(st_model, prompt="", normalize=False, max_tokens=2048,
-                      fallback=lambda: SentenceTransformer(str(model_path), device="cpu"))
+    enc = TextEncoder(
+        st_model,
+        prompt="",
+        normalize=False,
+        max_tokens=2048,
+        fallback=lambda: SentenceTransformer(str(model_path), device="cpu"),
+    )
     handle = _nan_rows_of(st_model, token)
     try:
         out = enc.encode(texts[:10] + [bad])

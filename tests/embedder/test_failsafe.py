@@ -40,22 +40,31 @@ def _corpus(tmp_path: Path, n: int) -> list[dict]:
 
 # 1: a task that holds a GPU torch cannot use refuses before loading the model.
 @pytest.mark.parametrize("variable", ["CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS"])
-def test_a_held_gpu_that_torch_cannot_use_is_refused_before_the_model_loads(tmp_path, monkeypatch, model_path,
-                                                                              variable):
+def test_a_held_gpu_that_torch_cannot_use_is_refused_before_the_model_loads(
+    tmp_path, monkeypatch, model_path, variable
+):
     _corpus(tmp_path, 4)
     monkeypatch.setenv(variable, "0")
     loads = []
     monkeypatch.setattr(model_lib, "load_model", lambda *a, **k: loads.append(a))
-    with pytest.raises(ConfigError, match=rf"holds or asks for a GPU \({variable}=0\).*torch .* built for CUDA .*"
-                                          r"NVIDIA driver .*DEVICE=cpu"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"holds or asks for a GPU \({variable}=0\).*torch .* built for CUDA .*"
+        r"NVIDIA driver .*DEVICE=cpu",
+    ):
         embed_shards([ShardSpec(0, 0, 4)], tmp_path, EmbedIdentity(model=str(model_path)), ComputeSettings())
     assert loads == [] and not shard_path(tmp_path, 0).exists()
 
 
 def test_device_choice_without_a_gpu_claim_and_on_purpose():
     assert model_lib.pick_device("auto", environ={}) == "cpu"
-    assert model_lib.pick_device("auto", environ={"CUDA_VISIBLE_DEVICES": "", "SLURM_GPUS_ON_NODE": "0"}) == "cpu"
-    assert model_lib.pick_device("cpu", environ={"CUDA_VISIBLE_DEVICES": "0"}) == "cpu"  # DEVICE=cpu on purpose
+    assert (
+        model_lib.pick_device("auto", environ={"CUDA_VISIBLE_DEVICES": "", "SLURM_GPUS_ON_NODE": "0"})
+        == "cpu"
+    )
+    assert (
+        model_lib.pick_device("cpu", environ={"CUDA_VISIBLE_DEVICES": "0"}) == "cpu"
+    )  # DEVICE=cpu on purpose
     with pytest.raises(ConfigError, match="DEVICE=cuda"):
         model_lib.pick_device("cuda", environ={})
     with pytest.raises(ConfigError, match="the profile requests GPUs"):
@@ -64,7 +73,9 @@ def test_device_choice_without_a_gpu_claim_and_on_purpose():
 
 def test_each_shard_records_its_gpu(tmp_path, model_path):
     _corpus(tmp_path, 6)
-    embed_shards([ShardSpec(0, 0, 6)], tmp_path, EmbedIdentity(model=str(model_path)), ComputeSettings(device="cpu"))
+    embed_shards(
+        [ShardSpec(0, 0, 6)], tmp_path, EmbedIdentity(model=str(model_path)), ComputeSettings(device="cpu")
+    )
     assert read_header(shard_path(tmp_path, 0)).attrs["gpu"] == ""  # the name off CUDA: none
 
 
@@ -84,7 +95,7 @@ class _FailingCollator(FastCollator):
 @pytest.mark.parametrize("threaded", [True, False])
 def test_a_collate_failure_at_any_position_raises_in_its_chunk(st_model, texts, threaded):
     reference = st_model.encode(texts)
-    chunks = [(s, texts[s:s + 12], s) for s in range(0, len(texts), 12)]
+    chunks = [(s, texts[s : s + 12], s) for s in range(0, len(texts), 12)]
     probe = TextEncoder(st_model, prompt="", normalize=False, max_tokens=1024, threaded=threaded)
     probe.collator = _FailingCollator(st_model, fail_at=0)
     list(probe.encode_chunks(chunks))
@@ -97,7 +108,7 @@ def test_a_collate_failure_at_any_position_raises_in_its_chunk(st_model, texts, 
             for start, _, emb in enc.encode_chunks(chunks):
                 done.append((start, emb))
         for start, emb in done:  # every chunk handed out is whole and right
-            assert cosine_rows(emb, reference[start:start + len(emb)]).min() >= 0.9999, (fail_at, start)
+            assert cosine_rows(emb, reference[start : start + len(emb)]).min() >= 0.9999, (fail_at, start)
 
 
 def test_rows_no_forward_pass_filled_are_refused(st_model, texts, monkeypatch):
@@ -110,14 +121,17 @@ def test_rows_no_forward_pass_filled_are_refused(st_model, texts, monkeypatch):
 
 # 4: HF_HUB_OFFLINE reaches huggingface_hub even after it was imported.
 def test_offline_mode_holds_after_the_hub_library_was_imported():
-    code = ("import huggingface_hub, transformers.utils.hub as tu\n"
-            "assert not huggingface_hub.is_offline_mode()\n"
-            "from embedder.model import force_offline\nforce_offline()\n"
-            "assert huggingface_hub.is_offline_mode() and tu.is_offline_mode()\n")
+    code = (
+        "import huggingface_hub, transformers.utils.hub as tu\n"
+        "assert not huggingface_hub.is_offline_mode()\n"
+        "from embedder.model import force_offline\nforce_offline()\n"
+        "assert huggingface_hub.is_offline_mode() and tu.is_offline_mode()\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -125,14 +139,18 @@ def test_offline_mode_holds_after_the_hub_library_was_imported():
 def test_a_flash_attn_that_cannot_be_imported_is_refused(tmp_path, monkeypatch):
     package = tmp_path / "flash_attn"
     package.mkdir()
-    (package / "__init__.py").write_text("raise ImportError('flash_attn_2_cuda.so: undefined symbol: _ZN3c10')\n")
+    (package / "__init__.py").write_text(
+        "raise ImportError('flash_attn_2_cuda.so: undefined symbol: _ZN3c10')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match="flash-attn is installed but cannot be imported.*undefined symbol"):
         check_flash_attention("cuda", "bfloat16", capability=(9, 0))
 
 
 def test_flash_needs_ampere():
-    with pytest.raises(ConfigError, match=r"Ampere or newer GPU \(compute capability 8.0\+\); this one is 7.5"):
+    with pytest.raises(
+        ConfigError, match=r"Ampere or newer GPU \(compute capability 8.0\+\); this one is 7.5"
+    ):
         check_flash_attention("cuda", "bfloat16", capability=(7, 5))
 
 
@@ -176,7 +194,9 @@ def test_a_transient_oom_frees_garbage_and_the_budget_grows_back(st_model, texts
     enc = TextEncoder(st_model, prompt="", normalize=False, max_tokens=2048)
     handle = _oom_when(st_model, once)
     try:
-        out = np.concatenate([e for *_, e in enc.encode_chunks([(s, texts[s:s + 6], None) for s in range(0, 36, 6)])])
+        out = np.concatenate(
+            [e for *_, e in enc.encode_chunks([(s, texts[s : s + 6], None) for s in range(0, 36, 6)])]
+        )
     finally:
         handle.remove()
     assert enc.counters.oom_splits == 1 and collected and enc.lowest_tokens < 2048
@@ -210,8 +230,12 @@ def test_the_float32_rerun_survives_its_own_oom_and_is_freed(model_path, st_mode
     def fallback():
         model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         model.register_forward_pre_hook(
-            lambda m, args: (_ for _ in ()).throw(torch.OutOfMemoryError("injected"))
-            if args[0]["input_ids"].shape[0] > 1 else None)
+            lambda m, args: (
+                (_ for _ in ()).throw(torch.OutOfMemoryError("injected"))
+                if args[0]["input_ids"].shape[0] > 1
+                else None
+            )
+        )
         loaded.append(model)
         return model
 
@@ -236,10 +260,14 @@ def test_a_failed_float32_rerun_names_the_rows_and_the_fix(st_model, texts):
         raise torch.OutOfMemoryError("injected")
 
     enc = TextEncoder(st_model, prompt="", normalize=False, max_tokens=4096, fallback=no_memory)
-    handle = st_model.register_forward_hook(lambda m, a, o: {**o, "sentence_embedding": o["sentence_embedding"] * np.nan})
+    handle = st_model.register_forward_hook(
+        lambda m, a, o: {**o, "sentence_embedding": o["sentence_embedding"] * np.nan}
+    )
     try:
-        with pytest.raises(EncodeError, match="float32 rerun ran out of cpu memory; first is corpus row 0.*"
-                                              "COMPUTE_DTYPE=float32"):
+        with pytest.raises(
+            EncodeError,
+            match="float32 rerun ran out of cpu memory; first is corpus row 0.*COMPUTE_DTYPE=float32",
+        ):
             enc.encode(texts[:2])
     finally:
         handle.remove()
@@ -249,7 +277,9 @@ def test_expandable_segments_are_set_before_cuda_starts(tmp_path, monkeypatch, m
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
     monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
     _corpus(tmp_path, 3)
-    embed_shards([ShardSpec(0, 0, 3)], tmp_path, EmbedIdentity(model=str(model_path)), ComputeSettings(device="cpu"))
+    embed_shards(
+        [ShardSpec(0, 0, 3)], tmp_path, EmbedIdentity(model=str(model_path)), ComputeSettings(device="cpu")
+    )
     assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
     assert os.environ["RAYON_NUM_THREADS"].isdigit()
 
@@ -274,8 +304,14 @@ def test_max_seq_length_past_the_positions_is_a_clear_error(model_path):
 def test_the_task_uses_the_fingerprint_pinned_in_run_json(tmp_path, monkeypatch, model_path):
     _corpus(tmp_path, 3)
     identity = EmbedIdentity(model=str(model_path))
-    (tmp_path / MANIFEST).write_text(json.dumps({"identity": {"model": str(model_path), "revision": None},
-                                                 "model_fingerprint": "pinned-at-submit"}))
+    (tmp_path / MANIFEST).write_text(
+        json.dumps(
+            {
+                "identity": {"model": str(model_path), "revision": None},
+                "model_fingerprint": "pinned-at-submit",
+            }
+        )
+    )
 
     def hashing(_):
         raise AssertionError("the task hashed the weights")
@@ -288,14 +324,34 @@ def test_the_task_uses_the_fingerprint_pinned_in_run_json(tmp_path, monkeypatch,
 def test_the_task_loads_exactly_the_prompt_and_token_limit_run_json_pins(tmp_path, monkeypatch, model_path):
     _corpus(tmp_path, 3)
     identity = EmbedIdentity(model=str(model_path))
-    pinned = {"model": str(model_path), "model_revision": "local", "model_fingerprint": "pinned-at-submit",
-              "dtype": "float32", "normalize_embeddings": False, "prompt": "passage: ", "max_seq_length": 64}
-    (tmp_path / MANIFEST).write_text(json.dumps({"identity": {"model": str(model_path), "revision": None},
-                                                 "model_fingerprint": "pinned-at-submit", "pinned": pinned}))
-    monkeypatch.setattr(model_lib, "weights_fingerprint", lambda _: pytest.fail("the task hashed the weights"))
+    pinned = {
+        "model": str(model_path),
+        "model_revision": "local",
+        "model_fingerprint": "pinned-at-submit",
+        "dtype": "float32",
+        "normalize_embeddings": False,
+        "prompt": "passage: ",
+        "max_seq_length": 64,
+    }
+    (tmp_path / MANIFEST).write_text(
+        json.dumps(
+            {
+                "identity": {"model": str(model_path), "revision": None},
+                "model_fingerprint": "pinned-at-submit",
+                "pinned": pinned,
+            }
+        )
+    )
+    monkeypatch.setattr(
+        model_lib, "weights_fingerprint", lambda _: pytest.fail("the task hashed the weights")
+    )
     embed_shards([ShardSpec(0, 0, 3)], tmp_path, identity, ComputeSettings(device="cpu"))
     shard = read_header(shard_path(tmp_path, 0)).identity
-    assert (shard.prompt, shard.max_seq_length, shard.model_fingerprint) == ("passage: ", 64, "pinned-at-submit")
+    assert (shard.prompt, shard.max_seq_length, shard.model_fingerprint) == (
+        "passage: ",
+        64,
+        "pinned-at-submit",
+    )
     assert ShardIdentity.from_attrs(pinned).differences(shard) == {}  # what the merge will check
 
 

@@ -54,8 +54,9 @@ def test_packed_batches_equal_the_flattened_preprocess(fresh_model, texts):
     from transformers import DataCollatorWithFlattening
 
     first = fresh_model[0]
-    first.data_collator = DataCollatorWithFlattening(return_seq_idx=True, return_flash_attn_kwargs=True,
-                                                     return_position_ids=True)
+    first.data_collator = DataCollatorWithFlattening(
+        return_seq_idx=True, return_flash_attn_kwargs=True, return_position_ids=True
+    )
     first.can_flatten_inputs = True
     first._flatten_position_offset = 0
     collator = FastCollator(fresh_model, "")

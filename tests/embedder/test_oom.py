@@ -38,11 +38,17 @@ def _device_holding(monkeypatch, max_tokens: int) -> list[int]:
 
 def _run(tmp_path: Path, records: list[dict], model_path, **compute):
     prepare(iter(records), tmp_path / CORPUS_FILE, CorpusOptions(), "test")
-    return embed_shards([ShardSpec(0, 0, len(records))], tmp_path, EmbedIdentity(model=str(model_path)),
-                        ComputeSettings(device="cpu", **compute))
+    return embed_shards(
+        [ShardSpec(0, 0, len(records))],
+        tmp_path,
+        EmbedIdentity(model=str(model_path)),
+        ComputeSettings(device="cpu", **compute),
+    )
 
 
-def test_batches_too_big_are_split_and_the_shard_completes(tmp_path, monkeypatch, model_path, st_model, caplog):
+def test_batches_too_big_are_split_and_the_shard_completes(
+    tmp_path, monkeypatch, model_path, st_model, caplog
+):
     records = list(vital_articles(120))
     refused = _device_holding(monkeypatch, max_tokens=1500)
     result = _run(tmp_path, records, model_path, max_tokens_per_batch=8192, flush_rows=50)[0]
@@ -63,6 +69,9 @@ def test_a_single_row_that_does_not_fit_names_the_row_and_the_fix(tmp_path, monk
     records = list(vital_articles(30))
     records[17] = {**records[17], "text": "word " * 400}  # 256 tokens after truncation
     _device_holding(monkeypatch, max_tokens=200)
-    with pytest.raises(EncodeError, match=r"Corpus row \d+ \(256 tokens\) does not fit in cpu memory even alone"
-                                          r".*MAX_SEQ_LENGTH= below 256"):
+    with pytest.raises(
+        EncodeError,
+        match=r"Corpus row \d+ \(256 tokens\) does not fit in cpu memory even alone"
+        r".*MAX_SEQ_LENGTH= below 256",
+    ):
         _run(tmp_path, records, model_path, max_tokens_per_batch=4096)

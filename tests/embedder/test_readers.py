@@ -18,9 +18,15 @@ from kit.corpusfile import corpus_info, read_slice
 from kit.errors import CorpusError
 
 # Wikipedia's column names and string ids (wikimedia/wikipedia parquet: id, url, title, text).
-ROWS = [{"id": str(1000 + i), "url": f"https://en.wikipedia.org/wiki/A{i}", "title": f"Title {i} é",
-         "text": f"Text {i}, with \"quotes\", commas\nand a newline. " + "ü" * (i % 7) * 20}
-        for i in range(40)]
+ROWS = [
+    {
+        "id": str(1000 + i),
+        "url": f"https://en.wikipedia.org/wiki/A{i}",
+        "title": f"Title {i} é",
+        "text": f'Text {i}, with "quotes", commas\nand a newline. ' + "ü" * (i % 7) * 20,
+    }
+    for i in range(40)
+]
 
 
 def write_jsonl(path, rows, opener=open):
@@ -62,12 +68,23 @@ def write_save_to_disk(folder, rows, files=2):
         table = pa.Table.from_pylist(rows[k * step : (k + 1) * step])
         with pa.OSFile(str(folder / name), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=5)
-    state = {"_data_files": [{"filename": n} for n in names], "_fingerprint": "test", "_format_columns": None,
-             "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False, "_split": None}
+    state = {
+        "_data_files": [{"filename": n} for n in names],
+        "_fingerprint": "test",
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
     (folder / "state.json").write_text(json.dumps(state))
     features = {k: {"dtype": "string", "_type": "Value"} for k in rows[0]}
-    info = {"citation": "", "description": "", "features": features,
-            "splits": {"train": {"name": "train", "num_bytes": 0, "num_examples": len(rows)}}}
+    info = {
+        "citation": "",
+        "description": "",
+        "features": features,
+        "splits": {"train": {"name": "train", "num_bytes": 0, "num_examples": len(rows)}},
+    }
     (folder / "dataset_info.json").write_text(json.dumps(info))
     return folder
 
@@ -82,8 +99,9 @@ def write_arrow_file(path, rows):
 MAKERS = {
     "parquet folder": lambda d, r: write_parquet_folder(d / "wiki", r),
     "parquet glob": lambda d, r: write_parquet_folder(d / "wiki", r, files=3) / "train-*.parquet",
-    "parquet file": lambda d, r: pq.write_table(pa.Table.from_pylist(r), d / "w.parquet", row_group_size=9)
-    or d / "w.parquet",
+    "parquet file": lambda d, r: (
+        pq.write_table(pa.Table.from_pylist(r), d / "w.parquet", row_group_size=9) or d / "w.parquet"
+    ),
     "jsonl.gz": lambda d, r: write_jsonl(d / "c.jsonl.gz", r, gzip.open),
     "jsonl.zst": lambda d, r: write_zst(d / "c.jsonl.zst", r),
     "csv": lambda d, r: write_delimited(d / "c.csv", r, ","),
@@ -123,7 +141,9 @@ def test_parquet_total_is_known_for_the_progress_bar(tmp_path):
 def test_unknown_format_is_refused_listing_the_supported_ones(tmp_path):
     path = tmp_path / "corpus.xlsx"
     path.write_bytes(b"PK\x03\x04 not a corpus")
-    with pytest.raises(CorpusError, match=r"Cannot tell the format of .*corpus.xlsx.*parquet.*JSONL.*CSV.*save_to_disk"):
+    with pytest.raises(
+        CorpusError, match=r"Cannot tell the format of .*corpus.xlsx.*parquet.*JSONL.*CSV.*save_to_disk"
+    ):
         open_reader(path)
 
 
@@ -132,7 +152,9 @@ def test_datasetdict_folder_names_its_splits(tmp_path):
     write_save_to_disk(folder / "train", ROWS)
     write_save_to_disk(folder / "test", ROWS[:3])
     (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
-    with pytest.raises(CorpusError, match=r"splits train, test; pass one split's folder, e\.g\. CORPUS=.*dd/train"):
+    with pytest.raises(
+        CorpusError, match=r"splits train, test; pass one split's folder, e\.g\. CORPUS=.*dd/train"
+    ):
         open_reader(folder)
 
 
@@ -200,13 +222,17 @@ def test_duplicate_ids_across_two_parquet_files(tmp_path):
     folder = write_parquet_folder(tmp_path / "wiki", rows, files=2)
     msg = _refusal(tmp_path, folder)
     assert "2 of 42 rows cannot be embedded" in msg
-    assert ("row 21 id='1002' (train-00001-of-00002.parquet row 0, row group 0): duplicate id (first at row 2, "
-            "train-00000-of-00002.parquet row 2, row group 0)") in msg
+    assert (
+        "row 21 id='1002' (train-00001-of-00002.parquet row 0, row group 0): duplicate id (first at row 2, "
+        "train-00000-of-00002.parquet row 2, row group 0)"
+    ) in msg
     assert "row 22 id='1005' (train-00001-of-00002.parquet row 1, row group 0)" in msg
     assert "SKIP_BAD_ROWS=1 keeps the first row of each id" in msg
     # SKIP_BAD_ROWS=1 keeps the first of each: the same rows, and fingerprint, as the corpus without them.
     summary = prepare_source(folder, tmp_path / "run" / "corpus.h5", CorpusOptions(skip_bad_rows=True))
-    reference = prepare_source(write_jsonl(tmp_path / "ref.jsonl", ROWS), tmp_path / "ref.h5", CorpusOptions())
+    reference = prepare_source(
+        write_jsonl(tmp_path / "ref.jsonl", ROWS), tmp_path / "ref.h5", CorpusOptions()
+    )
     assert [b.row for b in summary.rejected] == [21, 22]
     assert _contents(tmp_path / "run" / "corpus.h5") == _contents(tmp_path / "ref.h5")
     assert summary.fingerprint == reference.fingerprint
@@ -235,19 +261,27 @@ def test_other_field_names_are_refused_naming_the_fix_not_skip_bad_rows(tmp_path
 def test_field_mapping_reads_other_names(tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", OTHER_NAMES)
     out = tmp_path / "run" / "corpus.h5"
-    options = CorpusOptions(id_field="doc_id", text_fields=("headline", "content"), title_field="headline",
-                            url_field="nothing")
+    options = CorpusOptions(
+        id_field="doc_id", text_fields=("headline", "content"), title_field="headline", url_field="nothing"
+    )
     assert prepare_source(path, out, options).rows == 300
     rows = read_slice(out, 0, 2, ("ids", "texts", "titles", "urls"))
-    assert rows == {"ids": ["d0", "d1"], "texts": ["H0\n\nbody 0", "H1\n\nbody 1"], "titles": ["H0", "H1"],
-                    "urls": ["", ""]}
+    assert rows == {
+        "ids": ["d0", "d1"],
+        "texts": ["H0\n\nbody 0", "H1\n\nbody 1"],
+        "titles": ["H0", "H1"],
+        "urls": ["", ""],
+    }
 
 
 def test_row_numbers_as_ids(tmp_path):
     rows = [{"content": f"c{i}"} for i in range(10)] + [{"content": ""}] + [{"content": "last"}]
     out = tmp_path / "run" / "corpus.h5"
-    summary = prepare_source(write_jsonl(tmp_path / "c.jsonl", rows), out,
-                             CorpusOptions(id_field="@row", text_fields=("content",), skip_bad_rows=True))
+    summary = prepare_source(
+        write_jsonl(tmp_path / "c.jsonl", rows),
+        out,
+        CorpusOptions(id_field="@row", text_fields=("content",), skip_bad_rows=True),
+    )
     assert summary.rows == 11
     assert read_slice(out, 9, 11, ("ids",))["ids"] == ["9", "11"]  # the source row, also after a skipped row
 
@@ -258,20 +292,22 @@ def test_all_rows_bad_does_not_suggest_skip_bad_rows(tmp_path):
     assert "SKIP_BAD_ROWS would leave nothing" in msg and "add SKIP_BAD_ROWS=1" not in msg
 
 
-AWKWARD_JSONL = b"".join([
-    b'{"id": 1, "text": "plain"}\n',
-    b'{"id": 123456789012345678901234567890, "text": "an id beyond 64 bits"}\r\n',
-    b'{"id": 3, "title": 123456789012345678901234567890, "text": "a title beyond 64 bits"}\n',
-    b'{"id": 4, "text": "bare cr"}\r{"id": 5, "text": "after a bare cr"}\n',
-    b'{"id": 6, "text": NaN}\n',
-    b'{"id": 7, "text": "lone \\ud800 escape"}\n',
-    b'{"id": 8, "text": "bad \xff byte"}\n',
-    "\u3000\n".encode(),
-    b"not json\n",
-    b'{"id": 9, "text": 1.5}\n',
-    b'{"id": 10, "text": "NUL \\u0000 escape"}\n',
-    '{"id": 11, "text": "last line é 東京"}'.encode(),
-])
+AWKWARD_JSONL = b"".join(
+    [
+        b'{"id": 1, "text": "plain"}\n',
+        b'{"id": 123456789012345678901234567890, "text": "an id beyond 64 bits"}\r\n',
+        b'{"id": 3, "title": 123456789012345678901234567890, "text": "a title beyond 64 bits"}\n',
+        b'{"id": 4, "text": "bare cr"}\r{"id": 5, "text": "after a bare cr"}\n',
+        b'{"id": 6, "text": NaN}\n',
+        b'{"id": 7, "text": "lone \\ud800 escape"}\n',
+        b'{"id": 8, "text": "bad \xff byte"}\n',
+        "\u3000\n".encode(),
+        b"not json\n",
+        b'{"id": 9, "text": 1.5}\n',
+        b'{"id": 10, "text": "NUL \\u0000 escape"}\n',
+        '{"id": 11, "text": "last line é 東京"}'.encode(),
+    ]
+)
 
 
 def test_jsonl_awkward_lines_read_as_the_text_reader_reads_them(tmp_path):
@@ -295,8 +331,13 @@ def test_jsonl_awkward_lines_read_as_the_text_reader_reads_them(tmp_path):
     assert [(b.row, b.id, b.reason) for b in got.rejected] == [(b.row, b.id, b.reason) for b in want.rejected]
     assert "title is not a string (got int)" in {b.reason for b in got.rejected}
     assert got.fingerprint == want.fingerprint
-    assert read_slice(tmp_path / "got.h5", 0, 5, ("ids",))["ids"] == ["1", "123456789012345678901234567890", "4", "5",
-                                                                      "11"]
+    assert read_slice(tmp_path / "got.h5", 0, 5, ("ids",))["ids"] == [
+        "1",
+        "123456789012345678901234567890",
+        "4",
+        "5",
+        "11",
+    ]
 
 
 # ---------------------------------------------------------------- end to end: the same embeddings.h5
@@ -311,8 +352,21 @@ def _submit(tmp_path, name, corpus, model_path, *options):
     from tests.helpers import jobs_cli
 
     run = tmp_path / name
-    jobs_cli("submit", "--run", str(run), "--corpus", str(corpus), "--model", str(model_path), "--profile", "local",
-             "--shards", "2", "--wait", *options)
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--profile",
+        "local",
+        "--shards",
+        "2",
+        "--wait",
+        *options,
+    )
     return _embeddings(run)
 
 
@@ -328,10 +382,23 @@ def test_parquet_and_renamed_fields_embed_like_jsonl(tmp_path, vital_jsonl, mode
     assert parquet_ids == ids
     np.testing.assert_array_equal(parquet_vectors, vectors)
 
-    renamed = [{"doc_id": f"d{i}", "headline": r["title"], "content": r["text"]} for i, r in enumerate(records)]
+    renamed = [
+        {"doc_id": f"d{i}", "headline": r["title"], "content": r["text"]} for i, r in enumerate(records)
+    ]
     other_ids, other_vectors = _submit(
-        tmp_path, "renamed", write_zst(tmp_path / "other.jsonl.zst", renamed), model_path,
-        "--id-field", "doc_id", "--text-fields", "content", "--title-field", "headline", "--url-field", "link")
+        tmp_path,
+        "renamed",
+        write_zst(tmp_path / "other.jsonl.zst", renamed),
+        model_path,
+        "--id-field",
+        "doc_id",
+        "--text-fields",
+        "content",
+        "--title-field",
+        "headline",
+        "--url-field",
+        "link",
+    )
     assert other_ids == [f"d{i}" for i in range(12)]
     np.testing.assert_array_equal(other_vectors, vectors)
 
@@ -344,7 +411,9 @@ def test_jsonl_blocks_parsed_by_arrow_give_the_rows_of_the_line_reader(tmp_path,
 
     monkeypatch.setattr(jsonl, "ARROW_BLOCK_BYTES", 200)  # a block every few lines
     lines = [json.dumps({"id": f"d{i}", "text": f"text {i}", "title": f"T{i}"}) for i in range(40)]
-    lines[7] = json.dumps({"id": "d7", "text": "nul \u0000 inside"})  # refused by the row check, in an Arrow block
+    lines[7] = json.dumps(
+        {"id": "d7", "text": "nul \u0000 inside"}
+    )  # refused by the row check, in an Arrow block
     lines[15] = "{not json"  # only the line reader names it
     lines[22] = json.dumps({"id": 22, "text": "an integer id"})
     lines[23] = ""  # a blank line: no row
@@ -366,5 +435,6 @@ def test_jsonl_blocks_parsed_by_arrow_give_the_rows_of_the_line_reader(tmp_path,
     assert {b.reason for b in got.rejected} >= {"NUL byte in text", "title is not a string (got int)"}
     assert got.rows == want.rows == 36 and got.fingerprint == want.fingerprint
     fields = ("ids", "texts", "titles")
-    assert read_slice(tmp_path / "got" / "corpus.h5", 0, 36, fields) == read_slice(tmp_path / "want" / "corpus.h5",
-                                                                                  0, 36, fields)
+    assert read_slice(tmp_path / "got" / "corpus.h5", 0, 36, fields) == read_slice(
+        tmp_path / "want" / "corpus.h5", 0, 36, fields
+    )

@@ -29,7 +29,13 @@ def test_commit_renames_only_after_checks(tmp_path):
     assert not path.exists() and w.tmp.exists()
     header = w.commit({"finished_at": "now"})
     assert path.exists() and not w.tmp.exists()
-    assert (header.start, header.stop, header.rows, header.rows_done, header.complete) == (100, 160, 60, 60, True)
+    assert (header.start, header.stop, header.rows, header.rows_done, header.complete) == (
+        100,
+        160,
+        60,
+        60,
+        True,
+    )
     assert header.identity == IDENT
 
 
@@ -77,7 +83,9 @@ def test_check_catches_all_zero_tail_that_opens_cleanly(tmp_path):
     with h5py.File(path, "a") as h5:
         h5["embeddings"][50:] = 0
     assert read_header(path).rows == 60  # shape and counters look complete
-    with pytest.raises(ShardError, match=r"shard-00003.h5 rows \[100, 160\): all-zero rows at rows \[150, 160\)"):
+    with pytest.raises(
+        ShardError, match=r"shard-00003.h5 rows \[100, 160\): all-zero rows at rows \[150, 160\)"
+    ):
         check_complete(path)
 
 
@@ -86,7 +94,6 @@ def test_append_past_the_range_is_refused(tmp_path):
     with pytest.raises(ShardError, match="cannot append"):
         w.append(vectors(0, 61, 8), _ids(0, 61))
     w.close()
-
 
 
 # A full disk mid-flush (a real tmpfs): the task fails saying so; once space is freed the next
@@ -118,8 +125,13 @@ def test_full_disk_mid_flush_then_the_next_attempt_finishes(tmp_path, leave_mib)
     with tmpfs(tmp_path / "fs", 16 << 20) as fs:
         path = fs / "shards" / "shard-00000.h5"
         filler = fill(fs, int(leave_mib * 2**20))
-        failed = subprocess.run([sys.executable, "-c", FAILING_TASK, str(path), str(FULL_ROWS), str(FULL_DIM)],
-                                cwd=REPO, capture_output=True, text=True, timeout=120)
+        failed = subprocess.run(
+            [sys.executable, "-c", FAILING_TASK, str(path), str(FULL_ROWS), str(FULL_DIM)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert "no space left on device while flushing rows" in failed.stdout, failed.stdout + failed.stderr
         assert f"Free space in {fs}, then: make submit RUN={fs}" in failed.stdout
         filler.unlink()

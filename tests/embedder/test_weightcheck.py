@@ -50,16 +50,28 @@ def test_hub_model_refusal_removes_the_blob_then_stages(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(json.dumps({}).encode()[:1])
     with pytest.raises(ConfigError) as err:
         check_weights(tmp_path, "sentence-transformers/all-MiniLM-L6-v2", "discovery")
-    assert (f"rm {tmp_path / 'model.safetensors'} && make stage-model "
-            "MODEL=sentence-transformers/all-MiniLM-L6-v2 PROFILE=discovery") in str(err.value)
+    assert (
+        f"rm {tmp_path / 'model.safetensors'} && make stage-model "
+        "MODEL=sentence-transformers/all-MiniLM-L6-v2 PROFILE=discovery"
+    ) in str(err.value)
 
 
 def test_submit_refuses_a_truncated_weight_file_and_queues_nothing(tmp_path, model_path):
     folder = model_copy(model_path, tmp_path / "cut model", 1 << 20)
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "title": "A", "url": "", "text": "alpha"}])
     run = tmp_path / "run"
-    proc = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(folder),
-                    check=False)
+    proc = jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(folder),
+        check=False,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"weight file {folder / 'model.safetensors'} is damaged: its header describes" in proc.stderr
     assert "but the file holds 1,048,576 bytes" in proc.stderr and "make stage-model" in proc.stderr

@@ -43,9 +43,21 @@ class FakeBackend:
         shards = tuple(s.index for s in request.shards)
         tasks = [f"{job_id}_{i}" for i in range(len(shards))] if len(shards) > 1 else [job_id]
         for task in tasks:
-            self.states[task] = JobState(task, "PENDING", "Dependency" if after else "Priority", started=False)
-        return [JobRecord(stage=request.stage, backend=self.name, job_id=job_id, host="fakehost", profile="fake",
-                          shards=shards, submitted_at="2026-11-23T00:00:00+00:00", array=len(tasks) > 1)]
+            self.states[task] = JobState(
+                task, "PENDING", "Dependency" if after else "Priority", started=False
+            )
+        return [
+            JobRecord(
+                stage=request.stage,
+                backend=self.name,
+                job_id=job_id,
+                host="fakehost",
+                profile="fake",
+                shards=shards,
+                submitted_at="2026-11-23T00:00:00+00:00",
+                array=len(tasks) > 1,
+            )
+        ]
 
     def snapshot(self, jobs: Sequence[JobRecord], retry_s: float | None = None) -> Snapshot:
         if not self.reachable:
@@ -57,7 +69,9 @@ class FakeBackend:
         for job in jobs:
             for task in [t for t in self.states if t.split("_")[0] == job.job_id]:
                 if self.states[task].alive:
-                    self.states[task] = JobState(task, "CANCELLED", "", started=self.states[task].state != "PENDING")
+                    self.states[task] = JobState(
+                        task, "CANCELLED", "", started=self.states[task].state != "PENDING"
+                    )
 
     def set(self, task: str, state: str, reason: str = "", started: bool = True) -> None:
         self.states[task] = JobState(task, state, reason, started)

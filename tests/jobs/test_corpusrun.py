@@ -24,7 +24,9 @@ def test_candidates_keep_only_the_parquet_their_index_reads(tmp_path):
     first = _parquets(run)
     assert len(first) == 1
     same = corpusrun.check_corpus(run, old, _jsonl(tmp_path / "b.jsonl", ROWS), CorpusOptions(), None)
-    assert same.candidate is None and _parquets(run) == first  # same content: the candidate and its parquet go
+    assert (
+        same.candidate is None and _parquets(run) == first
+    )  # same content: the candidate and its parquet go
     other = [dict(r, text="changed") if r["id"] == 2 else r for r in ROWS]
     changed = corpusrun.check_corpus(run, old, _jsonl(tmp_path / "c.jsonl", other), CorpusOptions(), None)
     assert changed.candidate is not None and "corpus" in changed.changes and len(_parquets(run)) == 2

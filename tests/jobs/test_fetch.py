@@ -101,7 +101,9 @@ def test_remote_run_not_finished_fetches_nothing(sshd, tmp_path):
     synthetic_run(run, 100, 2, 8)
     (run / "shards" / "shard-00001.h5").unlink()
     dest = tmp_path / "dest"
-    with pytest.raises(FetchError, match=r"has no verified embeddings.h5 yet: it is still going or it failed.*make status"):
+    with pytest.raises(
+        FetchError, match=r"has no verified embeddings.h5 yet: it is still going or it failed.*make status"
+    ):
         fetch(f"testcluster:{run}", dest, sshd.client_config())
     assert not dest.exists()
     with pytest.raises(FetchError, match="not a run folder"):
@@ -128,9 +130,24 @@ def test_interrupted_transfer_resumes_to_a_verified_file(sshd, tmp_path):
     size = (run / "embeddings.h5").stat().st_size
     config = sshd.client_config("ssh_config_slow", proxy_rate_bps=4 << 20)
     dest = tmp_path / "dest"
-    proc = subprocess.Popen([sys.executable, "-m", "jobs", "fetch", "--remote", f"testcluster:{run}", "--dest",
-                             str(dest), "--ssh-config", str(config)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs",
+            "fetch",
+            "--remote",
+            f"testcluster:{run}",
+            "--dest",
+            str(dest),
+            "--ssh-config",
+            str(config),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     staging = dest / ".fetch"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until rsync has written a quarter of the file
@@ -154,26 +171,47 @@ def test_interrupted_transfer_resumes_to_a_verified_file(sshd, tmp_path):
 def test_fetch_without_dest_goes_to_runs_and_the_remote_run_name(sshd, remote_run, tmp_path):
     laptop = tmp_path / "laptop"
     laptop.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "jobs", "fetch", "--remote", f"testcluster:{remote_run}", "--dest", "",
-                           "--ssh-config", str(sshd.client_config())], cwd=laptop, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs",
+            "fetch",
+            "--remote",
+            f"testcluster:{remote_run}",
+            "--dest",
+            "",
+            "--ssh-config",
+            str(sshd.client_config()),
+        ],
+        cwd=laptop,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     fetched = laptop / "runs" / remote_run.name / "embeddings.h5"
-    assert sha(fetched) == sha(remote_run / "embeddings.h5") and not (laptop / "runs" / "embeddings.h5").exists()
+    assert (
+        sha(fetched) == sha(remote_run / "embeddings.h5") and not (laptop / "runs" / "embeddings.h5").exists()
+    )
 
 
 def partial_size_floor(size: int) -> int:
     return size // 8  # the resume must not have re-sent what the first attempt kept
 
 
-@pytest.mark.parametrize("remote", [
-    "-oProxyCommand=touch {marker}:/x",
-    "testcluster:/x; touch {marker}",
-    "testcluster:/x$(touch {marker})",
-    "testcluster:/x`touch {marker}`",
-    "testcluster:/x' ; touch {marker}; echo '",
-    "testcluster:/x\ntouch {marker}",
-])
+@pytest.mark.parametrize(
+    "remote",
+    [
+        "-oProxyCommand=touch {marker}:/x",
+        "testcluster:/x; touch {marker}",
+        "testcluster:/x$(touch {marker})",
+        "testcluster:/x`touch {marker}`",
+        "testcluster:/x' ; touch {marker}; echo '",
+        "testcluster:/x\ntouch {marker}",
+    ],
+)
 def test_injection_through_remote_executes_nothing(sshd, tmp_path, remote):
     marker = tmp_path / "PWNED"
     with pytest.raises(FetchError):
@@ -184,14 +222,26 @@ def test_injection_through_remote_executes_nothing(sshd, tmp_path, remote):
 def test_injection_through_make_variables_executes_nothing(sshd, remote_run, tmp_path):
     marker = tmp_path / "PWNED"
     dest = tmp_path / f"d; touch {marker}; '$(touch {marker})'"
-    env = {**os.environ, "REMOTE": f"testcluster:{remote_run}", "DEST": str(dest),
-           "SSH_CONFIG": str(sshd.client_config()), "FLOAT16": ""}
-    proc = subprocess.run(["make", "-s", "fetch"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "REMOTE": f"testcluster:{remote_run}",
+        "DEST": str(dest),
+        "SSH_CONFIG": str(sshd.client_config()),
+        "FLOAT16": "",
+    }
+    proc = subprocess.run(
+        ["make", "-s", "fetch"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert (dest / "embeddings.h5").exists() and not marker.exists()
-    proc = subprocess.run(["make", "-s", "fetch", f"REMOTE=testcluster:/x;touch {marker}", f"DEST={tmp_path}/d2"],
-                          cwd=REPO, env={**os.environ, "SSH_CONFIG": str(sshd.client_config())},
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["make", "-s", "fetch", f"REMOTE=testcluster:/x;touch {marker}", f"DEST={tmp_path}/d2"],
+        cwd=REPO,
+        env={**os.environ, "SSH_CONFIG": str(sshd.client_config())},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and not marker.exists()
 
 
@@ -203,7 +253,9 @@ def test_password_in_remote_is_refused():
 def test_openrsync_is_detected(tmp_path, monkeypatch):
     fake = tmp_path / "bin" / "rsync"
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'openrsync: protocol version 29'\necho 'rsync version 2.6.9 compatible'\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'openrsync: protocol version 29'\necho 'rsync version 2.6.9 compatible'\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     with pytest.raises(FetchError, match="brew install rsync"):

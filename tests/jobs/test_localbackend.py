@@ -22,7 +22,9 @@ def fail() -> None:
 
 
 def record(job_id: str) -> JobRecord:
-    return JobRecord(stage="embed", backend="local", job_id=job_id, host=socket.gethostname(), profile="local")
+    return JobRecord(
+        stage="embed", backend="local", job_id=job_id, host=socket.gethostname(), profile="local"
+    )
 
 
 def test_ended_local_jobs_read_as_completed_or_failed_with_their_error(tmp_path):

@@ -66,7 +66,9 @@ def test_second_command_is_refused_in_one_line_naming_holder_and_since(tmp_path)
 
 
 def test_a_lock_left_by_a_dead_process_on_this_host_is_taken_over(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     run = tmp_path / "run"
     run.mkdir()
     stale = LockHolder(socket.gethostname(), int(dead.stdout), "make submit RUN=run", "2026-12-01T00:00:00Z")
@@ -90,20 +92,33 @@ def test_a_lock_of_another_host_is_named_with_the_command_that_removes_it(tmp_pa
 def test_status_never_needs_the_lock(tmp_path, model_path):
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "title": "A", "url": "", "text": "alpha"}])
     run = tmp_path / "run"
-    jobs_cli("plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path))
+    jobs_cli(
+        "plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path)
+    )
     with run_lock(run, "make merge RUN=run"):
         assert "rows embedded" in jobs_cli("status", "--run", str(run)).stdout
         busy = jobs_cli("plan", "--run", str(run), check=False)
-    assert busy.returncode == 2 and busy.stderr.strip().count("\n") == 0 and "'make merge RUN=run'" in busy.stderr
+    assert (
+        busy.returncode == 2
+        and busy.stderr.strip().count("\n") == 0
+        and "'make merge RUN=run'" in busy.stderr
+    )
 
 
 def test_two_simultaneous_submits_end_with_one_submission_and_one_refusal(tmp_path, model_path):
-    corpus = write_jsonl(tmp_path / "c.jsonl", [{"id": f"d{i}", "title": f"T{i}", "url": "", "text": f"row {i}"}
-                                                for i in range(4)])
+    corpus = write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"id": f"d{i}", "title": f"T{i}", "url": "", "text": f"row {i}"} for i in range(4)],
+    )
     out = tmp_path / "races"
     out.mkdir()
-    subprocess.run([sys.executable, "-c", RACE_HARNESS, str(RACES), str(out), str(corpus), str(model_path)],
-                   cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-c", RACE_HARNESS, str(RACES), str(out), str(corpus), str(model_path)],
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=True,
+        timeout=600,
+    )
     outcomes = []
     for race in range(RACES):
         run = out / f"run-{race}"

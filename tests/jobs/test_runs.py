@@ -37,15 +37,22 @@ def save_weights(folder: Path, value: float) -> None:
 
 
 def corpus_file(tmp_path: Path, n: int, name: str = "corpus.jsonl", word: str = "text") -> Path:
-    return write_jsonl(tmp_path / name, [{"id": f"d{i}", "title": f"T{i}", "url": "", "text": f"{word} {i}",
-                                          "body": f"body {i}"} for i in range(n)])
+    return write_jsonl(
+        tmp_path / name,
+        [
+            {"id": f"d{i}", "title": f"T{i}", "url": "", "text": f"{word} {i}", "body": f"body {i}"}
+            for i in range(n)
+        ],
+    )
 
 
 def request(run: Path, **given) -> SubmitRequest:
     identity = {k: given.pop(k) for k in ("model", "prompt", "max_seq_length") if k in given}
     compute = {k: given.pop(k) for k in ("device", "max_tokens_per_batch", "flush_rows") if k in given}
     corpus_options = {k: given.pop(k) for k in ("text_fields",) if k in given}
-    return SubmitRequest(run_dir=run, identity=identity, compute=compute, corpus_options=corpus_options, **given)
+    return SubmitRequest(
+        run_dir=run, identity=identity, compute=compute, corpus_options=corpus_options, **given
+    )
 
 
 def run_submit(backend: FakeBackend, req: SubmitRequest, records=None):
@@ -64,16 +71,24 @@ def test_busy_run_is_refused_with_a_status_command_that_quotes_the_path(tmp_path
 
 def test_status_tells_running_pending_with_reason_failed_and_cancelled_before_start(tmp_path, model_dir):
     fake, run = FakeBackend(), tmp_path / "run"
-    _, state, _ = run_submit(fake, request(run, corpus=corpus_file(tmp_path, 10), model=str(model_dir), shards=5))
+    _, state, _ = run_submit(
+        fake, request(run, corpus=corpus_file(tmp_path, 10), model=str(model_dir), shards=5)
+    )
     write_done_shard(run, state.plan[4])
     fake.set("f1_0", "RUNNING")
     fake.set("f1_1", "PENDING", "Nodes required for job are DOWN, DRAINED or reserved", started=False)
     fake.set("f1_2", "FAILED", "exit 1:0")
     fake.set("f1_3", "CANCELLED", "", started=False)
-    states = {s.spec.index: (s.state, s.detail) for s in shard_statuses(run, state, fake.snapshot(state.jobs))}
-    assert states == {0: ("running", ""), 1: ("pending", "Nodes required for job are DOWN, DRAINED or reserved"),
-                      2: ("failed", "FAILED exit 1:0"), 3: ("cancelled", "cancelled before it started"),
-                      4: ("done", "")}
+    states = {
+        s.spec.index: (s.state, s.detail) for s in shard_statuses(run, state, fake.snapshot(state.jobs))
+    }
+    assert states == {
+        0: ("running", ""),
+        1: ("pending", "Nodes required for job are DOWN, DRAINED or reserved"),
+        2: ("failed", "FAILED exit 1:0"),
+        3: ("cancelled", "cancelled before it started"),
+        4: ("done", ""),
+    }
     report = status_report(run, state, fake.snapshot(state.jobs))
     assert "pending  (task f1_1; Nodes required" in report and "merge job f2: PENDING (Dependency)" in report
     assert "Watch it with: make status RUN=" in report  # jobs alive: no repair command yet
@@ -81,7 +96,9 @@ def test_status_tells_running_pending_with_reason_failed_and_cancelled_before_st
 
 def test_status_answers_from_the_files_when_the_scheduler_is_unreachable(tmp_path, model_dir):
     fake, run = FakeBackend(), tmp_path / "run"
-    _, state, _ = run_submit(fake, request(run, corpus=corpus_file(tmp_path, 4), model=str(model_dir), shards=2))
+    _, state, _ = run_submit(
+        fake, request(run, corpus=corpus_file(tmp_path, 4), model=str(model_dir), shards=2)
+    )
     write_done_shard(run, state.plan[0])
     fake.reachable = False
     report = status_report(run, state, fake.snapshot(state.jobs))
@@ -91,7 +108,9 @@ def test_status_answers_from_the_files_when_the_scheduler_is_unreachable(tmp_pat
 
 def test_resubmit_submits_only_unfinished_shards_and_redo_sets_aside(tmp_path, model_dir):
     fake, run = FakeBackend(), tmp_path / "run"
-    _, state, _ = run_submit(fake, request(run, corpus=corpus_file(tmp_path, 9), model=str(model_dir), shards=3))
+    _, state, _ = run_submit(
+        fake, request(run, corpus=corpus_file(tmp_path, 9), model=str(model_dir), shards=3)
+    )
     write_done_shard(run, state.plan[0])
     write_done_shard(run, state.plan[2])
     fake.end_all("FAILED")
@@ -106,7 +125,9 @@ def test_resubmit_submits_only_unfinished_shards_and_redo_sets_aside(tmp_path, m
 
 def test_changed_corpus_or_text_fields_is_refused_naming_old_new_and_the_ways_out(tmp_path, model_dir):
     fake, run = FakeBackend(), tmp_path / "run"
-    _, state, _ = run_submit(fake, request(run, corpus=corpus_file(tmp_path, 6), model=str(model_dir), shards=2))
+    _, state, _ = run_submit(
+        fake, request(run, corpus=corpus_file(tmp_path, 6), model=str(model_dir), shards=2)
+    )
     write_done_shard(run, state.plan[0])
     fake.end_all()
     other = corpus_file(tmp_path, 6, "other.jsonl", word="different")
@@ -123,10 +144,14 @@ def test_changed_corpus_or_text_fields_is_refused_naming_old_new_and_the_ways_ou
 
 def test_redo_all_recomputes_everything_from_the_new_corpus(tmp_path, model_dir):
     fake, run = FakeBackend(), tmp_path / "run"
-    _, state, _ = run_submit(fake, request(run, corpus=corpus_file(tmp_path, 6), model=str(model_dir), shards=2))
+    _, state, _ = run_submit(
+        fake, request(run, corpus=corpus_file(tmp_path, 6), model=str(model_dir), shards=2)
+    )
     write_done_shard(run, state.plan[0])
     fake.end_all()
-    outcome, new, lines = run_submit(fake, request(run, corpus=corpus_file(tmp_path, 8, "new.jsonl"), redo="all"))
+    outcome, new, lines = run_submit(
+        fake, request(run, corpus=corpus_file(tmp_path, 8, "new.jsonl"), redo="all")
+    )
     assert new.corpus.rows == 8 and outcome.pending == [0, 1] and "REDO=all" in lines[0]
     assert len(list((run / "shards" / "rejected").glob("shard-00000.*.h5"))) == 1
     assert {r.stage for r in fake.requests[-2:]} == {"embed", "merge"}
@@ -137,7 +162,11 @@ def test_execution_settings_change_on_a_resubmit_and_are_recorded(tmp_path, mode
     run_submit(fake, request(run, corpus=corpus_file(tmp_path, 6), model=str(model_dir), device="cpu"))
     fake.end_all("FAILED")  # an out-of-memory failure, say
     _, state, _ = run_submit(fake, request(run, max_tokens_per_batch=4096, device="auto", flush_rows=64))
-    assert (state.compute.max_tokens_per_batch, state.compute.device, state.compute.flush_rows) == (4096, "auto", 64)
+    assert (state.compute.max_tokens_per_batch, state.compute.device, state.compute.flush_rows) == (
+        4096,
+        "auto",
+        64,
+    )
     assert fake.requests[-2].options["compute"] == state.compute
     assert runstate.load(run).compute == state.compute
     assert runstate.load(run).scheduler_version == "fake 1.0"  # the scheduler's release, detected at submit
@@ -180,6 +209,7 @@ def test_old_run_json_is_read_and_a_foreign_one_refused(tmp_path):
         '"source_rows": 2, "fingerprint": "ab", "text_fields": ["text"], "skip_bad_rows": false}, '
         '"embed": {"model": "m", "device": "cuda", "compute_dtype": "float32", "flush_rows": 2048}, '
         '"plan": [{"index": 0, "start": 0, "stop": 2}], '
-        '"jobs": [{"stage": "embed", "executor": "slurm", "job_id": "7", "shards": [0]}]}')
+        '"jobs": [{"stage": "embed", "executor": "slurm", "job_id": "7", "shards": [0]}]}'
+    )
     state = runstate.load(run)
     assert state.identity.model == "m" and state.compute.device == "cuda" and state.jobs[0].task_of(0) == "7"

@@ -31,23 +31,31 @@ def backend() -> SlurmBackend:
 
 
 def test_an_array_stage_goes_in_windows_of_max_array_size_and_the_next_stage_after_all_of_them(
-        tmp_path, monkeypatch, backend):
+    tmp_path, monkeypatch, backend
+):
     fake = FakeSlurm(tmp_path / "slurm", max_array_size=3).install(monkeypatch)
     run = tmp_path / "run"
     embed = backend.submit(stage_request(run, "embed", shards=5), after=[])
     merge = backend.submit(stage_request(run, "merge"), after=embed)
 
-    assert [(j.job_id, j.shards, j.array) for j in embed] == [("1001", (0, 1, 2), True), ("1002", (3, 4), True)]
+    assert [(j.job_id, j.shards, j.array) for j in embed] == [
+        ("1001", (0, 1, 2), True),
+        ("1002", (3, 4), True),
+    ]
     assert [(j.stage, j.job_id, j.array, j.backend) for j in merge] == [("merge", "1003", False, "slurm")]
     first, second, last = fake.submitted_scripts()
-    assert re.search(r"^#SBATCH --array=0-2%2$", first, re.M) and re.search(r"^#SBATCH --array=0-1%2$", second, re.M)
+    assert re.search(r"^#SBATCH --array=0-2%2$", first, re.M) and re.search(
+        r"^#SBATCH --array=0-1%2$", second, re.M
+    )
     assert "#SBATCH --job-name=run-embed" in first and "#SBATCH --partition=gpu" in first
     assert "#SBATCH --dependency=afterok:1001:1002" in last and "#SBATCH --kill-on-invalid-dep=yes" in last
     assert "--array" not in last and "#SBATCH --job-name=run-merge" in last
     assert embed[1].task_of(4) == "1002_1"
 
 
-def test_check_runs_sbatch_test_only_and_a_refusal_names_the_stages_profile_table(tmp_path, monkeypatch, backend):
+def test_check_runs_sbatch_test_only_and_a_refusal_names_the_stages_profile_table(
+    tmp_path, monkeypatch, backend
+):
     fake = FakeSlurm(tmp_path / "slurm").install(monkeypatch)
     run = tmp_path / "run"
     line = backend.check(stage_request(run, "map"))
@@ -61,22 +69,40 @@ def test_check_runs_sbatch_test_only_and_a_refusal_names_the_stages_profile_tabl
 
 
 def record(job_id: str, shards: tuple[int, ...] = (), array: bool = False) -> JobRecord:
-    return JobRecord(stage="embed", backend="slurm", job_id=job_id, host="h", profile="testcluster",
-                     shards=shards, array=array)
+    return JobRecord(
+        stage="embed",
+        backend="slurm",
+        job_id=job_id,
+        host="h",
+        profile="testcluster",
+        shards=shards,
+        array=array,
+    )
 
 
 def test_the_watcher_reads_squeue_and_sacct_in_one_call_each_and_cancels_with_scancel(tmp_path, monkeypatch):
     fake = FakeSlurm(tmp_path / "slurm").install(monkeypatch)
     fake.answer("squeue.out", "1001_[3-4]|PENDING|Dependency\n1001_2|RUNNING|None\n999|RUNNING|None\n")
-    fake.answer("sacct.out", "1001_0|COMPLETED|0:0|2026-12-02T10:00:00\n1001_1|FAILED|1:0|2026-12-02T10:00:00\n"
-                             "1002|CANCELLED by 0|0:0|Unknown\n")
-    jobs = [record("1001", (0, 1, 2, 3, 4), array=True), record("1002"),
-            JobRecord(stage="embed", backend="local", job_id="77", host="h", profile="local")]
+    fake.answer(
+        "sacct.out",
+        "1001_0|COMPLETED|0:0|2026-12-02T10:00:00\n1001_1|FAILED|1:0|2026-12-02T10:00:00\n"
+        "1002|CANCELLED by 0|0:0|Unknown\n",
+    )
+    jobs = [
+        record("1001", (0, 1, 2, 3, 4), array=True),
+        record("1002"),
+        JobRecord(stage="embed", backend="local", job_id="77", host="h", profile="local"),
+    ]
     snap = SlurmWatcher().snapshot(jobs)
     states = {t: (s.state, s.reason, s.started) for t, s in snap.tasks.items()}
-    assert states == {"1001_0": ("COMPLETED", "", True), "1001_1": ("FAILED", "exit 1:0", True),
-                      "1001_2": ("RUNNING", "", True), "1001_3": ("PENDING", "Dependency", True),
-                      "1001_4": ("PENDING", "Dependency", True), "1002": ("CANCELLED", "", False)}
+    assert states == {
+        "1001_0": ("COMPLETED", "", True),
+        "1001_1": ("FAILED", "exit 1:0", True),
+        "1001_2": ("RUNNING", "", True),
+        "1001_3": ("PENDING", "Dependency", True),
+        "1001_4": ("PENDING", "Dependency", True),
+        "1002": ("CANCELLED", "", False),
+    }
     assert snap.reachable and snap.any_alive() and not snap.alive("1001_1")
     assert fake.calls("squeue")[0]["argv"] == ["squeue", "-h", "-r", "--me", "-o", "%i|%T|%r"]
     assert fake.calls("sacct")[0]["argv"][:6] == ["sacct", "-n", "-X", "-P", "-j", "1001,1002"]

@@ -2,8 +2,14 @@
 
 import pytest
 
-from slurm.commands import (SlurmCommandError, TRANSIENT, expand_task_ids, parse_max_array_size, parse_sacct,
-                           parse_squeue)
+from slurm.commands import (
+    SlurmCommandError,
+    TRANSIENT,
+    expand_task_ids,
+    parse_max_array_size,
+    parse_sacct,
+    parse_squeue,
+)
 
 
 def test_squeue_rows_expand_pending_arrays_and_keep_reasons():
@@ -15,19 +21,27 @@ def test_squeue_rows_expand_pending_arrays_and_keep_reasons():
 
 
 def test_sacct_tells_a_task_cancelled_before_it_started():
-    states = parse_sacct("7_0|CANCELLED by 0|0:0|None\n7_1|FAILED|1:0|2026-11-23T10:00:00\n8|TIMEOUT|0:15|Unknown\n")
+    states = parse_sacct(
+        "7_0|CANCELLED by 0|0:0|None\n7_1|FAILED|1:0|2026-11-23T10:00:00\n8|TIMEOUT|0:15|Unknown\n"
+    )
     assert states["7_0"].state == "CANCELLED" and not states["7_0"].started
     assert states["7_1"].reason == "exit 1:0" and states["7_1"].started and not states["7_1"].alive
 
 
 def test_unknown_states_and_unreadable_lines_name_the_command_and_the_line():
-    with pytest.raises(SlurmCommandError, match=r"squeue printed a job state the kit does not know, 'WIBBLE'"):
+    with pytest.raises(
+        SlurmCommandError, match=r"squeue printed a job state the kit does not know, 'WIBBLE'"
+    ):
         parse_squeue("5|WIBBLE|None\n")
-    with pytest.raises(SlurmCommandError, match=r"sacct printed a line the kit cannot read: 'SLUID 5 RUNNING'"):
+    with pytest.raises(
+        SlurmCommandError, match=r"sacct printed a line the kit cannot read: 'SLUID 5 RUNNING'"
+    ):
         parse_sacct("SLUID 5 RUNNING\n")
 
 
 def test_controller_outages_are_transient_and_config_is_parsed():
-    assert TRANSIENT.search("squeue: error: slurm_load_jobs error: Unable to contact slurm controller (connect failure)")
+    assert TRANSIENT.search(
+        "squeue: error: slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+    )
     assert not TRANSIENT.search("sbatch: error: Invalid partition name specified")
     assert expand_task_ids("42") == ["42"] and parse_max_array_size("MaxArraySize           = 5\n") == 5

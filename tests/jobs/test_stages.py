@@ -42,8 +42,12 @@ def stages(run: Path) -> list[str]:
 def merged_fake_run(tmp_path: Path, model: Path, **given) -> tuple[FakeBackend, Path]:
     """A run submitted to the fake backend whose shards and embeddings.h5 exist, its jobs ended."""
     fake, run = FakeBackend(), tmp_path / "run"
-    submit(request(run, corpus=corpus_file(tmp_path, 6), model=str(model), shards=2, **given), say=lambda _: None,
-           backend=fake, observer=fake)
+    submit(
+        request(run, corpus=corpus_file(tmp_path, 6), model=str(model), shards=2, **given),
+        say=lambda _: None,
+        backend=fake,
+        observer=fake,
+    )
     for spec in runstate.require(run).plan:
         write_done_shard(run, spec)
     time.sleep(0.01)
@@ -54,17 +58,24 @@ def merged_fake_run(tmp_path: Path, model: Path, **given) -> tuple[FakeBackend, 
 
 def test_map_on_a_merged_run_submits_only_the_map(tmp_path, model_dir):  # noqa: F811
     fake, run = merged_fake_run(tmp_path, model_dir)
-    outcome, _, _ = submit(replace(request(run), map_options={"questions": None, "seed": 1, "pca_dims": None}),
-                           say=lambda _: None, backend=fake, observer=fake)
+    outcome, _, _ = submit(
+        replace(request(run), map_options={"questions": None, "seed": 1, "pca_dims": None}),
+        say=lambda _: None,
+        backend=fake,
+        observer=fake,
+    )
     assert [r.stage for r in fake.requests[-1:]] == ["map"] and fake.afters[-1] == [] and not outcome.message
     assert fake.requests[-1].options == {"questions": None, "seed": 1, "pca_dims": None}
 
 
 def test_resubmit_keeps_the_saved_map_and_a_redone_shard_reruns_merge_and_map(tmp_path, model_dir):  # noqa: F811
-    fake, run = merged_fake_run(tmp_path, model_dir, map_options={"questions": None, "seed": None,
-                                                                   "pca_dims": None})
+    fake, run = merged_fake_run(
+        tmp_path, model_dir, map_options={"questions": None, "seed": None, "pca_dims": None}
+    )
     before = len(fake.requests)
-    submit(SubmitRequest(run_dir=run, redo=(1,)), say=lambda _: None, backend=fake, observer=fake)  # make resubmit
+    submit(
+        SubmitRequest(run_dir=run, redo=(1,)), say=lambda _: None, backend=fake, observer=fake
+    )  # make resubmit
     assert [r.stage for r in fake.requests[before:]] == ["embed", "merge", "map"]
     embed, merge, _ = fake.requests[before:]
     assert [s.index for s in embed.shards] == [1]
@@ -74,10 +85,14 @@ def test_resubmit_keeps_the_saved_map_and_a_redone_shard_reruns_merge_and_map(tm
 def test_export_on_a_merged_run_submits_only_the_export_and_resubmit_keeps_it(tmp_path, model_dir):  # noqa: F811
     fake, run = merged_fake_run(tmp_path, model_dir)
     submit(replace(request(run), export="parquet"), say=lambda _: None, backend=fake, observer=fake)
-    assert [r.stage for r in fake.requests[-1:]] == ["export"] and fake.requests[-1].options == {"fmt": "parquet"}
+    assert [r.stage for r in fake.requests[-1:]] == ["export"] and fake.requests[-1].options == {
+        "fmt": "parquet"
+    }
     fake.end_all()
     before = len(fake.requests)
-    submit(SubmitRequest(run_dir=run, redo=(0,)), say=lambda _: None, backend=fake, observer=fake)  # make resubmit
+    submit(
+        SubmitRequest(run_dir=run, redo=(0,)), say=lambda _: None, backend=fake, observer=fake
+    )  # make resubmit
     assert [r.stage for r in fake.requests[before:]] == ["embed", "merge", "export"]
 
 
@@ -89,11 +104,18 @@ def test_a_shard_newer_than_the_merged_file_makes_the_merge_due(tmp_path, model_
     assert [r.stage for r in stages_to_submit(run, runstate.require(run))] == ["merge"]
 
 
-def test_a_registered_toy_stage_runs_through_the_fake_backend_after_its_stage(tmp_path, model_dir,  # noqa: F811
-                                                                              count_stage):
+def test_a_registered_toy_stage_runs_through_the_fake_backend_after_its_stage(
+    tmp_path,
+    model_dir,  # noqa: F811
+    count_stage,
+):
     fake, run = FakeBackend(), tmp_path / "run"
-    submit(request(run, corpus=corpus_file(tmp_path, 6), model=str(model_dir), shards=2), say=lambda _: None,
-           backend=fake, observer=fake)
+    submit(
+        request(run, corpus=corpus_file(tmp_path, 6), model=str(model_dir), shards=2),
+        say=lambda _: None,
+        backend=fake,
+        observer=fake,
+    )
     assert [r.stage for r in fake.requests] == ["embed", "merge", "count"]
     merge_job = [j for j in runstate.require(run).jobs if j.stage == "merge"][0]
     assert fake.afters[-1] == [merge_job.job_id] and fake.requests[-1].task is COUNT.task
@@ -114,19 +136,26 @@ def small_corpus(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("corpus") / "vital.jsonl", list(vital_articles(24)))
 
 
-def test_local_map_follows_the_saved_state_and_a_toy_stage_runs_locally(tmp_path, small_corpus, model_path,
-                                                                        count_stage):
+def test_local_map_follows_the_saved_state_and_a_toy_stage_runs_locally(
+    tmp_path, small_corpus, model_path, count_stage
+):
     run = tmp_path / "map run é"
     base = ("--run", str(run), "--profile", "local", "--device", "cpu")
-    unregister(COUNT.name)  # the CLI's process has the kit's table only; the toy stage is added in-process below
-    jobs_cli("submit", *base, "--corpus", str(small_corpus), "--model", str(model_path), "--shards", "2", "--wait")
+    unregister(
+        COUNT.name
+    )  # the CLI's process has the kit's table only; the toy stage is added in-process below
+    jobs_cli(
+        "submit", *base, "--corpus", str(small_corpus), "--model", str(model_path), "--shards", "2", "--wait"
+    )
     assert stages(run) == ["embed", "merge"] and not (run / "map.h5").exists()
 
     out = jobs_cli("submit", "--run", str(run), "--map", "--wait").stdout  # MAP=1 on a merged run
     assert "Nothing to do" not in out and "Map: " in out, out
     assert stages(run) == ["embed", "merge", "map"] and (run / "map.h5").exists()
 
-    out = jobs_cli("resubmit", "--run", str(run), "--redo", "0", "--wait").stdout  # keeps the map of a MAP=1 run
+    out = jobs_cli(
+        "resubmit", "--run", str(run), "--redo", "0", "--wait"
+    ).stdout  # keeps the map of a MAP=1 run
     assert stages(run)[3:] == ["embed", "merge", "map"] and "Map: " in out, out
     assert (run / "map.h5").stat().st_mtime_ns > (run / "embeddings.h5").stat().st_mtime_ns
 
@@ -142,11 +171,25 @@ def test_local_map_follows_the_saved_state_and_a_toy_stage_runs_locally(tmp_path
     assert "count job" in status_report(run, runstate.require(run), RunObserver(run).snapshot(state.jobs))
 
 
-def test_a_failing_local_embed_keeps_the_merge_from_running_and_status_says_why(tmp_path, small_corpus,
-                                                                                model_path):
+def test_a_failing_local_embed_keeps_the_merge_from_running_and_status_says_why(
+    tmp_path, small_corpus, model_path
+):
     run = tmp_path / "failing run"
-    jobs_cli("plan", "--run", str(run), "--profile", "local", "--device", "cpu", "--corpus", str(small_corpus),
-             "--model", str(model_path), "--shards", "2")
+    jobs_cli(
+        "plan",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--device",
+        "cpu",
+        "--corpus",
+        str(small_corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "2",
+    )
     state = runstate.require(run)
     requests = [replace(r, task=failing_embed) if r.array else r for r in stages_to_submit(run, state)]
     assert [r.stage for r in requests] == ["embed", "merge"]

@@ -48,7 +48,9 @@ def test_commit_with_sidecar_writes_a_checkable_sidecar_first(tmp_path):
     digest = atomic.commit_with_sidecar(tmp, final)
     assert digest == hashlib.sha256(payload).hexdigest() and not tmp.exists()
     assert sidecar_path(final).read_text() == f"{digest}  embeddings.h5\n"
-    check = subprocess.run(["sha256sum", "-c", "embeddings.h5.sha256"], cwd=tmp_path, capture_output=True, text=True)
+    check = subprocess.run(
+        ["sha256sum", "-c", "embeddings.h5.sha256"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -65,7 +67,10 @@ def test_a_full_disk_is_named_however_it_is_worded():
     assert atomic.storage_cause(OSError(errno.ENOSPC, "No space left on device")) == atomic.NO_SPACE
     hdf5 = RuntimeError("Can't write data (file write failed: time = Mon, errno = 28, error message = 'x')")
     assert atomic.storage_cause(hdf5) == atomic.NO_SPACE
-    assert atomic.storage_cause(OSError(errno.EIO, "Input/output error")) == "storage error ([Errno 5] Input/output error)"
+    assert (
+        atomic.storage_cause(OSError(errno.EIO, "Input/output error"))
+        == "storage error ([Errno 5] Input/output error)"
+    )
     assert atomic.storage_cause(RuntimeError("first line\nsecond")) == "storage error (first line)"
     assert atomic.storage_cause(RuntimeError()) == "storage error (RuntimeError)"
 

@@ -38,8 +38,16 @@ def test_shell_command_survives_the_shell(folder):
     assert words_bash_sees(command) == ["-m", "jobs", "merge", "--run", folder]
 
 
-@pytest.mark.parametrize(("indices", "text"), [([], ""), ([4], "4"), ({0, 1, 2, 3, 7}, "0-3 7"),
-                                               ([9, 8, 1, 1, 2], "1-2 8-9"), (range(0, 10, 2), "0 2 4 6 8")])
+@pytest.mark.parametrize(
+    ("indices", "text"),
+    [
+        ([], ""),
+        ([4], "4"),
+        ({0, 1, 2, 3, 7}, "0-3 7"),
+        ([9, 8, 1, 1, 2], "1-2 8-9"),
+        (range(0, 10, 2), "0 2 4 6 8"),
+    ],
+)
 def test_index_ranges_are_short_and_redo_reads_them_back(indices, text):
     assert index_ranges(indices) == text
     assert parse_redo(text) == tuple(sorted(set(indices)))

@@ -27,7 +27,9 @@ FORMAT_DOC = REPO / "docs" / "FORMAT.md"
 
 def _every_file(paths: RunPaths) -> dict[str, Path]:
     """Every property of RunPaths (the per-shard and per-source ones at an example argument)."""
-    named = {name: getattr(paths, name) for name, value in vars(RunPaths).items() if isinstance(value, property)}
+    named = {
+        name: getattr(paths, name) for name, value in vars(RunPaths).items() if isinstance(value, property)
+    }
     return {**named, "shard(3)": paths.shard(3), "converted_source(ab12)": paths.converted_source("ab12")}
 
 
@@ -64,8 +66,17 @@ def test_shard_names_sort_and_read_back(index):
     assert sorted(names) == names  # zero-padded: a directory listing is in shard order
 
 
-@pytest.mark.parametrize("other", ["shard-7.h5", "shard-00007.h5.tmp", "shard-00007.h5.sha256", "embeddings.h5",
-                                   "shard-0000a.h5", "xshard-00007.h5"])
+@pytest.mark.parametrize(
+    "other",
+    [
+        "shard-7.h5",
+        "shard-00007.h5.tmp",
+        "shard-00007.h5.sha256",
+        "embeddings.h5",
+        "shard-0000a.h5",
+        "xshard-00007.h5",
+    ],
+)
 def test_other_names_are_no_shard(other):
     assert shard_index(Path(other)) is None
 
@@ -77,15 +88,21 @@ def test_sidecar_is_what_sha256sum_checks(tmp_path):
     assert sidecar_path(data).name == "my file é.h5.sha256"
     digest, name = parse_sidecar(sidecar_path(data).read_text(encoding="utf-8"))
     assert name == data.name and digest == atomic.sha256_file(data)
-    ok = subprocess.run(["sha256sum", "-c", sidecar_path(data).name], cwd=tmp_path, capture_output=True, text=True)
+    ok = subprocess.run(
+        ["sha256sum", "-c", sidecar_path(data).name], cwd=tmp_path, capture_output=True, text=True
+    )
     assert ok.returncode == 0 and ok.stdout.strip().endswith(": OK"), ok.stdout + ok.stderr
     with data.open("r+b") as f:  # one byte changed: the same sidecar now fails
         f.write(b"\x01")
-    bad = subprocess.run(["sha256sum", "-c", sidecar_path(data).name], cwd=tmp_path, capture_output=True, text=True)
+    bad = subprocess.run(
+        ["sha256sum", "-c", sidecar_path(data).name], cwd=tmp_path, capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "FAILED" in bad.stdout
 
 
-@pytest.mark.parametrize("line", ["", "abc  file.h5", "0" * 64, "0" * 64 + " file.h5", "0" * 63 + "  file.h5"])
+@pytest.mark.parametrize(
+    "line", ["", "abc  file.h5", "0" * 64, "0" * 64 + " file.h5", "0" * 63 + "  file.h5"]
+)
 def test_a_line_that_is_not_sha256sum_output_is_refused(line):
     with pytest.raises(ValueError, match="not a sha256sum line"):
         parse_sidecar(line)

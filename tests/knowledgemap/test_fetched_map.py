@@ -21,8 +21,13 @@ ROWS = 300
 
 
 def make_map(run: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", "map", f"RUN={run}", f"QUESTIONS={QUESTIONS}", "SEED=7", *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["make", "-s", "map", f"RUN={run}", f"QUESTIONS={QUESTIONS}", "SEED=7", *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +61,9 @@ def test_make_map_on_a_fetched_folder_embeds_the_questions_with_the_runs_model(f
     expected = st_model.encode(texts, convert_to_numpy=True)  # the demo model: no prompt, its own Normalize
     np.testing.assert_allclose(q_emb, expected, atol=1e-5)
     assert sorted(p.name for p in fetched.iterdir() if not p.name.startswith("map")) == [
-        "embeddings.h5", "embeddings.h5.sha256"]  # nothing else was needed or written
+        "embeddings.h5",
+        "embeddings.h5.sha256",
+    ]  # nothing else was needed or written
 
 
 def test_a_model_that_is_not_here_is_named_with_how_to_point_to_it(fetched, tmp_path, model_path):

@@ -10,9 +10,17 @@ from tests.knowledgemap.conftest import set_viewport
 
 # Each one, if it ran, would set window.pwned; the first two also blanked the page before (the
 # HTML parser left the data script early or entered its double-escaped state).
-HOSTILE = ["</script><script>window.pwned = 1</script>", "<!--<script>", "Tag <img src=x onerror=\"window.pwned = 2\">",
-           "Line\u2028separator and\u2029paragraph", "Amp &amp; &lt;b&gt; <b>bold</b>", "</SCRIPT >"]
-ASKED = HOSTILE[:4] + ["Is $\\frac{1}{$ a price?"]  # the last one failed the figure (matplotlib read it as TeX)
+HOSTILE = [
+    "</script><script>window.pwned = 1</script>",
+    "<!--<script>",
+    'Tag <img src=x onerror="window.pwned = 2">',
+    "Line\u2028separator and\u2029paragraph",
+    "Amp &amp; &lt;b&gt; <b>bold</b>",
+    "</SCRIPT >",
+]
+ASKED = HOSTILE[:4] + [
+    "Is $\\frac{1}{$ a price?"
+]  # the last one failed the figure (matplotlib read it as TeX)
 
 
 def test_hostile_titles_and_questions_load_draw_and_run_nothing(tmp_path, vital_jsonl, model_path, browser):
@@ -25,11 +33,25 @@ def test_hostile_titles_and_questions_load_draw_and_run_nothing(tmp_path, vital_
             rec["text"] = f"{text} {text} {rec['text']}"
     corpus = write_jsonl(tmp_path / "hostile.jsonl", records)
     questions = tmp_path / "questions.json"
-    questions.write_text(json.dumps([{"question": q, "options": [q, "<i>no</i>"], "correctIndex": 0}
-                                     for q in ASKED]), encoding="utf-8")
+    questions.write_text(
+        json.dumps([{"question": q, "options": [q, "<i>no</i>"], "correctIndex": 0} for q in ASKED]),
+        encoding="utf-8",
+    )
     run = tmp_path / "run"
-    jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path),
-             "--shards", "1", "--wait")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "1",
+        "--wait",
+    )
     jobs_cli("map", "--run", str(run), "--questions", str(questions), "--seed", "7")
 
     html = (run / "map.html").read_text(encoding="utf-8")
@@ -40,14 +62,22 @@ def test_hostile_titles_and_questions_load_draw_and_run_nothing(tmp_path, vital_
     assert browser.execute_script("return kmap.pointCount") == 160
     assert browser.execute_script("return kmap.drawnPoints") == 160  # every point drawn in the first view
     assert browser.execute_script("return window.pwned") is None
-    assert browser.execute_script("return document.querySelectorAll('img, script').length") == 2  # our two scripts
+    assert (
+        browser.execute_script("return document.querySelectorAll('img, script').length") == 2
+    )  # our two scripts
     assert browser.execute_script("return [...document.querySelectorAll('b, i')].every(e => !e.textContent)")
     assert browser.execute_script("return kmap.errors") == []
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     titles = browser.execute_script("return TITLES")
-    assert all(text.replace("\n", " ") in titles for text in HOSTILE)  # shown as written, character for character
-    listed = browser.execute_script("return [...document.querySelectorAll('#questions li')].map(li => li.textContent)")
+    assert all(
+        text.replace("\n", " ") in titles for text in HOSTILE
+    )  # shown as written, character for character
+    listed = browser.execute_script(
+        "return [...document.querySelectorAll('#questions li')].map(li => li.textContent)"
+    )
     assert listed == ASKED
     browser.execute_script("document.getElementById('q-1').click()")
-    options = browser.execute_script("return [...document.querySelectorAll('#qoptions button')].map(b => b.textContent)")
+    options = browser.execute_script(
+        "return [...document.querySelectorAll('#qoptions button')].map(b => b.textContent)"
+    )
     assert options == [HOSTILE[1], "<i>no</i>"] and browser.execute_script("return window.pwned") is None

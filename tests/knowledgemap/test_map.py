@@ -51,8 +51,14 @@ def test_map_files_and_topic_neighbours_kept(demo_map):
 def _read_labels(run: Path):
     with h5py.File(run / "map.h5") as m:
         names = {level: m[f"regions/{level}/names"].asstr()[:].tolist() for level in ("coarse", "fine")}
-        return (m["coords"][:], m["labels/text"].asstr()[:].tolist(), m["labels/level"].asstr()[:].tolist(),
-                m["labels/box"][:], m["labels/beside"][:], names)
+        return (
+            m["coords"][:],
+            m["labels/text"].asstr()[:].tolist(),
+            m["labels/level"].asstr()[:].tolist(),
+            m["labels/box"][:],
+            m["labels/beside"][:],
+            names,
+        )
 
 
 def test_figure_labels_are_full_names_apart_and_over_the_map(demo_map):
@@ -60,12 +66,16 @@ def test_figure_labels_are_full_names_apart_and_over_the_map(demo_map):
     assert beside.sum() <= 0.2 * len(texts)  # on the demo's landscape nearly every name sits on its region
     for text, level in zip(texts, levels):
         assert text in names[level] and "…" not in text  # the region's whole name, never cut
-    assert Counter(levels)["coarse"] >= 0.8 * len(names["coarse"])  # most regions got their name on the figure
+    assert Counter(levels)["coarse"] >= 0.8 * len(
+        names["coarse"]
+    )  # most regions got their name on the figure
     for i in range(len(boxes)):
         for j in range(i + 1, len(boxes)):
             assert not overlaps(boxes[i], boxes[j]), (texts[i], texts[j])
     for text, (x0, y0, x1, y1) in zip([t for t, b in zip(texts, beside) if not b], boxes[~beside]):
-        under = ((coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1)).sum()
+        under = (
+            (coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1)
+        ).sum()
         assert under >= MIN_POINTS, (text, under)
 
 
@@ -90,7 +100,9 @@ def test_every_question_region_is_named_on_the_figure_and_the_page(demo_map, bro
         asked, q_xy = m["regions/coarse/question_region"][:], m["questions/coords"][:]
         on_figure = set(m["labels/text"].asstr()[:].tolist())
     assert len(asked) == 5
-    for (x, y), r in zip(q_xy, asked):  # the region a question sits in: the most common among its nearest articles
+    for (x, y), r in zip(
+        q_xy, asked
+    ):  # the region a question sits in: the most common among its nearest articles
         nearest = np.argsort(((coords - [x, y]) ** 2).sum(axis=1))[:5]
         assert np.bincount(region[nearest]).argmax() == r
     wanted = {names[r] for r in asked}
@@ -105,16 +117,23 @@ def test_region_names_keep_the_case_of_the_texts_and_the_model_its_name(demo_map
     run, _ = demo_map
     with h5py.File(run / "map.h5") as m:
         names = [n for level in ("coarse", "fine") for n in m[f"regions/{level}/names"].asstr()[:]]
-    texts = " ".join(read_slice(run / "corpus.h5", 0, corpus_info(run / "corpus.h5").rows, ("texts",))["texts"])
+    texts = " ".join(
+        read_slice(run / "corpus.h5", 0, corpus_info(run / "corpus.h5").rows, ("texts",))["texts"]
+    )
     for name in names:
         for word in re.findall(r"[^\W\d_]{3,}", name)[1:]:  # the first word is sentence-cased
             mid = re.findall(rf"(?<=[a-z,] ){word}\b", texts, flags=re.IGNORECASE)
-            assert not (word.islower() and mid and Counter(mid).most_common(1)[0][0][0].isupper()), (name, word)
+            assert not (word.islower() and mid and Counter(mid).most_common(1)[0][0][0].isupper()), (
+                name,
+                word,
+            )
         assert len(name.split(", ")) <= 2, name
     assert "all-MiniLM-L6-v2" in (run / "map.svg").read_text(encoding="utf-8")  # the figure's title
     set_viewport(browser)
     browser.get((run / "map.html").as_uri())
-    assert browser.execute_script("return document.getElementById('meta').textContent").endswith("all-MiniLM-L6-v2")
+    assert browser.execute_script("return document.getElementById('meta').textContent").endswith(
+        "all-MiniLM-L6-v2"
+    )
 
 
 def test_topic_colours_are_distinct_and_named_in_a_legend(demo_map, browser):
@@ -122,7 +141,9 @@ def test_topic_colours_are_distinct_and_named_in_a_legend(demo_map, browser):
     set_viewport(browser)
     browser.get((run / "map.html").as_uri())
     legend, palette, by = browser.execute_script("return [D.legend, D.palette, D.colourBy]")
-    shown = browser.execute_script("return [...document.querySelectorAll('#legend span')].map(s => s.textContent)")
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#legend span')].map(s => s.textContent)"
+    )
     assert by == "topic" and shown == legend and len(legend) >= 5
     assert len(set(palette)) == len(palette) == len(legend)  # every topic its own colour
 
@@ -132,16 +153,38 @@ def test_a_questions_file_with_a_wrong_key_names_it(demo_map, tmp_path):
     bad.write_text(json.dumps([{"question": "Who?", "options": ["A", "B"], "answer": 1}]), encoding="utf-8")
     proc = jobs_cli("map", "--run", str(demo_map[0]), "--questions", str(bad), check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert f"{bad}: question 0 has no 'correctIndex' key (it has 'question', 'options', 'answer')" in proc.stderr
+    assert (
+        f"{bad}: question 0 has no 'correctIndex' key (it has 'question', 'options', 'answer')" in proc.stderr
+    )
 
 
 def test_submit_with_a_map_refuses_a_bad_questions_file_before_any_work(tmp_path, vital_jsonl, model_path):
     corpus, _ = vital_jsonl(5)
     bad = tmp_path / "quiz.json"
-    bad.write_text(json.dumps([{"question": "Who?", "options": ["A", "B"], "correctIndex": 0},
-                               {"question": "Which?", "choices": ["A", "B"], "correctIndex": 1}]), encoding="utf-8")
+    bad.write_text(
+        json.dumps(
+            [
+                {"question": "Who?", "options": ["A", "B"], "correctIndex": 0},
+                {"question": "Which?", "choices": ["A", "B"], "correctIndex": 1},
+            ]
+        ),
+        encoding="utf-8",
+    )
     run = tmp_path / "run"
-    proc = jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model",
-                    str(model_path), "--map", "--questions", str(bad), check=False)
+    proc = jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--map",
+        "--questions",
+        str(bad),
+        check=False,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and not run.exists()
     assert "question 1 has no 'options' key (it has 'question', 'choices', 'correctIndex')" in proc.stderr

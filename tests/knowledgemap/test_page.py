@@ -13,6 +13,7 @@ from knowledgemap.page import page_data, write_page
 from knowledgemap.placement import MIN_POINTS, overlaps
 from tests.knowledgemap.conftest import DEMO_ROWS, VIEWPORT, set_viewport
 
+
 def _open(browser, path, scale: float = 1.0) -> None:
     set_viewport(browser, scale)
     browser.get_log("performance")  # drop what Chromium itself loaded at start (its chrome:// new-tab page)
@@ -36,11 +37,13 @@ def _hover_some_point(browser):
     from selenium.webdriver.common.by import By
 
     canvas = browser.find_element(By.ID, "map")
-    positions = browser.execute_script("return Array.from({length: Math.min(kmap.pointCount, 5000)}, "
-                                       "(_, i) => kmap.screenPosition(i))")
+    positions = browser.execute_script(
+        "return Array.from({length: Math.min(kmap.pointCount, 5000)}, (_, i) => kmap.screenPosition(i))"
+    )
     x, y = next((x, y) for x, y in positions if x > 400 and 60 < y < VIEWPORT[1] - 60)
-    ActionChains(browser).move_to_element_with_offset(canvas, int(x - VIEWPORT[0] / 2),
-                                                      int(y - VIEWPORT[1] / 2)).perform()
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, int(x - VIEWPORT[0] / 2), int(y - VIEWPORT[1] / 2)
+    ).perform()
     return browser.execute_script("return kmap.hovered"), browser.find_element(By.ID, "tooltip").text
 
 
@@ -48,7 +51,7 @@ def _assert_labels_apart_and_on_ground(browser) -> list[dict]:
     labels, needed = browser.execute_script("return [kmap.placedLabels, kmap.minPoints()]")
     assert needed >= 2 and needed <= MIN_POINTS  # MIN_POINTS in the full view, fewer (at least 2) zoomed in
     for i, a in enumerate(labels):
-        for b in labels[i + 1:]:
+        for b in labels[i + 1 :]:
             assert not overlaps(a["box"], b["box"]), (a["text"], b["text"])
         if not a["beside"]:  # a name set beside its island touches it; every other name sits on points
             under = browser.execute_script("return kmap.pointsUnder(...arguments[0])", a["mapBox"])
@@ -62,7 +65,9 @@ def test_demo_page_labels_hover_quiz_search_offline(demo_map, browser):
     run, _ = demo_map
     _open(browser, run / "map.html")
     assert browser.execute_script("return kmap.pointCount") == DEMO_ROWS
-    assert browser.execute_script("return kmap.drawnPoints") == DEMO_ROWS  # every point drawn in the first view
+    assert (
+        browser.execute_script("return kmap.drawnPoints") == DEMO_ROWS
+    )  # every point drawn in the first view
     level = json.loads(browser.execute_script("return JSON.stringify(D.levels)"))
     coarse_names = {n.replace("\n", " ") for n in level[0]["labels"]}
     labels = _assert_labels_apart_and_on_ground(browser)
@@ -99,7 +104,8 @@ def test_demo_page_labels_hover_quiz_search_offline(demo_map, browser):
 def test_demo_page_is_sharp_on_hidpi(demo_map, browser):
     _open(browser, demo_map[0] / "map.html", scale=2)
     width, ratio, css = browser.execute_script(
-        "const c = document.getElementById('map'); return [c.width, devicePixelRatio, c.clientWidth]")
+        "const c = document.getElementById('map'); return [c.width, devicePixelRatio, c.clientWidth]"
+    )
     assert ratio == 2 and width == 2 * css == 2 * VIEWPORT[0]  # one canvas pixel per device pixel
     assert browser.execute_script("return kmap.drawnPoints") == DEMO_ROWS
     set_viewport(browser, 1)
@@ -110,8 +116,16 @@ def big_page(tmp_path_factory):
     """A 250,000-point page from synthetic coordinates, through the page writer (no UMAP)."""
     coords, coarse, fine, titles = landscape(250_000)
     levels = known_levels(coords, coarse, fine)
-    questions = [{"text": f"Question {k}?", "options": ["yes", "no"], "correct": 0,
-                  "x": float(coords[k * 4999, 0]), "y": float(coords[k * 4999, 1])} for k in range(10)]
+    questions = [
+        {
+            "text": f"Question {k}?",
+            "options": ["yes", "no"],
+            "correct": 0,
+            "x": float(coords[k * 4999, 0]),
+            "y": float(coords[k * 4999, 1]),
+        }
+        for k in range(10)
+    ]
     path = tmp_path_factory.mktemp("big") / "map.html"
     colouring = (coarse.astype(np.int64), levels[0].names, PALETTE, "region")
     write_page(path, page_data(coords, titles, colouring, levels, questions, "synthetic"))
@@ -123,7 +137,9 @@ def test_250k_page_draws_everything_pans_and_hovers(big_page, browser):
     _open(browser, big_page)
     assert browser.execute_script("return kmap.readyMs") > 0  # the first frame was drawn
     assert browser.execute_script("return kmap.drawnPoints") == 250_000
-    frames = browser.execute_async_script("kmap.measureFrames(60).then(arguments[0])")  # a scripted pan and zoom
+    frames = browser.execute_async_script(
+        "kmap.measureFrames(60).then(arguments[0])"
+    )  # a scripted pan and zoom
     assert len(frames["draws"]) == 60 and browser.execute_script("return kmap.drawnPoints") > 0
     browser.execute_script("kmap.resetView()")
     hovered, tip = _hover_some_point(browser)

@@ -32,13 +32,22 @@ def test_majority_topic_ignores_articles_without_one():
 
 
 def test_words_that_set_a_region_apart_name_it():
-    docs = ["lava crater eruption", "volcano lava magma", "crater volcano lava", "sonata violin concerto",
-            "violin orchestra sonata", "concerto violin orchestra"]
+    docs = [
+        "lava crater eruption",
+        "volcano lava magma",
+        "crater volcano lava",
+        "sonata violin concerto",
+        "violin orchestra sonata",
+        "concerto violin orchestra",
+    ]
     terms = distinctive_terms(np.array([0, 0, 0, 1, 1, 1]), 2, docs)
     assert terms[0][0] == "lava" and terms[1][0] == "violin"
     names = name_level(["Geography", "Geography"], terms, ["Etna", "Bach"])
     assert names == ["Geography: lava", "Geography: violin"]
-    assert name_level([None, None], [[], ["violin", "sonata"]], ["Etna", "Bach"]) == ["Etna", "Violin, sonata"]
+    assert name_level([None, None], [[], ["violin", "sonata"]], ["Etna", "Bach"]) == [
+        "Etna",
+        "Violin, sonata",
+    ]
 
 
 @given(st.text(alphabet="ab cdefgh", min_size=1, max_size=60))
@@ -62,7 +71,7 @@ def test_placed_labels_never_overlap_and_sit_on_points(seed, width, height):
         x0, y0, x1, y1 = a.box
         inside = (coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1)
         assert inside.sum() >= MIN_POINTS
-        assert all(not overlaps(a.box, b.box) for b in placed[i + 1:])
+        assert all(not overlaps(a.box, b.box) for b in placed[i + 1 :])
 
 
 def test_a_box_over_empty_space_is_refused():
@@ -70,7 +79,9 @@ def test_a_box_over_empty_space_is_refused():
     density = Density(coords, 32)
     assert on_ground((0.05, 0.05, 0.2, 0.1), density)
     assert not on_ground((0.6, 0.6, 0.8, 0.65), density)
-    assert not on_ground((0.25, 0.2, 0.55, 0.25), density)  # a corner of it over points, the rest over nothing
+    assert not on_ground(
+        (0.25, 0.2, 0.55, 0.25), density
+    )  # a corner of it over points, the rest over nothing
 
 
 def _touching_on_a_grid(coords: np.ndarray, labels: np.ndarray, bins: int = 48) -> set[tuple[int, int]]:
@@ -111,8 +122,13 @@ def test_question_regions_are_named_first():
 
 
 def test_region_words_keep_the_case_the_texts_give_them():
-    docs = ["Buddhism Buddhism The monk taught Buddhism in India.", "Buddhism spread to Tibet from India",
-            "Sonata Sonata A sonata for violin.", "The violin sonata of Bach.", "Bach wrote a sonata in German style."]
+    docs = [
+        "Buddhism Buddhism The monk taught Buddhism in India.",
+        "Buddhism spread to Tibet from India",
+        "Sonata Sonata A sonata for violin.",
+        "The violin sonata of Bach.",
+        "Bach wrote a sonata in German style.",
+    ]
     terms = distinctive_terms(np.array([0, 0, 1, 1, 1]), 2, docs)
     assert "Buddhism" in terms[0] and "buddhism" not in terms[0] and "sonata" in terms[1]
     assert name_level([None, None], terms, ["", ""])[1].startswith("Sonata")  # first word sentence-cased

@@ -24,13 +24,15 @@ def flip_bit(path: Path, row: int, column: int = 3) -> tuple[float, float]:
         chunk_rows, dim = emb.chunks[0], emb.shape[1]
         info = emb.id.get_chunk_info_by_coord((row - row % chunk_rows, 0))
         before = float(emb[row, column])
-    offset = info.byte_offset + ((row % chunk_rows) * dim + column) * 4 + 1  # little-endian: byte 1 is mantissa
+    offset = (
+        info.byte_offset + ((row % chunk_rows) * dim + column) * 4 + 1
+    )  # little-endian: byte 1 is mantissa
     with open(path, "r+b") as f:
         f.seek(offset)
         byte = f.read(1)[0]
         f.seek(offset)
         f.write(bytes([byte ^ 0x01]))
-    after = float(np.frombuffer(Path(path).read_bytes()[offset - 1: offset + 3], "<f4")[0])
+    after = float(np.frombuffer(Path(path).read_bytes()[offset - 1 : offset + 3], "<f4")[0])
     return before, after
 
 

@@ -43,13 +43,20 @@ def run(merged, tmp_path):
 
 def _hdf5(run):
     with h5py.File(run / "embeddings.h5", "r") as h5:
-        return (h5["embeddings"][:], {c: h5[ds].asstr()[:].tolist() for ds, c in
-                                      (("ids", "id"), ("titles", "title"), ("urls", "url"))}, dict(h5.attrs))
+        return (
+            h5["embeddings"][:],
+            {
+                c: h5[ds].asstr()[:].tolist()
+                for ds, c in (("ids", "id"), ("titles", "title"), ("urls", "url"))
+            },
+            dict(h5.attrs),
+        )
 
 
 def _sidecars_check(folder, *names):
-    check = subprocess.run(["sha256sum", "-c", *[n + ".sha256" for n in names]], cwd=folder, capture_output=True,
-                           text=True)
+    check = subprocess.run(
+        ["sha256sum", "-c", *[n + ".sha256" for n in names]], cwd=folder, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -62,20 +69,31 @@ def test_parquet_equals_the_hdf5_with_identity_and_row_groups(run):
     schema = parquet.schema_arrow
     assert schema.names == ["id", "title", "url", "embedding"]
     assert schema.field("embedding").type == pa.list_(pa.field("item", pa.float32(), nullable=False), DIM)
-    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == \
-        [BLOCK_ROWS, BLOCK_ROWS, 123]
+    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [
+        BLOCK_ROWS,
+        BLOCK_ROWS,
+        123,
+    ]
     table = parquet.read()
-    np.testing.assert_array_equal(table["embedding"].combine_chunks().flatten().to_numpy().reshape(N, DIM), vectors)
+    np.testing.assert_array_equal(
+        table["embedding"].combine_chunks().flatten().to_numpy().reshape(N, DIM), vectors
+    )
     assert {c: table[c].to_pylist() for c in texts} == texts
     meta = json.loads(schema.metadata[b"embedkit"])
     assert meta["source_sha256"] == (run / "embeddings.h5.sha256").read_text().split()[0]
-    assert meta["model"] == attrs["model"] and meta["provenance_model_fingerprint"] == \
-        attrs["provenance_model_fingerprint"]
+    assert (
+        meta["model"] == attrs["model"]
+        and meta["provenance_model_fingerprint"] == attrs["provenance_model_fingerprint"]
+    )
     assert (meta["rows"], meta["embedding_dim"], meta["embedding_dtype"]) == (N, DIM, "float32")
     assert meta["quality_metrics"]["rows_checked"] == N and "chunk_info" not in meta
     _sidecars_check(run, "embeddings.parquet")
-    assert sorted(p.name for p in run.iterdir()) == ["embeddings.h5", "embeddings.h5.sha256", "embeddings.parquet",
-                                                     "embeddings.parquet.sha256"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "embeddings.h5",
+        "embeddings.h5.sha256",
+        "embeddings.parquet",
+        "embeddings.parquet.sha256",
+    ]
 
 
 def test_float16_parquet_and_npy(run):
@@ -96,7 +114,11 @@ def test_npy_folder_holds_the_vectors_and_the_ids_in_order(run):
     vectors, texts, _ = _hdf5(run)
     folder = run / "embeddings-npy-float32"
     assert result.path == folder and sorted(p.name for p in folder.iterdir()) == [
-        "embeddings.npy", "embeddings.npy.sha256", "metadata.parquet", "metadata.parquet.sha256"]
+        "embeddings.npy",
+        "embeddings.npy.sha256",
+        "metadata.parquet",
+        "metadata.parquet.sha256",
+    ]
     npy = np.load(folder / "embeddings.npy", mmap_mode="r")
     assert npy.dtype == np.float32 and np.array_equal(npy, vectors)
     meta = pq.read_table(folder / "metadata.parquet")
@@ -110,8 +132,13 @@ def test_a_rerun_replaces_the_export_and_leaves_nothing_else(run):
         first = export_run(run, "npy")
         again = export_run(run, "parquet")
     assert first.sha256 == export_run(run, "npy").sha256 and again.sha256 == export_run(run, "parquet").sha256
-    assert sorted(p.name for p in run.iterdir()) == ["embeddings-npy-float32", "embeddings.h5", "embeddings.h5.sha256",
-                                                     "embeddings.parquet", "embeddings.parquet.sha256"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "embeddings-npy-float32",
+        "embeddings.h5",
+        "embeddings.h5.sha256",
+        "embeddings.parquet",
+        "embeddings.parquet.sha256",
+    ]
 
 
 def test_a_failure_mid_stream_leaves_the_previous_export(run, monkeypatch):
@@ -129,7 +156,9 @@ def test_a_failure_mid_stream_leaves_the_previous_export(run, monkeypatch):
     monkeypatch.setattr(export_parquet, "record_batch", second_block_fails)
     with pytest.raises(OSError, match="No space left"):
         export_run(run, "parquet")
-    assert (run / "embeddings.parquet").read_bytes() == before and not (run / "embeddings.parquet.tmp").exists()
+    assert (run / "embeddings.parquet").read_bytes() == before and not (
+        run / "embeddings.parquet.tmp"
+    ).exists()
     _sidecars_check(run, "embeddings.parquet")
 
 
@@ -141,13 +170,22 @@ def _damage(run):
         f.write(bytes([byte[0] ^ 1]))
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("damaged file", r"embeddings.h5 has SHA-256 \w+\.\.\., but embeddings.h5.sha256 says \w+\.\.\.: the file is "
-                     r"damaged or was replaced; nothing was exported"),
-    ("no sidecar", r"embeddings.h5 has no embeddings.h5.sha256: it is not a finished merge. Run: make merge RUN="),
-    ("bad sidecar", r"embeddings.h5.sha256 is damaged \(not a sha256sum line"),
-    ("no file", r"has no embeddings.h5 to export"),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        (
+            "damaged file",
+            r"embeddings.h5 has SHA-256 \w+\.\.\., but embeddings.h5.sha256 says \w+\.\.\.: the file is "
+            r"damaged or was replaced; nothing was exported",
+        ),
+        (
+            "no sidecar",
+            r"embeddings.h5 has no embeddings.h5.sha256: it is not a finished merge. Run: make merge RUN=",
+        ),
+        ("bad sidecar", r"embeddings.h5.sha256 is damaged \(not a sha256sum line"),
+        ("no file", r"has no embeddings.h5 to export"),
+    ],
+)
 def test_an_unverified_source_is_refused_before_anything_is_written(run, problem, message):
     if problem == "damaged file":
         _damage(run)
@@ -171,8 +209,10 @@ def test_the_cli_exports_a_fetched_folder_and_names_bad_values(run):
     assert f"(float16) to {run / 'embeddings-npy-float16'}" in out
     refused = jobs_cli("export", "--run", str(run), "--format", "csv", check=False)
     assert refused.returncode == 2
-    assert refused.stderr.strip() == (f"error: FORMAT='csv' is not an export format. Choose from: parquet, npy, e.g. "
-                                      f"make export RUN='{run}' FORMAT=parquet")
+    assert refused.stderr.strip() == (
+        f"error: FORMAT='csv' is not an export format. Choose from: parquet, npy, e.g. "
+        f"make export RUN='{run}' FORMAT=parquet"
+    )
     _damage(run)
     refused = jobs_cli("export", "--run", str(run), "--format", "npy", check=False)
     assert refused.returncode == 2 and "nothing was exported" in refused.stderr

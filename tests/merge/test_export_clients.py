@@ -23,8 +23,10 @@ DOC_RUN = "runs/wiki"  # the run folder the snippets name
 def doc_snippets() -> dict[str, str]:
     """The first python block under each ``### Name`` heading of docs/EXPORT.md, by the heading's first word."""
     text = (REPO / "docs" / "EXPORT.md").read_text()
-    return {name.split()[0].lower(): code
-            for name, code in re.findall(r"^### (.+?)\n.*?```python\n(.*?)```", text, flags=re.S | re.M)}
+    return {
+        name.split()[0].lower(): code
+        for name, code in re.findall(r"^### (.+?)\n.*?```python\n(.*?)```", text, flags=re.S | re.M)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +35,30 @@ def exported(tmp_path_factory, model_path):
     tmp = tmp_path_factory.mktemp("clients")
     corpus = write_jsonl(tmp / "vital.jsonl", vital_articles(ROWS))
     run = tmp / "wiki run"
-    jobs_cli("submit", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path),
-             "--shards", "2", "--wait")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "2",
+        "--wait",
+    )
     for args in (("--format", "parquet"), ("--format", "parquet", "--float16", "1"), ("--format", "npy")):
         jobs_cli("export", "--run", str(run), *args)
     with h5py.File(run / "embeddings.h5", "r") as h5:
-        source = {"vectors": h5["embeddings"][:], "ids": h5["ids"].asstr()[:].tolist(),
-                  "titles": h5["titles"].asstr()[:].tolist(), "topics": h5["topics"].asstr()[:].tolist(),
-                  "model": h5.attrs["model"]}
+        source = {
+            "vectors": h5["embeddings"][:],
+            "ids": h5["ids"].asstr()[:].tolist(),
+            "titles": h5["titles"].asstr()[:].tolist(),
+            "topics": h5["topics"].asstr()[:].tolist(),
+            "model": h5.attrs["model"],
+        }
     return run, source
 
 
@@ -83,7 +101,9 @@ def test_duckdb_cosine_of_a_row_with_itself_is_one(exported):
     found = run_snippet("duckdb", run)
     nearest = found["nearest"]
     assert found["dim"] == 384 and nearest[0][0] == found["query_id"] == source["ids"][0]
-    assert nearest[0][2] == pytest.approx(1.0, abs=1e-6) and all(score < nearest[0][2] for _, _, score in nearest[1:])
+    assert nearest[0][2] == pytest.approx(1.0, abs=1e-6) and all(
+        score < nearest[0][2] for _, _, score in nearest[1:]
+    )
 
 
 def test_hugging_face_datasets_loads_the_parquet(exported, tmp_path, monkeypatch):

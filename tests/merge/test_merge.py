@@ -42,7 +42,9 @@ def test_merge_streams_shards_into_one_verified_file(run_dir):
         assert h5["rejected/row"].shape == (0,)
     assert quality["mean_norm"] == pytest.approx(1.0, abs=1e-5) and not quality["has_nan"]
     assert [(c["start_index"], c["end_index"]) for c in chunks] == [(s.start, s.stop) for s in plan]
-    check = subprocess.run(["sha256sum", "-c", "embeddings.h5.sha256"], cwd=run, capture_output=True, text=True)
+    check = subprocess.run(
+        ["sha256sum", "-c", "embeddings.h5.sha256"], cwd=run, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -65,7 +67,9 @@ def test_truncated_shard_is_refused(run_dir):
     run, plan = run_dir
     with h5py.File(_shard(run, 1), "a") as h5:
         h5["embeddings"].resize(50, axis=0)
-    with pytest.raises(MergeError, match=r"shard-00001.h5 rows \[75, 150\) is truncated: it holds 50 rows") as e:
+    with pytest.raises(
+        MergeError, match=r"shard-00001.h5 rows \[75, 150\) is truncated: it holds 50 rows"
+    ) as e:
         _merge(run, plan)
     assert "REDO=1" in str(e.value) and _no_output(run)
 
@@ -92,7 +96,9 @@ def test_nan_is_refused(run_dir):
 def test_gap_is_refused_with_the_command_that_fills_it(run_dir):
     run, plan = run_dir
     _shard(run, 3).unlink()
-    with pytest.raises(ShardGapError, match=r"Rows \[225, 300\) are missing \(shard-00003.h5: not written\)") as e:
+    with pytest.raises(
+        ShardGapError, match=r"Rows \[225, 300\) are missing \(shard-00003.h5: not written\)"
+    ) as e:
         _merge(run, plan)
     assert str(e.value).rstrip().endswith(f"Run: make resubmit RUN='{run}'") and _no_output(run)
 
@@ -101,8 +107,11 @@ def test_overlap_is_refused(run_dir):
     run, plan = run_dir
     ident = identity(DIM, json.loads((run / "run.json").read_text())["corpus"]["fingerprint"])
     write_shard(run, ShardSpec(9, 60, 90), ident)
-    with pytest.raises(MergeError, match=r"Rows \[60, 75\) are in two shards: shard-00000.h5 \[0, 75\) and "
-                                         r"shard-00009.h5 \[60, 90\)") as e:
+    with pytest.raises(
+        MergeError,
+        match=r"Rows \[60, 75\) are in two shards: shard-00000.h5 \[0, 75\) and "
+        r"shard-00009.h5 \[60, 90\)",
+    ) as e:
         _merge(run, plan)
     assert "REDO=9" in str(e.value) and _no_output(run)
 
@@ -117,9 +126,16 @@ def test_shard_disagreeing_on_what_run_json_leaves_open_is_refused(run_dir, key,
     assert _no_output(run)
 
 
-@pytest.mark.parametrize("key,value", [("prompt", "query: "), ("model_revision", "0123abcd"),
-                                       ("normalize_embeddings", True), ("max_seq_length", 128),
-                                       ("model_fingerprint", "1" * 64)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("prompt", "query: "),
+        ("model_revision", "0123abcd"),
+        ("normalize_embeddings", True),
+        ("max_seq_length", 128),
+        ("model_fingerprint", "1" * 64),
+    ],
+)
 def test_shards_unlike_run_json_are_refused_even_as_the_majority(run_dir, key, value):
     run, plan = run_dir
     pinned = json.loads((run / "run.json").read_text())["pinned"][key]
@@ -163,7 +179,6 @@ def test_failed_merge_keeps_the_previous_good_file(run_dir):
         _merge(run, plan)
     assert (run / "embeddings.h5").read_bytes() == before and not (run / "embeddings.h5.tmp").exists()
     assert first.sha256 in (run / "embeddings.h5.sha256").read_text()
-
 
 
 def test_a_merge_that_runs_out_of_space_leaves_no_output_then_the_same_command_succeeds(tmp_path):

@@ -34,10 +34,20 @@ class Cluster:
 
 
 CLUSTERS = {
-    "bookworm": Cluster("bookworm", "22.05", "testcluster", "bash slurm/testcluster/setup.sh",
-                            "HF_HUB_OFFLINE=1 .venv/bin/python -m pytest tests/slurm"),
-    "sid": Cluster("sid", "26.05", "testcluster", "bash slurm/testcluster/sid/setup.sh",
-                       "bash slurm/testcluster/sid/run-tests.sh tests/slurm"),
+    "bookworm": Cluster(
+        "bookworm",
+        "22.05",
+        "testcluster",
+        "bash slurm/testcluster/setup.sh",
+        "HF_HUB_OFFLINE=1 .venv/bin/python -m pytest tests/slurm",
+    ),
+    "sid": Cluster(
+        "sid",
+        "26.05",
+        "testcluster",
+        "bash slurm/testcluster/sid/setup.sh",
+        "bash slurm/testcluster/sid/run-tests.sh tests/slurm",
+    ),
 }
 # Partitions of both clusters that refuse one GPU request form (slurm/testcluster/job_submit.lua).
 REFUSING_PARTITION = {"gres": "nogres", "gpus": "nogpus"}
@@ -66,12 +76,16 @@ def slurm_cluster() -> Cluster:
     """The selected test cluster, up and of the expected version: fail loudly, never skip."""
     cluster = selected_cluster()
     if shutil.which("sbatch") is None or subprocess.run(["scontrol", "ping"], capture_output=True).returncode:
-        raise RuntimeError(f"The Slurm test cluster {cluster.key!r} is not running: {cluster.setup} "
-                           "(make test-services starts both)")
+        raise RuntimeError(
+            f"The Slurm test cluster {cluster.key!r} is not running: {cluster.setup} "
+            "(make test-services starts both)"
+        )
     found = slurm_release()
     if found != cluster.slurm:
-        raise RuntimeError(f"{CLUSTER_ENV}={cluster.key} expects Slurm {cluster.slurm} but sinfo here is {found}. "
-                           f"Run the tests for it with: {cluster.run}")
+        raise RuntimeError(
+            f"{CLUSTER_ENV}={cluster.key} expects Slurm {cluster.slurm} but sinfo here is {found}. "
+            f"Run the tests for it with: {cluster.run}"
+        )
     return cluster
 
 

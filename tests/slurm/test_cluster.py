@@ -36,9 +36,20 @@ def test_make_submit_on_the_cluster_matches_a_local_run(tmp_path, vital_jsonl, m
     corpus, records = vital_jsonl(42)
     run = tmp_path / "cluster run"
     cancel_leftovers.append(run)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RUN": str(run), "CORPUS": str(corpus), "MODEL": str(model_path),
-           "SHARDS": "7", "PROFILE": PROFILE, "WAIT": "1", "MAP": "1"}
-    proc = subprocess.run(["make", "-s", "submit"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "RUN": str(run),
+        "CORPUS": str(corpus),
+        "MODEL": str(model_path),
+        "SHARDS": "7",
+        "PROFILE": PROFILE,
+        "WAIT": "1",
+        "MAP": "1",
+    }
+    proc = subprocess.run(
+        ["make", "-s", "submit"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Merged 42 rows x 384" in proc.stdout
     embeds = [j for j in run_jobs(run) if j["stage"] == "embed"]
@@ -46,13 +57,28 @@ def test_make_submit_on_the_cluster_matches_a_local_run(tmp_path, vital_jsonl, m
     assert run_jobs(run)[-1]["stage"] == "map" and (run / "map.html").exists()  # third stage, afterok merge
     assert "map job" in jobs_cli("status", "--run", str(run)).stdout
     local = tmp_path / "local run"
-    jobs_cli("submit", "--run", str(local), "--profile", "local", "--corpus", str(corpus), "--model",
-             str(model_path), "--shards", "2", "--wait")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(local),
+        "--profile",
+        "local",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "2",
+        "--wait",
+    )
     with h5py.File(run / "embeddings.h5") as a, h5py.File(local / "embeddings.h5") as b:
         assert a["ids"].asstr()[:].tolist() == b["ids"].asstr()[:].tolist() == [r["id"] for r in records]
         assert cosine_rows(a["embeddings"][:], b["embeddings"][:]).min() >= 0.9999
-    squeue = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobName", "-j", embeds[0]["job_id"]],
-                            capture_output=True, text=True).stdout
+    squeue = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobName", "-j", embeds[0]["job_id"]],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "cluster_run-embed" in squeue
 
 
@@ -65,13 +91,25 @@ def failing_profile(tmp_path: Path, task: int) -> Path:
     return path
 
 
-def test_failed_task_cancels_merge_then_resubmit_completes(tmp_path, vital_jsonl, model_path, st_model,
-                                                            cancel_leftovers):
+def test_failed_task_cancels_merge_then_resubmit_completes(
+    tmp_path, vital_jsonl, model_path, st_model, cancel_leftovers
+):
     corpus, records = vital_jsonl(30)
     run = tmp_path / "flaky run"  # a space: the printed repair command must quote it
     cancel_leftovers.append(run)
-    jobs_cli("submit", "--run", str(run), "--profile", str(failing_profile(tmp_path, 1)), "--corpus", str(corpus),
-             "--model", str(model_path), "--shards", "3")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        str(failing_profile(tmp_path, 1)),
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "3",
+    )
     wait_for(lambda: queue_empty(run), 300, "the array to end and the merge to be cancelled")
     status = jobs_cli("status", "--run", str(run)).stdout
     failed = [ln for ln in status.splitlines() if ln.startswith("  shard-00001.h5")]
@@ -90,20 +128,38 @@ def test_failed_task_cancels_merge_then_resubmit_completes(tmp_path, vital_jsonl
 def start_run(run: Path, corpus: Path, model_path: Path, shards: int, cancel_leftovers: list) -> str:
     """Submit without waiting, flushing every 16 rows; returns the first embed job id."""
     cancel_leftovers.append(run)
-    jobs_cli("submit", "--run", str(run), "--profile", PROFILE, "--corpus", str(corpus), "--model", str(model_path),
-             "--shards", str(shards), "--flush-rows", "16")
+    jobs_cli(
+        "submit",
+        "--run",
+        str(run),
+        "--profile",
+        PROFILE,
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        str(shards),
+        "--flush-rows",
+        "16",
+    )
     return run_jobs(run)[0]["job_id"]
 
 
-def test_preempted_task_is_requeued_and_resumes_from_flushed_rows(tmp_path, vital_jsonl, model_path, st_model,
-                                                                  cancel_leftovers):
+def test_preempted_task_is_requeued_and_resumes_from_flushed_rows(
+    tmp_path, vital_jsonl, model_path, st_model, cancel_leftovers
+):
     corpus, records = vital_jsonl(400)
     run = tmp_path / "preempted"
-    job = start_run(run, corpus, model_path, 1, cancel_leftovers)  # one shard: submitit sends a plain job, not an array
+    job = start_run(
+        run, corpus, model_path, 1, cancel_leftovers
+    )  # one shard: submitit sends a plain job, not an array
     log = task_log(run, job)
     wait_for(lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 300, "three flushes")
     subprocess.run(["scancel", "--signal=USR2", job], check=True)  # what preemption / time limit sends
-    wait_for(lambda: (run / "embeddings.h5").exists() or queue_empty(run), 600, "the requeued task and the merge")
+    wait_for(
+        lambda: (run / "embeddings.h5").exists() or queue_empty(run), 600, "the requeued task and the merge"
+    )
     text = log.read_text()
     assert "Caught signal SIGUSR2" in text  # submitit's handler ran in the task (a job step)
     assert resumed_row(text) >= 48  # not from zero
@@ -113,8 +169,9 @@ def test_preempted_task_is_requeued_and_resumes_from_flushed_rows(tmp_path, vita
         assert h5.attrs["attempts"] == 2
 
 
-def test_scancel_of_a_task_and_of_the_merge_then_resubmit_recovers(tmp_path, vital_jsonl, model_path, st_model,
-                                                                   cancel_leftovers):
+def test_scancel_of_a_task_and_of_the_merge_then_resubmit_recovers(
+    tmp_path, vital_jsonl, model_path, st_model, cancel_leftovers
+):
     corpus, records = vital_jsonl(200)
     run = tmp_path / "cancelled"
     array = start_run(run, corpus, model_path, 2, cancel_leftovers)
@@ -137,8 +194,20 @@ def test_scancel_of_a_task_and_of_the_merge_then_resubmit_recovers(tmp_path, vit
 
 def test_submit_fails_before_any_sbatch_when_the_model_is_not_staged(tmp_path, vital_jsonl):
     corpus, _ = vital_jsonl(5)
-    proc = jobs_cli("submit", "--run", str(tmp_path / "r"), "--profile", PROFILE, "--corpus", str(corpus),
-                    "--model", "org/not-staged", "--cache-dir", str(tmp_path / "cache"), check=False)
+    proc = jobs_cli(
+        "submit",
+        "--run",
+        str(tmp_path / "r"),
+        "--profile",
+        PROFILE,
+        "--corpus",
+        str(corpus),
+        "--model",
+        "org/not-staged",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        check=False,
+    )
     assert proc.returncode == 2 and "never download" in proc.stderr
     assert not (tmp_path / "r" / "logs").exists()
     proc = jobs_cli("stage-model", "--model", "org/not-staged", "--profile", PROFILE, check=False)

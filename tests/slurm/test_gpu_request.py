@@ -38,12 +38,15 @@ def test_each_gpu_request_form_is_accepted_and_its_job_gets_the_gpu(tmp_path, fo
 
 
 @pytest.mark.parametrize("form,partition", REFUSING_PARTITION.items())
-def test_a_partition_refusing_a_form_refuses_it_at_test_only_and_takes_the_others(tmp_path, form, partition,
-                                                                                  slurm_profile, slurm_cluster):
+def test_a_partition_refusing_a_form_refuses_it_at_test_only_and_takes_the_others(
+    tmp_path, form, partition, slurm_profile, slurm_cluster
+):
     profile = with_overrides(load_profile(slurm_profile), partition=partition)
     refused = sbatch_test_only(tmp_path, with_overrides(profile, gpu_request=form))
     assert refused.returncode == 1
     assert f"sbatch: error: site policy: partition {partition} refuses" in refused.stderr
     for other in set(GPU_REQUEST_FORMS) - {form}:
         accepted = sbatch_test_only(tmp_path, with_overrides(profile, gpu_request=other))
-        assert accepted.returncode == 0, f"Slurm {slurm_cluster.slurm}, {other} on {partition}: {accepted.stderr}"
+        assert accepted.returncode == 0, (
+            f"Slurm {slurm_cluster.slurm}, {other} on {partition}: {accepted.stderr}"
+        )

@@ -18,27 +18,52 @@ def cluster(slurm_cluster):
 
 
 def my_jobs() -> set[str]:
-    return set(subprocess.run(["squeue", "-h", "--me", "-o", "%i"], capture_output=True, text=True).stdout.split())
+    return set(
+        subprocess.run(["squeue", "-h", "--me", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    )
 
 
 def test_plan_prints_the_windows_and_queues_nothing(tmp_path, vital_jsonl, model_path):
     corpus, _ = vital_jsonl(14)
     before = my_jobs()
-    out = jobs_cli("plan", "--run", str(tmp_path / "planned"), "--profile", PROFILE, "--corpus", str(corpus),
-                   "--model", str(model_path), "--shards", "7").stdout
+    out = jobs_cli(
+        "plan",
+        "--run",
+        str(tmp_path / "planned"),
+        "--profile",
+        PROFILE,
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        "--shards",
+        "7",
+    ).stdout
     assert "nothing was queued" in out and "shards: 7 planned, 7 to embed" in out
     assert "embed: 2 sbatch (5 + 2 tasks)" in out and "merge: 1 sbatch" in out
     assert not my_jobs() - before and not (tmp_path / "planned" / "logs").exists()
 
 
 @pytest.mark.parametrize("form,partition", REFUSING_PARTITION.items())
-def test_a_gpu_form_the_site_refuses_is_refused_before_queueing_naming_the_key(tmp_path, vital_jsonl, model_path,
-                                                                               form, partition):
+def test_a_gpu_form_the_site_refuses_is_refused_before_queueing_naming_the_key(
+    tmp_path, vital_jsonl, model_path, form, partition
+):
     corpus, _ = vital_jsonl(4)
     before = my_jobs()
-    proc = jobs_cli("submit", "--run", str(tmp_path / "refused"), "--profile",
-                    str(profile_with(tmp_path, partition=f'"{partition}"', gpu_request=f'"{form}"')), "--corpus", str(corpus), "--model", str(model_path),
-                    check=False)
+    proc = jobs_cli(
+        "submit",
+        "--run",
+        str(tmp_path / "refused"),
+        "--profile",
+        str(profile_with(tmp_path, partition=f'"{partition}"', gpu_request=f'"{form}"')),
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(model_path),
+        check=False,
+    )
     assert proc.returncode == 2 and "Nothing was queued" in proc.stderr
-    assert f"site policy: partition {partition} refuses" in proc.stderr and "[embed] gpu_request" in proc.stderr
+    assert (
+        f"site policy: partition {partition} refuses" in proc.stderr and "[embed] gpu_request" in proc.stderr
+    )
     assert not my_jobs() - before and not (tmp_path / "refused" / "logs").exists()

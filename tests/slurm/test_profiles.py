@@ -30,19 +30,25 @@ def test_a_profile_device_is_the_tasks_device_unless_the_command_gives_one(tmp_p
     assert compute_settings(SubmitRequest(run_dir=tmp_path), None, None).device == "auto"
     bad = tmp_path / "site.toml"
     bad.write_text('device = "gpu"\n')
-    with pytest.raises(ConfigError, match=r"device = 'gpu' in .*site.toml is not a device. Choose one of: auto, cuda"):
+    with pytest.raises(
+        ConfigError, match=r"device = 'gpu' in .*site.toml is not a device. Choose one of: auto, cuda"
+    ):
         load_profile(str(bad))
 
 
 def test_unknown_profile_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"Unknown profile 'testclustr'. Choose from: .*testcluster.*\.toml file"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown profile 'testclustr'. Choose from: .*testcluster.*\.toml file"
+    ):
         load_profile("testclustr")
 
 
 def test_unknown_key_and_wrong_type_are_named(tmp_path):
     bad = tmp_path / "site.toml"
     bad.write_text('[embed]\npartition = "gpu"\ngpu_per_task = 1\n')
-    with pytest.raises(ConfigError, match=r"Unknown key\(s\) gpu_per_task in site.toml \[embed\]. Valid keys: partition"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown key\(s\) gpu_per_task in site.toml \[embed\]. Valid keys: partition"
+    ):
         load_profile(str(bad))
     bad.write_text('[embed]\ncpus_per_task = "eight"\n')
     with pytest.raises(ConfigError, match=r"\[embed\].cpus_per_task = 'eight' should be int"):
@@ -77,7 +83,11 @@ def test_dependency_strings_and_config_parsing():
     assert windows([ShardSpec(0, 0, 1)], 5) == [[ShardSpec(0, 0, 1)]]
 
 
-GPU_FORMS = {"gres": "--gres=gpu:2", "gpus-per-task": "--gpus-per-task=2", "gpus": "--gpus=2"}  # one task per job
+GPU_FORMS = {
+    "gres": "--gres=gpu:2",
+    "gpus-per-task": "--gpus-per-task=2",
+    "gpus": "--gpus=2",
+}  # one task per job
 GPU_LINE = re.compile(r"^#SBATCH --(gres|gpus|gpus-per-task|gpus-per-node|gpus-per-socket)=", re.M)
 
 
@@ -108,17 +118,34 @@ def test_gpu_request_defaults_to_gres_and_keeps_other_extras(tmp_path):
     profile = load_profile(str(site_profile(tmp_path, '[embed.sbatch_extra]\nreservation = "lab"')))
     params = sbatch_parameters(profile.embed, "x-embed", ())
     assert params["gres"] == "gpu:2" and params["additional_parameters"] == {"reservation": "lab"}
-    gpus = load_profile(str(site_profile(tmp_path, 'gpu_request = "gpus"\n[embed.sbatch_extra]\nreservation = "lab"')))
-    assert sbatch_parameters(gpus.embed, "x-embed", ())["additional_parameters"] == {"gpus": 2, "reservation": "lab"}
+    gpus = load_profile(
+        str(site_profile(tmp_path, 'gpu_request = "gpus"\n[embed.sbatch_extra]\nreservation = "lab"'))
+    )
+    assert sbatch_parameters(gpus.embed, "x-embed", ())["additional_parameters"] == {
+        "gpus": 2,
+        "reservation": "lab",
+    }
     assert "gres" not in sbatch_parameters(gpus.embed, "x-embed", ())
 
 
-@pytest.mark.parametrize("embed,message", [
-    ('gpu_request = "gpus-per-node"', r'gpu_request = .gpus-per-node. is not a way to ask for GPUs\. Choose one of: '
-                                      r'"gres" \(--gres=gpu:N\), "gpus-per-task" \(--gpus-per-task=N\), "gpus"'),
-    ('gpu_request = "gpus"\ngres = "gpu:a100:1"', r'has both gres = .gpu:a100:1. and gpu_request = "gpus": keep one'),
-    ('[embed.sbatch_extra]\ngpus-per-node = 1', r"sbatch_extra sets gpus-per-node: GPUs are asked for by gpus_per_task"),
-])
+@pytest.mark.parametrize(
+    "embed,message",
+    [
+        (
+            'gpu_request = "gpus-per-node"',
+            r"gpu_request = .gpus-per-node. is not a way to ask for GPUs\. Choose one of: "
+            r'"gres" \(--gres=gpu:N\), "gpus-per-task" \(--gpus-per-task=N\), "gpus"',
+        ),
+        (
+            'gpu_request = "gpus"\ngres = "gpu:a100:1"',
+            r'has both gres = .gpu:a100:1. and gpu_request = "gpus": keep one',
+        ),
+        (
+            "[embed.sbatch_extra]\ngpus-per-node = 1",
+            r"sbatch_extra sets gpus-per-node: GPUs are asked for by gpus_per_task",
+        ),
+    ],
+)
 def test_a_second_or_unknown_gpu_request_is_refused_naming_the_key(tmp_path, embed, message):
     with pytest.raises(ConfigError, match=message):
         load_profile(str(site_profile(tmp_path, embed)))

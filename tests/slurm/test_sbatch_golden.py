@@ -16,7 +16,7 @@ from slurm.cluster import render_sbatch
 from slurm.profiles import load_profile, with_overrides
 
 GOLDEN = Path(__file__).parent / "golden"
-RUN = Path("/scratch/lab runs/it's \"wiki\"")  # spaces and quotes on purpose
+RUN = Path('/scratch/lab runs/it\'s "wiki"')  # spaces and quotes on purpose
 CASES = [("embed", 5, "gres"), ("merge", 1, "gres"), ("embed", 5, "gpus-per-task"), ("embed", 1, "gpus")]
 
 
@@ -31,7 +31,9 @@ def test_sbatch_script_is_pinned_and_this_slurm_accepts_it(stage, n_tasks, form,
     text = render_sbatch(RUN, profile, stage, n_tasks, python="/opt/embedkit/.venv/bin/python")
     suffix = "" if form == "gres" else f"_{form}"
     golden = golden_file(f"{profile.name}_{stage}{suffix}.sbatch", slurm_cluster.slurm)
-    if os.environ.get("UPDATE_GOLDEN"):  # rewrite, then fail: a rewritten file proves nothing until it is read
+    if os.environ.get(
+        "UPDATE_GOLDEN"
+    ):  # rewrite, then fail: a rewritten file proves nothing until it is read
         golden.write_text(text)
         pytest.fail(f"rewrote {golden}: review `git diff {GOLDEN}`, then run again without UPDATE_GOLDEN")
     assert text == golden.read_text()
