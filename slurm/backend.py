@@ -10,6 +10,7 @@ add an in-memory one.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,6 +93,28 @@ class JobRecord:
     def task_of(self, shard: int) -> str:
         """The scheduler's id of the task running ``shard``: ``A_i`` for an array, else the job id."""
         return f"{self.job_id}_{self.shards.index(shard)}" if self.array else self.job_id
+
+    @classmethod
+    def submitted_now(
+        cls,
+        stage: str,
+        backend: str,
+        job_id: str,
+        profile: str,
+        shards: Sequence[int] = (),
+        array: bool = False,
+    ) -> "JobRecord":
+        """The record of a job this host has just submitted."""
+        return cls(
+            stage=stage,
+            backend=backend,
+            job_id=str(job_id),
+            host=socket.gethostname(),
+            profile=profile,
+            shards=tuple(shards),
+            submitted_at=now_iso(),
+            array=array,
+        )
 
     @property
     def runs_shards_in_turn(self) -> bool:

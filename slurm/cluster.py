@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from kit.errors import ConfigError
 from kit.format import RunPaths
 from kit.shardfile import ShardSpec
 from slurm import commands as slurmcli
-from slurm.backend import JobRecord, Snapshot, StageRequest, now_iso
+from slurm.backend import JobRecord, Snapshot, StageRequest
 from slurm.profiles import ClusterProfile, Resources, sbatch_parameters
 from slurm.tasks import Requeue, ShardTask, StageTask
 
@@ -154,15 +153,8 @@ class SlurmBackend(SlurmWatcher):
 
     def _record(self, stage: str, job_id: str, shards: Sequence[int] = ()) -> JobRecord:
         # submitit sends a one-task window as a plain job, not an array
-        return JobRecord(
-            stage=stage,
-            backend=self.name,
-            job_id=str(job_id),
-            host=socket.gethostname(),
-            profile=self.site.name,
-            shards=tuple(shards),
-            submitted_at=now_iso(),
-            array=len(shards) > 1,
+        return JobRecord.submitted_now(
+            stage, self.name, job_id, self.site.name, shards, array=len(shards) > 1
         )
 
     def check(self, request: StageRequest) -> str:

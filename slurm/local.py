@@ -26,7 +26,7 @@ from kit.commands import make_command
 from kit.errors import ConfigError
 from kit.format import RunPaths
 from kit.shardfile import ShardSpec
-from slurm.backend import JobRecord, JobState, Snapshot, StageRequest, now_iso
+from slurm.backend import JobRecord, JobState, Snapshot, StageRequest
 from slurm.tasks import (
     FAILURE_LINE,
     STARTING_LINE,
@@ -221,15 +221,7 @@ class LocalBackend(LocalWatcher):
         return ex
 
     def _record(self, stage: str, job_id: str, shards: Sequence[int] = ()) -> JobRecord:
-        return JobRecord(
-            stage=stage,
-            backend=self.name,
-            job_id=str(job_id),
-            host=socket.gethostname(),
-            profile="local",
-            shards=tuple(shards),
-            submitted_at=now_iso(),
-        )
+        return JobRecord.submitted_now(stage, self.name, job_id, "local", shards)
 
     def check(self, request: StageRequest) -> str:
         if request.device:
