@@ -32,12 +32,11 @@ class Stage:
 
     name: str  # recorded in each JobRecord; names the jobs (<run>-<name>)
     task: Callable[..., Any]  # array: task(specs, run_dir, **options); else task(run_dir, **options)
-    resources: str  # the profile table with its resources: "embed" (GPUs) or "merge" (CPU)
-    array: bool  # one task per shard
     todo: Callable[[Path, RunState], Todo]  # what is left, from the files: shards, or whether to run
-    options: Callable[
-        [RunState], dict[str, Any] | None
-    ]  # the task's options; None: the run did not ask for it
+    resources: str = "merge"  # the profile table with its resources: "embed" (GPUs) or "merge" (CPU)
+    array: bool = False  # one task per shard
+    # The task's options; None: the run did not ask for this stage.
+    options: Callable[[RunState], dict[str, Any] | None] = lambda state: {}
     after: tuple[str, ...] = ()  # stages whose jobs must succeed first (when submitted in the same call)
     progress: Callable[[Path, ShardSpec], int] | None = None  # array: rows of a shard committed (requeue)
     device: Callable[[RunState], str | None] = lambda state: None  # the device its tasks compute on
@@ -155,23 +154,11 @@ register(
         device=lambda state: state.compute.device,
     )
 )
-register(
-    Stage(
-        "merge",
-        merge_task,
-        resources="merge",
-        array=False,
-        todo=merge_outdated,
-        options=lambda state: {},
-        after=("embed",),
-    )
-)
+register(Stage("merge", merge_task, todo=merge_outdated, after=("embed",)))
 register(
     Stage(
         "map",
         map_task,
-        resources="merge",
-        array=False,
         todo=map_missing,
         options=lambda state: None if state.map_options is None else dict(state.map_options),
         after=("merge",),
@@ -181,8 +168,6 @@ register(
     Stage(
         "export",
         export_task,
-        resources="merge",
-        array=False,
         todo=export_missing,
         options=lambda state: None if state.export_format is None else {"fmt": state.export_format},
         after=("merge",),

@@ -15,6 +15,17 @@ from tests.conftest import cosine_rows
 REPO = Path(__file__).resolve().parents[1]
 
 
+def cli_args(verb: str, **options: object) -> tuple[str, ...]:
+    """``verb --name value ...`` for ``python -m jobs``: ``max_seq_length=`` is ``--max-seq-length``, a value
+    is passed as ``str(value)``, and ``True`` is a bare switch (``wait=True``: ``--wait``)."""
+    words = [verb]
+    for name, value in options.items():
+        words.append(f"--{name.replace('_', '-')}")
+        if value is not True:
+            words.append(str(value))
+    return tuple(words)
+
+
 def jobs_cli(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     proc = subprocess.run(

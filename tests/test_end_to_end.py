@@ -13,25 +13,22 @@ import numpy as np
 
 from slurm.tasks import pid_alive
 from tests.conftest import write_jsonl
-from tests.helpers import assert_matches_direct_encode, children, jobs_cli, resumed_row, task_log, wait_for
+from tests.helpers import (
+    cli_args,
+    assert_matches_direct_encode,
+    children,
+    jobs_cli,
+    resumed_row,
+    task_log,
+    wait_for,
+)
 
 
 def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model_path, st_model):
     corpus, records = vital_jsonl(90)
     run = tmp_path / "run one"
     out = jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "3",
-        "--wait",
+        *cli_args("submit", run=run, profile="local", corpus=corpus, model=model_path, shards=3, wait=True)
     ).stdout
     assert "Merged 90 rows x 384" in out
     assert_matches_direct_encode(run, records, st_model)
@@ -54,7 +51,7 @@ def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model
     )
     assert f"make resubmit RUN='{run}' REDO=1" in refused.stderr
     untouched = {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)}
-    jobs_cli("submit", "--run", str(run), "--redo", "1", "--wait")
+    jobs_cli(*cli_args("submit", run=run, redo=1, wait=True))
     assert_matches_direct_encode(run, records, st_model)
     assert {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)} == untouched
     assert len(list((run / "shards" / "rejected").glob("shard-00001.*.h5"))) == 1
@@ -64,19 +61,9 @@ def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_
     corpus, records = vital_jsonl(400)
     run = tmp_path / "killed"
     jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "1",
-        "--flush-rows",
-        "16",
+        *cli_args(
+            "submit", run=run, profile="local", corpus=corpus, model=model_path, shards=1, flush_rows=16
+        )
     )
     jobs = json.loads((run / "run.json").read_text())["jobs"]
     embed_id, merge_id = jobs[0]["job_id"], jobs[1]["job_id"]
@@ -119,17 +106,7 @@ def test_bad_corpus_refused_then_skipped_rows_are_listed(tmp_path, vital_jsonl, 
         {"id": "x3", "title": "t", "url": "u", "text": "nul\x00"},
     ]
     corpus = write_jsonl(tmp_path / "bad corpus.jsonl", records[:6] + bad + records[6:])
-    args = (
-        "submit",
-        "--run",
-        str(tmp_path / "bad"),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-    )
+    args = cli_args("submit", run=tmp_path / "bad", profile="local", corpus=corpus, model=model_path)
     refused = jobs_cli(*args, check=False)
     assert refused.returncode == 2
     assert "3 of 15 rows cannot be embedded" in refused.stderr and "row 7 id=" in refused.stderr
@@ -151,17 +128,14 @@ def test_missing_model_fails_before_any_job(tmp_path, vital_jsonl):
     corpus, _ = vital_jsonl(5)
     env_cache = tmp_path / "empty cache"
     proc = jobs_cli(
-        "submit",
-        "--run",
-        str(tmp_path / "r"),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        "sentence-transformers/not-staged",
-        "--cache-dir",
-        str(env_cache),
+        *cli_args(
+            "submit",
+            run=tmp_path / "r",
+            profile="local",
+            corpus=corpus,
+            model="sentence-transformers/not-staged",
+            cache_dir=env_cache,
+        ),
         check=False,
     )
     assert proc.returncode == 2
@@ -170,7 +144,7 @@ def test_missing_model_fails_before_any_job(tmp_path, vital_jsonl):
 
 
 def test_demo_embeds_vital_articles_with_topics(tmp_path):
-    out = jobs_cli("demo", "--run", str(tmp_path / "demo"), "--rows", "40").stdout
+    out = jobs_cli(*cli_args("demo", run=tmp_path / "demo", rows=40)).stdout
     assert "Merged 40 rows x 384" in out and "Norms: mean" in out
     with h5py.File(tmp_path / "demo" / "embeddings.h5") as h5:
         topics = set(h5["topics"].asstr()[:])
@@ -182,21 +156,17 @@ def test_one_worker_per_visible_gpu_each_pinned_to_its_device(tmp_path, vital_js
     run = tmp_path / "gpus"
     # No GPU here: DEVICE=cpu on purpose (auto refuses a held GPU it cannot use), each task sees only its device.
     out = jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "4",
-        "--map",
-        "--wait",
-        "--device",
-        "cpu",
+        *cli_args(
+            "submit",
+            run=run,
+            profile="local",
+            corpus=corpus,
+            model=model_path,
+            shards=4,
+            map=True,
+            wait=True,
+            device="cpu",
+        ),
         env={"CUDA_VISIBLE_DEVICES": "3,5"},
     ).stdout
     stages = [j["stage"] for j in json.loads((run / "run.json").read_text())["jobs"]]
@@ -227,18 +197,15 @@ def test_hub_name_loads_from_the_offline_cache_and_records_the_revision(tmp_path
     _fake_hub_cache(cache, "sentence-transformers/all-MiniLM-L6-v2", model_path, revision)
     run = tmp_path / "hub"
     jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        "sentence-transformers/all-MiniLM-L6-v2",
-        "--cache-dir",
-        str(cache),
-        "--wait",
+        *cli_args(
+            "submit",
+            run=run,
+            profile="local",
+            corpus=corpus,
+            model="sentence-transformers/all-MiniLM-L6-v2",
+            cache_dir=cache,
+            wait=True,
+        )
     )
     with h5py.File(run / "embeddings.h5") as h5:
         assert h5.attrs["model"] == "sentence-transformers/all-MiniLM-L6-v2"

@@ -10,7 +10,7 @@ import subprocess
 
 import torch
 
-from tests.helpers import REPO, jobs_cli
+from tests.helpers import cli_args, REPO, jobs_cli
 from tests.test_second_touch import printed_commands, run_as_printed, tiny_corpus
 
 QUIET = {"EMBEDKIT_PROGRESS_S": "60"}
@@ -33,17 +33,7 @@ def test_a_device_this_machine_lacks_is_refused_at_plan_with_a_repair_that_runs(
     run = tmp_path / "dev run"
     device = missing_device()
     refused = jobs_cli(
-        "plan",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--device",
-        device,
+        *cli_args("plan", run=run, profile="local", corpus=corpus, model=model_path, device=device),
         check=False,
     )
     message = short_refusal(refused)
@@ -62,17 +52,7 @@ def test_a_gpu_handed_to_a_local_run_that_torch_cannot_use_is_refused_at_plan(tm
     run = tmp_path / "held gpu"
     held = {"CUDA_VISIBLE_DEVICES": "3"}
     refused = jobs_cli(
-        "plan",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        check=False,
-        env=held,
+        *cli_args("plan", run=run, profile="local", corpus=corpus, model=model_path), check=False, env=held
     )
     message = short_refusal(refused)
     assert "holds or asks for a GPU (CUDA_VISIBLE_DEVICES=3) but torch cannot use it" in message, message
@@ -98,24 +78,13 @@ def test_a_run_that_is_a_file_or_under_one_is_refused_in_a_line(tmp_path, model_
         message = short_refusal(swapped)
         assert f"RUN={corpus} is a file, not a run folder" in message and "CORPUS=" in message
     under = jobs_cli(
-        "plan",
-        "--run",
-        str(corpus / "run"),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        check=False,
+        *cli_args("plan", run=corpus / "run", profile="local", corpus=corpus, model=model_path), check=False
     )
     assert f"is under {corpus}, which is a file" in short_refusal(under)
     status = jobs_cli("status", "--run", str(corpus), check=False)
     assert "is a file, not a run folder" in short_refusal(status) and "make submit RUN=" not in status.stderr
     # The printed repair of the swap runs as printed (here, from the repository, as make runs it).
-    swapped = jobs_cli(
-        "plan", "--run", str(corpus), "--profile", "local", "--model", str(model_path), check=False
-    )
+    swapped = jobs_cli(*cli_args("plan", run=corpus, profile="local", model=model_path), check=False)
     [command] = [ln.strip() for ln in swapped.stderr.splitlines() if ln.strip().startswith("make plan")]
     done = run_as_printed(command)
     try:
@@ -127,9 +96,7 @@ def test_a_run_that_is_a_file_or_under_one_is_refused_in_a_line(tmp_path, model_
 def test_exports_without_a_merged_file_say_where_the_run_stands(tmp_path, model_path):
     corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 3, "export")
     run = tmp_path / "no merge yet"
-    jobs_cli(
-        "plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path)
-    )
+    jobs_cli(*cli_args("plan", run=run, profile="local", corpus=corpus, model=model_path))
     for verb in ("export-pkl", "export-float16"):
         message = short_refusal(jobs_cli(verb, "--run", str(run), check=False), lines=2)
         assert "has no embeddings.h5 yet" in message
@@ -187,17 +154,7 @@ def test_status_columns_line_up_and_plan_figures_have_units(tmp_path, model_path
     corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 120, "align")
     run = tmp_path / "aligned"
     plan = jobs_cli(
-        "plan",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "12",
+        *cli_args("plan", run=run, profile="local", corpus=corpus, model=model_path, shards=12)
     ).stdout
     assert "est. cost" not in plan and "tokens" in plan
     assert f"wrote {run / 'corpus.h5'} and {run / 'run.json'}" in plan
@@ -206,17 +163,7 @@ def test_status_columns_line_up_and_plan_figures_have_units(tmp_path, model_path
     assert len(rows) == 12 and len({ln.index(" missing") for ln in rows}) == 1, status
     assert len({ln.index("/") for ln in rows}) == 1, status
     many = jobs_cli(
-        "plan",
-        "--run",
-        str(tmp_path / "many"),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "500",
+        *cli_args("plan", run=tmp_path / "many", profile="local", corpus=corpus, model=model_path, shards=500)
     ).stdout
     assert "SHARDS=500 on 120 rows: 120 shards of one row" in many, many
 
@@ -225,18 +172,7 @@ def test_a_second_visit_merges_the_same_bytes_keeps_the_model_and_says_whole_rea
     corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 6, "visit")
     run = tmp_path / "visit ü"
     first = jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "2",
-        "--wait",
+        *cli_args("submit", run=run, profile="local", corpus=corpus, model=model_path, shards=2, wait=True),
         env=QUIET,
     ).stdout
     assert "NORMALIZE is off, but the model's last module, Normalize" in first, first
@@ -250,14 +186,12 @@ def test_a_second_visit_merges_the_same_bytes_keeps_the_model_and_says_whole_rea
     copy = tmp_path / "moved checkout" / "model"
     copy.parent.mkdir()
     subprocess.run(["cp", "-rT", str(model_path), str(copy)], check=True)
-    moved = jobs_cli(
-        "submit", "--run", str(run), "--model", str(copy), "--redo", "0", "--wait", env=QUIET
-    ).stdout
+    moved = jobs_cli(*cli_args("submit", run=run, model=copy, redo="0", wait=True), env=QUIET).stdout
     assert "the same weights as" in moved and "Merged 6 rows x 384" in moved, moved
     assert json.loads((run / "run.json").read_text())["identity"]["model"] == str(copy.resolve())
 
     fields = short_refusal(
-        jobs_cli("submit", "--run", str(run), "--text-fields", "content", check=False), lines=3
+        jobs_cli(*cli_args("submit", run=run, text_fields="content"), check=False), lines=3
     )
     assert "text_fields: text -> content" in fields and "corpus:" not in fields, fields
 
@@ -278,16 +212,7 @@ def test_field_hints_after_a_plan_speak_of_make_plan(tmp_path, model_path):
     lines = corpus.read_text().replace('"text"', '"body"')
     corpus.write_text(lines)
     refused = jobs_cli(
-        "plan",
-        "--run",
-        str(tmp_path / "r"),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        check=False,
+        *cli_args("plan", run=tmp_path / "r", profile="local", corpus=corpus, model=model_path), check=False
     )
     assert refused.returncode == 2 and "to your make plan command" in refused.stderr, refused.stderr
     assert "make submit command" not in refused.stderr

@@ -21,7 +21,7 @@ import pytest
 
 from jobs.demo import vital_articles
 from tests.conftest import cosine_rows, write_jsonl
-from tests.helpers import jobs_cli
+from tests.helpers import cli_args, jobs_cli
 
 MONTH1_ROWS = 2000
 EDITED, DELETED, NEW = 0.08, 0.02, 0.03
@@ -227,19 +227,8 @@ def test_a_reuse_file_from_another_model_prompt_or_normalisation_is_refused_befo
         )
 
     model2 = other_model(model_path, root / "other model")
-    proc = jobs_cli(
-        "submit",
-        "--run",
-        str(root / "other"),
-        "--corpus",
-        str(corpus2),
-        "--model",
-        str(model2),
-        *SAME,
-        "--reuse",
-        str(run1),
-        check=False,
-    )
+    other = cli_args("submit", run=root / "other", corpus=corpus2, model=model2, reuse=run1)
+    proc = jobs_cli(*other, *SAME, check=False)
     assert proc.returncode == 2 and "model_fingerprint: " in proc.stderr, proc.stderr
     assert not (root / "other" / "logs").exists()
 
@@ -249,19 +238,8 @@ def test_a_reuse_file_from_another_model_prompt_or_normalisation_is_refused_befo
     data = bytearray((run1 / "embeddings.h5").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (damaged / "embeddings.h5").write_bytes(bytes(data))
-    proc = jobs_cli(
-        "plan",
-        "--run",
-        str(root / "bad"),
-        "--corpus",
-        str(corpus2),
-        "--model",
-        str(model_path),
-        *SAME,
-        "--reuse",
-        str(damaged),
-        check=False,
-    )
+    bad = cli_args("plan", run=root / "bad", corpus=corpus2, model=model_path, reuse=damaged)
+    proc = jobs_cli(*bad, *SAME, check=False)
     assert proc.returncode == 2 and "the file is damaged or was replaced" in proc.stderr, proc.stderr
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 
 from tests.conftest import cosine_rows, write_jsonl
-from tests.helpers import REPO, jobs_cli, wait_for
+from tests.helpers import cli_args, REPO, jobs_cli, wait_for
 
 FAST_PROGRESS = {"EMBEDKIT_PROGRESS_S": "0.5"}
 
@@ -50,19 +50,7 @@ def test_a_run_touched_again_does_what_was_asked_or_says_why(tmp_path, model_pat
     corpus_a, records_a = tiny_corpus(tmp_path / "a.jsonl", 5, "alpha")
     corpus_b, records_b = tiny_corpus(tmp_path / "b.jsonl", 5, "beta")
     run = tmp_path / "lab runs" / "wiki é run"
-    args = (
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus_a),
-        "--model",
-        str(model_path),
-        "--shards",
-        "50",
-    )
+    args = cli_args("submit", run=run, profile="local", corpus=corpus_a, model=model_path, shards=50)
     first = jobs_cli(*args, "--wait", env=FAST_PROGRESS).stdout
     # WAIT=1 says at once what was submitted and where the logs are, then shows progress.
     assert re.search(r"embed: 5 shard\(s\) .* as job\(s\) \d+", first) and f"logs in {run / 'logs'}" in first
@@ -70,39 +58,28 @@ def test_a_run_touched_again_does_what_was_asked_or_says_why(tmp_path, model_pat
     assert "Merged 5 rows x 384" in first
     assert "Nothing to do" in jobs_cli(*args).stdout  # SHARDS=50 on 5 rows, then the same command again
 
-    other = jobs_cli("submit", "--run", str(run), "--corpus", str(corpus_b), check=False)
+    other = jobs_cli(*cli_args("submit", run=run, corpus=corpus_b), check=False)
     assert other.returncode == 2 and "a.jsonl (5 rows" in other.stderr and "b.jsonl (5 rows" in other.stderr
     assert "REDO=all" in other.stderr and "another RUN=" in other.stderr
-    fields = jobs_cli("submit", "--run", str(run), "--text-fields", "content", check=False)
+    fields = jobs_cli(*cli_args("submit", run=run, text_fields="content"), check=False)
     assert fields.returncode == 2 and "text_fields: text -> content" in fields.stderr
     for command in printed_commands(other.stderr):  # "To continue this run as it was: make submit RUN=..."
         done = run_as_printed(command)
         assert done.returncode == 0 and "Nothing to do" in done.stdout, command + done.stderr
 
-    jobs_cli("submit", "--run", str(run), "--corpus", str(corpus_b), "--redo", "all", "--wait")
+    jobs_cli(*cli_args("submit", run=run, corpus=corpus_b, redo="all", wait=True))
     with h5py.File(run / "embeddings.h5") as h5:
         reference = st_model.encode([r["text"] for r in records_b], convert_to_numpy=True)
         assert cosine_rows(h5["embeddings"][:], reference).min() >= 0.9999  # the new corpus, not the old
     assert len(list((run / "shards" / "rejected").glob("shard-*.h5"))) == 5
 
     # How vectors are computed may change on any re-submit, and each shard records it.
-    jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--redo",
-        "0",
-        "--max-tokens-per-batch",
-        "96",
-        "--device",
-        "auto",
-        "--wait",
-    )
+    jobs_cli(*cli_args("submit", run=run, redo="0", max_tokens_per_batch=96, device="auto", wait=True))
     with h5py.File(run / "shards" / "shard-00000.h5") as h5:
         assert h5.attrs["max_tokens_per_batch"] == "96"  # what each attempt used, comma-joined: one attempt
     assert json.loads((run / "run.json").read_text())["compute"]["device"] == "auto"
 
-    bad = jobs_cli("submit", "--run", str(run), "--shards", "abc", check=False)
+    bad = jobs_cli(*cli_args("submit", run=run, shards="abc"), check=False)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: SHARDS='abc' is not a whole number."
 
 
@@ -110,19 +87,9 @@ def test_local_status_pending_running_merge_on_a_busy_run_and_eta(tmp_path, vita
     corpus, _ = vital_jsonl(300)
     run = tmp_path / "busy run ü"
     jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "3",
-        "--flush-rows",
-        "16",
+        *cli_args(
+            "submit", run=run, profile="local", corpus=corpus, model=model_path, shards=3, flush_rows=16
+        )
     )
     wait_for(lambda: any((run / "shards").glob("*.tmp")), 240, "the first shard to start")
     status = jobs_cli("status", "--run", str(run)).stdout
@@ -154,20 +121,16 @@ def test_ctrl_c_while_waiting_says_what_happened_in_one_line(tmp_path, vital_jso
             sys.executable,
             "-m",
             "jobs",
-            "submit",
-            "--run",
-            str(run),
-            "--profile",
-            "local",
-            "--corpus",
-            str(corpus),
-            "--model",
-            str(model_path),
-            "--flush-rows",
-            "16",
-            "--device",
-            "cpu",
-            "--wait",
+            *cli_args(
+                "submit",
+                run=run,
+                profile="local",
+                corpus=corpus,
+                model=model_path,
+                flush_rows=16,
+                device="cpu",
+                wait=True,
+            ),
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -264,17 +227,7 @@ def test_plan_queues_nothing_and_its_printed_submit_command_runs_the_plan(tmp_pa
     corpus, _ = tiny_corpus(tmp_path / "c.jsonl", 6, "plan")
     run = tmp_path / "planned ü"
     out = jobs_cli(
-        "plan",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "2",
+        *cli_args("plan", run=run, profile="local", corpus=corpus, model=model_path, shards=2)
     ).stdout
     assert (
         "nothing was queued" in out and "shards: 2 planned, 2 to embed" in out and "1 local worker(s)" in out

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from tests.conftest import write_jsonl
-from tests.helpers import assert_matches_direct_encode, jobs_cli, wait_for
+from tests.helpers import cli_args, assert_matches_direct_encode, jobs_cli, wait_for
 from tests.storage import fill, tmpfs
 
 ROWS, SHARDS = 3000, 2  # shards of ~1500 rows: 3 HDF5 chunks each, so a flush can fail after others
@@ -48,20 +48,16 @@ def test_full_disk_mid_flush_and_mid_merge_recover_with_the_same_command(tmp_pat
     with tmpfs(tmp_path / "fs", 96 << 20) as fs:
         run = fs / "run"
         jobs_cli(
-            "submit",
-            "--run",
-            str(run),
-            "--profile",
-            "local",
-            "--corpus",
-            str(corpus),
-            "--model",
-            str(model_path),
-            "--shards",
-            str(SHARDS),
-            "--flush-rows",
-            "100",
-            "--wait",
+            *cli_args(
+                "submit",
+                run=run,
+                profile="local",
+                corpus=corpus,
+                model=model_path,
+                shards=SHARDS,
+                flush_rows=100,
+                wait=True,
+            )
         )
         shards = run / "shards"
         untouched = {i: (shards / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0,)}

@@ -11,7 +11,7 @@ import pytest
 from embedder.weightcheck import check_weights, weight_problems
 from kit.errors import ConfigError
 from tests.conftest import write_jsonl
-from tests.helpers import jobs_cli
+from tests.helpers import cli_args, jobs_cli
 
 
 def model_copy(source: Path, dest: Path, keep_bytes: int | None = None) -> Path:
@@ -60,18 +60,7 @@ def test_submit_refuses_a_truncated_weight_file_and_queues_nothing(tmp_path, mod
     folder = model_copy(model_path, tmp_path / "cut model", 1 << 20)
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "title": "A", "url": "", "text": "alpha"}])
     run = tmp_path / "run"
-    proc = jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(folder),
-        check=False,
-    )
+    proc = jobs_cli(*cli_args("submit", run=run, profile="local", corpus=corpus, model=folder), check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"weight file {folder / 'model.safetensors'} is damaged: its header describes" in proc.stderr
     assert "but the file holds 1,048,576 bytes" in proc.stderr and "make stage-model" in proc.stderr

@@ -13,7 +13,7 @@ import pytest
 from kit.errors import RunBusyError
 from kit.runlock import LOCK_FILE, LockHolder, acquire, read_holder, release, run_lock
 from tests.conftest import write_jsonl
-from tests.helpers import REPO, jobs_cli
+from tests.helpers import cli_args, REPO, jobs_cli
 
 RACES = 20
 
@@ -92,9 +92,7 @@ def test_a_lock_of_another_host_is_named_with_the_command_that_removes_it(tmp_pa
 def test_status_never_needs_the_lock(tmp_path, model_path):
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "title": "A", "url": "", "text": "alpha"}])
     run = tmp_path / "run"
-    jobs_cli(
-        "plan", "--run", str(run), "--profile", "local", "--corpus", str(corpus), "--model", str(model_path)
-    )
+    jobs_cli(*cli_args("plan", run=run, profile="local", corpus=corpus, model=model_path))
     with run_lock(run, "make merge RUN=run"):
         assert "rows embedded" in jobs_cli("status", "--run", str(run)).stdout
         busy = jobs_cli("plan", "--run", str(run), check=False)

@@ -23,7 +23,7 @@ from slurm.local import LocalBackend
 from slurm.observe import RunObserver
 from tests.conftest import write_jsonl
 from tests.fixtures.toystage import COUNT, COUNT_FILE, failing_embed
-from tests.helpers import jobs_cli
+from tests.helpers import cli_args, jobs_cli
 from tests.jobs.fakebackend import FakeBackend, write_done_shard
 from tests.jobs.test_runs import corpus_file, model_dir, request  # noqa: F401 (model_dir: a fixture)
 
@@ -149,17 +149,15 @@ def test_local_map_follows_the_saved_state_and_a_toy_stage_runs_locally(
     )
     assert stages(run) == ["embed", "merge"] and not (run / "map.h5").exists()
 
-    out = jobs_cli("submit", "--run", str(run), "--map", "--wait").stdout  # MAP=1 on a merged run
+    out = jobs_cli(*cli_args("submit", run=run, map=True, wait=True)).stdout  # MAP=1 on a merged run
     assert "Nothing to do" not in out and "Map: " in out, out
     assert stages(run) == ["embed", "merge", "map"] and (run / "map.h5").exists()
 
-    out = jobs_cli(
-        "resubmit", "--run", str(run), "--redo", "0", "--wait"
-    ).stdout  # keeps the map of a MAP=1 run
+    out = jobs_cli(*cli_args("resubmit", run=run, redo="0", wait=True)).stdout  # keeps the map of a MAP=1 run
     assert stages(run)[3:] == ["embed", "merge", "map"] and "Map: " in out, out
     assert (run / "map.h5").stat().st_mtime_ns > (run / "embeddings.h5").stat().st_mtime_ns
 
-    out = jobs_cli("submit", "--run", str(run), "--export", "parquet", "--wait").stdout  # EXPORT=parquet
+    out = jobs_cli(*cli_args("submit", run=run, export="parquet", wait=True)).stdout  # EXPORT=parquet
     assert stages(run)[6:] == ["export"] and f"Export: {run / 'embeddings.parquet'}" in out, out
 
     register(COUNT)
@@ -176,19 +174,9 @@ def test_a_failing_local_embed_keeps_the_merge_from_running_and_status_says_why(
 ):
     run = tmp_path / "failing run"
     jobs_cli(
-        "plan",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--device",
-        "cpu",
-        "--corpus",
-        str(small_corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "2",
+        *cli_args(
+            "plan", run=run, profile="local", device="cpu", corpus=small_corpus, model=model_path, shards=2
+        )
     )
     state = runstate.require(run)
     requests = [replace(r, task=failing_embed) if r.array else r for r in stages_to_submit(run, state)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import jobs_cli
+from tests.helpers import cli_args, jobs_cli
 
 QUESTIONS = Path(__file__).with_name("questions.json")
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -18,8 +18,8 @@ DEMO_ROWS = 2000  # as make demo
 def demo_map(tmp_path_factory):
     """(run folder, make map's output) for the demo's 2,000 Vital Articles with the five questions."""
     run = tmp_path_factory.mktemp("demo") / "demo"
-    jobs_cli("demo", "--run", str(run), "--rows", str(DEMO_ROWS), "--shards", "1")
-    out = jobs_cli("map", "--run", str(run), "--questions", str(QUESTIONS), "--seed", "7").stdout
+    jobs_cli(*cli_args("demo", run=run, rows=DEMO_ROWS, shards=1))
+    out = jobs_cli(*cli_args("map", run=run, questions=QUESTIONS, seed=7)).stdout
     return run, out
 
 

@@ -14,7 +14,7 @@ import pytest
 from jobs import runstate
 from kit.shardfile import ShardIdentity, read_header, shard_path
 from knowledgemap.questions import load_questions
-from tests.helpers import REPO, jobs_cli
+from tests.helpers import cli_args, REPO, jobs_cli
 from tests.knowledgemap.conftest import QUESTIONS
 
 ROWS = 300
@@ -34,7 +34,7 @@ def make_map(run: Path, *extra: str) -> subprocess.CompletedProcess:
 def cluster_run(tmp_path_factory) -> Path:
     """A real demo run (make submit's path: run.json pins the identity, the task writes the shard)."""
     run = tmp_path_factory.mktemp("cluster") / "demo"
-    jobs_cli("demo", "--run", str(run), "--rows", str(ROWS), "--shards", "1")
+    jobs_cli(*cli_args("demo", run=run, rows=ROWS, shards=1))
     return run
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from kit.corpusfile import corpus_info, read_slice
 from knowledgemap.naming import NO_TOPIC
 from knowledgemap.placement import MIN_POINTS, overlaps
-from tests.helpers import jobs_cli
+from tests.helpers import cli_args, jobs_cli
 from tests.knowledgemap.conftest import DEMO_ROWS, set_viewport
 
 
@@ -151,7 +151,7 @@ def test_topic_colours_are_distinct_and_named_in_a_legend(demo_map, browser):
 def test_a_questions_file_with_a_wrong_key_names_it(demo_map, tmp_path):
     bad = tmp_path / "quiz.json"
     bad.write_text(json.dumps([{"question": "Who?", "options": ["A", "B"], "answer": 1}]), encoding="utf-8")
-    proc = jobs_cli("map", "--run", str(demo_map[0]), "--questions", str(bad), check=False)
+    proc = jobs_cli(*cli_args("map", run=demo_map[0], questions=bad), check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert (
         f"{bad}: question 0 has no 'correctIndex' key (it has 'question', 'options', 'answer')" in proc.stderr
@@ -172,18 +172,9 @@ def test_submit_with_a_map_refuses_a_bad_questions_file_before_any_work(tmp_path
     )
     run = tmp_path / "run"
     proc = jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--map",
-        "--questions",
-        str(bad),
+        *cli_args(
+            "submit", run=run, profile="local", corpus=corpus, model=model_path, map=True, questions=bad
+        ),
         check=False,
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and not run.exists()

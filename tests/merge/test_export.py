@@ -18,7 +18,7 @@ from tests.fixtures.synthetic import synthetic_run
 from merge import export_parquet
 from merge.export import BLOCK_ROWS, ExportError
 from merge.exporter import export_run
-from tests.helpers import jobs_cli
+from tests.helpers import cli_args, jobs_cli
 
 N, DIM = 2 * BLOCK_ROWS + 123, 8  # three row groups, the last one short
 
@@ -203,17 +203,17 @@ def test_an_unverified_source_is_refused_before_anything_is_written(run, problem
 
 
 def test_the_cli_exports_a_fetched_folder_and_names_bad_values(run):
-    out = jobs_cli("export", "--run", str(run), "--format", "", "--float16", "").stdout
+    out = jobs_cli(*cli_args("export", run=run, format="", float16="")).stdout
     assert out.startswith(f"Exported {N:,} rows x {DIM} (float32) to {run / 'embeddings.parquet'} (sha256 ")
-    out = jobs_cli("export", "--run", str(run), "--format", "npy", "--float16", "1").stdout
+    out = jobs_cli(*cli_args("export", run=run, format="npy", float16=1)).stdout
     assert f"(float16) to {run / 'embeddings-npy-float16'}" in out
-    refused = jobs_cli("export", "--run", str(run), "--format", "csv", check=False)
+    refused = jobs_cli(*cli_args("export", run=run, format="csv"), check=False)
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
         f"error: FORMAT='csv' is not an export format. Choose from: parquet, npy, e.g. "
         f"make export RUN='{run}' FORMAT=parquet"
     )
     _damage(run)
-    refused = jobs_cli("export", "--run", str(run), "--format", "npy", check=False)
+    refused = jobs_cli(*cli_args("export", run=run, format="npy"), check=False)
     assert refused.returncode == 2 and "nothing was exported" in refused.stderr
     assert f"make merge RUN='{run}'" in refused.stderr

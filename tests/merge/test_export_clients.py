@@ -14,7 +14,7 @@ import pytest
 
 from jobs.demo import vital_articles
 from tests.conftest import cosine_rows, write_jsonl
-from tests.helpers import REPO, jobs_cli
+from tests.helpers import cli_args, REPO, jobs_cli
 
 ROWS = 600
 DOC_RUN = "runs/wiki"  # the run folder the snippets name
@@ -36,18 +36,7 @@ def exported(tmp_path_factory, model_path):
     corpus = write_jsonl(tmp / "vital.jsonl", vital_articles(ROWS))
     run = tmp / "wiki run"
     jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "2",
-        "--wait",
+        *cli_args("submit", run=run, profile="local", corpus=corpus, model=model_path, shards=2, wait=True)
     )
     for args in (("--format", "parquet"), ("--format", "parquet", "--float16", "1"), ("--format", "npy")):
         jobs_cli("export", "--run", str(run), *args)

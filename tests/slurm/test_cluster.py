@@ -11,7 +11,15 @@ import h5py
 import pytest
 
 from tests.conftest import cosine_rows
-from tests.helpers import REPO, assert_matches_direct_encode, jobs_cli, resumed_row, task_log, wait_for
+from tests.helpers import (
+    cli_args,
+    REPO,
+    assert_matches_direct_encode,
+    jobs_cli,
+    resumed_row,
+    task_log,
+    wait_for,
+)
 from tests.slurm.conftest import selected_cluster
 
 PROFILE = selected_cluster().profile  # the host's cluster (22.05), or sid's (26.05): tests/slurm/conftest.py
@@ -58,18 +66,7 @@ def test_make_submit_on_the_cluster_matches_a_local_run(tmp_path, vital_jsonl, m
     assert "map job" in jobs_cli("status", "--run", str(run)).stdout
     local = tmp_path / "local run"
     jobs_cli(
-        "submit",
-        "--run",
-        str(local),
-        "--profile",
-        "local",
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "2",
-        "--wait",
+        *cli_args("submit", run=local, profile="local", corpus=corpus, model=model_path, shards=2, wait=True)
     )
     with h5py.File(run / "embeddings.h5") as a, h5py.File(local / "embeddings.h5") as b:
         assert a["ids"].asstr()[:].tolist() == b["ids"].asstr()[:].tolist() == [r["id"] for r in records]
@@ -98,17 +95,9 @@ def test_failed_task_cancels_merge_then_resubmit_completes(
     run = tmp_path / "flaky run"  # a space: the printed repair command must quote it
     cancel_leftovers.append(run)
     jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        str(failing_profile(tmp_path, 1)),
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "3",
+        *cli_args(
+            "submit", run=run, profile=failing_profile(tmp_path, 1), corpus=corpus, model=model_path, shards=3
+        )
     )
     wait_for(lambda: queue_empty(run), 300, "the array to end and the merge to be cancelled")
     status = jobs_cli("status", "--run", str(run)).stdout
@@ -119,7 +108,7 @@ def test_failed_task_cancels_merge_then_resubmit_completes(
     assert not (run / "embeddings.h5").exists()
     done = {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)}
 
-    out = jobs_cli("resubmit", "--run", str(run), "--profile", PROFILE, "--wait").stdout
+    out = jobs_cli(*cli_args("resubmit", run=run, profile=PROFILE, wait=True)).stdout
     assert "Submitted 1 shard(s) (2 already complete)" in out and "embed: 1 shard(s) (shard-00001.h5)" in out
     assert_matches_direct_encode(run, records, st_model)
     assert {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)} == done
@@ -129,19 +118,9 @@ def start_run(run: Path, corpus: Path, model_path: Path, shards: int, cancel_lef
     """Submit without waiting, flushing every 16 rows; returns the first embed job id."""
     cancel_leftovers.append(run)
     jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        PROFILE,
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        str(shards),
-        "--flush-rows",
-        "16",
+        *cli_args(
+            "submit", run=run, profile=PROFILE, corpus=corpus, model=model_path, shards=shards, flush_rows=16
+        )
     )
     return run_jobs(run)[0]["job_id"]
 
@@ -195,22 +174,19 @@ def test_scancel_of_a_task_and_of_the_merge_then_resubmit_recovers(
 def test_submit_fails_before_any_sbatch_when_the_model_is_not_staged(tmp_path, vital_jsonl):
     corpus, _ = vital_jsonl(5)
     proc = jobs_cli(
-        "submit",
-        "--run",
-        str(tmp_path / "r"),
-        "--profile",
-        PROFILE,
-        "--corpus",
-        str(corpus),
-        "--model",
-        "org/not-staged",
-        "--cache-dir",
-        str(tmp_path / "cache"),
+        *cli_args(
+            "submit",
+            run=tmp_path / "r",
+            profile=PROFILE,
+            corpus=corpus,
+            model="org/not-staged",
+            cache_dir=tmp_path / "cache",
+        ),
         check=False,
     )
     assert proc.returncode == 2 and "never download" in proc.stderr
     assert not (tmp_path / "r" / "logs").exists()
-    proc = jobs_cli("stage-model", "--model", "org/not-staged", "--profile", PROFILE, check=False)
+    proc = jobs_cli(*cli_args("stage-model", model="org/not-staged", profile=PROFILE), check=False)
     assert proc.returncode == 2 and "Could not download 'org/not-staged'" in proc.stderr
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.helpers import REPO, assert_matches_direct_encode, jobs_cli, task_log, wait_for
+from tests.helpers import cli_args, REPO, assert_matches_direct_encode, jobs_cli, task_log, wait_for
 from tests.slurm.conftest import profile_with, selected_cluster
 
 PROFILE = selected_cluster().profile
@@ -184,20 +184,16 @@ def test_wait_and_status_ride_through_a_controller_outage(
             sys.executable,
             "-m",
             "jobs",
-            "submit",
-            "--run",
-            str(run),
-            "--profile",
-            PROFILE,
-            "--corpus",
-            str(corpus),
-            "--model",
-            str(model_path),
-            "--shards",
-            "2",
-            "--flush-rows",
-            "16",
-            "--wait",
+            *cli_args(
+                "submit",
+                run=run,
+                profile=PROFILE,
+                corpus=corpus,
+                model=model_path,
+                shards=2,
+                flush_rows=16,
+                wait=True,
+            ),
         ],
         cwd=REPO,
         env=env,
@@ -260,17 +256,7 @@ def test_printed_commands_work_as_printed_on_a_run_folder_with_spaces(
     run = tmp_path / "lab runs" / "wiki ü run"
     cancel_leftovers.append(run)
     out = jobs_cli(
-        "submit",
-        "--run",
-        str(run),
-        "--profile",
-        PROFILE,
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "2",
+        *cli_args("submit", run=run, profile=PROFILE, corpus=corpus, model=model_path, shards=2)
     ).stdout
     busy = jobs_cli("submit", "--run", str(run), check=False).stderr
     commands = [m.group(0) for text in (out, busy) for m in re.finditer(r"make [a-z-]+ RUN=.*", text)]

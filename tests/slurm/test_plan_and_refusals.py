@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import jobs_cli
+from tests.helpers import cli_args, jobs_cli
 from tests.slurm.conftest import REFUSING_PARTITION, profile_with, selected_cluster
 
 PROFILE = selected_cluster().profile
@@ -27,17 +27,9 @@ def test_plan_prints_the_windows_and_queues_nothing(tmp_path, vital_jsonl, model
     corpus, _ = vital_jsonl(14)
     before = my_jobs()
     out = jobs_cli(
-        "plan",
-        "--run",
-        str(tmp_path / "planned"),
-        "--profile",
-        PROFILE,
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
-        "--shards",
-        "7",
+        *cli_args(
+            "plan", run=tmp_path / "planned", profile=PROFILE, corpus=corpus, model=model_path, shards=7
+        )
     ).stdout
     assert "nothing was queued" in out and "shards: 7 planned, 7 to embed" in out
     assert "embed: 2 sbatch (5 + 2 tasks)" in out and "merge: 1 sbatch" in out
@@ -51,15 +43,13 @@ def test_a_gpu_form_the_site_refuses_is_refused_before_queueing_naming_the_key(
     corpus, _ = vital_jsonl(4)
     before = my_jobs()
     proc = jobs_cli(
-        "submit",
-        "--run",
-        str(tmp_path / "refused"),
-        "--profile",
-        str(profile_with(tmp_path, partition=f'"{partition}"', gpu_request=f'"{form}"')),
-        "--corpus",
-        str(corpus),
-        "--model",
-        str(model_path),
+        *cli_args(
+            "submit",
+            run=tmp_path / "refused",
+            profile=profile_with(tmp_path, partition=f'"{partition}"', gpu_request=f'"{form}"'),
+            corpus=corpus,
+            model=model_path,
+        ),
         check=False,
     )
     assert proc.returncode == 2 and "Nothing was queued" in proc.stderr
