@@ -25,6 +25,7 @@ class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line naming the Make variable, not a usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Print ``message`` on one line (without argparse's ``argument --x:`` prefix) and exit 2."""
         detail = message.split(": ", 1)[1] if message.startswith("argument ") and ": " in message else message
         print(f"error: {detail}", file=sys.stderr)
         sys.exit(2)
@@ -190,6 +191,7 @@ def _add_run(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m jobs`` parser: one subcommand per verb, with its options."""
     parser = Parser(prog="python -m jobs", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
     for verb, text in (
@@ -339,6 +341,7 @@ def check_run_folder(args: argparse.Namespace) -> None:
 
 
 def map_options(args: argparse.Namespace) -> dict | None:
+    """The map's options from ``--map`` (``None`` without it); a bad questions file is refused now."""
     if not getattr(args, "map", None):
         return None
     if args.questions and not Path(args.questions).is_file():
@@ -362,6 +365,7 @@ def dispatch(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the verb of ``argv`` under the run folder's lock; exit status 0, 2 on a kit error, 130 on ^C."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:

@@ -172,6 +172,7 @@ def install_candidate(run_dir: Path, candidate: Path) -> None:
 
 
 def discard_candidate(run_dir: Path) -> None:
+    """Delete the candidate corpus of ``run_dir`` (and its half-written file), leaving the run's corpus."""
     remove_corpus(candidate_path(run_dir))
     for suffix in (CANDIDATE_SUFFIX, CANDIDATE_SUFFIX + TMP_SUFFIX):
         candidate_path(run_dir, suffix).unlink(missing_ok=True)

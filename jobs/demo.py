@@ -23,6 +23,7 @@ def _package_dir(name: str) -> Path:
 
 
 def vital_articles_path() -> Path:
+    """The JSON file of vital Wikipedia article summaries shipped in the demo corpus package."""
     return _package_dir(CORPUS_PACKAGE) / "data" / "summaries_en-us.json"
 
 

@@ -60,6 +60,7 @@ def parse_remote(remote: str) -> Remote:
 
 
 def ssh_base(ssh_config: Path | None) -> list[str]:
+    """The ``ssh`` command line before the host: the kit's options, and ``-F ssh_config`` if given."""
     cmd = ["ssh", *SSH_OPTIONS]
     return cmd + (["-F", str(ssh_config)] if ssh_config else [])
 

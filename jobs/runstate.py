@@ -62,9 +62,11 @@ class RunState:
     reuse: dict[str, Any] | None = None  # REUSE=: source, source_sha256, reused_rows, computed_rows
 
     def with_jobs(self, *jobs: JobRecord) -> RunState:
+        """A copy of this state with ``jobs`` appended to its job records."""
         return replace(self, jobs=(*self.jobs, *jobs))
 
     def latest_profile(self) -> str | None:
+        """The run's profile, else the profile of its last job; ``None`` if neither is known."""
         return self.profile or (self.jobs[-1].profile if self.jobs else None)
 
     def latest_task_of_shards(self) -> dict[int, tuple[JobRecord, str]]:
@@ -82,10 +84,12 @@ class RunState:
 
 
 def manifest_path(run_dir: Path) -> Path:
+    """The path of the run manifest of ``run_dir``."""
     return RunPaths.of(run_dir).manifest
 
 
 def to_json(state: RunState) -> str:
+    """``state`` as the manifest's JSON text (with its format tag), newline-terminated."""
     data = {"format": RUN_FORMAT, **asdict(state)}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -100,6 +104,7 @@ def _build(cls, data: dict, where: str):
 
 
 def from_json(text: str, path: Path) -> RunState:
+    """The ``RunState`` of manifest text from ``path``, older formats upgraded; others: ``ConfigError``."""
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
@@ -224,4 +229,5 @@ def require(run_dir: Path) -> RunState:
 
 
 def save(run_dir: Path, state: RunState) -> None:
+    """Write ``state`` as the manifest of ``run_dir``, atomically."""
     atomic.write_text(manifest_path(run_dir), to_json(state))

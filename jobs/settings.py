@@ -84,10 +84,12 @@ def compute_settings(
 
 
 def corpus_options(request: SubmitRequest, old: CorpusOptions | None) -> CorpusOptions:
+    """The corpus options of ``request``: ``old`` (or the defaults) with the request's options applied."""
     return replace(old or CorpusOptions(), **request.corpus_options)
 
 
 def describe_value(value: Any) -> str:
+    """``value`` as a setting is shown to the user: tuples comma-joined, ``''`` and ``unset`` spelled out."""
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     if isinstance(value, str):

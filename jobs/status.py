@@ -110,6 +110,7 @@ def classify(
 
 
 def shard_statuses(run_dir: Path, run: RunState, snapshot: Snapshot) -> list[ShardStatus]:
+    """The status of each planned shard of ``run``, from its shard file and its latest job in ``snapshot``."""
     files = shard_files(run_dir, run.plan)
     latest = run.latest_task_of_shards()
     started: set[str] = set()
@@ -133,6 +134,7 @@ def _stage_line(job: JobRecord, snapshot: Snapshot) -> str:
 
 
 def format_duration(seconds: float) -> str:
+    """``seconds`` as ``1h05m`` from an hour on, else as ``4m07s`` (negative counts as 0)."""
     seconds = int(max(seconds, 0))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
@@ -155,6 +157,7 @@ def rate_line(run: RunState, statuses: list[ShardStatus], now: datetime | None =
 
 
 def summarise(statuses: list[ShardStatus]) -> str:
+    """Counts of shards per state in a fixed order, e.g. ``3 done, 1 running``; states with none left out."""
     counts: dict[str, int] = {}
     for s in statuses:
         counts[s.state] = counts.get(s.state, 0) + 1
@@ -163,6 +166,7 @@ def summarise(statuses: list[ShardStatus]) -> str:
 
 
 def shard_lines(statuses: list[ShardStatus]) -> list[str]:
+    """One line per shard, or when there are many only the first unfinished ones and how many more."""
     widths = column_widths(statuses)
     if len(statuses) <= LISTED_SHARDS:
         return [s.line(widths) for s in statuses]
@@ -205,6 +209,7 @@ def space_lines(run_dir: Path, statuses: list[ShardStatus]) -> list[str]:
 
 
 def next_step(run_dir: Path, statuses: list[ShardStatus], snapshot: Snapshot) -> str:
+    """The status report's last line: where the merged file is, or why not yet and what to run next."""
     output = RunPaths.of(run_dir).output
     if output.exists() and sidecar_path(output).exists():
         return f"Merged: {output} (sha256 in {sidecar_path(output).name})"

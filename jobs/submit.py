@@ -106,6 +106,7 @@ def alive_jobs(run: RunState, backend: Watcher) -> list[JobRecord]:
 def busy_refusal(
     run_dir: Path, alive: list[JobRecord], why: str = "a second submit would race them"
 ) -> RunBusyError:
+    """The error refusing to act on ``run_dir`` while jobs of ``alive`` are queued or running, and ``why``."""
     ids = [j.job_id for j in alive]
     shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
     return RunBusyError(
@@ -361,6 +362,7 @@ def _submit_stages(
 
 
 def describe_jobs(stage: StageRequest, jobs: list[JobRecord]) -> str:
+    """One line of the submit report: the stage, the shards it runs and its job ids."""
     if stage.array:
         n = len(stage.shards)
         first, last = shard_name(stage.shards[0].index), shard_name(stage.shards[-1].index)

@@ -43,10 +43,12 @@ def locked(args: argparse.Namespace):
 
 
 def say(line: str) -> None:
+    """Print ``line`` at once (flushed), so progress shows while a verb still runs."""
     print(line, flush=True)
 
 
 def merged_lines(run_dir: Path) -> list[str]:
+    """Report lines of the merged file of ``run_dir``: rows, path, sha256 and its norm statistics."""
     from jobs.merging import merged_summary
 
     m = merged_summary(run_dir)
@@ -104,6 +106,7 @@ def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> s
 
 
 def export_line(run_dir: Path, fmt: str) -> str:
+    """The report line of the ``fmt`` export of ``run_dir``; a ``KitError`` if the export job left none."""
     target = export_target(run_dir, fmt)
     if not target.exists():
         raise KitError(
@@ -114,6 +117,7 @@ def export_line(run_dir: Path, fmt: str) -> str:
 
 
 def map_line(run_dir: Path) -> str:
+    """The report line of the map of ``run_dir`` with its trustworthiness; a ``KitError`` if there is none."""
     import h5py
 
     path = RunPaths.of(run_dir).map
@@ -145,6 +149,7 @@ def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
 
 
 def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
+    """What ``make plan`` prints: the corpus, model and shards a submit would queue, and what it reuses."""
     from embedder.reuse import plan_costs, summary_line
 
     paths = RunPaths.of(outcome.run_dir)
@@ -179,6 +184,7 @@ def submit_or_plan(request: SubmitRequest, dry_run: bool) -> str:
 
 
 def cmd_resubmit(args: argparse.Namespace) -> str:
+    """``resubmit``: submit the missing or failed shards of an existing run, and a new merge."""
     run_dir = args.run.resolve()
     runstate.require(run_dir)
     return _submit(
@@ -193,6 +199,7 @@ def cmd_resubmit(args: argparse.Namespace) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> str:
+    """``status``: the report of a run's shards and jobs as the scheduler sees them now."""
     from jobs.status import status_report
 
     run_dir = args.run.resolve()
@@ -208,6 +215,7 @@ def status_retry_s() -> float:
 
 
 def cmd_merge(args: argparse.Namespace) -> str:
+    """``merge``: merge the run's shards here, refused while any of its jobs is queued or running."""
     from jobs.merging import merge_run_folder
 
     run_dir = args.run.resolve()
@@ -222,6 +230,7 @@ def cmd_merge(args: argparse.Namespace) -> str:
 
 
 def cmd_stage_model(args: argparse.Namespace) -> str:
+    """``stage-model``: download a model (and with ``--attention flash`` its kernel) into the cache."""
     from jobs.stage import stage_model
 
     if not args.model:
@@ -238,6 +247,7 @@ def cmd_stage_model(args: argparse.Namespace) -> str:
 
 
 def cmd_fetch(args: argparse.Namespace) -> str:
+    """``fetch``: copy a run's merged file from a remote host over ssh and verify its sha256."""
     from jobs.fetch import fetch, parse_remote
 
     if not args.remote:
@@ -260,18 +270,21 @@ def merged_file(run_dir: Path) -> Path:
 
 
 def cmd_export_float16(args: argparse.Namespace) -> str:
+    """``export-float16``: write a float16 copy of the run's merged file."""
     from merge.float16 import write_float16_copy
 
     return f"Wrote {write_float16_copy(merged_file(args.run))}"
 
 
 def cmd_export_pkl(args: argparse.Namespace) -> str:
+    """``export-pkl``: write the run's merged file as ``wikipedia_merged.pkl`` in the run folder."""
     from merge.export_pkl import export_pkl
 
     return f"Wrote {export_pkl(merged_file(args.run), args.run / 'wikipedia_merged.pkl')}"
 
 
 def cmd_export(args: argparse.Namespace) -> str:
+    """``export``: write the run's embeddings in ``--format`` (parquet by default) and describe the file."""
     from merge.export import describe
     from merge.exporter import export_run
 
@@ -279,6 +292,7 @@ def cmd_export(args: argparse.Namespace) -> str:
 
 
 def cmd_map(args: argparse.Namespace) -> str:
+    """``map``: draw the knowledge map of a run here and report its quality."""
     from jobs.merging import map_from_manifest
     from knowledgemap.run import PAGE_FILE, PNG_FILE
 
@@ -313,6 +327,7 @@ def cmd_sample(args: argparse.Namespace) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> str:
+    """``demo``: embed vital Wikipedia articles with the packaged model on this machine, and wait."""
     if args.rows != "all" and not args.rows.isdigit():
         raise ConfigError(f"DEMO_ROWS={args.rows!r}: give a number of articles or 'all'.")
     rows = None if args.rows == "all" else int(args.rows)

@@ -28,6 +28,7 @@ UNREACHABLE_GIVE_UP_S = 1800.0  # each poll already retried for EMBEDKIT_SCHEDUL
 
 
 def progress_interval() -> float:
+    """Seconds between progress lines: ``EMBEDKIT_PROGRESS_S``, else 30 (also when it is not a number)."""
     try:
         return float(os.environ.get(PROGRESS_ENV) or DEFAULT_PROGRESS_S)
     except ValueError:
@@ -41,9 +42,11 @@ class Rate:
     samples: list[tuple[float, int]]
 
     def add(self, rows: int) -> None:
+        """Record that ``rows`` rows are done now (the last few samples are kept)."""
         self.samples = [*self.samples[-10:], (time.monotonic(), rows)]
 
     def per_second(self) -> float:
+        """Rows per second between the oldest and newest sample kept; 0 with fewer than two."""
         if len(self.samples) < 2:
             return 0.0
         (t0, r0), (t1, r1) = self.samples[0], self.samples[-1]
@@ -51,6 +54,7 @@ class Rate:
 
 
 def progress_line(statuses, rate: float, unreachable: bool) -> str:
+    """One line of progress while waiting: rows done of all, rate, ETA and shards per state."""
     done = sum(s.rows_done for s in statuses)
     total = sum(s.spec.rows for s in statuses)
     eta = f", ETA {format_duration((total - done) / rate)}" if rate > 0 and done < total else ""
