@@ -84,6 +84,7 @@ class Columns:
     id_field: str = ""  # "" in format /2 (ids in the index); ROW_IDS: the source row
 
     def of(self, field: str) -> tuple[str, ...]:
+        """The source columns of ``field`` (``ids``, ``texts``, ...); none for ids that are row numbers."""
         if field == "ids":
             return () if self.id_field == ROW_IDS else (self.id_field,)
         return {
@@ -119,6 +120,7 @@ class CorpusReader:
         self.close()
 
     def close(self) -> None:
+        """Close the index file and forget the source files opened for reading."""
         self.h5.close()
         self._open.clear()
 

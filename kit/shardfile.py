@@ -59,6 +59,7 @@ def set_aside_files(run_dir: Path) -> list[Path]:
 
 
 def plain_attr(value: Any) -> Any:
+    """An HDF5 attribute value as plain Python: numpy scalars as Python numbers, bytes as ``str``."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, bytes):
