@@ -20,6 +20,7 @@ MAX_CHARS = 2**32 - 1
 
 
 def create(h5: h5py.File) -> None:
+    """Create the empty, growable datasets of the corpus index in ``h5``."""
     h5.create_dataset("text_chars", shape=(0,), maxshape=(None,), dtype="<u4", chunks=(CHUNK_ROWS,), **GZIP)
     h5.create_dataset(
         CONTENT_HASH,
@@ -53,6 +54,7 @@ class IndexWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Append the rows held so far to the index's datasets (a no-op with none held)."""
         if not self.rows:
             return
         for name, parts in self.pending.items():

@@ -143,6 +143,7 @@ class FastCollator:
         return group(tok.lengths, max_tokens)
 
     def collate(self, tok: Tokenized, rows: np.ndarray) -> Batch:
+        """The batch of ``rows`` from texts tokenized once, packed or padded to the longest."""
         features = self._packed(tok, rows) if self.packed else self._padded(tok, rows)
         features["modality"] = "text"
         if self.prompt_length is not None:
@@ -203,6 +204,7 @@ class PreprocessCollator:
         self.max_len = int(model.max_seq_length)
 
     def tokenize(self, texts: list[str]) -> Tokenized:
+        """Token lengths of ``texts`` capped at ``max_len``, how many were cut, and the texts themselves."""
         lengths = token_lengths(self.model.tokenizer, texts, self.prompt, self.max_len)
         return Tokenized(np.minimum(lengths, self.max_len), int((lengths > self.max_len).sum()), texts=texts)
 
@@ -210,10 +212,12 @@ class PreprocessCollator:
         return token_budget_batches(tok.lengths, max_tokens)
 
     def collate(self, tok: Tokenized, rows: np.ndarray) -> Batch:
+        """The batch of ``rows``, tokenized now by the model's own ``preprocess``."""
         assert tok.texts is not None  # this collator's tokenize keeps the texts
         features = self.model.preprocess([tok.texts[i] for i in rows], prompt=self.prompt or None)
         return Batch(rows, features, computed_tokens(tok.lengths[rows], False))
 
 
 def make_collator(model, prompt: str) -> FastCollator | PreprocessCollator:
+    """The fast collator when the model's texts can be tokenized once, else the model's own preprocessing."""
     return FastCollator(model, prompt) if can_tokenize_once(model) else PreprocessCollator(model, prompt)

@@ -70,6 +70,7 @@ def _fields_text(fields: dict[str, float]) -> str:
 def missing_field_error(
     source: str, file: str, fields: dict[str, float], options: CorpusOptions, missing: str
 ) -> CorpusError:
+    """The error for a corpus whose rows lack field ``missing``, with the option that likely fixes it."""
     where = f" ({Path(file).name})" if file != source else ""
     head = f"Corpus {source}{where}: no row has the field {missing!r}. The rows have: {_fields_text(fields) or 'no fields'}."
     if missing == options.id_field:

@@ -53,9 +53,11 @@ class InPlace:
         )
 
     def write(self, batch: Batch, kept: Kept) -> None:
+        """Nothing to write: the kept rows stay in the source files."""
         pass
 
     def close(self) -> None:
+        """Nothing to close."""
         pass
 
     def read_files(self) -> list[Path]:
@@ -71,6 +73,7 @@ class InPlace:
         return np.union1d(rejected, dropped)
 
     def finish(self, folder: Path) -> list[SourceFile]:
+        """The source files as the index records them, each with the row it starts at."""
         out, first = [], 0
         for path in self.files:
             out.append(corpussource.record(Path(path), first))
@@ -78,6 +81,7 @@ class InPlace:
         return out
 
     def discard(self) -> None:
+        """Nothing to discard: the source files are the user's."""
         pass
 
 
@@ -97,6 +101,7 @@ class Converted:
         self.closed = False
 
     def write(self, batch: Batch, kept: Kept) -> None:
+        """Add the kept rows of ``batch`` to the parquet file, a row group at a time."""
         if kept.encoded is not None:
             # From the UTF-8 bytes the check made: 4x faster than from str (the cast validates UTF-8).
             values = [pa.array(kept.encoded[key], pa.binary()).cast(pa.string()) for key in FIELD_KEYS]
@@ -135,6 +140,7 @@ class Converted:
         self.closed = True
 
     def read_files(self) -> list[Path]:
+        """The files holding the rows written so far: the temporary parquet file."""
         return [self.tmp]
 
     def positions(self, rows: np.ndarray, rejected: np.ndarray) -> np.ndarray:
@@ -146,12 +152,14 @@ class Converted:
         return self.positions(np.sort(dropped), rejected)
 
     def finish(self, folder: Path) -> list[SourceFile]:
+        """Close the parquet file, move it into ``folder`` and return its record for the index."""
         self.close()
         final = Path(folder) / self.name
         atomic.commit(self.tmp, final)
         return [corpussource.record(final, 0, in_run=True)]
 
     def discard(self) -> None:
+        """Close the writer if still open and delete the temporary file (gone once ``finish`` moved it)."""
         if self.writer is not None and not self.closed:
             self.writer.close()
         self.tmp.unlink(missing_ok=True)

@@ -133,10 +133,12 @@ class BackgroundWriter:
         self._thread.start()
 
     def put(self, *args) -> None:
+        """Hand ``args`` to the writer thread (waits while it is behind); raises an earlier append's error."""
         self._raise()
         self._queue.put(args)
 
     def close(self) -> None:
+        """Wait until every chunk handed over is written and stop the thread; raises an append's error."""
         if self._thread.is_alive():
             self._queue.put(_END)
             self._thread.join()
@@ -181,6 +183,7 @@ class PinnedStager:
         self.turn = 0
 
     def to_device(self, features: dict) -> dict:
+        """``features`` with its tensors copied to the device asynchronously, via pinned buffers in turn."""
         slot, self.turn = self.turn, (self.turn + 1) % len(self.buffers)
         event = self.events[slot]
         if event is not None:

@@ -223,6 +223,7 @@ class ShardReuse:
         return cls(run_dir, spec, *found)
 
     def close(self) -> None:
+        """Close the REUSE file."""
         self.h5.close()
 
     def shard_attrs(self, prior: Any) -> dict[str, Any]:

@@ -48,6 +48,7 @@ def _setup_logging() -> None:
 
 
 def now_iso() -> str:
+    """The current UTC time in ISO 8601, to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 

@@ -27,6 +27,7 @@ class _PlainDataUnpickler(pickle.Unpickler):
 
 
 def as_list(data: Any, path: Path) -> list:
+    """``data`` unpickled from ``path`` if it is a list; a ``CorpusError`` otherwise."""
     if not isinstance(data, list):
         raise CorpusError(f"{path} holds a {type(data).__name__}; expected a list of dicts.")
     return data

@@ -39,6 +39,7 @@ def record_batches(
 
 
 def to_batch(block: list[Any], columns: Sequence[str], file: str, file_row: int, first: bool) -> Batch:
+    """A ``Batch`` of ``columns`` from ``block``; a non-dict record becomes an empty row with a problem."""
     problems = {}
     for i, record in enumerate(block):
         if type(record) is not dict:

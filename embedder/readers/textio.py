@@ -119,6 +119,7 @@ def open_bytes(path: Path, where: list[int]) -> Iterator[IO[bytes]]:
 
 
 def damaged(path: Path, line: int, err: BaseException) -> CorpusError:
+    """The error for a text file that could not be read past ``line``, with the command that checks it."""
     tool = {"gzip": "gzip", "zstd": "zstd"}.get(compression(path), "")
     check = f" Check it with: {shell_command(tool, '-t', path)}." if tool else ""
     return CorpusError(
