@@ -39,6 +39,7 @@ class NormStats:
     high: float = 0.0
 
     def add(self, norms: np.ndarray) -> None:
+        """Add the row norms ``norms`` to the statistics."""
         norms = norms.astype(np.float64)
         self.count += len(norms)
         self.total += float(norms.sum())
@@ -47,6 +48,7 @@ class NormStats:
         self.high = max(self.high, float(norms.max()))
 
     def metrics(self) -> dict:
+        """The quality metrics of the norms added: mean, std, min and max, and the rows checked."""
         mean = self.total / self.count
         return {
             "mean_norm": mean,

@@ -154,16 +154,20 @@ class HashingFile:
         self.sha256 = hashlib.sha256()
 
     def write(self, data) -> int:
+        """Write ``data`` and add it to the hash."""
         self.sha256.update(data)
         return self._file.write(data)
 
     def flush(self) -> None:
+        """Flush the file's buffer."""
         self._file.flush()
 
     def tell(self) -> int:
+        """The position in the file: bytes written so far."""
         return self._file.tell()
 
     def close(self) -> None:
+        """Flush, fsync and close the file (a no-op when already closed)."""
         if not self._file.closed:
             self._file.flush()
             os.fsync(self._file.fileno())
@@ -189,6 +193,7 @@ def commit_hashed(tmp: Path, final: Path, digest: str) -> str:
 
 
 def describe(result: ExportResult) -> str:
+    """The report line of an export: rows, dimension, dtype, path and sha256 prefix."""
     return (
         f"Exported {result.rows:,} rows x {result.dim} ({result.dtype}) to {result.path} "
         f"(sha256 {result.sha256[:12]}...)"
@@ -196,4 +201,5 @@ def describe(result: ExportResult) -> str:
 
 
 def metadata_json(meta: dict) -> bytes:
+    """``meta`` as the export's metadata: JSON with sorted keys, UTF-8 encoded."""
     return json.dumps(meta, sort_keys=True).encode()

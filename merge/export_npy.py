@@ -35,6 +35,7 @@ METADATA_PARQUET = "metadata.parquet"
 
 
 def write_npy_header(f: HashingFile, rows: int, dim: int, dtype: str) -> None:
+    """Write the ``.npy`` (version 2.0) header of a C-order ``rows`` x ``dim`` array of ``dtype`` to ``f``."""
     header = {
         "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
         "fortran_order": False,

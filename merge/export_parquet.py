@@ -32,6 +32,7 @@ METADATA_KEY = b"embedkit"  # schema metadata: JSON of identity and provenance (
 
 
 def parquet_schema(text_columns: list[str], dim: int, dtype: str, meta: dict) -> pa.Schema:
+    """The export's schema: the text columns, then fixed-size embedding lists; ``meta`` in its metadata."""
     value_type = pa.float16() if dtype == "float16" else pa.float32()
     fields = [pa.field(c, pa.string(), nullable=False) for c in text_columns]
     fields.append(

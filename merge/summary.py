@@ -29,12 +29,14 @@ class MergeSummary:
     seconds: float | None  # how long the merge took; None when unknown (read from the file alone)
 
     def to_json(self) -> str:
+        """The summary as JSON text with its format tag, newline-terminated."""
         return (
             json.dumps({"format": MERGE_SUMMARY_FORMAT, **asdict(self), "path": str(self.path)}, indent=2)
             + "\n"
         )
 
     def save(self, run_dir: Path) -> None:
+        """Write the summary into ``run_dir``, atomically."""
         atomic.write_text(RunPaths.of(run_dir).merge_summary, self.to_json())
 
 
