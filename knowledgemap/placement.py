@@ -95,6 +95,7 @@ def _box_sum(table: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> int:
 
 
 def overlaps(a, b, pad: float = 0.0) -> bool:
+    """Whether boxes ``a`` and ``b`` (x0, y0, x1, y1) overlap once each is grown by ``pad``."""
     return a[0] < b[2] + pad and b[0] < a[2] + pad and a[1] < b[3] + pad and b[1] < a[3] + pad
 
 

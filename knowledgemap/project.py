@@ -21,6 +21,7 @@ class Projection:
     high: np.ndarray  # float64 [2]: raw UMAP maximum per axis
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """``raw`` points scaled into [0, 1] per axis by the projection's range, as float32."""
         return ((raw - self.low) / np.maximum(self.high - self.low, 1e-12)).astype(np.float32)
 
     def transform(self, vectors: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 
 
 def sample_indices(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """``size`` distinct indices below ``n`` (all of them if fewer), drawn with ``seed``, sorted."""
     return np.sort(np.random.default_rng(seed).choice(n, size=min(size, n), replace=False))
 
 
