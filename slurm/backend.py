@@ -145,10 +145,12 @@ class Snapshot:
     note: str = ""  # what to tell the user about this view (e.g. sacct unavailable)
 
     def alive(self, task_id: str) -> bool:
+        """Whether task ``task_id`` is queued or running (false when the snapshot does not know it)."""
         state = self.tasks.get(task_id)
         return state is not None and state.alive
 
     def any_alive(self) -> bool:
+        """Whether any task in the snapshot is queued or running."""
         return any(s.alive for s in self.tasks.values())
 
 

@@ -43,6 +43,7 @@ class SlurmCommandError(ConfigError):
 
 
 def retry_seconds() -> float:
+    """Seconds to keep retrying an unanswered Slurm command: ``EMBEDKIT_SCHEDULER_RETRY_S``, else 300."""
     value = os.environ.get(RETRY_ENV, "")
     try:
         return float(value) if value else DEFAULT_RETRY_S
@@ -56,6 +57,7 @@ def available() -> bool:
 
 
 def require_slurm() -> None:
+    """Raise a ``ConfigError`` unless the Slurm commands the kit runs are on ``PATH``."""
     missing = [c for c in ("sbatch", "squeue", "sinfo", "scontrol") if shutil.which(c) is None]
     if missing:
         raise ConfigError(
@@ -109,10 +111,12 @@ def parse_max_array_size(config_text: str) -> int:
 
 
 def max_array_size() -> int:
+    """The cluster's ``MaxArraySize``, from ``scontrol show config``."""
     return parse_max_array_size(run(["scontrol", "show", "config"]))
 
 
 def partitions() -> set[str]:
+    """The names of the cluster's partitions (the default one without its ``*``)."""
     return {p.rstrip("*") for p in run(["sinfo", "-h", "-o", "%R"]).split()}
 
 
@@ -206,6 +210,7 @@ def accounting(job_ids: Sequence[str], retry_s: float | None = None) -> dict[str
 
 
 def cancel(job_ids: Sequence[str]) -> None:
+    """``scancel`` the jobs ``job_ids`` (nothing to run when there are none)."""
     if job_ids:
         run(["scancel", *job_ids])
 

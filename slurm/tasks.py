@@ -84,6 +84,7 @@ class ShardTask(submitit.helpers.Checkpointable):
         return result
 
     def checkpoint(self, spec: ShardSpec, run_dir: Path, options: dict):
+        """On preemption or time limit: the requeued call; exits 0 once done; ``None`` (fail) if stuck or capped."""
         rows = self.progress(run_dir, spec)
         if rows >= spec.rows:
             _exit_done(spec.describe())
@@ -129,6 +130,7 @@ class StageTask(submitit.helpers.Checkpointable):
         return result
 
     def checkpoint(self, run_dir: Path, options: dict):
+        """On preemption or time limit: the stage's requeued call; exits 0 if its work was committed."""
         if self.committed:
             _exit_done(f"{getattr(self.task, '__name__', 'the stage')} of {run_dir}")
         return submitit.helpers.DelayedSubmission(self, run_dir, options)
