@@ -25,8 +25,12 @@ class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line naming the Make variable, not a usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        """Print ``message`` on one line (without argparse's ``argument --x:`` prefix) and exit 2."""
-        detail = message.split(": ", 1)[1] if message.startswith("argument ") and ": " in message else message
+        """Print ``message`` on one line, naming the Make variable instead of argparse's ``argument --x:``; exit 2."""
+        detail = message
+        if message.startswith("argument ") and ": " in message:
+            flag, detail = message[len("argument ") :].split(": ", 1)
+            variable = flag.split("/")[0].lstrip("-").replace("-", "_").upper()
+            detail = detail if variable in detail else f"{variable}: {detail}"
         print(f"error: {detail}", file=sys.stderr)
         sys.exit(2)
 
