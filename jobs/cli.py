@@ -30,7 +30,8 @@ class Parser(argparse.ArgumentParser):
         if message.startswith("argument ") and ": " in message:
             flag, detail = message[len("argument ") :].split(": ", 1)
             variable = flag.split("/")[0].lstrip("-").replace("-", "_").upper()
-            detail = detail if variable in detail else f"{variable}: {detail}"
+            named = variable in detail or not flag.startswith("-")  # a positional (the verb) needs no name
+            detail = detail if named else f"{variable}: {detail}"
         print(f"error: {detail}", file=sys.stderr)
         sys.exit(2)
 
