@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any, Callable
 
 from embedder.config import ComputeSettings, EmbedIdentity
@@ -175,15 +176,19 @@ register(
 )
 
 
-def stages_to_submit(run_dir: Path, state: RunState) -> list[StageRequest]:
+def stages_to_submit(run_dir: Path, state: RunState, redo: Collection[int] = ()) -> list[StageRequest]:
     """The stages the run still needs, in table order: those with work left, and every stage after one
-    that is submitted (its inputs change). Pure over the files and ``state``."""
+    that is submitted (its inputs change). Pure over the files and ``state``; ``redo``: shards an array
+    stage redoes although their files are complete (``make plan REDO=``, which moves no file)."""
     chosen: dict[str, StageRequest] = {}
     for stage in STAGES.values():
         options = stage.options(state)
         if options is None:
             continue
         todo = stage.todo(run_dir, state)
+        if stage.array and redo:
+            left = todo if isinstance(todo, tuple) else ()
+            todo = tuple(spec for spec in state.plan if spec in left or spec.index in redo)
         if not todo and not any(a in chosen for a in stage.after):
             continue
         shards = (todo if isinstance(todo, tuple) and todo else tuple(state.plan)) if stage.array else ()

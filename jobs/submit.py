@@ -311,24 +311,26 @@ def submit(
     """Submit what the run still needs (or, with ``dry_run``, check it and say what would be submitted)."""
     run_dir = request.run_dir
     state, backend, redo_all = settle(request, records, say, backend, observer)
-    if redo_all:
-        set_aside_all(run_dir)
     redo_shards: tuple[int, ...] = () if isinstance(request.redo, str) else request.redo
     unknown = sorted(set(redo_shards) - {s.index for s in state.plan})
     if unknown:
         raise ConfigError(
             f"REDO names shards {unknown}, but run {run_dir} has shards 0 to {len(state.plan) - 1}."
         )
-    if redo_shards:
+    redo = {s.index for s in state.plan} if redo_all else set(redo_shards)
+    if redo_all and not dry_run:
+        set_aside_all(run_dir)
+    elif redo_shards and not dry_run:
         set_aside(run_dir, redo_shards)
     if request.map_options is not None:
         state = replace(state, map_options=dict(request.map_options))
     if request.export is not None:
         state = replace(state, export_format=request.export)
     state = replace(state, scheduler_version=backend.version())
-    stages = stages_to_submit(run_dir, state)
+    shown_redo = redo if dry_run else set()  # make plan moves no file: it shows the shards REDO would redo
+    stages = stages_to_submit(run_dir, state, redo=shown_redo)
     pending = [s.index for stage in stages if stage.array for s in stage.shards]
-    outcome = SubmitOutcome(run_dir, pending, sorted(done_shards(run_dir)))
+    outcome = SubmitOutcome(run_dir, pending, sorted(done_shards(run_dir) - shown_redo))
     if not stages:
         if not dry_run:
             runstate.save(run_dir, state)

@@ -190,3 +190,19 @@ def test_a_failing_local_embed_keeps_the_merge_from_running_and_status_says_why(
     report = status_report(run, state, RunObserver(run).snapshot(state.jobs))
     assert f"merge job {merge.job_id}: FAILED" in report and "DependencyNeverSatisfied" in report, report
     assert "this toy embed fails on purpose" in report and "Repair with: make resubmit" in report, report
+
+
+def test_plan_with_redo_moves_no_file_and_shows_the_shards_it_would_redo(tmp_path, model_dir):  # noqa: F811
+    fake, run = merged_fake_run(tmp_path, model_dir)
+    files = sorted(p.name for p in (run / "shards").iterdir())
+    for redo in ((1,), "all"):
+        outcome, _, _ = submit(
+            replace(request(run), redo=redo), say=lambda _: None, dry_run=True, backend=fake, observer=fake
+        )
+        assert sorted(p.name for p in (run / "shards").iterdir()) == files  # nothing set aside
+        assert (run / "embeddings.h5").read_bytes() == b"merged"
+        assert outcome.pending == ([1] if redo == (1,) else [0, 1]), outcome
+        assert outcome.skipped == ([0] if redo == (1,) else [])
+    outcome, _, _ = submit(replace(request(run), redo=(1,)), say=lambda _: None, backend=fake, observer=fake)
+    assert [p.name for p in (run / "shards" / "rejected").iterdir()][0].startswith("shard-00001.")
+    assert outcome.pending == [1] and [r.stage for r in fake.requests[-2:]] == ["embed", "merge"]
