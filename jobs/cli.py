@@ -20,6 +20,8 @@ from kit.commands import make_command
 from kit.errors import ConfigError, KitError
 from merge.export import FORMATS as EXPORT_FORMATS
 
+OFF = "off"  # EXPORT=0: the export stage is turned off
+
 
 class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line naming the Make variable, not a usage dump."""
@@ -171,8 +173,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _export(value: str) -> str | None:
+    if value in ("0", "off"):
+        return OFF
     if value and value not in EXPORT_FORMATS:
-        raise argparse.ArgumentTypeError(f"EXPORT={value!r}: choose from {', '.join(EXPORT_FORMATS)}.")
+        raise argparse.ArgumentTypeError(
+            f"EXPORT={value!r}: choose from {', '.join(EXPORT_FORMATS)} (0: none)."
+        )
     return value or None
 
 
@@ -287,8 +293,21 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         redo=args.redo,
         wait=bool(args.wait),
         map_options=map_options(args),
-        export=getattr(args, "export", None),
+        export=None if getattr(args, "export", None) == OFF else getattr(args, "export", None),
+        turned_off=turned_off(args),
         reuse=reuse_path(getattr(args, "reuse", None)),
+    )
+
+
+def turned_off(args: argparse.Namespace) -> tuple[str, ...]:
+    """The saved stages this submit turns off: ``map`` for MAP=0, ``export`` for EXPORT=0."""
+    return tuple(
+        name
+        for name, off in (
+            ("map", getattr(args, "map", None) is False),
+            ("export", getattr(args, "export", None) == OFF),
+        )
+        if off
     )
 
 

@@ -40,6 +40,7 @@ class SubmitRequest:
     wait: bool = False
     map_options: dict[str, Any] | None = None  # MAP=1: questions, seed, pca_dims
     export: str | None = None  # EXPORT=parquet|npy: an export stage after the merge
+    turned_off: tuple[str, ...] = ()  # MAP=0 / EXPORT=0: drop the map or export stage the run had saved
     reuse: Path | None = (
         None  # REUSE=: an earlier run folder or embeddings.h5 whose unchanged rows are copied
     )

@@ -326,6 +326,10 @@ def submit(
         state = replace(state, map_options=dict(request.map_options))
     if request.export is not None:
         state = replace(state, export_format=request.export)
+    if "map" in request.turned_off:
+        state = replace(state, map_options=None)
+    if "export" in request.turned_off:
+        state = replace(state, export_format=None)
     state = replace(state, scheduler_version=backend.version())
     shown_redo = redo if dry_run else set()  # make plan moves no file: it shows the shards REDO would redo
     stages = stages_to_submit(run_dir, state, redo=shown_redo)

@@ -206,3 +206,23 @@ def test_plan_with_redo_moves_no_file_and_shows_the_shards_it_would_redo(tmp_pat
     outcome, _, _ = submit(replace(request(run), redo=(1,)), say=lambda _: None, backend=fake, observer=fake)
     assert [p.name for p in (run / "shards" / "rejected").iterdir()][0].startswith("shard-00001.")
     assert outcome.pending == [1] and [r.stage for r in fake.requests[-2:]] == ["embed", "merge"]
+
+
+def test_map_0_and_export_0_turn_off_the_stages_the_run_had_saved(tmp_path, model_dir):  # noqa: F811
+    from jobs.cli import build_parser, turned_off
+
+    fake, run = merged_fake_run(
+        tmp_path, model_dir, map_options={"questions": None, "seed": 1, "pca_dims": None}, export="parquet"
+    )
+    assert runstate.require(run).map_options is not None and runstate.require(run).export_format == "parquet"
+    args = build_parser().parse_args(["submit", "--run", str(run), "--map", "0", "--export", "0"])
+    assert turned_off(args) == ("map", "export")
+    submit(
+        replace(request(run), redo=(0,), turned_off=turned_off(args)),
+        say=lambda _: None,
+        backend=fake,
+        observer=fake,
+    )
+    state = runstate.require(run)
+    assert state.map_options is None and state.export_format is None
+    assert [r.stage for r in fake.requests[-2:]] == ["embed", "merge"]
