@@ -20,7 +20,7 @@ import numpy as np
 
 from kit import atomic
 from kit.commands import make_command
-from kit.corpusfile import corpus_info, row_costs
+from kit.corpusfile import CorpusReader, corpus_info, row_costs
 from kit.errors import ConfigError, ShardError
 from kit.format import CONTENT_HASH, OUTPUT_FORMAT, REUSE_FORMAT, RunPaths, parse_sidecar, sidecar_path
 from kit.reuse import (
@@ -142,13 +142,11 @@ def check_earlier(reuse: Path, this_identity: dict[str, Any]) -> Earlier:
 def record_match(run_dir: Path, earlier: Earlier) -> ReuseRecord:
     """Match this run's corpus rows with the earlier file's and write ``reuse.h5`` atomically."""
     paths = RunPaths.of(run_dir)
-    with (
-        h5py.File(paths.corpus, "r", locking=False) as corpus,
-        h5py.File(earlier.path, "r", locking=False) as old,
-    ):
-        source_rows = match_rows(
-            old["ids"][:], old[CONTENT_HASH][:], corpus["ids"][:], corpus[CONTENT_HASH][:]
-        )
+    with CorpusReader(paths.corpus) as corpus:  # ids come from the source (the index holds none)
+        ids = np.array([i.encode() for i in corpus.ids(0, corpus.rows)], dtype=object)
+        hashes = corpus.content_hashes(0, corpus.rows)
+    with h5py.File(earlier.path, "r", locking=False) as old:
+        source_rows = match_rows(old["ids"][:], old[CONTENT_HASH][:], ids, hashes)
     reused = int((source_rows != NOT_REUSED).sum())
     record = ReuseRecord(str(earlier.path), earlier.sha256, reused, len(source_rows) - reused)
     tmp = atomic.tmp_path(paths.reuse)
