@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from kit import atomic
 from kit.errors import FetchError
-from kit.format import MANIFEST, OUTPUT_FILE, parse_sidecar, sidecar_path, sidecar_text
+from kit.format import MANIFEST, OUTPUT_FILE, RunPaths, parse_sidecar, sidecar_path, sidecar_text
 
 STAGING_DIR = ".fetch"  # inside DEST: the rsync basis for re-fetches and resumes
 PARTIAL_DIR = ".rsync-partial"
@@ -206,5 +206,5 @@ def fetch(remote_spec: str, dest: Path, ssh_config: Path | None = None, float16:
             "meanwhile, run make fetch again."
         )
     place(staged, dest / name, digest)
-    atomic.write_text(dest / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic.write_text(RunPaths.of(dest).manifest, json.dumps(manifest, indent=2) + "\n")
     return FetchResult(dest / name, digest, received, staged.stat().st_size)
