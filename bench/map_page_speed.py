@@ -26,9 +26,8 @@ sys.path.insert(0, str(REPO))
 from bench.map_synthetic import known_levels, landscape  # noqa: E402
 from knowledgemap.figure import PALETTE  # noqa: E402
 from knowledgemap.page import page_data, write_page  # noqa: E402
+from tests.fixtures.chromium import headless_chromium  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # make test-services installs them
-VIEWPORT = (1400, 900)
 READY_TARGET_MS, FRAME_BUDGET_MS = 3000, 33.4
 
 
@@ -52,31 +51,6 @@ def synthetic_page(path: Path, points: int) -> Path:
     return path
 
 
-def chromium(profile: Path, scale: float):
-    """A headless Chromium showing exactly VIEWPORT CSS pixels at ``scale`` device pixels each."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": VIEWPORT[0], "height": VIEWPORT[1], "deviceScaleFactor": scale, "mobile": False},
-    )
-    return driver
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="map-page-speed-"))
     page = synthetic_page(work / "map.html", args.points)
-    driver = chromium(work / "chromium", args.scale)
+    driver = headless_chromium(work / "chromium", args.scale)
     try:
         driver.get(page.as_uri())
         ready_ms = driver.execute_script("return kmap.readyMs")

@@ -28,6 +28,7 @@ from embedder import corpusindex, fieldhints
 from embedder.arrowcheck import arrow_check, string_scalar
 from embedder.duplicates import DuplicateFinder
 from embedder.placement import Converted, InPlace
+from embedder.readahead import read_ahead
 from embedder.readers import Batch
 from embedder.readers.detect import open_reader
 from embedder.readers.parquet import ParquetReader
@@ -123,7 +124,7 @@ def _prepare(
     try:
         with atomic.removed_on_error(tmp), DuplicateFinder(out_path.parent) as dupes:
             with h5py.File(tmp, "w") as h5:
-                scan.run(h5, dupes, _progress(batches, total))
+                scan.run(h5, dupes, _progress(read_ahead(batches), total))
             sink.close()
             duplicates = _confirm_duplicates(dupes, sink, scan)
             summary = scan.finish(duplicates)

@@ -9,7 +9,9 @@ rows through kit.corpusfile alone.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,9 @@ class Converted:
         self.tmp = atomic.tmp_path(Path(folder) / self.name)
         self.schema = pa.schema([(c, pa.string()) for c in CONVERTED_COLUMNS])
         self.writer: pq.ParquetWriter | None = None
+        # zstd and the write run on a thread, beside the next batches' parse and checks; one at a time
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-write")
+        self._writing: Future | None = None
         self.pending: list[pa.Table] = []
         self.pending_rows = self.pending_bytes = 0
         self.closed = False
@@ -124,19 +129,28 @@ class Converted:
     def _flush(self) -> None:
         if not self.pending:
             return
+        table = pa.concat_tables(self.pending)
+        self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
+        self._wait()  # the row group before this one is written (an error in it is raised here)
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.tmp, self.schema, **WRITE_OPTIONS)
-        self.writer.write_table(pa.concat_tables(self.pending), row_group_size=ROW_GROUP_ROWS)
-        self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
+        self._writing = self._pool.submit(self.writer.write_table, table, row_group_size=ROW_GROUP_ROWS)
+
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
 
     def close(self) -> None:
         """Write the last rows and the footer (the file is still under its temporary name)."""
         if self.closed:
             return
         self._flush()
+        self._wait()
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.tmp, self.schema, **WRITE_OPTIONS)
         self.writer.close()
+        self._pool.shutdown()
         self.closed = True
 
     def read_files(self) -> list[Path]:
@@ -160,6 +174,11 @@ class Converted:
 
     def discard(self) -> None:
         """Close the writer if still open and delete the temporary file (gone once ``finish`` moved it)."""
-        if self.writer is not None and not self.closed:
-            self.writer.close()
+        if not self.closed:
+            with contextlib.suppress(Exception):  # the error on its way up is the one to report
+                self._wait()
+            with contextlib.suppress(Exception):
+                if self.writer is not None:
+                    self.writer.close()
+            self._pool.shutdown()
         self.tmp.unlink(missing_ok=True)

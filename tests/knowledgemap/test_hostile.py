@@ -6,7 +6,7 @@ import json
 
 from tests.conftest import write_jsonl
 from tests.helpers import cli_args, jobs_cli
-from tests.knowledgemap.conftest import set_viewport
+from tests.fixtures.chromium import set_viewport
 
 # Each one, if it ran, would set window.pwned; the first two also blanked the page before (the
 # HTML parser left the data script early or entered its double-escaped state).

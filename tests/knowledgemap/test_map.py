@@ -15,7 +15,8 @@ from kit.corpusfile import corpus_info, read_slice
 from knowledgemap.naming import NO_TOPIC
 from knowledgemap.placement import MIN_POINTS, overlaps
 from tests.helpers import cli_args, jobs_cli
-from tests.knowledgemap.conftest import DEMO_ROWS, set_viewport
+from tests.fixtures.chromium import set_viewport
+from tests.knowledgemap.conftest import DEMO_ROWS
 
 
 def test_map_files_and_topic_neighbours_kept(demo_map):

@@ -11,7 +11,8 @@ from bench.map_synthetic import known_levels, landscape
 from knowledgemap.figure import PALETTE
 from knowledgemap.page import page_data, write_page
 from knowledgemap.placement import MIN_POINTS, overlaps
-from tests.knowledgemap.conftest import DEMO_ROWS, VIEWPORT, set_viewport
+from tests.fixtures.chromium import VIEWPORT, set_viewport
+from tests.knowledgemap.conftest import DEMO_ROWS
 
 
 def _open(browser, path, scale: float = 1.0) -> None:
