@@ -2,12 +2,14 @@
 
     python bench/feed_rate.py                      # Wikipedia-length texts and Vital leads, 1 core and all
     python bench/feed_rate.py --docs 2000 --quick  # a smoke run
+    python bench/feed_rate.py --quick --docs 8000 --overlap-docs 40000  # BENCHMARKS.md's runs
 
 (a) Host capacity: docs/s and tokens/s the loop prepares (read the corpus slice, tokenise, group,
     collate, write the shard) with the all-MiniLM-L6-v2 tokenizer (max_seq_length 256) and the same
     WordPiece vocabulary at BERT-base's 512, each in a fresh process pinned to 1 core and to all
     cores (the tokenizer's threads follow the affinity mask). The Qwen3 tokenizer is not on this
-    machine (no network): not measured.
+    machine (no network): not measured. Beside the 1 -> N core ratio, what this machine's cores give
+    to perfectly parallel work in the same run (one process per core): shared vCPUs give less than N.
 (b) Overlap: the real loop (``TextEncoder.encode_chunks`` and the shard writer thread) driving a
     simulated device whose forward takes computed tokens / R seconds without holding the GIL (as a
     GPU does) and returns tensors of the right shape; R at 80 % of the host capacity just measured.

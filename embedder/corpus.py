@@ -10,6 +10,7 @@ own rows ``[start, stop)`` from there (kit.corpusfile). Layout: docs/FORMAT.md.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -123,8 +124,8 @@ def _prepare(
     scan = _Scan(options, CorpusSummary(source=source), sink)
     try:
         with atomic.removed_on_error(tmp), DuplicateFinder(out_path.parent) as dupes:
-            with h5py.File(tmp, "w") as h5:
-                scan.run(h5, dupes, _progress(read_ahead(batches), total))
+            with h5py.File(tmp, "w") as h5, contextlib.closing(read_ahead(batches)) as reading:
+                scan.run(h5, dupes, _progress(reading, total))
             sink.close()
             duplicates = _confirm_duplicates(dupes, sink, scan)
             summary = scan.finish(duplicates)

@@ -19,11 +19,14 @@ def read_ahead(items: Iterable[T]) -> Iterator[T]:
     """Yield ``items`` in order, fetching each next item on a background thread.
 
     The iterator is only ever advanced by one thread at a time, and an error it raises reaches the
-    consumer when it asks for that item, not earlier. Closing this generator waits for the one
-    fetch in flight.
+    consumer when it asks for that item, not earlier. Closing this generator never waits: a fetch
+    in flight finishes on its own and is dropped. (A generator abandoned by an error is closed by
+    the garbage collector, at any point of any thread: waiting there for a thread can deadlock.)
+    Callers close it when they stop early (``contextlib.closing``).
     """
     source = iter(items)
-    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+    pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+    try:
         pending = pool.submit(next, source, _END)
         while True:
             item = pending.result()
@@ -31,3 +34,5 @@ def read_ahead(items: Iterable[T]) -> Iterator[T]:
                 return
             pending = pool.submit(next, source, _END)
             yield item  # type: ignore[misc]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -1,6 +1,7 @@
 """Prepare's threads: the next batch is read, and the converted parquet written, beside the checks;
 order, errors and closing stay exact."""
 
+import gc
 import threading
 
 import pytest
@@ -45,6 +46,50 @@ def test_closing_early_stops_fetching_after_at_most_one_more_item():
     assert [next(reader) for _ in range(5)] == list(range(5))
     reader.close()
     assert len(fetched) <= 6
+
+
+def _blocked_source(release: threading.Event):
+    yield 0
+    release.wait(30)  # the fetch of the second item hangs until released (a slow disk, a network mount)
+    yield 1
+
+
+def _finishes_within(seconds: float, fn) -> bool:
+    worker = threading.Thread(target=fn, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return not worker.is_alive()
+
+
+def test_closing_never_waits_for_the_fetch_in_flight():
+    release = threading.Event()
+    reader = read_ahead(_blocked_source(release))
+    assert next(reader) == 0  # the second item is being fetched, and hangs
+    closed = _finishes_within(5, reader.close)
+    release.set()
+    assert closed
+
+
+def test_a_reader_abandoned_by_an_error_is_collected_anywhere_without_blocking():
+    """An error leaves the generator in a reference cycle (its traceback); the cyclic garbage collector
+    then closes it at any point of any thread. There, waiting for the reading thread deadlocked
+    `make test` (the collector ran inside another thread's start)."""
+    release = threading.Event()
+
+    def consume():
+        reader = read_ahead(_blocked_source(release))
+        for _ in reader:
+            raise ValueError("a bad batch")
+
+    try:
+        consume()
+    except ValueError as err:
+        cycle = [err]
+        cycle.append(cycle)  # keeps the traceback, and the suspended reader, for the collector only
+    del cycle
+    collected = _finishes_within(5, gc.collect)
+    release.set()
+    assert collected
 
 
 def test_the_converted_parquet_is_written_on_a_thread_and_its_failure_stops_prepare(tmp_path, monkeypatch):
