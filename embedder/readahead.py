@@ -7,7 +7,7 @@ and checking instead of their sum. One batch ahead: memory grows by one batch (â
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -15,7 +15,7 @@ T = TypeVar("T")
 _END = object()
 
 
-def read_ahead(items: Iterable[T]) -> Iterator[T]:
+def read_ahead(items: Iterable[T]) -> Generator[T, None, None]:
     """Yield ``items`` in order, fetching each next item on a background thread.
 
     The iterator is only ever advanced by one thread at a time, and an error it raises reaches the
