@@ -1,5 +1,7 @@
-# Thin and strict: every target calls the Python CLI. User values reach the recipes as
-# environment variables (export below) and are passed quoted, never spliced into shell text.
+# Thin and strict: every target calls the Python CLI. Make hands the variables given on its command
+# line (SHARDS=16, RUN=...) to each recipe's environment, and `python -m jobs --make VERB` reads the
+# ones VERB takes from there (jobs/variables.py): no user value is spliced into shell text, and a
+# variable no verb knows (a typo) is refused with the nearest known name.
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DELETE_ON_ERROR:
@@ -11,83 +13,29 @@ Q := $(if $(V),,@)
 
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
+export TORCH
 VENV := .venv
 PY := $(VENV)/bin/python
-
-# RUN defaults to runs/<corpus name>: data/wiki.parquet, data/wiki/ and 'data/wiki/*.parquet' all give runs/wiki.
-CORPUS_PATH = $(patsubst %/,%,$(CORPUS))
-CORPUS_NAME = $(if $(findstring *,$(notdir $(CORPUS_PATH))),$(notdir $(patsubst %/,%,$(dir $(CORPUS_PATH)))),$(basename $(notdir $(CORPUS_PATH))))
-# make demo RUN=...: a demo in that folder (the RUN given, before the default below fills an empty one);
-# without RUN, runs/demo (runs/demo-all for DEMO_ROWS=all).
-DEMO_RUN := $(if $(filter command line environment,$(origin RUN)),$(RUN),)
-# (not ?=: make test exports RUN empty to the tests' own make calls, and an empty RUN means "not given")
-override RUN := $(if $(RUN),$(RUN),$(if $(CORPUS),runs/$(CORPUS_NAME),))
-CORPUS ?=
-MODEL ?=
-REVISION ?=
-SHARDS ?=
-PROFILE ?=
-WAIT ?=
-REDO ?=
-SKIP_BAD_ROWS ?=
-TEXT_FIELDS ?=
-ID_FIELD ?=
-TITLE_FIELD ?=
-URL_FIELD ?=
-DEVICE ?=
-COMPUTE_DTYPE ?=
-ATTENTION ?=
-PIN_MEMORY ?=
-PROMPT_NAME ?=
-PROMPT ?=
-NORMALIZE ?=
-MAX_SEQ_LENGTH ?=
-MAX_TOKENS_PER_BATCH ?=
-FLUSH_ROWS ?=
-CACHE_DIR ?=
-REMOTE ?=
-DEST ?=
-SSH_CONFIG ?=
-FLOAT16 ?=
-FORMAT ?=
-MAP ?=
-QUESTIONS ?=
-SEED ?=
-PCA_DIMS ?=
-EXPORT ?=
-REUSE ?=
-DEMO_ROWS ?= 2000
-export RUN CORPUS MODEL REVISION SHARDS PROFILE WAIT REDO SKIP_BAD_ROWS TEXT_FIELDS ID_FIELD TITLE_FIELD URL_FIELD \
-  DEVICE COMPUTE_DTYPE ATTENTION PIN_MEMORY PROMPT_NAME PROMPT NORMALIZE MAX_SEQ_LENGTH MAX_TOKENS_PER_BATCH FLUSH_ROWS \
-  CACHE_DIR REMOTE DEST SSH_CONFIG FLOAT16 FORMAT MAP QUESTIONS SEED PCA_DIMS EXPORT DEMO_ROWS DEMO_RUN TORCH REUSE
-
-# Every option of submit and plan, passed quoted; an empty value means "not given".
-SUBMIT_ARGS = --run "$$RUN" --corpus "$$CORPUS" --model "$$MODEL" --revision "$$REVISION" --shards "$$SHARDS" \
-  --profile "$$PROFILE" --text-fields "$$TEXT_FIELDS" --id-field "$$ID_FIELD" --title-field "$$TITLE_FIELD" \
-  --url-field "$$URL_FIELD" --skip-bad-rows "$$SKIP_BAD_ROWS" --redo "$$REDO" --device "$$DEVICE" \
-  --compute-dtype "$$COMPUTE_DTYPE" --attention "$$ATTENTION" --pin-memory "$$PIN_MEMORY" --prompt-name "$$PROMPT_NAME" --prompt "$$PROMPT" \
-  --normalize-embeddings "$$NORMALIZE" --max-seq-length "$$MAX_SEQ_LENGTH" \
-  --max-tokens-per-batch "$$MAX_TOKENS_PER_BATCH" --flush-rows "$$FLUSH_ROWS" --cache-dir "$$CACHE_DIR" \
-  --map "$$MAP" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --export "$$EXPORT" \
-  --wait "$$WAIT" --reuse "$$REUSE"
+KIT := $(PY) -m jobs --make
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
+# PYTHONWARNINGS: setuptools' "Editable installation" box is advice for package authors, not users.
 $(VENV)/.done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q "$$TORCH"
-	$(VENV)/bin/pip install -q -e '.[demo,dev]'
+	PYTHONWARNINGS="ignore::UserWarning:setuptools.command.editable_wheel" $(VENV)/bin/pip install -q -e '.[demo,dev]'
 	touch $@
 
 setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see docs/CLUSTER.md for CUDA/MPS)
 
 sample: setup ## Write examples/wiki-sample.jsonl: 40 Vital Articles leads to try the kit on (README's first example)
-	$(Q)$(PY) -m jobs sample
+	$(Q)$(KIT) sample
 
 demo: setup ## Embed Wikipedia Vital Articles end to end into runs/demo (DEMO_ROWS=all for 10,033; RUN=... elsewhere)
-	$(Q)$(PY) -m jobs demo --run "$$DEMO_RUN" --rows "$$DEMO_ROWS" --shards "$$SHARDS" --map "$$MAP"
+	$(Q)$(KIT) demo
 
 test: setup test-services ## Run the tests (real model, HDF5, submitit, sshd, Chromium; Slurm 22.05 and, beside it, 26.05)
 	$(Q)bash tests/run-all.sh
@@ -96,37 +44,43 @@ test-services: ## Install and start what the tests use for real: sshd, rsync, Ch
 	$(Q)bash tests/services/install.sh
 
 submit: setup ## Plan and submit: CORPUS=... MODEL=... SHARDS=... RUN=... PROFILE=site|local [WAIT=1] [MAP=1] [EXPORT=parquet|npy] [REUSE=last run]
-	$(Q)$(PY) -m jobs submit $(SUBMIT_ARGS)
+	$(Q)$(KIT) submit
 
 plan: setup ## Dry run: prepare and check everything, print what make submit would submit (same variables)
-	$(Q)$(PY) -m jobs plan $(SUBMIT_ARGS)
+	$(Q)$(KIT) plan
 
 resubmit: setup ## Submit only the missing or failed shards of RUN=... and a new merge [WAIT=1] [REDO='3 5']
-	$(Q)$(PY) -m jobs resubmit --run "$$RUN" --profile "$$PROFILE" --redo "$$REDO" --wait "$$WAIT" --reuse "$$REUSE"
+	$(Q)$(KIT) resubmit
 
 stage-model: setup ## On the login node: download MODEL=... into the profile's model_cache [PROFILE=...]
-	$(Q)$(PY) -m jobs stage-model --model "$$MODEL" --profile "$$PROFILE" --revision "$$REVISION" --attention "$$ATTENTION"
+	$(Q)$(KIT) stage-model
 
 status: setup ## Shards done / running / missing and the repair command: RUN=...
-	$(Q)$(PY) -m jobs status --run "$$RUN"
+	$(Q)$(KIT) status
 
 merge: setup ## Verify the shards of RUN=... and write embeddings.h5 now
-	$(Q)$(PY) -m jobs merge --run "$$RUN"
+	$(Q)$(KIT) merge
 
-fetch: setup ## On the laptop: REMOTE=host:/path/to/run [DEST=runs/<run name>] [FLOAT16=1] [SSH_CONFIG=file]
-	$(Q)$(PY) -m jobs fetch --remote "$$REMOTE" --dest "$$DEST" --ssh-config "$$SSH_CONFIG" --float16 "$$FLOAT16"
+fetch: setup ## On the laptop: REMOTE=host:/path/to/run [DEST=runs/<run name>] [COPY=float16|int8|binary] [SSH_CONFIG=file]
+	$(Q)$(KIT) fetch
 
-export-float16: setup ## On the cluster: write RUN/embeddings.float16.h5 (half the bytes) for FLOAT16=1 fetches
-	$(Q)$(PY) -m jobs export-float16 --run "$$RUN"
+export-float16: setup ## On the cluster: write RUN/embeddings.float16.h5 (half the bytes) for COPY=float16 fetches
+	$(Q)$(KIT) export-float16
 
 map: setup ## Knowledge map of RUN=...: map.h5, map.html, map.png [QUESTIONS=file.json] [SEED=42] [PCA_DIMS=32|0] [MODEL=...]
-	$(Q)$(PY) -m jobs map --run "$$RUN" --questions "$$QUESTIONS" --seed "$$SEED" --pca-dims "$$PCA_DIMS" --model "$$MODEL"
+	$(Q)$(KIT) map
 
 export-pkl: setup ## Write RUN/wikipedia_merged.pkl (the seeds' dictionary) from embeddings.h5
-	$(Q)$(PY) -m jobs export-pkl --run "$$RUN"
+	$(Q)$(KIT) export-pkl
 
-export: setup ## Export RUN=...'s embeddings.h5 to FORMAT=parquet|npy [FLOAT16=1] for DuckDB, LanceDB, FAISS (docs/EXPORT.md)
-	$(Q)$(PY) -m jobs export --run "$$RUN" --format "$$FORMAT" --float16 "$$FLOAT16"
+search: setup ## Ask a merged or fetched run: RUN=... QUERY='...' [K=10] or QUERIES=file (results in RUN/search-<file>.json) [MODEL=...]
+	$(Q)$(KIT) search
+
+index: setup ## Build the search index of RUN=... beside embeddings.h5 (make search uses it when present)
+	$(Q)$(KIT) index
+
+export: setup ## Export RUN=...'s embeddings.h5 to FORMAT=parquet|npy|int8|binary [FLOAT16=1] for DuckDB, LanceDB, FAISS (docs/EXPORT.md)
+	$(Q)$(KIT) export
 
 bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(Q)$(PY) bench/merge_throughput.py
@@ -134,4 +88,4 @@ bench: setup ## Run the benchmarks (results go in BENCHMARKS.md)
 	$(Q)$(PY) bench/fetch_bytes.py
 	$(Q)$(PY) bench/submit_1000.py
 
-.PHONY: help setup sample demo test test-services submit plan resubmit stage-model status merge fetch export-float16 map export-pkl export bench
+.PHONY: help setup sample demo test test-services submit plan resubmit stage-model status merge fetch export-float16 map export-pkl export search index bench

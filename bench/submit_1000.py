@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from jobs.demo import demo_model_path  # noqa: E402
 from jobs.settings import SubmitRequest  # noqa: E402
-from slurm.commands import max_array_size  # noqa: E402
+from slurm.slurmcli import max_array_size  # noqa: E402
 from jobs.submit import submit  # noqa: E402
 from tests.fixtures.synthetic import synthetic_records  # noqa: E402
 

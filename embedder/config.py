@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.errors import ConfigError
+from kit.format import ROW_IDS
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -27,6 +28,7 @@ DEFAULT_TOKENS_PER_BATCH = {"cpu": 2048, "mps": 8192, "cuda": 32768}
 # CPU keeps float32 (bfloat16 measured no faster on a 2-core AVX-512-BF16 Xeon, and far slower
 # without native bf16); MPS keeps float32 (not measured).
 DEFAULT_COMPUTE_DTYPE = {"cpu": "float32", "mps": "float32", "cuda": "bfloat16"}
+DEFAULT_OVERLAP_SHARE = 8  # PASSAGES=1 without OVERLAP: windows share an eighth of their tokens
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,15 @@ class EmbedIdentity:
     """What the vectors depend on, besides the corpus: fixed for a run, recorded in run.json."""
 
     model: str  # hub name (e.g. "google/embeddinggemma-300m") or a local folder (absolute)
-    revision: str | None = None  # hub revision; pinned to the resolved commit at submit
+    model_revision: str | None = None  # hub revision (REVISION=); pinned to the resolved commit at submit
     prompt_name: str | None = None  # a prompt the model defines (e.g. "document")
     prompt: str | None = None  # or a literal prompt prepended to every text
     normalize_embeddings: bool = False  # L2-normalise (models with a Normalize module already are)
     max_seq_length: int | None = None  # None keeps the model's own
+    # PASSAGES=1: every document cut into windows of max_seq_length tokens (docs/PASSAGES.md), each embedded,
+    # and one document vector, their token-weighted mean; False: each text truncated to its first window.
+    passages: bool = False
+    overlap: int | None = None  # OVERLAP=: tokens shared by consecutive windows; None: window // 8
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -47,6 +53,32 @@ class EmbedIdentity:
             raise ConfigError("Give a prompt name (PROMPT_NAME) or a literal prompt (PROMPT), not both.")
         if self.max_seq_length is not None and self.max_seq_length < 1:
             raise ConfigError(f"MAX_SEQ_LENGTH must be at least 1, got {self.max_seq_length}.")
+        if self.overlap is not None and not self.passages:
+            raise ConfigError(
+                f"OVERLAP={self.overlap} sets the overlap of passages; add PASSAGES=1 to cut documents into "
+                "passages, or leave OVERLAP out."
+            )
+        if self.passages and self.max_seq_length is not None:
+            self.passage_overlap(self.max_seq_length)  # refused now where the window is already known
+
+    def passage_overlap(self, window: int) -> int | None:
+        """The overlap in tokens of windows of ``window`` tokens (None without PASSAGES).
+
+        Raises:
+            ConfigError: OVERLAP outside [0, (window - 2) / 2).
+        """
+        if not self.passages:
+            return None
+        overlap = window // DEFAULT_OVERLAP_SHARE if self.overlap is None else self.overlap
+        # Under half the text a window holds: the window less (at least) 2 special tokens. A prompt takes
+        # more; the task's collator refuses an overlap its prompt leaves no room for (embedder.passagefeed).
+        if not 0 <= 2 * overlap < window - 2:
+            raise ConfigError(
+                f"OVERLAP={overlap} tokens: windows of {window} tokens take an overlap from 0 to "
+                f"{max(window - 3, 0) // 2} (under half the window less its special tokens); the default "
+                f"is {window // DEFAULT_OVERLAP_SHARE} (a window / {DEFAULT_OVERLAP_SHARE})."
+            )
+        return overlap
 
     @property
     def model_is_local(self) -> bool:
@@ -60,7 +92,7 @@ class ComputeSettings:
     device: str = "auto"  # auto: cuda, then mps, then cpu
     compute_dtype: str | None = None  # None: the device's default; non-finite rows are redone in float32
     max_tokens_per_batch: int | None = None  # rows x longest row per forward pass; None: by device
-    flush_rows: int = 2048  # rows embedded between two flushes of the shard (resume granularity)
+    flush_rows: int = 2048  # at most this many rows between two flushes (resume and progress granularity)
     cache_dir: str | None = None  # hub cache; None uses HF_HOME / HF_HUB_CACHE
     attention: str | None = None  # sdpa | eager | flash (packed, padding-free; CUDA); None: the model's own
     pin_memory: bool = False  # CUDA: copy batches through reused page-locked buffers (not yet measured)
@@ -77,3 +109,37 @@ class ComputeSettings:
         for name in ("max_tokens_per_batch", "flush_rows"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+
+
+# CSV_DELIMITER= as given -> the separator (a tab also as "tab" or a backslash and t)
+CSV_DELIMITERS = {",": ",", ";": ";", "|": "|", "\t": "\t", "tab": "\t", "\\t": "\t"}
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    """How records become the rows to embed (Make: TEXT_FIELDS, ID_FIELD, TITLE_FIELD, URL_FIELD, TOPIC_FIELD,
+    SKIP_BAD_ROWS, CSV_DELIMITER)."""
+
+    text_fields: tuple[str, ...] = ("text",)  # joined with a blank line, e.g. ("title", "text")
+    skip_bad_rows: bool = False  # False: refuse the corpus; True: embed the rest, list the others
+    id_field: str = "id"  # the field holding each row's id; "@row" numbers the rows 0, 1, ...
+    title_field: str = "title"  # copied to /titles ("" where absent; "-": no title column, all "")
+    url_field: str = "url"  # copied to /urls ("" where absent; "-": no url column, all "")
+    topic_field: str = "topic"  # copied to /topics when any row has one (colours and names the map)
+    csv_delimiter: str | None = None  # CSV/TSV: the field separator; None: from the header line (, ; tab |)
+
+    def __post_init__(self) -> None:
+        if self.csv_delimiter is not None:
+            if self.csv_delimiter not in CSV_DELIMITERS:
+                raise ConfigError(
+                    f"Unknown CSV_DELIMITER {self.csv_delimiter!r}. Choose from: ',' ';' '|' tab "
+                    "(or leave it out: the header line tells)."
+                )
+            object.__setattr__(self, "csv_delimiter", CSV_DELIMITERS[self.csv_delimiter])
+
+    def columns(self) -> tuple[str, ...]:
+        """Every field a reader must supply."""
+        ids = () if self.id_field == ROW_IDS else (self.id_field,)
+        return tuple(
+            dict.fromkeys((*ids, *self.text_fields, self.title_field, self.url_field, self.topic_field))
+        )

@@ -50,6 +50,7 @@ from kit.corpusfile import CorpusReader
 from kit.corpussource import SourceRows
 from kit.errors import CorpusError
 from kit.format import CONTENT_HASH_BYTES, CORPUS_FORMAT, UTF8
+from kit.h5files import open_h5
 
 __all__ = [
     "ROW_IDS",
@@ -76,7 +77,7 @@ def prepare_source(source: Path, out_path: Path, options: CorpusOptions) -> Corp
         CorpusError: unreadable source, a missing field, zero usable rows, or bad rows while
             ``options.skip_bad_rows`` is False. Nothing is written then.
     """
-    reader = open_reader(Path(source))
+    reader = open_reader(Path(source), options.csv_delimiter)
     sink = (
         InPlace(reader.files, options)
         if isinstance(reader, ParquetReader)
@@ -124,7 +125,7 @@ def _prepare(
     scan = _Scan(options, CorpusSummary(source=source), sink)
     try:
         with atomic.removed_on_error(tmp), DuplicateFinder(out_path.parent) as dupes:
-            with h5py.File(tmp, "w") as h5, contextlib.closing(read_ahead(batches)) as reading:
+            with open_h5(tmp, "w") as h5, contextlib.closing(read_ahead(batches)) as reading:
                 scan.run(h5, dupes, _progress(reading, total))
             sink.close()
             duplicates = _confirm_duplicates(dupes, sink, scan)
@@ -134,12 +135,12 @@ def _prepare(
             if len(dropped):
                 _drop_rows(tmp, np.sort(dropped) - np.searchsorted(rejected, np.sort(dropped)))
             files = sink.finish(out_path.parent)
-            with h5py.File(tmp, "a") as h5:
+            with open_h5(tmp, "a") as h5:
                 _write_header(h5, summary, options, files, scan.has_topics, sink)
                 corpusindex.write_skipped(h5, sink.skipped(rejected, dropped))
             if len(dropped):
                 summary.fingerprint = _fingerprint(tmp)
-                with h5py.File(tmp, "a") as h5:
+                with open_h5(tmp, "a") as h5:
                     h5.attrs["fingerprint"] = summary.fingerprint
             atomic.commit(tmp, out_path)
     finally:
@@ -204,10 +205,11 @@ class _Scan:
         if batch.where is not None:
             self.places.append((row0, Batch({}, batch.rows, batch.file, batch.file_row, where=batch.where)))
         if batch.fields is not None:
-            if self.sample is None:
+            first_file = self.sample is None
+            if first_file:
                 self.sample = (batch.file, batch.fields)
-            if len(batch.problems) < batch.rows:
-                fieldhints.check_batch_fields(batch, self.options, self.summary.source)
+            if len(batch.problems) < batch.rows:  # titles and urls: the first file speaks for the corpus
+                fieldhints.check_batch_fields(batch, self.options, self.summary.source, labels=first_file)
 
     def locate(self, row: int) -> str:
         i = bisect.bisect_right(self.places, row, key=lambda p: p[0]) - 1
@@ -299,7 +301,7 @@ def _confirm_duplicates(dupes: DuplicateFinder, sink: InPlace | Converted, scan:
 def _drop_rows(tmp: Path, drop: np.ndarray) -> None:
     """Rewrite the index ``tmp`` without its rows ``drop`` (duplicates under SKIP_BAD_ROWS)."""
     compact = tmp.with_name(tmp.name + ".compact")
-    with atomic.removed_on_error(compact), h5py.File(tmp, "r") as src, h5py.File(compact, "w") as dst:
+    with atomic.removed_on_error(compact), open_h5(tmp) as src, open_h5(compact, "w") as dst:
         n = src["text_chars"].shape[0]
         keep = np.ones(n, dtype=bool)
         keep[drop] = False

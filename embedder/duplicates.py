@@ -92,7 +92,7 @@ class DuplicateFinder:
         for b in range(BUCKETS):
             if bounds[b] < bounds[b + 1]:
                 if b not in self._files:
-                    self._files[b] = open(self.dir / f"{b:03d}.bin", "ab")
+                    self._files[b] = open(self.dir / f"{b:03d}.bin", "ab")  # noqa: SIM115 (closed by close())
                 pairs[bounds[b] : bounds[b + 1]].tofile(self._files[b])
 
     def colliding_rows(self) -> Iterator[np.ndarray]:

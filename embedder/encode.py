@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from embedder.feeder import Batch, FastCollator, Tokenized, make_collator, token_lengths  # noqa: F401
+from embedder.passagefeed import PassageCollator
+from embedder.passages import ChunkPassages, document_vectors
 from embedder.prefetch import PinnedStager, Prefetcher, PreparedChunk
 from kit.errors import EncodeError
 
@@ -60,8 +62,10 @@ class TextEncoder:
         fallback: Callable[[], object] | None = None,
         pin_memory: bool = False,
         threaded: bool = True,
+        overlap: int | None = None,
     ):
-        """``fallback`` loads a float32 model on first need (only given for bf16/fp16)."""
+        """``fallback`` loads a float32 model on first need (only given for bf16/fp16). ``overlap``: PASSAGES=1,
+        documents cut into windows sharing that many tokens (``encode_documents``)."""
         self.model = model.eval()
         self.prompt = prompt
         self.normalize = normalize
@@ -69,7 +73,13 @@ class TextEncoder:
         self.start_tokens = max_tokens
         self.lowest_tokens = max_tokens  # the smallest budget used (recorded as max_tokens_per_batch_settled)
         self.device = model.device
-        self.collator = make_collator(model, prompt)
+        self.collator = (
+            make_collator(model, prompt) if overlap is None else PassageCollator(model, prompt, overlap)
+        )
+        self.passages = overlap is not None
+        self.overlap = overlap  # PASSAGES=1: tokens shared by consecutive windows; None: plain mode
+        # A document vector (the mean of its passages') is normalised where the model's own vectors are.
+        self.normalizes = normalize or any(type(m).__name__ == "Normalize" for m in model)
         # Only FastCollator may run in a thread: it owns its tokenizer and collates without one.
         self.threaded = threaded and isinstance(self.collator, FastCollator)
         self.stager = PinnedStager(str(self.device)) if pin_memory and self.device.type == "cuda" else None
@@ -86,7 +96,7 @@ class TextEncoder:
         return bool(self.collator.packed)
 
     def encode(self, texts: list[str], on_batch: Callable[[int], None] = lambda n: None) -> np.ndarray:
-        """Float32 array of shape [len(texts), dim]; row i embeds texts[i]."""
+        """Float32 array of shape [len(texts), dim]; row i embeds texts[i] (its document vector with PASSAGES=1)."""
         return next(iter(self.encode_chunks([(0, texts, None)], on_batch)))[2]
 
     def encode_chunks(
@@ -97,8 +107,26 @@ class TextEncoder:
         The next chunk is read and tokenised while this one runs; ``first_row`` (the corpus row
         of ``texts[0]``) names the row in errors. ``chunks`` may be a lazy iterator.
         """
+        for first_row, extra, emb, _ in self.encode_documents(chunks, on_batch):
+            yield first_row, extra, emb
+
+    def encode_documents(
+        self, chunks: Iterable[tuple[int, list[str], Any]], on_batch: Callable[[int], None] = lambda n: None
+    ) -> Iterator[tuple[int, Any, np.ndarray, ChunkPassages | None]]:
+        """``encode_chunks`` with each chunk's passages: ``(first_row, extra, float32 [len(texts), dim], passages)``.
+
+        Plain mode: ``passages`` is None. PASSAGES=1: the batches are the documents' windows; the vectors
+        are the document vectors (``embedder.passages.document_vectors``) and ``passages`` holds each
+        passage's vector, span and tokens. ``on_batch`` then counts documents, once a chunk is done.
+        """
         for chunk in Prefetcher(self.collator, chunks, lambda: self.max_tokens, self.threaded):
-            yield chunk.first_row, chunk.extra, self._encode_chunk(chunk, on_batch)
+            passages = chunk.tok.passages
+            if passages is None:
+                yield chunk.first_row, chunk.extra, self._encode_chunk(chunk, on_batch), None
+                continue
+            passages.embeddings = self._encode_chunk(chunk, lambda n: None)
+            on_batch(len(chunk.texts))
+            yield chunk.first_row, chunk.extra, document_vectors(passages, self.normalizes), passages
 
     def _encode_chunk(self, chunk: PreparedChunk, on_batch: Callable[[int], None]) -> np.ndarray:
         self.counters.truncated_rows += chunk.tok.truncated
@@ -111,11 +139,11 @@ class TextEncoder:
             for piece in self._fitting(chunk, batch):
                 self._forward(piece, chunk, out, finite, computed)
                 on_batch(len(piece.rows))
-        _check_computed(computed, chunk.first_row)
+        _check_computed(computed, chunk)
         emb, finite_rows = out.cpu().numpy(), finite.cpu().numpy()
         if not finite_rows.all():
             bad = np.flatnonzero(~finite_rows)
-            emb[bad] = self._rescue([chunk.texts[i] for i in bad], chunk, bad)
+            emb[bad] = self._rescue(chunk.row_texts(bad), chunk, bad)
             self.counters.recomputed_rows += len(bad)
         if self.counters.oom_splits == splits and self.max_tokens < self.start_tokens:
             self.max_tokens = min(self.max_tokens * 2, self.start_tokens)  # a clean chunk: grow back
@@ -162,7 +190,7 @@ class TextEncoder:
     def _split_after_oom(self, batch: Batch, chunk: PreparedChunk) -> list[Batch]:
         release_memory(self.device)
         if len(batch.rows) == 1:
-            row = chunk.first_row + int(batch.rows[0])
+            row = chunk.corpus_row(int(batch.rows[0]))
             raise EncodeError(
                 f"Corpus row {row} ({batch.tokens} tokens) does not fit in {self.device} memory even alone. "
                 f"Set MAX_SEQ_LENGTH= below {int(self.model.max_seq_length)}, use a smaller model, or a GPU "
@@ -199,7 +227,7 @@ class TextEncoder:
 
     def _rescue(self, texts: list[str], chunk: PreparedChunk, bad: np.ndarray) -> np.ndarray:
         """Rows that were non-finite, in float32 with a model loaded for them and freed after."""
-        first = chunk.first_row + int(bad[0])
+        first = chunk.corpus_row(int(bad[0]))
         if self._fallback_loader is None:
             raise EncodeError(
                 f"{len(bad)} rows gave non-finite embeddings in float32; first is corpus row {first}."
@@ -252,13 +280,13 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _check_computed(computed: np.ndarray, first_row: int) -> None:
+def _check_computed(computed: np.ndarray, chunk: PreparedChunk) -> None:
     """Refuse a chunk with rows no forward pass filled (they hold whatever the buffer held)."""
     missing = np.flatnonzero(~computed)
     if len(missing):
         raise EncodeError(
-            f"{len(missing)} rows of the chunk at corpus row {first_row} were never computed (first: "
-            f"corpus row {first_row + int(missing[0])}); nothing of this chunk was written. "
+            f"{len(missing)} rows of the chunk at corpus row {chunk.first_row} were never computed (first: "
+            f"corpus row {chunk.corpus_row(int(missing[0]))}); nothing of this chunk was written. "
             "Run the same command again to resume."
         )
 

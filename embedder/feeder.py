@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ class Tokenized:
     ids: list[list[int]] | None = None
     type_ids: list[list[int]] | None = None
     texts: list[str] | None = None  # kept only by PreprocessCollator
+    passages: Any = None  # PASSAGES=1 (embedder.passagefeed): the rows are windows; the documents' passages
 
 
 @dataclass
@@ -164,6 +166,8 @@ class FastCollator:
             types = np.zeros((len(rows), width), dtype=np.int64)
             types[mask] = _flat(tok.type_ids, rows, int(lengths.sum()))
             out["token_type_ids"] = torch.from_numpy(types)
+        elif self.with_types:  # windows of a template whose type ids are all 0 (embedder.passagefeed)
+            out["token_type_ids"] = torch.zeros((len(rows), width), dtype=torch.int64)
         return out
 
     def _packed(self, tok: Tokenized, rows: np.ndarray) -> dict:
@@ -172,8 +176,11 @@ class FastCollator:
         every row stays one sequence and the pooled rows stay aligned with ``rows``."""
         assert tok.ids is not None  # this collator's tokenize keeps the ids
         lengths = np.maximum(tok.lengths[rows], 1)
-        ids = [tok.ids[r] or [self.pad_id] for r in rows]
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        if hasattr(tok.ids, "concat"):  # windows (embedder.passagefeed): never empty
+            flat = tok.ids.concat(rows)
+        else:
+            ids = [tok.ids[r] or [self.pad_id] for r in rows]
+            flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
         ends = np.cumsum(lengths)
         starts = np.repeat(ends - lengths, lengths)
         cu = torch.from_numpy(np.r_[0, ends].astype(np.int32))
@@ -191,6 +198,8 @@ class FastCollator:
 
 def _flat(values: list[list[int]], rows: np.ndarray, total: int) -> np.ndarray:
     """The lists ``values[r]`` for ``r`` in ``rows``, concatenated, as int64."""
+    if hasattr(values, "concat"):  # windows (embedder.passagefeed.WindowIds): arrays, joined by numpy
+        return values.concat(rows)
     return np.fromiter(itertools.chain.from_iterable(values[r] for r in rows), dtype=np.int64, count=total)
 
 

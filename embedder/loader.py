@@ -8,10 +8,8 @@ fetched run folder holding only embeddings.h5 can rebuild its encoder from the f
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from embedder import model as model_lib
@@ -61,7 +59,7 @@ class LoadedEncoder:
         """What shards this encoder writes record (the weights' fingerprint comes from submit)."""
         return ShardIdentity(
             model=self.identity.model,
-            model_revision=self.resolved.revision,
+            model_revision=self.resolved.model_revision,
             model_fingerprint=fingerprint,
             dim=self.encoder.dim,
             pooling=model_lib.pooling_description(self.model),
@@ -69,6 +67,8 @@ class LoadedEncoder:
             prompt=self.encoder.prompt,
             max_seq_length=int(self.model.max_seq_length),
             corpus_fingerprint=corpus_fingerprint,
+            passage_window=int(self.model.max_seq_length) if self.identity.passages else None,
+            passage_overlap=self.encoder.overlap,
         )
 
 
@@ -106,6 +106,7 @@ def load_encoder(identity: EmbedIdentity, compute: ComputeSettings) -> LoadedEnc
         max_tokens=max_tokens,
         fallback=fallback,
         pin_memory=compute.pin_memory,
+        overlap=identity.passage_overlap(int(model.max_seq_length)),
     )
     execution = {
         "device": device,
@@ -117,7 +118,7 @@ def load_encoder(identity: EmbedIdentity, compute: ComputeSettings) -> LoadedEnc
     log.info(
         "model %s (%s) on %s %s in %s, attention %s, dim %d",
         identity.model,
-        resolved.revision,
+        resolved.model_revision,
         device,
         execution["gpu"],
         dtype,
@@ -134,61 +135,3 @@ def _capability(device: str) -> tuple[int, int] | None:
         return None
     major, minor = torch.cuda.get_device_capability()
     return major, minor
-
-
-def encoder_identity(pinned: ShardIdentity, model: str | None = None) -> EmbedIdentity:
-    """The request that rebuilds the encoder of vectors with identity ``pinned`` (its prompt as literal text).
-
-    ``model`` points to the same weights elsewhere (a fetched run on a laptop); None keeps the recorded one.
-    """
-    revision = (
-        pinned.model_revision if pinned.model_revision not in (None, "local") and model is None else None
-    )
-    return EmbedIdentity(
-        model=model or pinned.model,
-        revision=revision,
-        prompt=pinned.prompt,
-        normalize_embeddings=pinned.normalize_embeddings,
-        max_seq_length=pinned.max_seq_length,
-    )
-
-
-def with_pinned(identity: EmbedIdentity, pinned: ShardIdentity | None) -> EmbedIdentity:
-    """``identity`` loading exactly the prompt text and token limit run.json pinned: every shard agrees."""
-    if pinned is None:
-        return identity
-    if pinned.prompt is not None:
-        identity = replace(identity, prompt=pinned.prompt, prompt_name=None)
-    if pinned.max_seq_length is not None:
-        identity = replace(identity, max_seq_length=pinned.max_seq_length)
-    return identity
-
-
-def configured_prompt(folder: Path, identity: EmbedIdentity) -> str | None:
-    """The literal prompt the model applies for ``identity`` (as ``model.prompt_text``), from its
-    config_sentence_transformers.json without loading it; None where it cannot tell (an unknown name)."""
-    if identity.prompt is not None:
-        return identity.prompt
-    try:
-        config = json.loads((Path(folder) / "config_sentence_transformers.json").read_text())
-    except (OSError, ValueError):
-        config = {}
-    prompts = config.get("prompts") or {}
-    name = identity.prompt_name or config.get("default_prompt_name")
-    if not name:
-        return ""
-    return prompts.get(name) if isinstance(prompts.get(name), str) else None
-
-
-def pin_identity(
-    identity: EmbedIdentity, resolved: model_lib.ResolvedModel, fingerprint: str, max_seq_length: int | None
-) -> ShardIdentity:
-    """What submit pins in run.json for every shard to match (dim and pooling come with the first shard)."""
-    return ShardIdentity(
-        model=identity.model,
-        model_revision=resolved.revision,
-        model_fingerprint=fingerprint,
-        normalize_embeddings=identity.normalize_embeddings,
-        prompt=configured_prompt(resolved.path, identity),
-        max_seq_length=max_seq_length,
-    )

@@ -21,7 +21,7 @@ class ResolvedModel:
 
     path: Path
     name: str  # as the user gave it
-    revision: str  # hub commit of the cached snapshot, or "local" for a folder
+    model_revision: str  # hub commit of the cached snapshot, or "local" for a folder
 
 
 def hub_cache_dir(cache_dir: str | None) -> Path:
@@ -62,12 +62,14 @@ def resolve_model(
 
     try:
         path = snapshot_download(
-            identity.model, revision=identity.revision, cache_dir=cache_dir, local_files_only=True
+            identity.model, revision=identity.model_revision, cache_dir=cache_dir, local_files_only=True
         )
     except Exception as err:  # huggingface_hub raises several types for "not cached"
         from kit.commands import make_command
 
-        stage = make_command("stage-model", MODEL=identity.model, REVISION=identity.revision, PROFILE=profile)
+        stage = make_command(
+            "stage-model", MODEL=identity.model, REVISION=identity.model_revision, PROFILE=profile
+        )
         close = difflib.get_close_matches(identity.model, cached_models(cache_dir), n=1, cutoff=0.8)
         fix = (
             f"Did you mean MODEL={close[0]} (in the cache)?"
@@ -76,7 +78,7 @@ def resolve_model(
             f"(with network): {stage}"
         )
         raise ModelNotFoundError(
-            f"Model {identity.model!r}{'@' + identity.revision if identity.revision else ''} is not in the "
+            f"Model {identity.model!r}{'@' + identity.model_revision if identity.model_revision else ''} is not in the "
             f"offline cache at {hub_cache_dir(cache_dir)} ({type(err).__name__}); compute tasks never download.\n"
             f"{fix}\nTo try the kit offline: MODEL=demo ({OFFLINE_HINT})."
         ) from err
@@ -117,7 +119,7 @@ def force_offline() -> None:
 
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
-        setattr(constants, "HF_HUB_OFFLINE", True)  # a module looked up at run time: not typed as the module
+        setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010 (a module looked up at run time: not typed)
 
 
 # Variables through which a scheduler (or a user) hands this process GPUs.
@@ -228,7 +230,8 @@ def check_max_seq_length(requested: int | None, config, model_name: str) -> None
     if requested is not None and limit is not None and requested > limit:
         raise ConfigError(
             f"MAX_SEQ_LENGTH={requested} is more than {model_name!r} has positions for ({limit}, "
-            f"max_position_embeddings of its config). Pass MAX_SEQ_LENGTH={limit} or less."
+            f"max_position_embeddings of its config). Pass MAX_SEQ_LENGTH={limit} or less.",
+            repair={"MAX_SEQ_LENGTH": limit},
         )
 
 
@@ -247,7 +250,10 @@ def load_model(
     """
     force_offline()  # belt and braces: a compute task never reaches a hub
     import torch
+    import transformers
     from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights 103/103": noise in every log
 
     model_kwargs = {"dtype": getattr(torch, dtype)}
     if attention:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from embedder.feeder import Batch, Tokenized
@@ -33,7 +34,21 @@ class PreparedChunk:
 
     @property
     def rows(self) -> int:
-        return len(self.texts)
+        """Rows of the batches: the texts, or with PASSAGES=1 their windows."""
+        return len(self.tok.lengths)
+
+    def corpus_row(self, row: int) -> int:
+        """The corpus row of batch row ``row`` (with PASSAGES=1: of its document)."""
+        passages = self.tok.passages
+        if passages is None:
+            return self.first_row + row
+        return self.first_row + int(np.searchsorted(passages.ptr, row, side="right")) - 1
+
+    def row_texts(self, rows) -> list[str]:
+        """The text of each batch row in ``rows`` (with PASSAGES=1: each window's span of its document)."""
+        if self.tok.passages is None:
+            return [self.texts[i] for i in rows]
+        return self.tok.passages.texts(self.texts, rows)
 
 
 class _Failure:

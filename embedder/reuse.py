@@ -13,26 +13,38 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+from collections.abc import Iterable, Iterator
 
-import h5py
 import numpy as np
 
+from embedder.passages import ChunkPassages, interleave
 from kit import atomic
 from kit.commands import make_command
 from kit.corpusfile import CorpusReader, corpus_info, row_costs
 from kit.errors import ConfigError, ShardError
-from kit.format import CONTENT_HASH, OUTPUT_FORMAT, REUSE_FORMAT, RunPaths, parse_sidecar, sidecar_path
+from kit.format import (
+    CONTENT_HASH,
+    OUTPUT_FORMAT,
+    PASSAGE_EMBEDDINGS,
+    PASSAGE_PTR,
+    PASSAGE_SPAN,
+    PASSAGE_TOKENS,
+    REUSE_FORMAT,
+    RunPaths,
+    parse_sidecar,
+    sidecar_path,
+)
+from kit.h5files import open_h5
 from kit.reuse import (
     NOT_REUSED,
-    REUSE_IDENTITY_KEYS,
     describe_differences,
     identity_differences,
     left_costs,
     match_rows,
 )
 from kit.reusefile import SOURCE_ROW, read_map as _read_map
-from kit.shardfile import ShardSpec, plain_attr as plain
+from kit.shardfile import ShardIdentity, ShardSpec, output_identity
 
 
 @dataclass(frozen=True)
@@ -43,9 +55,7 @@ class Earlier:
     sha256: str
     size: int
     mtime_ns: int
-    identity: dict[
-        str, Any
-    ]  # its embedding identity (REUSE_IDENTITY_KEYS and model), checked again by each task
+    identity: ShardIdentity  # its embedding identity, checked again by each task
 
 
 @dataclass(frozen=True)
@@ -92,16 +102,7 @@ def verify_earlier(output: Path) -> str:
     return actual
 
 
-def output_identity(h5: h5py.File) -> dict[str, Any]:
-    """The embedding identity a merged file records (its ``model`` and ``provenance_*`` attributes)."""
-    attrs = h5.attrs
-    return {
-        "model": attrs.get("model"),
-        **{k[len("provenance_") :]: v for k, v in attrs.items() if k.startswith("provenance_")},
-    }
-
-
-def run_identity(identity, fingerprint: str, cache_dir: str | None, profile: str | None) -> dict[str, Any]:
+def run_identity(identity, fingerprint: str, cache_dir: str | None, profile: str | None) -> ShardIdentity:
     """This run's embedding identity as the tasks will record it: the model is loaded on the CPU once."""
     from embedder import model as model_lib
     from embedder.config import ComputeSettings
@@ -109,14 +110,14 @@ def run_identity(identity, fingerprint: str, cache_dir: str | None, profile: str
 
     model_lib.resolve_model(identity, cache_dir, profile)  # a missing model named with the profile's cache
     compute = ComputeSettings(device="cpu", compute_dtype="float32", cache_dir=cache_dir)
-    return load_encoder(identity, compute).shard_identity(fingerprint, None).to_attrs()
+    return load_encoder(identity, compute).shard_identity(fingerprint, None)
 
 
-def check_earlier(reuse: Path, this_identity: dict[str, Any]) -> Earlier:
+def check_earlier(reuse: Path, this_identity: ShardIdentity) -> Earlier:
     """Verify the earlier file and compare its identity with this run's; a refusal names each difference."""
     output = earlier_output(reuse)
     digest = verify_earlier(output)
-    with h5py.File(output, "r", locking=False) as h5:
+    with open_h5(output) as h5:
         if h5.attrs.get("format") != OUTPUT_FORMAT or "embeddings" not in h5:
             raise ConfigError(
                 f"REUSE: {output} is not a merged embeddings file (format {h5.attrs.get('format')!r})."
@@ -126,7 +127,7 @@ def check_earlier(reuse: Path, this_identity: dict[str, Any]) -> Earlier:
                 f"REUSE: {output} has no per-row content hashes (its corpus was prepared before "
                 "embedkit-corpus/2), so unchanged rows cannot be told apart. Run without REUSE."
             )
-        identity = output_identity(h5)
+        identity = output_identity(h5.attrs)
         differences = identity_differences(identity, this_identity)
     if differences:
         lines = "\n".join(f"  - {line}" for line in describe_differences(differences))
@@ -135,8 +136,7 @@ def check_earlier(reuse: Path, this_identity: dict[str, Any]) -> Earlier:
             f"reused; nothing was submitted:\n{lines}\nRun with that run's settings, or without REUSE."
         )
     stat = os.stat(output)
-    kept = {k: plain(identity.get(k)) for k in ("model", *REUSE_IDENTITY_KEYS)}
-    return Earlier(output, digest, stat.st_size, stat.st_mtime_ns, kept)
+    return Earlier(output, digest, stat.st_size, stat.st_mtime_ns, identity)
 
 
 def record_match(run_dir: Path, earlier: Earlier) -> ReuseRecord:
@@ -145,19 +145,19 @@ def record_match(run_dir: Path, earlier: Earlier) -> ReuseRecord:
     with CorpusReader(paths.corpus) as corpus:  # ids come from the source (the index holds none)
         ids = np.array([i.encode() for i in corpus.ids(0, corpus.rows)], dtype=object)
         hashes = corpus.content_hashes(0, corpus.rows)
-    with h5py.File(earlier.path, "r", locking=False) as old:
+    with open_h5(earlier.path) as old:
         source_rows = match_rows(old["ids"][:], old[CONTENT_HASH][:], ids, hashes)
     reused = int((source_rows != NOT_REUSED).sum())
     record = ReuseRecord(str(earlier.path), earlier.sha256, reused, len(source_rows) - reused)
     tmp = atomic.tmp_path(paths.reuse)
     with atomic.removed_on_error(tmp):
-        with h5py.File(tmp, "w") as h5:
+        with open_h5(tmp, "w") as h5:
             h5.create_dataset(SOURCE_ROW, data=source_rows)
             h5.attrs.update(
                 format=REUSE_FORMAT,
                 source_size=earlier.size,
                 source_mtime_ns=earlier.mtime_ns,
-                source_identity=json.dumps(earlier.identity),
+                source_identity=json.dumps(earlier.identity.to_attrs()),
                 corpus_fingerprint=corpus_info(paths.corpus).fingerprint,
                 **asdict(record),
             )
@@ -165,9 +165,11 @@ def record_match(run_dir: Path, earlier: Earlier) -> ReuseRecord:
     return record
 
 
-def plan_costs(run_dir: Path, max_seq_length: int | None = None) -> np.ndarray:
-    """The cost of each row that is left to compute (``kit.corpusfile.row_costs``; a reused row costs ~0)."""
-    costs = row_costs(RunPaths.of(run_dir).corpus, max_seq_length)
+def plan_costs(run_dir: Path, max_seq_length: int | None = None, overlap: int | None = None) -> np.ndarray:
+    """The cost of each row that is left to compute (``kit.corpusfile.row_costs``; a reused row costs ~0).
+
+    ``overlap``: PASSAGES=1, the rows are documents cut into windows of ``max_seq_length`` tokens."""
+    costs = row_costs(RunPaths.of(run_dir).corpus, max_seq_length, overlap)
     found = _read_map(run_dir)
     return costs if found is None else left_costs(costs, found[0])
 
@@ -201,17 +203,18 @@ class ShardReuse:
                 f"(sha256 {str(attrs['source_sha256'])[:12]}...). Plan again: "
                 f"{make_command('submit', RUN=run_dir, REUSE=self.source)}"
             )
-        self.h5 = h5py.File(self.source, "r", locking=False)
+        self.h5 = open_h5(self.source)
         self.computed = 0  # rows given to the model in this attempt
 
     @classmethod
-    def of(cls, run_dir: Path, spec: ShardSpec, identity: dict[str, Any]) -> ShardReuse | None:
+    def of(cls, run_dir: Path, spec: ShardSpec, identity: ShardIdentity) -> ShardReuse | None:
         """The shard's reuse, or None where it copies no row. ``identity``: what this task's shard records;
         the earlier file's must still be the same (run.json may have changed since the plan)."""
         found = _read_map(run_dir)
         if found is None or not (found[0][spec.start : spec.stop] != NOT_REUSED).any():
             return None
-        differences = identity_differences(json.loads(found[1]["source_identity"]), identity)
+        earlier = ShardIdentity.from_attrs(json.loads(found[1]["source_identity"]))
+        differences = identity_differences(earlier, identity)
         if differences:
             raise ShardError(
                 f"{spec.describe()}: the REUSE file {found[1]['source']} holds vectors made otherwise "
@@ -243,12 +246,44 @@ class ShardReuse:
             yield start, texts, (ids, rows)
 
     def fill(
-        self, start: int, extra: tuple[list[str], np.ndarray], computed: np.ndarray
-    ) -> tuple[list[str], np.ndarray]:
-        """The chunk's ids and vectors: computed rows from the model, the others copied from the earlier file.
+        self,
+        start: int,
+        extra: tuple[list[str], np.ndarray],
+        computed: np.ndarray,
+        passages: ChunkPassages | None = None,
+    ) -> tuple[list[str], np.ndarray, ChunkPassages | None]:
+        """The chunk's ids, vectors and (PASSAGES=1) passages: computed rows from the model, the others copied
+        from the earlier file, a document with all its passages.
 
         The earlier file's ids at the copied rows must be this chunk's ids (the file was checked at plan).
         """
+        ids, out = self._fill_rows(extra, computed)
+        if passages is None:
+            return ids, out, None
+        rows = extra[1]
+        reused = rows != NOT_REUSED
+        if not reused.any():
+            return ids, out, passages
+        return ids, out, interleave(reused, passages, self._earlier_passages(rows[reused]))
+
+    def _earlier_passages(self, rows: np.ndarray) -> ChunkPassages:
+        """The passages of the earlier file's documents ``rows`` (in that order), as a chunk."""
+        wanted, back = np.unique(rows, return_inverse=True)  # h5py reads increasing rows
+        ptr = self.h5[PASSAGE_PTR]
+        lo, hi = ptr[wanted][back], ptr[wanted + 1][back]
+        parts = [slice(int(a), int(b)) for a, b in zip(lo, hi)]
+        emb, span, tokens = (self.h5[name] for name in (PASSAGE_EMBEDDINGS, PASSAGE_SPAN, PASSAGE_TOKENS))
+        return ChunkPassages(
+            np.r_[0, np.cumsum(hi - lo)].astype(np.int64),
+            np.concatenate([span[p] for p in parts]).reshape(-1, 2),
+            np.concatenate([tokens[p] for p in parts]).astype(np.int32),
+            np.concatenate([emb[p] for p in parts]).astype(np.float32, copy=False),
+        )
+
+    def _fill_rows(
+        self, extra: tuple[list[str], np.ndarray], computed: np.ndarray
+    ) -> tuple[list[str], np.ndarray]:
+        """The chunk's ids and document vectors, computed or copied."""
         ids, rows = extra
         reused = rows != NOT_REUSED
         out = np.empty((len(ids), computed.shape[1]), dtype=np.float32)

@@ -19,27 +19,9 @@ from typing import cast
 import numpy as np
 import pyarrow as pa
 
+from embedder.config import CorpusOptions
 from embedder.readers import Batch
 from kit.format import CONTENT_HASH_BYTES, ROW_IDS, content_hashes
-
-
-@dataclass(frozen=True)
-class CorpusOptions:
-    """How records become the rows to embed (Make: TEXT_FIELDS, SKIP_BAD_ROWS, ID_FIELD, TITLE_FIELD, URL_FIELD)."""
-
-    text_fields: tuple[str, ...] = ("text",)  # joined with a blank line, e.g. ("title", "text")
-    skip_bad_rows: bool = False  # False: refuse the corpus; True: embed the rest, list the others
-    id_field: str = "id"  # the field holding each row's id; "@row" numbers the rows 0, 1, ...
-    title_field: str = "title"  # copied to /titles ("" where absent)
-    url_field: str = "url"  # copied to /urls ("" where absent)
-    topic_field: str = "topic"  # copied to /topics when any row has one
-
-    def columns(self) -> tuple[str, ...]:
-        """Every field a reader must supply."""
-        ids = () if self.id_field == ROW_IDS else (self.id_field,)
-        return tuple(
-            dict.fromkeys((*ids, *self.text_fields, self.title_field, self.url_field, self.topic_field))
-        )
 
 
 @dataclass(frozen=True)
@@ -144,7 +126,7 @@ def check_batch(batch: Batch, options: CorpusOptions, row0: int, check_utf8: boo
         text, text_bad = compose_text([col[i] for col in texts], options.text_fields, check)
         problem = problem or text_bad
         values = []
-        for key, col, name in meta:
+        for _key, col, name in meta:
             value = col[i]
             value = "" if value is None else value
             problem = problem or (text_problem(value, name, check) if value != "" else None)

@@ -16,11 +16,15 @@ from typing import Any
 import h5py
 import numpy as np
 
+from embedder.passages import ChunkPassages
+from embedder.shardpassages import PassageStore
 from kit import atomic
 from kit.atomic import STORAGE_ERRORS, storage_cause
 from kit.commands import make_command
 from kit.errors import ShardError
 from kit.format import SHARD_FORMAT, STORED_DTYPE, UTF8
+from kit.h5files import open_h5
+from kit.passagefile import Rules, check_shard, create_shard_datasets
 from kit.shardfile import (
     CHECKSUM,
     SCAN_BLOCK_BYTES,
@@ -78,6 +82,9 @@ class ShardWriter:
         self.tmp = atomic.tmp_path(path)
         self.resumed_from = 0
         self.tail = np.empty((0, self.dim), dtype=STORED_DTYPE)  # rows of the chunk being filled
+        # PASSAGES=1: each document's passages too (embedder/shardpassages.py); rows_done counts documents
+        self.passages = PassageStore(self.tmp.name, self.dim) if identity.passage_window is not None else None
+        self.rules = Rules(identity.passage_window or 0, identity.passage_overlap or 0)
         record_swallowed_hdf5_errors()
         self.h5 = self._open_or_resume(provenance)
 
@@ -94,7 +101,7 @@ class ShardWriter:
 
     def _try_resume(self) -> h5py.File | None:
         try:
-            h5 = h5py.File(self.tmp, "a")
+            h5 = open_h5(self.tmp, "a")
         except STORAGE_ERRORS as err:  # killed mid-metadata-write: the file is unreadable
             self._set_aside(f"unreadable ({err})")
             return None
@@ -110,6 +117,8 @@ class ShardWriter:
             for name in ("embeddings", "ids"):  # drop rows written after the last counted flush
                 h5[name].resize(done, axis=0)
             done, self.tail = self._check_committed(h5, done)
+            if self.passages is not None and (kept := self.passages.resume(h5, done)) < done:
+                done, self.tail = self._cut(h5, kept)
             h5.attrs["attempts"] = int(h5.attrs.get("attempts", 1)) + 1
             h5.flush()
         except (*STORAGE_ERRORS, KeyError, ValueError, ShardError) as err:
@@ -164,6 +173,17 @@ class ShardWriter:
         h5["checksums"].resize(-(-done // sums.rows), axis=0)
         return done, tail
 
+    def _cut(self, h5: h5py.File, done: int) -> tuple[int, np.ndarray]:
+        """Keep the first ``done`` counted rows (already verified) and return them with the last block's part."""
+        per = int(h5.attrs["checksum_rows"])
+        for name in ("embeddings", "ids"):
+            h5[name].resize(done, axis=0)
+        h5["checksums"].resize(-(-done // per), axis=0)
+        h5.attrs["rows_done"] = done
+        tail = np.empty((done % per, self.dim), dtype=STORED_DTYPE)
+        read_rows(h5["embeddings"], tail, done - len(tail), self.tmp.name, self.spec.start)
+        return done, tail
+
     def _close_and_set_aside(self, h5: h5py.File, why: str) -> None:
         try:
             h5.close()
@@ -187,7 +207,7 @@ class ShardWriter:
             raise self._storage_error(err, "creating", 0) from err
 
     def _create_file(self, provenance: dict[str, Any]) -> h5py.File:
-        h5 = h5py.File(self.tmp, "w")
+        h5 = open_h5(self.tmp, "w")
         dim, rows = self.dim, self.spec.rows
         chunk_rows = max(1, min(rows, (1 << 20) // (4 * dim)))
         # One xxh3_64 digest per chunk ("checksums"), verified by every read that trusts the rows.
@@ -199,6 +219,8 @@ class ShardWriter:
         h5.create_dataset(
             "checksums", shape=(0,), maxshape=(blocks,), dtype="uint64", chunks=(min(blocks, 4096),)
         )
+        if self.passages is not None:
+            create_shard_datasets(h5, rows, dim, max(1, (1 << 20) // (4 * dim)))
         h5.attrs.update(
             format=SHARD_FORMAT,
             start=self.spec.start,
@@ -222,19 +244,28 @@ class ShardWriter:
             f"Free space in {run_dir}, then: {make_command('submit', RUN=run_dir)}"
         )
 
-    def append(self, embeddings: np.ndarray, ids: list[str]) -> None:
-        """Append rows, flush, then count them in ``rows_done`` and flush again."""
+    def append(self, embeddings: np.ndarray, ids: list[str], passages: ChunkPassages | None = None) -> None:
+        """Append rows (and with PASSAGES=1 their passages), flush, then count them in ``rows_done`` and flush
+        again."""
         done, n = self.rows_done, len(ids)
         if done + n > self.spec.rows or embeddings.shape != (n, self.dim):
             raise ShardError(f"{self.spec.describe()}: cannot append {embeddings.shape} at row {done}.")
+        if (self.passages is None) != (passages is None) or passages is not None and passages.docs != n:
+            raise ShardError(
+                f"{self.spec.describe()}: the chunk at row {done} does not come with its passages."
+            )
         seen = len(SWALLOWED)
         try:
+            if self.passages is not None and passages is not None:
+                self.passages.write(self.h5, passages, self.spec.start + done)
             for name, values in (("embeddings", embeddings), ("ids", np.array(ids, dtype=object))):
                 self.h5[name].resize(done + n, axis=0)
                 self.h5[name][done:] = values
             self.h5.flush()
             raise_swallowed(seen)  # before the rows are counted
             self._write_checksums(done, embeddings)
+            if self.passages is not None and passages is not None:
+                self.passages.count(self.h5, passages, done)
             self.h5.attrs["rows_done"] = done + n
             self.h5.flush()
             raise_swallowed(seen)
@@ -263,7 +294,10 @@ class ShardWriter:
             self.h5.close()
         except STORAGE_ERRORS as err:
             raise self._storage_error(err, "closing", done) from err
-        check_complete(self.tmp)
+        header = check_complete(self.tmp)
+        if self.passages is not None:  # PASSAGES=1: the documents' passages proven too
+            with open_h5(self.tmp) as h5:
+                check_shard(h5, self.tmp.name, header.start, header.stop - header.start, self.dim, self.rules)
         atomic.commit(self.tmp, self.path)
         return read_header(self.path)
 

@@ -1,26 +1,44 @@
 """python -m jobs submit|resubmit|plan|status|merge|...: the verbs are the Make targets.
 
-Make passes every variable, set or not; an empty value means "not given", so only what the
-user set reaches the run (jobs/settings.py). Errors the kit raises on purpose print as one
-short message without a traceback.
+``make VERB`` runs ``python -m jobs --make VERB``: each variable of the verb is read from the
+environment Make gives its recipe (an empty value means "not given"), and a command-line variable
+that no verb knows is refused with the nearest known name (jobs/variables.py). Only what the user
+set reaches the run (jobs/settings.py). Errors the kit raises on purpose print as one short
+message without a traceback. Importing this module loads no model stack (torch, transformers,
+umap): the verbs that need one import it themselves.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
-from jobs import verbs
-from jobs.demo import demo_model_path
-from jobs.settings import COMPUTE_FIELDS, CORPUS_FIELDS, SubmitRequest, parse_redo, reuse_path
+from jobs import stages as stage_table
+from jobs.settings import StageAsk, SubmitRequest, cosine, parse_redo, reuse_path
+from jobs.variables import (
+    MAKEFILE_OWN,
+    Variable,
+    choice,
+    command_line_names,
+    names,
+    path_text,
+    refuse_unknown,
+    switch,
+    text,
+    whole,
+)
 from kit.commands import make_command
 from kit.errors import ConfigError, KitError
-from merge.export import FORMATS as EXPORT_FORMATS
+from kit.format import FETCH_COPIES
 
-OFF = "off"  # EXPORT=0: the export stage is turned off
+DEMO_MODEL = "demo"  # MODEL=demo: the all-MiniLM-L6-v2 folder shipped with the kit (works offline)
+MAKE_FLAG = "--make"  # python -m jobs --make VERB: the verb's variables come from Make's environment
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,41 +56,12 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _text(value: str) -> str | None:
-    return value or None
-
-
-def _int(variable: str, minimum: int = 1):
-    def parse(value: str) -> int | None:
-        if not value:
-            return None
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{variable}={value!r} is not a whole number.") from None
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"{variable}={value} must be at least {minimum}.")
-        return number
-
-    return parse
-
-
-def _flag(variable: str):
-    def parse(value: str) -> bool | None:
-        if not value:
-            return None
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise argparse.ArgumentTypeError(f"{variable}={value!r}: use 1 or 0.")
-
-    return parse
-
-
-def _fields(value: str) -> tuple[str, ...] | None:
-    names = tuple(f.strip() for f in value.split(",") if f.strip())
-    return names or None
+def _checked(parse: Callable[[str], Any], value: str) -> Any:
+    """``parse(value)``, its ConfigError as argparse's (one line naming the variable)."""
+    try:
+        return parse(value)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _redo(value: str):
@@ -82,206 +71,287 @@ def _redo(value: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-# Options: (flag, Make variable, type, help, where it goes)
-SUBMIT_OPTIONS: list[tuple[str, str, Any, str, str]] = [
-    ("--corpus", "CORPUS", _text, "corpus file, folder or glob", "request"),
-    ("--shards", "SHARDS", _int("SHARDS"), "number of contiguous shards (array tasks)", "request"),
-    ("--profile", "PROFILE", _text, "slurm/profiles/<name>.toml, a .toml path, or local", "request"),
-    ("--model", "MODEL", _text, "hub name or local folder", "identity"),
-    ("--revision", "REVISION", _text, "hub revision (pinned to its commit)", "identity"),
-    ("--prompt-name", "PROMPT_NAME", _text, "a prompt the model defines", "identity"),
-    ("--prompt", "PROMPT", _text, "a literal prompt", "identity"),
-    ("--normalize-embeddings", "NORMALIZE", _flag("NORMALIZE"), "L2-normalise (1/0)", "identity"),
-    (
-        "--max-seq-length",
-        "MAX_SEQ_LENGTH",
-        _int("MAX_SEQ_LENGTH"),
-        "truncate rows to this many tokens",
-        "identity",
-    ),
-    ("--device", "DEVICE", _text, "auto|cuda|mps|cpu", "compute"),
-    ("--compute-dtype", "COMPUTE_DTYPE", _text, "float32|bfloat16|float16", "compute"),
-    ("--attention", "ATTENTION", _text, "attention implementation: sdpa|eager|flash", "compute"),
-    (
-        "--pin-memory",
-        "PIN_MEMORY",
-        _flag("PIN_MEMORY"),
-        "CUDA: page-locked buffers, non-blocking copies (1/0)",
-        "compute",
-    ),
-    (
-        "--max-tokens-per-batch",
-        "MAX_TOKENS_PER_BATCH",
-        _int("MAX_TOKENS_PER_BATCH"),
-        "token budget",
-        "compute",
-    ),
-    ("--flush-rows", "FLUSH_ROWS", _int("FLUSH_ROWS"), "rows between two flushes", "compute"),
-    ("--cache-dir", "CACHE_DIR", _text, "hub cache folder", "compute"),
-    ("--text-fields", "TEXT_FIELDS", _fields, "fields joined into the text, e.g. title,text", "corpus"),
-    ("--id-field", "ID_FIELD", _text, "the id field, or @row to number rows", "corpus"),
-    ("--title-field", "TITLE_FIELD", _text, "the title field", "corpus"),
-    ("--url-field", "URL_FIELD", _text, "the url field", "corpus"),
-    (
-        "--skip-bad-rows",
-        "SKIP_BAD_ROWS",
-        _flag("SKIP_BAD_ROWS"),
-        "embed the good rows, list the others (1/0)",
-        "corpus",
-    ),
+# ---------------------------------------------------------------- every variable, once
+
+VARIABLES: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        Variable("RUN", path_text, "run folder; default runs/<corpus name>"),
+        Variable("CORPUS", text, "corpus file, folder or glob"),
+        Variable("SHARDS", whole("SHARDS"), "number of contiguous shards (array tasks)"),
+        Variable("PROFILE", text, "slurm/profiles/<name>.toml, a .toml path, or local"),
+        Variable(
+            "MODEL", text, "hub name or local folder (demo: the model shipped with the kit)", "identity"
+        ),
+        Variable("REVISION", text, "hub revision (pinned to its commit)", "identity", "model_revision"),
+        Variable("PROMPT_NAME", text, "a prompt the model defines", "identity"),
+        Variable("PROMPT", text, "a literal prompt", "identity"),
+        Variable(
+            "NORMALIZE", switch("NORMALIZE"), "L2-normalise (1/0)", "identity", "normalize_embeddings", True
+        ),
+        Variable("MAX_SEQ_LENGTH", whole("MAX_SEQ_LENGTH"), "truncate rows to this many tokens", "identity"),
+        Variable(
+            "PASSAGES",
+            switch("PASSAGES"),
+            "embed whole documents: windows of MAX_SEQ_LENGTH tokens, one vector each and one per document (1/0)",
+            "identity",
+            bare=True,
+        ),
+        Variable(
+            "OVERLAP", whole("OVERLAP", 0), "PASSAGES=1: tokens shared by consecutive windows", "identity"
+        ),
+        Variable("DEVICE", text, "auto|cuda|mps|cpu", "compute"),
+        Variable("COMPUTE_DTYPE", text, "float32|bfloat16|float16", "compute"),
+        Variable("ATTENTION", text, "attention implementation: sdpa|eager|flash", "compute"),
+        Variable("PIN_MEMORY", switch("PIN_MEMORY"), "CUDA: page-locked buffers (1/0)", "compute", bare=True),
+        Variable("MAX_TOKENS_PER_BATCH", whole("MAX_TOKENS_PER_BATCH"), "token budget", "compute"),
+        Variable("FLUSH_ROWS", whole("FLUSH_ROWS"), "rows between two flushes", "compute"),
+        Variable("CACHE_DIR", path_text, "hub cache folder", "compute"),
+        Variable("TEXT_FIELDS", names, "fields joined into the text, e.g. title,text", "corpus"),
+        Variable("ID_FIELD", text, "the id field, or @row to number rows", "corpus"),
+        Variable("TITLE_FIELD", text, "the title field", "corpus"),
+        Variable("URL_FIELD", text, "the url field", "corpus"),
+        Variable("TOPIC_FIELD", text, "the topic field (colours and names the map)", "corpus"),
+        Variable("CSV_DELIMITER", text, "CSV separator: , ; | or tab (default: the header tells)", "corpus"),
+        Variable(
+            "SKIP_BAD_ROWS",
+            switch("SKIP_BAD_ROWS"),
+            "embed the good rows, list the others",
+            "corpus",
+            bare=True,
+        ),
+        Variable("WAIT", switch("WAIT"), "follow the run until it ends (1/0)", bare=True),
+        Variable("REDO", _redo, "recompute shards: '3 5', '0-9' or all"),
+        Variable("REUSE", text, "an earlier run folder or embeddings.h5: unchanged rows take its vectors"),
+        Variable(
+            "CANARY_MIN_COSINE",
+            lambda value: _checked(cosine, value),
+            "the merge refuses shards whose canary vectors fall below this cosine (0.999)",
+        ),
+        Variable("FORMAT", text, "parquet (default) or npy"),
+        Variable(
+            "TEXT", switch("TEXT"), "PASSAGES=1 runs: add each passage's text to the passages table (1/0)"
+        ),
+        Variable("FLOAT16", switch("FLOAT16"), "float16 vectors (1/0)", bare=True),
+        Variable(
+            "COPY",
+            choice("COPY", tuple(FETCH_COPIES)),
+            "fetch a smaller copy instead of embeddings.h5: float16, int8 or binary",
+        ),
+        Variable("REMOTE", text, "where the run is: host:/path/to/run"),
+        Variable("DEST", text, "local folder; default runs/<remote run name>"),
+        Variable("SSH_CONFIG", path_text, "an ssh config file instead of ~/.ssh/config"),
+        Variable("DEMO_ROWS", text, "articles to embed, or 'all' (10,033)"),
+        Variable("QUERY", text, "a question to search the run's rows for"),
+        Variable("QUERIES", path_text, "a file of questions, one a line (or a map's questions JSON)"),
+        Variable("K", whole("K"), "how many rows to find for each question (default 10)"),
+    )
+}
+SUBMIT = [
+    "RUN",
+    "CORPUS",
+    "SHARDS",
+    "PROFILE",
+    "MODEL",
+    "REVISION",
+    "PROMPT_NAME",
+    "PROMPT",
+    "NORMALIZE",
+    "MAX_SEQ_LENGTH",
+    "PASSAGES",
+    "OVERLAP",
+    "DEVICE",
+    "COMPUTE_DTYPE",
+    "ATTENTION",
+    "PIN_MEMORY",
+    "MAX_TOKENS_PER_BATCH",
+    "FLUSH_ROWS",
+    "CACHE_DIR",
+    "TEXT_FIELDS",
+    "ID_FIELD",
+    "TITLE_FIELD",
+    "URL_FIELD",
+    "TOPIC_FIELD",
+    "CSV_DELIMITER",
+    "SKIP_BAD_ROWS",
+    "WAIT",
+    "REDO",
+    "REUSE",
+    "CANARY_MIN_COSINE",
 ]
 
 
-DEMO_MODEL = "demo"  # MODEL=demo: the all-MiniLM-L6-v2 folder shipped with the kit (works offline)
-FLAGS = ("--normalize-embeddings", "--skip-bad-rows", "--pin-memory")  # also usable bare: --skip-bad-rows
+def _map_variables() -> list[Variable]:
+    return [*stage_table.STAGES["map"].variables, VARIABLES["MODEL"]]
 
 
-def _switch(p: argparse.ArgumentParser, flag: str, variable: str, help_text: str) -> None:
-    """A 1/0 option that Make passes with a value ("" = not given) and a person may pass bare."""
-    p.add_argument(
-        flag, type=_flag(variable), nargs="?", const=True, default=None, help=f"{help_text} ({variable}=1)"
-    )
+def _map_switch() -> list[Variable]:
+    switch = stage_table.STAGES["map"].switch
+    return [switch] if switch else []
 
 
-def _dest(flag: str) -> str:
-    return flag.lstrip("-").replace("-", "_")
+def _stage_switches_and_options() -> list[Variable]:
+    return [v for stage in stage_table.STAGES.values() for v in stage.make_variables]
 
 
-def _add_submit_options(p: argparse.ArgumentParser) -> None:
-    for flag, variable, parse, help_text, _ in SUBMIT_OPTIONS:
-        extra: dict[str, Any] = {"nargs": "?", "const": True} if flag in FLAGS else {}
-        p.add_argument(flag, type=parse, default=None, help=f"{help_text} ({variable}=)", **extra)
-    _add_run_options(p)
-    _switch(p, "--map", "MAP", "add the knowledge map as a third stage")
-    p.add_argument("--questions", type=_text, help="quiz questions for the map (QUESTIONS=)")
-    p.add_argument("--seed", type=_int("SEED", 0), help="reproducible, single-threaded UMAP (SEED=)")
-    p.add_argument("--pca-dims", type=_int("PCA_DIMS", 0), help="PCA before UMAP (PCA_DIMS=)")
-    p.add_argument(
-        "--export", type=_export, help="add an export stage after the merge: parquet or npy (EXPORT=)"
-    )
+@dataclass(frozen=True)
+class Verb:
+    """A ``python -m jobs`` verb (a Make target): what it does, and its Make variables."""
+
+    help: str
+    variables: Callable[[], list[Variable]]  # called once the stage table is complete (plugins loaded)
+    run_required: bool = True
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    _switch(p, "--wait", "WAIT", "follow the run until it ends")
-    p.add_argument("--redo", type=_redo, default=(), help="recompute shards: '3 5', '0-9' or all (REDO=)")
-    p.add_argument(
-        "--reuse",
-        type=_text,
-        default=None,
-        help="an earlier run folder or embeddings.h5: unchanged rows take its vectors (REUSE=)",
-    )
+def _names(*wanted: str) -> Callable[[], list[Variable]]:
+    return lambda: [VARIABLES[n] for n in wanted]
 
 
-def _export(value: str) -> str | None:
-    if value in ("0", "off"):
-        return OFF
-    if value and value not in EXPORT_FORMATS:
-        raise argparse.ArgumentTypeError(
-            f"EXPORT={value!r}: choose from {', '.join(EXPORT_FORMATS)} (0: none)."
-        )
-    return value or None
-
-
-def _run_folder(value: str) -> Path:
-    if not value:
-        raise argparse.ArgumentTypeError(
-            "RUN is empty: pass RUN=<run folder>, e.g. RUN=runs/wiki. (make plan and "
-            "make submit name it after CORPUS=: CORPUS=data/wiki.parquet gives "
-            "RUN=runs/wiki; start with CORPUS=<your corpus file>.)"
-        )
-    return Path(value)
-
-
-def _add_run(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument(
-        "--run",
-        type=_run_folder if required else (lambda v: Path(v) if v else None),
-        required=required,
-        help="run folder (RUN=)",
-    )
+VERBS: dict[str, Verb] = {
+    "submit": Verb(
+        "prepare, plan and submit a run (or what it still lacks)",
+        lambda: [*_names(*SUBMIT)(), *_stage_switches_and_options()],
+    ),
+    "plan": Verb(
+        "prepare and check everything, print what submit would submit, queue nothing",
+        lambda: [*_names(*SUBMIT)(), *_stage_switches_and_options()],
+    ),
+    "resubmit": Verb(
+        "submit only missing or failed shards of a run, and a new merge",
+        _names("RUN", "PROFILE", "WAIT", "REDO", "REUSE"),
+    ),
+    "stage-model": Verb(
+        "download a model into the offline cache (login node, with network)",
+        _names("MODEL", "PROFILE", "REVISION", "ATTENTION"),
+        run_required=False,
+    ),
+    "status": Verb("shards done / running / pending / failed, ETA, and the next step", _names("RUN")),
+    "merge": Verb("verify the shards and write embeddings.h5 now", _names("RUN")),
+    "export-float16": Verb("write embeddings.float16.h5 (half the bytes) for transfer", _names("RUN")),
+    "export-pkl": Verb("write the seeds' wikipedia_merged.pkl from embeddings.h5", _names("RUN")),
+    "export": Verb(
+        "write embeddings.h5 as parquet or npy for DuckDB, LanceDB, FAISS, datasets",
+        _names("RUN", "FORMAT", "FLOAT16", "TEXT"),
+    ),
+    "fetch": Verb(
+        "bring the verified embeddings.h5 of a cluster run to this machine",
+        _names("REMOTE", "DEST", "SSH_CONFIG", "COPY", "FLOAT16"),
+        run_required=False,
+    ),
+    "map": Verb(
+        "UMAP knowledge map of a merged run: map.h5, map.html, map.png",
+        lambda: [VARIABLES["RUN"], *_map_variables()],
+    ),
+    "search": Verb(
+        "the rows nearest to a question (QUERY=) or to each of a file of them (QUERIES=)",
+        _names("RUN", "QUERY", "QUERIES", "K", "MODEL"),
+    ),
+    "index": Verb("build the search index of a merged run beside its embeddings.h5", _names("RUN")),
+    "sample": Verb("write a small JSONL corpus of Vital Articles leads to try the kit on", lambda: [], False),
+    "demo": Verb(
+        "embed Wikipedia Vital Articles end to end",
+        lambda: [VARIABLES["RUN"], VARIABLES["DEMO_ROWS"], VARIABLES["SHARDS"], *_map_switch()],
+        run_required=False,
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m jobs`` parser: one subcommand per verb, with its options."""
+    """The ``python -m jobs`` parser: one subcommand per verb, one option per Make variable it takes."""
     parser = Parser(prog="python -m jobs", description=__doc__)
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
-    for verb, text in (
-        ("submit", "prepare, plan and submit a run (or what it still lacks)"),
-        ("plan", "prepare and check everything, print what submit would submit, queue nothing"),
-    ):
-        p = verbs.add_parser(verb, help=text)
-        _add_run(p)
-        _add_submit_options(p)
-    p = verbs.add_parser("resubmit", help="submit only missing or failed shards of a run, and a new merge")
-    _add_run(p)
-    p.add_argument("--profile", type=_text, help="default: the profile the run last used (PROFILE=)")
-    _add_run_options(p)
-    p = verbs.add_parser(
-        "stage-model", help="download a model into the offline cache (login node, with network)"
+    parser.add_argument(
+        MAKE_FLAG, action="store_true", help="read the verb's Make variables from the environment"
     )
-    p.add_argument("--model", type=_text, help="hub name (MODEL=)")
-    p.add_argument("--profile", type=_text, help="its model_cache is the target (PROFILE=)")
-    p.add_argument("--revision", type=_text, help="(REVISION=)")
-    p.add_argument("--attention", type=_text, help="ATTENTION=flash also stages the packed-attention kernel")
-    for verb, text in (
-        ("status", "shards done / running / pending / failed, ETA, and the next step"),
-        ("merge", "verify the shards and write embeddings.h5 now"),
-        ("export-float16", "write embeddings.float16.h5 (half the bytes) for transfer"),
-        ("export-pkl", "write the seeds' wikipedia_merged.pkl from embeddings.h5"),
-    ):
-        _add_run(verbs.add_parser(verb, help=text))
-    p = verbs.add_parser(
-        "export", help="write embeddings.h5 as parquet or npy for DuckDB, LanceDB, FAISS, datasets"
+    subparsers = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
+    for name, verb in VERBS.items():
+        p = subparsers.add_parser(name, help=verb.help)
+        for variable in verb.variables():
+            variable.add_to(p)
+    sample = subparsers.choices["sample"]
+    sample.add_argument(
+        "--out", type=Path, default=Path("examples/wiki-sample.jsonl"), help="where to write it"
     )
-    _add_run(p)
-    p.add_argument("--format", type=_text, help="parquet (default) or npy (FORMAT=)")
-    _switch(p, "--float16", "FLOAT16", "export float16 vectors")
-    p = verbs.add_parser("fetch", help="bring the verified embeddings.h5 of a cluster run to this machine")
-    p.add_argument("--remote", type=_text, help="ssh host and run folder: host:/path/to/run (REMOTE=)")
-    p.add_argument("--dest", type=_text, help="local folder (DEST=); default runs/<remote run name>")
-    p.add_argument("--ssh-config", type=_text, help="an ssh config file instead of ~/.ssh/config")
-    _switch(p, "--float16", "FLOAT16", "fetch the float16 copy")
-    p = verbs.add_parser("map", help="UMAP knowledge map of a merged run: map.h5, map.html, map.png")
-    _add_run(p)
-    p.add_argument("--questions", type=_text, help="quiz questions JSON to place on the map (QUESTIONS=)")
-    p.add_argument("--seed", type=_int("SEED", 0), help="reproducible but single-threaded UMAP (SEED=)")
-    p.add_argument(
-        "--pca-dims", type=_int("PCA_DIMS", 0), help="PCA dimensions before UMAP; 0: none (PCA_DIMS=)"
-    )
-    p.add_argument(
-        "--model",
-        type=_text,
-        help="the run's model where it is elsewhere here, to embed the questions (MODEL=)",
-    )
-    p = verbs.add_parser(
-        "sample", help="write a small JSONL corpus of Vital Articles leads to try the kit on"
-    )
-    p.add_argument("--out", type=Path, default=Path("examples/wiki-sample.jsonl"), help="where to write it")
-    p.add_argument("--rows", type=_int("ROWS"), default=40, help="articles, spread over the topics")
-    p = verbs.add_parser("demo", help="embed Wikipedia Vital Articles end to end")
-    _add_run(p, required=False)
-    p.add_argument("--rows", default="2000", help="articles to embed, or 'all' (10,033) (DEMO_ROWS=)")
-    p.add_argument("--shards", type=_int("SHARDS"), default=None)
-    _switch(p, "--map", "MAP", "draw the knowledge map too")
+    sample.add_argument("--rows", type=whole("ROWS"), default=40, help="articles, spread over the topics")
     return parser
+
+
+# ---------------------------------------------------------------- Make's variables
+
+
+def known_variables() -> set[str]:
+    """Every Make variable some verb takes, with the optional stages' and the Makefile's own."""
+    return {v.name for verb in VERBS.values() for v in verb.variables()} | set(MAKEFILE_OWN)
+
+
+def from_make(argv: list[str], environ: dict[str, str]) -> list[str]:
+    """``--make VERB ...`` as plain arguments: each variable of VERB that Make's environment sets.
+
+    A command-line variable no verb knows is refused first (``MAKEFLAGS`` names them).
+    """
+    rest = [a for a in argv if a != MAKE_FLAG]
+    verb = rest[0] if rest else ""
+    if verb not in VERBS:
+        return rest
+    refuse_unknown(command_line_names(environ.get("MAKEFLAGS", "")), known_variables(), verb)
+    given = [f"{v.flag}={environ[v.name]}" for v in VERBS[verb].variables() if environ.get(v.name)]
+    return [verb, *given, *rest[1:]]
+
+
+def corpus_run_folder(corpus: str) -> Path:
+    """RUN's default: ``runs/<corpus name>`` (data/wiki.parquet, data/wiki/ and 'data/wiki/*.parquet': runs/wiki)."""
+    path = Path(corpus.rstrip("/"))
+    name = path.parent.name if "*" in path.name else path.stem
+    return Path("runs") / (name or "run")
+
+
+def settle_run(args: argparse.Namespace) -> None:
+    """RUN as given, else runs/<corpus name>; a verb that needs a run folder and has none is refused."""
+    if not hasattr(args, "run"):
+        return
+    if args.run is None and getattr(args, "corpus", None):
+        args.run = corpus_run_folder(args.corpus)
+    if args.run is not None:
+        args.run = Path(args.run)
+    elif VERBS[args.verb].run_required:
+        raise ConfigError(
+            "RUN is empty: pass RUN=<run folder>, e.g. RUN=runs/wiki. (make plan and make submit name it "
+            "after CORPUS=: CORPUS=data/wiki.parquet gives RUN=runs/wiki; start with CORPUS=<your corpus file>.)"
+        )
+
+
+# ---------------------------------------------------------------- a submit request from the arguments
+
+
+def _given(args: argparse.Namespace, variable: Variable) -> Any:
+    return getattr(args, variable.name.lower(), None)
+
+
+def stage_asks(args: argparse.Namespace) -> dict[str, StageAsk]:
+    """What this submit says of each optional stage: its switch and the options given."""
+    asks = {}
+    for stage in stage_table.STAGES.values():
+        if stage.switch is None:
+            continue
+        options = {v.field: _given(args, v) for v in stage.variables if _given(args, v) is not None}
+        if _given(args, stage.switch) is not None or options:
+            asks[stage.name] = StageAsk(_given(args, stage.switch), options)
+    return asks
 
 
 def submit_request(args: argparse.Namespace) -> SubmitRequest:
     """Only the options given become part of the request."""
     groups: dict[str, dict[str, Any]] = {"identity": {}, "compute": {}, "corpus": {}}
-    for flag, _, _, _, where in SUBMIT_OPTIONS:
-        value = getattr(args, _dest(flag), None)
-        if value is not None and where in groups:
-            groups[where][_dest(flag)] = value
-    if groups["identity"].get("model") == DEMO_MODEL:
+    for name in SUBMIT:
+        variable = VARIABLES[name]
+        if variable.goes in groups and _given(args, variable) is not None:
+            groups[variable.goes][variable.field] = _given(args, variable)
+    model = groups["identity"].get("model")
+    if model == DEMO_MODEL:
+        from jobs.demo import demo_model_path
+
         groups["identity"]["model"] = str(demo_model_path())
-    if "model" in groups["identity"] and Path(groups["identity"]["model"]).expanduser().is_dir():
-        groups["identity"]["model"] = str(Path(groups["identity"]["model"]).expanduser().resolve())
-    unsupported = sorted(
-        (set(groups["corpus"]) - set(CORPUS_FIELDS)) | (set(groups["compute"]) - set(COMPUTE_FIELDS))
-    )
-    if unsupported:
-        raise ConfigError(f"{', '.join(u.upper() for u in unsupported)} is not supported by this version.")
+    elif model and Path(model).expanduser().is_dir():
+        groups["identity"]["model"] = str(Path(model).expanduser().resolve())
     return SubmitRequest(
         run_dir=args.run.resolve(),
         corpus=Path(args.corpus) if getattr(args, "corpus", None) else None,
@@ -290,24 +360,11 @@ def submit_request(args: argparse.Namespace) -> SubmitRequest:
         identity=groups["identity"],
         compute=groups["compute"],
         corpus_options=groups["corpus"],
-        redo=args.redo,
+        redo=args.redo or (),
         wait=bool(args.wait),
-        map_options=map_options(args),
-        export=None if getattr(args, "export", None) == OFF else getattr(args, "export", None),
-        turned_off=turned_off(args),
+        stages=stage_asks(args),
         reuse=reuse_path(getattr(args, "reuse", None)),
-    )
-
-
-def turned_off(args: argparse.Namespace) -> tuple[str, ...]:
-    """The saved stages this submit turns off: ``map`` for MAP=0, ``export`` for EXPORT=0."""
-    return tuple(
-        name
-        for name, off in (
-            ("map", getattr(args, "map", None) is False),
-            ("export", getattr(args, "export", None) == OFF),
-        )
-        if off
+        canary_min_cosine=getattr(args, "canary_min_cosine", None),
     )
 
 
@@ -322,20 +379,10 @@ def _variable_text(value: Any) -> str:
 def as_make_command(verb: str, args: argparse.Namespace, **override: Any) -> str:
     """The ``make VERB ...`` that repeats this submit or plan, with ``override`` put over it (repairs)."""
     given: dict[str, Any] = {"RUN": args.run}
-    for flag, variable, _, _, _ in SUBMIT_OPTIONS:
-        value = getattr(args, _dest(flag), None)
-        if value is not None:
-            given[variable] = _variable_text(value)
-    for name, variable in (
-        ("map", "MAP"),
-        ("questions", "QUESTIONS"),
-        ("seed", "SEED"),
-        ("pca_dims", "PCA_DIMS"),
-        ("export", "EXPORT"),
-        ("reuse", "REUSE"),
-    ):
-        if getattr(args, name, None) is not None:
-            given[variable] = _variable_text(getattr(args, name))
+    for variable in VERBS[args.verb].variables():
+        value = _given(args, variable)
+        if value is not None and variable.name != "RUN":
+            given[variable.name] = _variable_text(value)
     given.update(override)
     return make_command(verb, **given)
 
@@ -364,25 +411,20 @@ def check_run_folder(args: argparse.Namespace) -> None:
     raise ConfigError(f"{what}, not a run folder. {hint}")
 
 
-def map_options(args: argparse.Namespace) -> dict | None:
-    """The map's options from ``--map`` (``None`` without it); a bad questions file is refused now."""
-    if not getattr(args, "map", None):
-        return None
-    if args.questions and not Path(args.questions).is_file():
-        raise ConfigError(f"Questions file {args.questions} does not exist.")
-    if args.questions:  # a bad quiz is refused now, not by the map job hours later
-        from knowledgemap.questions import load_questions
-
-        load_questions(Path(args.questions))
-    return {
-        "questions": str(Path(args.questions).resolve()) if args.questions else None,
-        "seed": args.seed,
-        "pca_dims": args.pca_dims,
-    }
+def repair_line(err: KitError, args: argparse.Namespace | None) -> str:
+    """The user's own command with the error's repair put over it (``ConfigError.repair``), as a line."""
+    repair = getattr(err, "repair", None)
+    if not repair or args is None or args.verb not in ("submit", "plan", "resubmit"):
+        return ""
+    if args.verb == "resubmit":  # resubmit takes no identity: the repair goes through submit
+        return f"\nRun: {make_command('submit', RUN=args.run, **repair)}"
+    return f"\nRun: {as_make_command(args.verb, args, **repair)}"
 
 
 def dispatch(args: argparse.Namespace) -> str:
     """Run the verb: submit and plan get the typed request built here; the others read their options."""
+    from jobs import verbs
+
     if args.verb in ("submit", "plan"):
         return verbs.submit_or_plan(submit_request(args), dry_run=args.verb == "plan")
     return getattr(verbs, "cmd_" + args.verb.replace("-", "_"))(args)
@@ -391,13 +433,21 @@ def dispatch(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the verb of ``argv`` under the run folder's lock; exit status 0, 2 on a kit error, 130 on ^C."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args: argparse.Namespace | None = None
     try:
+        stage_table.load_plugins()
+        if MAKE_FLAG in argv:
+            argv = from_make(argv, dict(os.environ))
+        args = build_parser().parse_args(argv)
+        settle_run(args)
         check_run_folder(args)
-        with verbs.locked(args):
+        from jobs.verbs import locked
+
+        with locked(args):
             print(dispatch(args))
     except KitError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}{repair_line(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)

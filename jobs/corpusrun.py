@@ -1,9 +1,12 @@
 """The run's prepared corpus: made once, and a new CORPUS= compared with it by content.
 
-The same file unchanged (path, size, mtime) is taken as is. Anything else is prepared beside
-the run's corpus as a candidate and compared by fingerprint (sha256 over ids and content
-hashes): the same content is fine; other content is a change of what the vectors are. A corpus
-index may read a parquet file in the run folder (a converted source): it goes with its index.
+The same file unchanged (path, size, mtime) is taken as is, while the run's corpus reads as it
+was prepared (kit.corpusfile.corpus_problem). Anything else is prepared beside the run's corpus
+as a candidate and compared by fingerprint (sha256 over ids and content hashes): the same content
+is fine; other content is a change of what the vectors are. A corpus index may read a parquet
+file in the run folder (a converted source): it goes with its index. A run whose corpus no longer
+reads as prepared (a partial copy of the folder, a source file touched) is prepared again from its
+source, and the candidate replaces it when its rows are the same: no shard is recomputed.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from embedder import corpus as corpus_lib
 from embedder.corpus import CorpusOptions
 from jobs.runstate import CorpusRecord
 from kit.atomic import TMP_SUFFIX
 from kit.commands import make_command
-from kit.corpusfile import corpus_info, remove_corpus, run_files
+from kit.corpusfile import corpus_info, corpus_problem, remove_corpus, run_files
 from kit.errors import ConfigError
 from kit.format import RunPaths
 
@@ -35,6 +39,7 @@ def candidate_path(run_dir: Path, suffix: str = CANDIDATE_SUFFIX) -> Path:
 
 
 RECORDS_SOURCE = "records"
+READING_OPTIONS = ("csv_delimiter",)  # how the source is read, not what the rows are: the fingerprint tells
 
 
 @dataclass(frozen=True)
@@ -109,40 +114,68 @@ def check_corpus(
     options: CorpusOptions,
     records: Iterable[Any] | None,
 ) -> CorpusCheck:
-    """Compare what this submit names with the run's corpus, preparing a candidate only when needed."""
-    if corpus is None and records is None and options == old.options:
+    """Compare what this submit names with the run's corpus, preparing a candidate only when needed.
+
+    A run corpus that no longer reads as prepared is prepared again from CORPUS (or the run's source).
+    """
+    damaged = corpus_problem(RunPaths.of(run_dir).corpus)
+    if not damaged and corpus is None and records is None and options == old.options:
         return CorpusCheck(old)
     source = RECORDS_SOURCE if records is not None else _source_text(corpus) if corpus else old.source
-    if (
-        records is None
-        and source == old.source
-        and options == old.options
-        and old.source_stat is not None
-        and source_stat(source) == old.source_stat
-    ):
+    if not damaged and records is None and _unchanged(source, options, old):
         return CorpusCheck(old)
     if records is None and source_stat(source) is None:
-        raise ConfigError(
-            f"Corpus {source} does not exist"
-            + (
-                ""
-                if corpus
-                else " (the run's source, needed to apply the new field options); pass CORPUS=<file>"
-            )
-            + "."
+        raise ConfigError(_missing_source(run_dir, source, corpus, damaged))
+    if damaged:
+        log.warning(
+            "Run %s: its corpus does not read as prepared (%s); preparing it again from %s.",
+            run_dir,
+            damaged,
+            source,
         )
     candidate = candidate_path(run_dir)
     remove_corpus(candidate)
     record = prepare(candidate, source, options, records)
-    changes = {}
-    if options != old.options:
-        changes.update(
-            {
-                k: (getattr(old.options, k), getattr(options, k))
-                for k in vars(options)
-                if getattr(old.options, k) != getattr(options, k)
-            }
+    changes = _changes(old, record, options)
+    if not changes:  # the same rows: the run's record stays, with where and how they were read
+        same = replace(old, source=record.source, source_stat=record.source_stat, options=options)
+        if damaged:
+            return CorpusCheck(same, candidate)  # installed in place of the damaged one
+        remove_corpus(candidate)
+        return CorpusCheck(same)
+    return CorpusCheck(record, candidate, changes)
+
+
+def _unchanged(source: str, options: CorpusOptions, old: CorpusRecord) -> bool:
+    """The run's own source file, unchanged (size, mtime), with the same options."""
+    return (
+        source == old.source
+        and options == old.options
+        and old.source_stat is not None
+        and source_stat(source) == old.source_stat
+    )
+
+
+def _missing_source(run_dir: Path, source: str, corpus: Path | None, damaged: str | None) -> str:
+    """Why a corpus cannot be prepared: its source is not there."""
+    if damaged:
+        return (
+            f"Run {run_dir}: its corpus does not read as prepared ({damaged}), and its source {source} "
+            f"does not exist to prepare it again: {make_command('submit', RUN=run_dir)} CORPUS=<where it is now>"
         )
+    needed = (
+        "" if corpus else " (the run's source, needed to apply the new field options); pass CORPUS=<file>"
+    )
+    return f"Corpus {source} does not exist{needed}."
+
+
+def _changes(old: CorpusRecord, record: CorpusRecord, options: CorpusOptions) -> dict[str, tuple[Any, Any]]:
+    """Field -> (old, new) of what the vectors or their metadata would change; empty for the same rows."""
+    changes = {
+        k: (getattr(old.options, k), getattr(options, k))
+        for k in vars(options)
+        if k not in READING_OPTIONS and getattr(old.options, k) != getattr(options, k)
+    }
     same_file = (
         record.source == old.source and old.source_stat is not None and record.source_stat == old.source_stat
     )
@@ -153,10 +186,7 @@ def check_corpus(
             f"{old.source} ({old.rows} rows, {old.fingerprint[:12]})",
             f"{record.source} ({record.rows} rows, {record.fingerprint[:12]})",
         )
-    if not changes:
-        remove_corpus(candidate)
-        return CorpusCheck(replace(old, source=record.source, source_stat=record.source_stat))
-    return CorpusCheck(record, candidate, changes)
+    return changes
 
 
 def install_candidate(run_dir: Path, candidate: Path) -> None:

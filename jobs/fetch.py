@@ -1,12 +1,15 @@
-"""make fetch: bring only the verified merged file from a cluster run folder, over ssh + rsync.
+"""make fetch: bring only the verified merged file of a run folder, over ssh + rsync, or from a
+folder on this machine (a mounted cluster file system, or a run made here to try fetch on).
 
 Every user value reaches ssh and rsync as its own argument (no local shell); remote commands
 quote every path for the remote shell. ssh runs non-interactively with the user's own config,
 keys, agent and ControlMaster; host keys are checked (new ones accepted, changed ones refused).
+A local folder goes through the same rsync, checks and placement, without ssh.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -18,40 +21,75 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kit import atomic
+from kit.commands import make_command
 from kit.errors import FetchError
-from kit.format import MANIFEST, OUTPUT_FILE, RunPaths, parse_sidecar, sidecar_path, sidecar_text
+from kit.format import (
+    FETCH_COPIES,
+    INDEX_FILE,
+    INDEX_RECORD_FILE,
+    MANIFEST,
+    OUTPUT_FILE,
+    RunPaths,
+    parse_sidecar,
+    sidecar_path,
+    sidecar_text,
+)
 
 STAGING_DIR = ".fetch"  # inside DEST: the rsync basis for re-fetches and resumes
 PARTIAL_DIR = ".rsync-partial"
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "StrictHostKeyChecking=accept-new")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.@%\[\]+-]+$")
 _PASSWORD_RE = re.compile(r"^[^@/:]+:[^@/]*@[^:/]+:")  # user:password@host:path
+_PROGRESS_RE = re.compile(r"\d%\s")  # a --info=progress2 update ("1,234  5%  1.2MB/s  0:00:03")
+_UNKNOWN_HOST = ("Could not resolve hostname", "Name or service not known", "nodename nor servname")
 
 
 @dataclass(frozen=True)
 class Remote:
-    host: str  # ssh destination: host, user@host or an ssh config alias
-    run_dir: PurePosixPath  # the run folder on the cluster
+    host: str | None  # ssh destination: host, user@host or an ssh config alias; None: a folder here
+    run_dir: PurePosixPath  # the run folder: on the cluster, or (host None) an absolute path here
+
+    def source(self, name: str) -> str:
+        """rsync's source argument for ``name`` in the run folder."""
+        return f"{self.host}:{self.run_dir / name}" if self.host else str(self.run_dir / name)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.run_dir}" if self.host else str(self.run_dir)
 
 
 @dataclass(frozen=True)
 class FetchResult:
     path: Path
     sha256: str
-    bytes_received: int  # bytes rsync moved over the wire
+    bytes_received: int  # bytes rsync moved (over the wire, or from the local folder)
     file_bytes: int
+    index: str = ""  # what became of the run's search index: fetched, or why not ("": it has none)
+
+
+_USAGE = (
+    "Pass REMOTE=host:/path/to/run (an ssh host or alias from ~/.ssh/config) or the run folder's "
+    "path on this machine (a mount): make fetch REMOTE=mycluster:/scratch/me/runs/wiki"
+)
 
 
 def parse_remote(remote: str) -> Remote:
-    """``host:/path/to/run`` -> Remote. Refuses option-like hosts and passwords in the address."""
+    """``host:/path/to/run`` -> Remote over ssh; a path (no colon before its first slash, as
+    rsync reads it: ``/mnt/cluster/runs/wiki``, ``runs/wiki``) -> a folder on this machine.
+
+    Refuses option-like hosts and passwords in the address.
+    """
     if _PASSWORD_RE.match(remote):
         raise FetchError(
             "REMOTE holds a password (user:password@host). The kit uses ssh keys, the ssh agent and "
             "your ~/.ssh/config only; there is no password option."
         )
     host, sep, path = remote.partition(":")
-    if not sep or not host or not path:
-        raise FetchError(f"REMOTE must look like host:/path/to/run (an ssh host or alias), got {remote!r}.")
+    if not remote.strip():
+        raise FetchError(_USAGE)
+    if not sep or "/" in host:
+        return Remote(None, PurePosixPath(os.path.abspath(os.path.expanduser(remote))))
+    if not host or not path:
+        raise FetchError(f"REMOTE must name a host and a folder, got {remote!r}. {_USAGE}")
     if host.startswith("-") or not _HOST_RE.match(host):
         raise FetchError(
             f"Refusing ssh host {host!r}: it must not start with '-' or hold spaces or shell characters."
@@ -65,7 +103,7 @@ def ssh_base(ssh_config: Path | None) -> list[str]:
     return cmd + (["-F", str(ssh_config)] if ssh_config else [])
 
 
-def _explain_ssh_failure(host: str, stderr: str) -> str:
+def _explain_ssh_failure(host: str, stderr: str, ssh_config: Path | None) -> str:
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr or "Host key verification failed" in stderr:
         return (
             f"The host key of {host} does not match the one in known_hosts; refusing to connect. If the "
@@ -76,11 +114,20 @@ def _explain_ssh_failure(host: str, stderr: str) -> str:
             f"ssh to {host} was refused (BatchMode: no password prompts). Load your key (ssh-add), or open "
             f"a ControlMaster connection first (ssh -fN {host}) on 2FA clusters."
         )
+    if any(sign in stderr for sign in _UNKNOWN_HOST):
+        config = f"in {ssh_config}" if ssh_config else "in ~/.ssh/config (or pass SSH_CONFIG=file with it)"
+        return (
+            f"ssh does not know the host {host!r}: it is no Host alias {config} and no name this "
+            f"machine resolves. Add 'Host {host}' with its HostName and User {config}, check it with: "
+            f"ssh {host} true. A run folder mounted here is fetched by its path: make fetch REMOTE=/path/to/run"
+        )
     return f"ssh to {host} failed: {stderr.strip()[-400:]}"
 
 
 def remote_cat(remote: Remote, name: str, ssh_config: Path | None) -> str | None:
-    """The text of ``<run>/<name>`` on the remote, or None if it does not exist."""
+    """The text of ``<run>/<name>``, or None if it does not exist."""
+    if remote.host is None:
+        return _local_cat(Path(remote.run_dir / name))
     path = shlex.quote(str(remote.run_dir / name))
     command = f"if test -f {path}; then cat -- {path}; else echo __absent__; fi"
     proc = subprocess.run(
@@ -91,8 +138,22 @@ def remote_cat(remote: Remote, name: str, ssh_config: Path | None) -> str | None
         timeout=120,
     )
     if proc.returncode != 0:
-        raise FetchError(_explain_ssh_failure(remote.host, proc.stderr))
+        raise FetchError(_explain_ssh_failure(remote.host, proc.stderr, ssh_config))
     return None if proc.stdout.strip() == "__absent__" else proc.stdout
+
+
+def _local_cat(path: Path) -> str | None:
+    if not path.parent.is_dir():
+        raise FetchError(
+            f"REMOTE={shlex.quote(str(path.parent))} is no folder on this machine. A run on a cluster "
+            "is REMOTE=host:/path/to/run, with an ssh host or alias from ~/.ssh/config."
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise FetchError(f"Cannot read {path}: {err}; check the mount and its permissions (ls -l).") from err
 
 
 def check_rsync() -> None:
@@ -110,16 +171,26 @@ def check_rsync() -> None:
         )
 
 
-def remote_state(remote: Remote, name: str, ssh_config: Path | None) -> tuple[str, dict]:
-    """(sha256 of the merged file, run.json) when the remote run is complete; FetchError otherwise."""
+def remote_state(
+    remote: Remote, name: str, ssh_config: Path | None, copy: str | None = None
+) -> tuple[str, dict]:
+    """(sha256 of ``name``, run.json) when the remote run has it, verified; FetchError otherwise."""
     manifest = remote_cat(remote, MANIFEST, ssh_config)
     if manifest is None:
-        raise FetchError(f"{remote.host}:{remote.run_dir} has no {MANIFEST}: it is not a run folder.")
+        raise FetchError(f"{remote} has no {MANIFEST}: it is not a run folder.")
     sidecar = remote_cat(remote, name + ".sha256", ssh_config)
-    if sidecar is None:
+    if sidecar is None and copy is not None:
+        make = make_command("export-float16", RUN=remote.run_dir) if copy == "float16" else None
+        make = make or make_command("export", RUN=remote.run_dir, FORMAT=copy)
         raise FetchError(
-            f"The run {remote.host}:{remote.run_dir} has no verified {name} yet: it is still going or "
-            f"it failed. On the cluster run: make status RUN={shlex.quote(str(remote.run_dir))}"
+            f"The run {remote} has no {name}: make it where the run is ({make}), or fetch "
+            f"embeddings.h5 without COPY={copy}."
+        )
+    if sidecar is None:
+        where = "On the cluster run" if remote.host else "See where it stands"
+        raise FetchError(
+            f"The run {remote} has no verified {name} yet: it is still going or it failed. "
+            f"{where}: {make_command('status', RUN=remote.run_dir)}"
         )
     try:
         digest, listed = parse_sidecar(sidecar)
@@ -127,15 +198,13 @@ def remote_state(remote: Remote, name: str, ssh_config: Path | None) -> tuple[st
             raise ValueError(f"it names {listed!r}, not {name!r}")
         return digest, json.loads(manifest)
     except ValueError as err:
-        raise FetchError(
-            f"{remote.host}:{remote.run_dir}/{name}.sha256 is not a sha256sum line: {err}"
-        ) from err
+        raise FetchError(f"{remote}/{name}.sha256 is not a sha256sum line: {err}") from err
 
 
-def rsync_file(remote: Remote, name: str, staging: Path, ssh_config: Path | None) -> int:
-    """rsync one file into ``staging`` (resumable); returns the bytes received."""
-    staging.mkdir(parents=True, exist_ok=True)
-    cmd = [
+def rsync_command(remote: Remote, name: str, staging: Path, ssh_config: Path | None) -> list[str]:
+    """rsync of one file into ``staging/``: resumable, times kept (an unchanged file is skipped)."""
+    transport = ["-e", shlex.join(ssh_base(ssh_config))] if remote.host else []
+    return [
         "rsync",
         "--secluded-args" if _rsync_has_secluded() else "--protect-args",
         "--times",
@@ -143,28 +212,54 @@ def rsync_file(remote: Remote, name: str, staging: Path, ssh_config: Path | None
         "--info=progress2",
         "--stats",
         "--no-compress",
-        "-e",
-        shlex.join(ssh_base(ssh_config)),
+        *transport,
         "--",
-        f"{remote.host}:{remote.run_dir / name}",
+        remote.source(name),
         f"{staging}/",
     ]
+
+
+def rsync_file(remote: Remote, name: str, staging: Path, ssh_config: Path | None) -> int:
+    """rsync one file into ``staging`` (resumable); returns the bytes it moved (-1: not reported).
+
+    rsync's progress line is shown on a terminal, rewritten in place and cleared at the end; its
+    statistics are read for the byte count and never printed.
+    """
+    staging.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+        rsync_command(remote, name, staging, ssh_config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.stdout is not None and proc.stderr is not None  # both PIPE
-    out_lines = []
-    for line in proc.stdout:  # progress2 lines go to the user's terminal as they come
-        out_lines.append(line)
-        sys.stderr.write(line)
-    stderr = proc.stderr.read()
+    stats = _relay_progress(io.TextIOWrapper(proc.stdout, errors="replace", newline=""))
+    stderr = proc.stderr.read().decode(errors="replace")
     if proc.wait() != 0:
+        why = _explain_ssh_failure(remote.host, stderr, ssh_config) if remote.host else stderr.strip()[-400:]
         raise FetchError(
-            f"rsync of {name} stopped (exit {proc.returncode}); run make fetch again to resume. "
-            + _explain_ssh_failure(remote.host, stderr)
+            f"rsync of {name} stopped (exit {proc.returncode}); run make fetch again to resume. {why}"
         )
-    match = re.search(r"Total bytes received:\s+([\d,.]+)", "".join(out_lines))
+    side = "received" if remote.host else "sent"  # a local copy's statistics are the sender's
+    match = re.search(rf"Total bytes {side}:\s+([\d,.]+)", stats)
     return int(match[1].replace(",", "").replace(".", "")) if match else -1
+
+
+def _relay_progress(stdout: io.TextIOWrapper) -> str:
+    """rsync's output less its progress updates, which go to a terminal over each other."""
+    shown = sys.stderr.isatty()
+    kept = []
+    for line in stdout:  # newline="": a progress update ends in "\r", and is read as a line
+        text = line.strip()
+        if _PROGRESS_RE.search(text) and "Total" not in text:
+            if shown:
+                sys.stderr.write(f"\r\x1b[K  {text}")
+                sys.stderr.flush()
+        else:
+            kept.append(line)
+    if shown:
+        sys.stderr.write("\r\x1b[K")  # the summary line the verb prints replaces it
+    return "".join(kept)
 
 
 def _rsync_has_secluded() -> bool:
@@ -172,28 +267,50 @@ def _rsync_has_secluded() -> bool:
 
 
 def place(staged: Path, final: Path, digest: str) -> None:
-    """Hard-link the verified staged file under its final name atomically (copy across devices)."""
-    tmp = atomic.tmp_path(final)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(staged, tmp)
-    except OSError:
-        shutil.copy2(staged, tmp)
-    atomic.commit(tmp, final)
+    """Hard-link the verified staged file under its final name atomically (copy across devices).
+
+    Where ``final`` already is the staged file (a re-fetch rsync skipped), only the sidecar is
+    written; a temporary name never outlives the call.
+    """
+    if not (final.exists() and os.path.samefile(staged, final)):
+        with atomic.removed_on_error(atomic.tmp_path(final)) as tmp:
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(staged, tmp)
+            except OSError:
+                shutil.copy2(staged, tmp)
+            atomic.commit(tmp, final)
     atomic.write_text(sidecar_path(final), sidecar_text(digest, final))
 
 
-def fetch(remote_spec: str, dest: Path, ssh_config: Path | None = None, float16: bool = False) -> FetchResult:
-    """Fetch ``embeddings.h5`` (or its float16 copy) of a finished remote run into ``dest``, verified.
+def _check_dest(remote: Remote, dest: Path) -> None:
+    if remote.host is None and Path(remote.run_dir).resolve() == dest.resolve():
+        raise FetchError(
+            f"REMOTE and DEST are the same folder ({dest}); fetch into another one: "
+            f"{make_command('fetch', REMOTE=remote.run_dir, DEST=f'{dest.resolve()}-fetched')}"
+        )
+
+
+def fetch(
+    remote_spec: str, dest: Path, ssh_config: Path | None = None, copy: str | None = None
+) -> FetchResult:
+    """Fetch ``embeddings.h5`` (or one of its smaller copies) of a finished run into ``dest``, verified.
+
+    Args:
+        remote_spec: ``host:/path/to/run`` (over ssh), or the run folder's path on this machine.
+        dest: the local run folder it goes to. ssh_config: an ssh config file instead of ~/.ssh/config.
+        copy: ``float16``, ``int8`` or ``binary``: fetch that copy (``make export-float16``,
+            ``make export FORMAT=int8|binary`` on the cluster) instead of embeddings.h5.
 
     Raises:
         FetchError: the run is not finished, ssh/rsync failed, or the file does not match its SHA-256;
             the previous local file is kept in every case.
     """
     remote = parse_remote(remote_spec)
+    _check_dest(remote, dest)
     check_rsync()
-    name = OUTPUT_FILE.replace(".h5", ".float16.h5") if float16 else OUTPUT_FILE
-    digest, manifest = remote_state(remote, name, ssh_config)
+    name = FETCH_COPIES[copy] if copy else OUTPUT_FILE
+    digest, manifest = remote_state(remote, name, ssh_config, copy)
     staging = dest / STAGING_DIR
     received = rsync_file(remote, name, staging, ssh_config)
     staged = staging / name
@@ -201,10 +318,37 @@ def fetch(remote_spec: str, dest: Path, ssh_config: Path | None = None, float16:
     if actual != digest:
         staged.unlink(missing_ok=True)  # never a basis for the next fetch
         raise FetchError(
-            f"{name} from {remote.host}:{remote.run_dir} has SHA-256 {actual[:16]}..., but its sidecar "
-            f"says {digest[:16]}...; kept the previous {dest / name}. If the run was merged again "
-            "meanwhile, run make fetch again."
+            f"{name} from {remote} has SHA-256 {actual[:16]}..., but its sidecar says {digest[:16]}...; "
+            f"kept the previous {dest / name}. If the run was merged again meanwhile, run make fetch again."
         )
     place(staged, dest / name, digest)
     atomic.write_text(RunPaths.of(dest).manifest, json.dumps(manifest, indent=2) + "\n")
-    return FetchResult(dest / name, digest, received, staged.stat().st_size)
+    index = "" if copy else fetch_index(remote, dest, digest, ssh_config)
+    return FetchResult(dest / name, digest, received, staged.stat().st_size, index)
+
+
+def fetch_index(remote: Remote, dest: Path, digest: str, ssh_config: Path | None) -> str:
+    """The search index beside the remote embeddings.h5, when it was built from the file just fetched
+    (checked as that file is); a line saying what was fetched, or why not ("" where there is none)."""
+    record = remote_cat(remote, INDEX_RECORD_FILE, ssh_config)
+    if record is None:
+        return ""
+    rebuild = make_command("index", RUN=dest)
+    try:
+        source = json.loads(record)["source"]["sha256"]
+    except (ValueError, KeyError, TypeError):
+        return f"Not fetched: {remote}/{INDEX_RECORD_FILE} is unreadable. Build an index here: {rebuild}"
+    if source != digest:
+        return f"Not fetched: the search index of {remote} was built from another embeddings.h5. Build one here: {rebuild}"
+    try:
+        index_digest, _ = remote_state(remote, INDEX_FILE, ssh_config)
+        staging = dest / STAGING_DIR
+        rsync_file(remote, INDEX_FILE, staging, ssh_config)
+    except FetchError as err:  # the merged file is in place: the index is a bonus, said in a line
+        return f"Not fetched: the search index ({err}). Build one here: {rebuild}"
+    if atomic.sha256_file(staging / INDEX_FILE) != index_digest:
+        (staging / INDEX_FILE).unlink(missing_ok=True)
+        return f"Not fetched: {INDEX_FILE} does not match its sidecar; run make fetch again, or build one here: {rebuild}"
+    atomic.write_text(RunPaths.of(dest).index_record, record)
+    place(staging / INDEX_FILE, RunPaths.of(dest).index, index_digest)
+    return f"Fetched the search index {RunPaths.of(dest).index} (make search uses it)"

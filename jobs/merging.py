@@ -6,12 +6,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from embedder.config import ComputeSettings
+from embedder.identity import pin_identity
 from jobs import runstate
 from jobs.runstate import RunState
 from kit.commands import make_command
 from kit.errors import ConfigError, ModelNotFoundError
 from kit.format import RunPaths
-from kit.shardfile import ShardIdentity
+from kit.shardfile import ShardIdentity, read_output_identity
+from kit.truncation import Truncation
+from merge.canary import CanaryPolicy
 from merge.run import merge_run
 from merge.summary import MergeSummary, read_summary
 
@@ -20,34 +23,25 @@ def expected_identity(state: RunState) -> ShardIdentity:
     """What every shard must record: run.json's pinned identity; for an older run.json, what it says."""
     if state.pinned is not None:
         return state.pinned
-    ident = state.identity
-    return ShardIdentity(
-        model=ident.model,
-        model_revision=ident.revision,
-        model_fingerprint=state.model_fingerprint or None,
-        normalize_embeddings=ident.normalize_embeddings,
-        prompt=ident.prompt,
-        max_seq_length=ident.max_seq_length,
-    )
+    return pin_identity(state.identity, state.model_fingerprint, state.identity.max_seq_length)
 
 
 def merge_run_folder(run_dir: Path) -> MergeSummary:
     """Merge a run folder against the identity its run.json pins."""
     state = runstate.require(Path(run_dir))
-    return merge_run(Path(run_dir), list(state.plan), expected_identity(state))
+    return merge_run(
+        Path(run_dir),
+        list(state.plan),
+        expected_identity(state),
+        state.model_name,
+        CanaryPolicy.of(state.canary),
+        Truncation.from_json(state.truncation),
+    )
 
 
 def merged_summary(run_dir: Path) -> MergeSummary:
     """The summary of an existing embeddings.h5, as the merge saved it (merge.json) or as the file says."""
     return read_summary(run_dir)
-
-
-def output_identity(run_dir: Path) -> ShardIdentity:
-    """The identity embeddings.h5 records (its ``provenance_*`` attributes): enough to rebuild the encoder."""
-    import h5py
-
-    with h5py.File(RunPaths.of(run_dir).output, "r") as h5:
-        return ShardIdentity.from_attrs(h5.attrs, prefix="provenance_")
 
 
 def question_encoder(run_dir: Path, state: RunState | None, model: str | None = None):
@@ -56,13 +50,14 @@ def question_encoder(run_dir: Path, state: RunState | None, model: str | None = 
     The model is found before the map is fitted, so a missing one is named in seconds, not after UMAP.
     ``model`` points to the same weights elsewhere (a fetched run whose model folder is not here).
     """
-    from embedder.loader import encoder_identity, load_encoder
+    from embedder.identity import encoder_identity
+    from embedder.loader import load_encoder
     from embedder.model import resolve_model
     from jobs.demo import demo_model_path
 
     if model == "demo":  # as make submit takes it: the model shipped with the kit
         model = str(demo_model_path())
-    identity = encoder_identity(output_identity(run_dir), model)
+    identity = encoder_identity(read_output_identity(RunPaths.of(run_dir).output), model)
     # A few questions: exact, on whatever this machine has (the map may run on a laptop after
     # make fetch, where the cluster's device, cache folder and attention kernel are not).
     cache = (
@@ -103,4 +98,21 @@ def map_from_manifest(
     # PCA_DIMS unset keeps the default; 0 means no PCA.
     params = MapParams(seed=seed) if pca_dims is None else MapParams(seed=seed, pca_dims=pca_dims or None)
     encode = question_encoder(paths.root, state, model) if questions else None
-    return build_map(paths.root, params, encode, Path(questions) if questions else None)
+    return build_map(
+        paths.root, params, encode, Path(questions) if questions else None, nearest_rows(paths.output)
+    )
+
+
+def nearest_rows(output: Path):
+    """Question vectors -> their nearest rows of ``output``, by make search's exact search (the map's
+    page lists them under each question)."""
+    from knowledgemap.run import NEAREST
+    from search.exact import exact_search
+    from search.vectors import VectorFile
+
+    def nearest(vectors):
+        with VectorFile(output) as rows:
+            hits = exact_search(rows, vectors, NEAREST)
+        return hits.rows, hits.scores
+
+    return nearest

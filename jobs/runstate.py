@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from embedder.config import ComputeSettings, EmbedIdentity
-from embedder.corpus import CorpusOptions
+from embedder.config import ComputeSettings, CorpusOptions, EmbedIdentity
 from kit import atomic
 from kit.commands import make_command
 from kit.errors import ConfigError
@@ -23,7 +22,10 @@ from kit.format import RunPaths
 from kit.shardfile import ShardIdentity, ShardSpec
 from slurm.backend import JobRecord
 
-RUN_FORMAT = "embedkit-run/2"
+RUN_FORMAT = (
+    "embedkit-run/3"  # /3: stage_options; identity.model_revision (/2: map_options, export_format, revision)
+)
+V2_FORMAT = "embedkit-run/2"
 OLD_FORMATS = ("embedkit-run/1",)
 
 
@@ -53,13 +55,19 @@ class RunState:
     created_at: str
     jobs: tuple[JobRecord, ...] = ()
     scheduler_version: str | None = None  # e.g. "slurm 22.05.8", detected once at submit
-    map_options: dict[str, Any] | None = None  # the map stage's options when MAP=1 was asked
     profile: str | None = None  # where the latest submit (or plan) sends the jobs: local, or a profile
-    pinned: ShardIdentity | None = (
-        None  # what every shard must record, fixed at submit (None: an older run.json)
-    )
-    export_format: str | None = None  # EXPORT= asked: the export stage's format (parquet or npy)
+    # What every shard must record, fixed at submit (None: an older run.json).
+    pinned: ShardIdentity | None = None
     reuse: dict[str, Any] | None = None  # REUSE=: source, source_sha256, reused_rows, computed_rows
+    # What summaries call the model: its hub name, or a folder's model card title.
+    model_name: str | None = None
+    # Rows longer than max_seq_length and the text they lose, counted at plan (embedder/truncation.py).
+    truncation: dict[str, Any] | None = None
+    # The optional stages the run asked for (MAP=1, EXPORT=npy, ...): stage name -> its task's options.
+    stage_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # The canary texts every shard also embeds, chosen once at submit (jobs/canaryset.py, kit/canary.py):
+    # texts, rows (of the corpus), sha256, min_cosine (the merge's tolerance). None: an older run.json.
+    canary: dict[str, Any] | None = None
 
     def with_jobs(self, *jobs: JobRecord) -> RunState:
         """A copy of this state with ``jobs`` appended to its job records."""
@@ -111,7 +119,9 @@ def from_json(text: str, path: Path) -> RunState:
     fmt = data.pop("format", None)
     if fmt in OLD_FORMATS:
         return _from_v1(data)
-    if fmt != RUN_FORMAT:
+    if fmt == V2_FORMAT:
+        data = _from_v2(data)
+    elif fmt != RUN_FORMAT:
         raise ConfigError(
             f"{path} is not an embedkit run manifest (format {fmt!r}, expected {RUN_FORMAT!r}). "
             f"Use another RUN folder for a new run."
@@ -135,6 +145,20 @@ def from_json(text: str, path: Path) -> RunState:
     )
 
 
+def _from_v2(data: dict) -> dict:
+    """A run.json of embedkit-run/2 as /3: the map and export options in ``stage_options``, the revision
+    named ``model_revision``."""
+    data = dict(data)
+    stages = {}
+    if (options := data.pop("map_options", None)) is not None:
+        stages["map"] = options
+    if (fmt := data.pop("export_format", None)) is not None:
+        stages["export"] = {"fmt": fmt}
+    identity = dict(data["identity"])
+    identity["model_revision"] = identity.pop("revision", None)
+    return {**data, "identity": identity, "stage_options": stages}
+
+
 def _corpus_options(data: dict) -> CorpusOptions:
     data = {**data, "text_fields": tuple(data.get("text_fields", ("text",)))}
     names = {f.name for f in dataclasses.fields(CorpusOptions)}
@@ -149,7 +173,8 @@ def _from_v1(data: dict) -> RunState:
     """A run.json of embedkit-run/1 (one mixed ``embed`` dict, jobs as plain dicts), read as today's records."""
     embed, corpus = data["embed"], data["corpus"]
     identity = EmbedIdentity(
-        **{k: embed.get(k) for k in ("model", "revision", "prompt_name", "prompt", "max_seq_length")},
+        model_revision=embed.get("revision"),
+        **{k: embed.get(k) for k in ("model", "prompt_name", "prompt", "max_seq_length")},
         normalize_embeddings=bool(embed.get("normalize_embeddings")),
     )
     compute = ComputeSettings(
@@ -218,14 +243,30 @@ def load(run_dir: Path) -> RunState | None:
 
 
 def require(run_dir: Path) -> RunState:
-    """The run's state; a folder without run.json is refused with the command that starts a run."""
+    """The run's state; a folder without run.json is refused, naming a run folder beside it with a
+    close name (a typo) and the command that starts a run."""
     state = load(run_dir)
     if state is None:
+        near = nearest_run_folder(run_dir)
+        guess = f" Did you mean RUN={near}?" if near else ""
         raise ConfigError(
-            f"{run_dir} has no run.json; it is not a run folder yet. Start one with: "
+            f"RUN={run_dir} is not a run folder (it has no run.json).{guess} A new run starts with: "
             f"{make_command('submit', RUN=run_dir)} CORPUS=<corpus file> MODEL=<model> PROFILE=<site or local>"
         )
     return state
+
+
+def nearest_run_folder(run_dir: Path) -> Path | None:
+    """The run folder beside ``run_dir`` whose name is closest to it (a mistyped RUN=), or None."""
+    import difflib
+
+    parent = Path(run_dir).parent
+    try:
+        runs = [p.name for p in parent.iterdir() if (p / RunPaths.of(p).manifest.name).is_file()]
+    except OSError:
+        return None
+    near = difflib.get_close_matches(Path(run_dir).name, runs, n=1, cutoff=0.6)
+    return parent / near[0] if near else None
 
 
 def save(run_dir: Path, state: RunState) -> None:

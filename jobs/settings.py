@@ -13,8 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from embedder.config import ComputeSettings, EmbedIdentity
-from embedder.corpus import CorpusOptions
+from embedder.config import ComputeSettings, CorpusOptions, EmbedIdentity
 from kit.commands import make_command
 from kit.errors import ConfigError
 from slurm.profiles import ClusterProfile
@@ -23,6 +22,14 @@ REDO_ALL = "all"
 IDENTITY_FIELDS = tuple(f.name for f in fields(EmbedIdentity))
 COMPUTE_FIELDS = tuple(f.name for f in fields(ComputeSettings))
 CORPUS_FIELDS = tuple(f.name for f in fields(CorpusOptions))
+
+
+@dataclass(frozen=True)
+class StageAsk:
+    """What one submit says of an optional stage (jobs/stages.py): its switch and the options given."""
+
+    switch: Any = None  # True or a value (EXPORT=npy): asked for; False: turned off (MAP=0); None: not given
+    options: dict[str, Any] = field(default_factory=dict)  # task keyword -> value, for the variables given
 
 
 @dataclass(frozen=True)
@@ -38,12 +45,11 @@ class SubmitRequest:
     corpus_options: dict[str, Any] = field(default_factory=dict)  # given CorpusOptions fields
     redo: tuple[int, ...] | str = ()  # shard indices, or "all"
     wait: bool = False
-    map_options: dict[str, Any] | None = None  # MAP=1: questions, seed, pca_dims
-    export: str | None = None  # EXPORT=parquet|npy: an export stage after the merge
-    turned_off: tuple[str, ...] = ()  # MAP=0 / EXPORT=0: drop the map or export stage the run had saved
     reuse: Path | None = (
         None  # REUSE=: an earlier run folder or embeddings.h5 whose unchanged rows are copied
     )
+    stages: dict[str, StageAsk] = field(default_factory=dict)  # optional stages asked for, changed or dropped
+    canary_min_cosine: float | None = None  # CANARY_MIN_COSINE=: the merge's canary tolerance
 
     @property
     def redo_all(self) -> bool:
@@ -67,7 +73,7 @@ def given_identity(request: SubmitRequest, old: EmbedIdentity | None) -> EmbedId
         return EmbedIdentity(**request.identity)
     given = dict(request.identity)
     if "model" in given and given["model"] != old.model:
-        given.setdefault("revision", None)  # another model: its revision is resolved anew
+        given.setdefault("model_revision", None)  # another model: its revision is resolved anew
     return replace(old, **given)
 
 
@@ -126,6 +132,17 @@ def parse_redo(value: str) -> tuple[int, ...] | str:
             f"REDO takes shard numbers like '3 5', ranges like '0-9', or 'all'; got {value!r}."
         ) from None
     return tuple(out)
+
+
+def cosine(value: str) -> float:
+    """CANARY_MIN_COSINE= as given: a cosine in (0, 1]."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number <= 1:
+        raise ConfigError(f"CANARY_MIN_COSINE takes a cosine in (0, 1], e.g. 0.999; got {value!r}.")
+    return number
 
 
 def reuse_path(given: str | None) -> Path | None:

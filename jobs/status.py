@@ -7,14 +7,16 @@ read from scheduler state alone, and a scheduler that does not answer leaves the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, UTC
 from pathlib import Path
 
 from embedder.reuse import summary_line
-from slurm.backend import Snapshot
+from slurm.backend import JobState, Snapshot
 from jobs.runstate import JobRecord, RunState
+from jobs.madefrom import merge_is_current
 from kit import atomic
+from kit.canary import HARDWARE_KEYS, describe_mix, hardware_mix
 from kit.commands import make_command
 from kit.errors import ShardError
 from kit.format import RunPaths, shard_name, sidecar_path
@@ -31,6 +33,7 @@ class ShardFiles:
     partial: bool  # a .tmp file exists
     rows_done: int
     attempts: int
+    hardware: dict = field(default_factory=dict)  # where it was computed (kit.canary.HARDWARE_KEYS, host)
 
 
 @dataclass(frozen=True)
@@ -77,16 +80,43 @@ def shard_files(run_dir: Path, plan: tuple[ShardSpec, ...]) -> dict[int, ShardFi
             header = None
         rows = spec.rows if spec.index in done else (header.rows_done if header else 0)
         attempts = int(header.attrs.get("attempts", 1)) if header else 0
+        hardware = {k: header.attrs.get(k) for k in (*HARDWARE_KEYS, "host")} if header else {}
         out[spec.index] = ShardFiles(
-            spec.index in done, path.exists() and spec.index not in done, rows, attempts
+            spec.index in done, path.exists() and spec.index not in done, rows, attempts, hardware
         )
     return out
+
+
+def hardware_line(files: dict[int, ShardFiles]) -> str:
+    """``Hardware: 4 shards on a100 (nodes a100-1, a100-2), 2 on v100 (node v100-1); computed on cpu,
+    float32``: the mix of the shards written so far ("" before any)."""
+    written = [f.hardware for f in files.values() if f.hardware]
+    return f"Hardware: {describe_mix(hardware_mix(written))}" if written else ""
+
+
+def lost_note(state: JobState | None) -> str:
+    """What happened to a task whose earlier attempt was lost with its node ("" otherwise)."""
+    if state is None or not state.lost_nodes:
+        return ""
+    nodes = ", ".join(state.lost_nodes)
+    return f"node {nodes} was lost (NODE_FAIL): requeued onto another node, resumed from its flushed rows"
 
 
 def classify(
     files: ShardFiles, job: JobRecord | None, task: str, snapshot: Snapshot, first_unfinished_of_worker: bool
 ) -> tuple[str, str]:
-    """(state, detail) of one shard from its files and its latest task's state. Pure."""
+    """(state, detail) of one shard from its files and its latest task's state, and any node it was
+    lost with. Pure."""
+    state, detail = _classify(files, job, task, snapshot, first_unfinished_of_worker)
+    task_state = snapshot.tasks.get(task) if task else None
+    if task_state is not None and task_state.state == "NODE_FAIL" and task_state.node and not files.done:
+        detail = f"{detail} on node {task_state.node}"
+    return state, "; ".join(p for p in (detail, lost_note(task_state)) if p)
+
+
+def _classify(
+    files: ShardFiles, job: JobRecord | None, task: str, snapshot: Snapshot, first_unfinished_of_worker: bool
+) -> tuple[str, str]:
     if files.done:
         return "done", ""
     state = snapshot.tasks.get(task) if task else None
@@ -109,9 +139,12 @@ def classify(
     return ("partial" if files.partial else "missing"), ""
 
 
-def shard_statuses(run_dir: Path, run: RunState, snapshot: Snapshot) -> list[ShardStatus]:
-    """The status of each planned shard of ``run``, from its shard file and its latest job in ``snapshot``."""
-    files = shard_files(run_dir, run.plan)
+def shard_statuses(
+    run_dir: Path, run: RunState, snapshot: Snapshot, files: dict[int, ShardFiles] | None = None
+) -> list[ShardStatus]:
+    """The status of each planned shard of ``run``, from its shard file (``files``, read here if None)
+    and its latest job in ``snapshot``."""
+    files = shard_files(run_dir, run.plan) if files is None else files
     latest = run.latest_task_of_shards()
     started: set[str] = set()
     out = []
@@ -148,7 +181,7 @@ def rate_line(run: RunState, statuses: list[ShardStatus], now: datetime | None =
     if not embeds or done >= total:
         return ""
     since = datetime.fromisoformat(embeds[-1].submitted_at)
-    elapsed = ((now or datetime.now(timezone.utc)) - since).total_seconds()
+    elapsed = ((now or datetime.now(UTC)) - since).total_seconds()
     gained = done - embeds[-1].rows_at_submit
     if elapsed <= 0 or gained <= 0:
         return "; no rows flushed since the latest submit yet"
@@ -179,21 +212,41 @@ def shard_lines(statuses: list[ShardStatus]) -> list[str]:
 
 def status_report(run_dir: Path, run: RunState, snapshot: Snapshot) -> str:
     """Shards, the stages' jobs, the merged file, and the one command that moves the run on."""
-    statuses = shard_statuses(run_dir, run, snapshot)
+    files = shard_files(run_dir, run.plan)
+    statuses = shard_statuses(run_dir, run, snapshot, files)
     done = sum(s.rows_done for s in statuses)
     total = sum(s.spec.rows for s in statuses)
     lines = [
-        f"Run {run_dir}: model {run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
+        f"Run {run_dir}: model {run.model_name or run.identity.model}, {len(statuses)} shards ({summarise(statuses)}), "
         f"{done}/{total} rows embedded{rate_line(run, statuses)}"
     ]
     lines += [reused] if (reused := summary_line(run_dir)) else []
+    lines += truncation_lines(run_dir, run)
     lines += shard_lines(statuses)
+    lines += [hardware] if (hardware := hardware_line(files)) else []
     lines += [_stage_line(job, snapshot) for job in run.latest_stage_jobs().values()]
     lines += [snapshot.note] if snapshot.note else []
     lines += [f"Set aside (kept, not resumed): {p.relative_to(run_dir)}" for p in set_aside_files(run_dir)]
     lines += space_lines(run_dir, statuses)
-    lines.append(next_step(run_dir, statuses, snapshot))
+    lines.append(next_step(run_dir, statuses, snapshot, submitted=bool(run.jobs)))
     return "\n".join(lines)
+
+
+def truncation_lines(run_dir: Path, run: RunState) -> list[str]:
+    """How much text the model does not see: the merge's line (the shards' exact count), else the plan's."""
+    from kit.truncation import Truncation
+    from merge.summary import read_summary
+
+    paths = RunPaths.of(run_dir)
+    if paths.output.exists() and paths.output_sidecar.exists():
+        try:
+            merged = read_summary(run_dir).truncation
+        except (OSError, ValueError):
+            merged = None
+        if merged:
+            return [merged]
+    counted = Truncation.from_json(run.truncation)
+    return [counted.line(passages=bool(getattr(run.identity, "passages", False)))] if counted else []
 
 
 def space_lines(run_dir: Path, statuses: list[ShardStatus]) -> list[str]:
@@ -208,16 +261,24 @@ def space_lines(run_dir: Path, statuses: list[ShardStatus]) -> list[str]:
     return [f"{short}. Free space, then: {make_command('resubmit', RUN=run_dir)}"] if short else []
 
 
-def next_step(run_dir: Path, statuses: list[ShardStatus], snapshot: Snapshot) -> str:
+def next_step(run_dir: Path, statuses: list[ShardStatus], snapshot: Snapshot, submitted: bool = True) -> str:
     """The status report's last line: where the merged file is, or why not yet and what to run next."""
     output = RunPaths.of(run_dir).output
-    if output.exists() and sidecar_path(output).exists():
+    merged = output.exists() and sidecar_path(output).exists()
+    if merged and merge_is_current(run_dir, output, RunPaths.of(run_dir).shard):
         return f"Merged: {output} (sha256 in {sidecar_path(output).name})"
+    if not submitted:
+        return f"Merged: not yet; the run is planned, not submitted. Submit it with: {make_command('submit', RUN=run_dir)}"
     if snapshot.any_alive():
         return f"Merged: not yet; the merge runs after the shards. Watch it with: {make_command('status', RUN=run_dir)}"
     if not snapshot.reachable:
         return "Merged: not yet; the scheduler did not answer, so whether jobs still run is unknown. Try again later."
     bad = [s for s in statuses if s.state != "done"]
+    if merged and not bad:  # shards were redone (REDO=) and their merge did not finish
+        return (
+            f"Merged: no; {output.name} holds shards from before some were redone, and no merge of the "
+            f"current shards finished. The merge says why, and how to repair it: {make_command('merge', RUN=run_dir)}"
+        )
     what = (
         (
             f"{len(bad)} shard(s) not done: {shard_name(bad[0].spec.index)}"

@@ -13,14 +13,16 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 from embedder import reuse as reuse_lib
-from embedder.loader import pin_identity, with_pinned
-from embedder.model import resolve_model, weights_fingerprint
+from embedder.config import EmbedIdentity
+from embedder.identity import model_config, model_max_seq_length, model_name, pin_identity, with_pinned
+from embedder.model import check_max_seq_length, resolve_model, weights_fingerprint
 from embedder.weightcheck import check_weights
-from embedder.run import now_iso
 from jobs import corpusrun, runstate
+from jobs.canaryset import with_canary
 from jobs.plan import plan_shards
 from jobs.runstate import JobRecord, RunState
 from jobs.settings import (
@@ -31,13 +33,15 @@ from jobs.settings import (
     given_identity,
     identity_changes,
 )
-from jobs.stages import STAGES, runs_after, stages_to_submit
+from jobs.stages import STAGES, check_asked, check_stage, runs_after, stage_options_after, stages_to_submit
 from jobs.status import shard_files
+from kit.clock import now_iso
 from kit.commands import make_command
 from kit.errors import ConfigError, RunBusyError
 from kit.format import RunPaths, shard_name, sidecar_path
-from kit.shardfile import done_shards, shard_path
-from slurm import commands as slurmcli
+from kit import truncation
+from kit.shardfile import ShardIdentity, done_shards, shard_path
+from slurm import slurmcli
 from slurm.backend import Backend, StageRequest, Watcher
 from slurm.cluster import SlurmBackend, stage_resources
 from slurm.local import LocalBackend
@@ -151,27 +155,54 @@ def _computed_anything(run_dir: Path, run: RunState) -> int:
     return len({p.name.split(".")[0] for p in shards.glob("shard-*.h5*")}) if shards.is_dir() else 0
 
 
-def _pinned_identity(request: SubmitRequest, run: RunState | None, cache: str | None, profile: str):
-    """The identity with the hub revision pinned, the weights' fingerprint (hashed here, once: tasks
-    trust it), the model's token limit, and what every shard must record (run.json's ``pinned``)."""
+@dataclass(frozen=True)
+class Pinned:
+    """What a submit settles about the model, before any job: fixed in run.json."""
+
+    identity: EmbedIdentity  # as asked, with the hub revision pinned to its commit
+    fingerprint: str  # sha256 of the weights, hashed here once (tasks trust it)
+    max_seq_length: int | None  # the model's token limit, or the one asked
+    shard_identity: ShardIdentity  # what every shard must record (run.json's ``pinned``)
+    name: str  # what summaries call the model
+    folder: Path  # the resolved model folder on this machine
+
+
+def _pinned_identity(request: SubmitRequest, run: RunState | None, cache: str | None, profile: str) -> Pinned:
+    """The model resolved (offline), its files checked, its limit checked, and what every shard must record."""
     identity = given_identity(request, run.identity if run else None)
     resolved = resolve_model(identity, cache, profile if profile != LOCAL else None)
     check_weights(resolved.path, identity.model, profile if profile != LOCAL else None)  # headers and sizes
-    if resolved.revision != "local":
-        identity = replace(identity, revision=resolved.revision)
+    if resolved.model_revision != "local":
+        identity = replace(identity, model_revision=resolved.model_revision)
+    check_max_seq_length(identity.max_seq_length, model_config(resolved.path), identity.model)  # not in a job
     fingerprint = weights_fingerprint(resolved.path)
     max_len = identity.max_seq_length or model_max_seq_length(resolved.path)
-    return identity, fingerprint, max_len, pin_identity(identity, resolved, fingerprint, max_len)
+    shard = pin_identity(identity, fingerprint, max_len, resolved)
+    return Pinned(
+        identity, fingerprint, max_len, shard, model_name(identity.model, resolved.path), resolved.path
+    )
 
 
-def model_max_seq_length(folder: Path) -> int | None:
-    """The token limit sentence-transformers will apply (sentence_bert_config.json), for the plan's cost."""
-    import json
-
-    try:
-        return int(json.loads((Path(folder) / "sentence_bert_config.json").read_text())["max_seq_length"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def _truncation(run_dir: Path, pinned: Pinned, prior: RunState | None, corpus_changed: bool) -> dict | None:
+    """run.json's ``truncation``: counted with the model's tokenizer on the corpus (or a sample of it),
+    again where the corpus, the model, the prompt or the limit changed."""
+    same = (
+        prior is not None
+        and not corpus_changed
+        and prior.truncation is not None
+        and prior.pinned == pinned.shard_identity
+    )
+    if same or pinned.max_seq_length is None:
+        return prior.truncation if same and prior is not None else None
+    estimate = reuse_lib.plan_costs(run_dir, pinned.max_seq_length)
+    counted = truncation.count(
+        RunPaths.of(run_dir).corpus,
+        pinned.folder,
+        pinned.shard_identity.prompt or "",
+        pinned.max_seq_length,
+        estimate,
+    )
+    return counted.to_json() if counted else None
 
 
 def settle(
@@ -193,7 +224,13 @@ def settle(
     if run is not None and (alive := alive_jobs(run, observer or RunObserver(run_dir))):
         raise busy_refusal(run_dir, alive)
     compute = compute_settings(request, run.compute if run else None, profile)
-    identity, fingerprint, max_len, pinned = _pinned_identity(request, run, compute.cache_dir, name)
+    model = _pinned_identity(request, run, compute.cache_dir, name)
+    identity, fingerprint, max_len, pinned = (
+        model.identity,
+        model.fingerprint,
+        model.max_seq_length,
+        model.shard_identity,
+    )
     earlier = reuse_lib.check_request(
         request.reuse,
         with_pinned(identity, pinned),
@@ -206,7 +243,11 @@ def settle(
         corpus = corpusrun.first_corpus(run_dir, request.corpus, options, records)
         reused = _record_reuse(run_dir, earlier, say)
         state = _new_state(request, identity, fingerprint, corpus, compute, max_len)
-        return replace(state, profile=name, pinned=pinned, reuse=reused), backend, False
+        counted = _truncation(run_dir, model, None, True)
+        state = replace(
+            state, profile=name, pinned=pinned, reuse=reused, model_name=model.name, truncation=counted
+        )
+        return state, backend, False
     check = corpusrun.check_corpus(run_dir, run.corpus, request.corpus, options, records)
     changes = {**identity_changes(run.identity, identity), **(check.changes or {})}
     if run.model_fingerprint and fingerprint != run.model_fingerprint:
@@ -217,7 +258,7 @@ def settle(
             "run.json records the new place."
         )
         changes.pop("model")
-        changes.pop("revision", None)
+        changes.pop("model_revision", None)
     computed = _computed_anything(run_dir, run)
     if changes and computed and not request.redo_all:
         corpusrun.discard_candidate(run_dir)
@@ -227,7 +268,12 @@ def settle(
     reused = _record_reuse(run_dir, earlier, say, drop=request.redo_all or bool(changes))
     corpus_changed = check.record.rows != run.corpus.rows or bool(changes)
     replan = _replan(
-        request, run, computed, corpus_changed or (earlier is not None and not computed), max_len
+        request,
+        run,
+        computed,
+        corpus_changed or (earlier is not None and not computed),
+        max_len,
+        _overlap(identity, max_len),
     )
     state = replace(
         run,
@@ -238,6 +284,8 @@ def settle(
         profile=name,
         pinned=pinned,
         reuse=reused,
+        model_name=model.name,
+        truncation=_truncation(run_dir, model, run, corpus_changed),
         **replan,
     )
     if changes:
@@ -273,15 +321,27 @@ def _new_state(
         identity=identity,
         model_fingerprint=fingerprint,
         corpus=corpus,
-        plan=tuple(plan_shards(reuse_lib.plan_costs(request.run_dir, max_len), shards)),
+        plan=tuple(
+            plan_shards(reuse_lib.plan_costs(request.run_dir, max_len, _overlap(identity, max_len)), shards)
+        ),
         requested_shards=shards,
         compute=compute,
         created_at=now_iso(),
     )
 
 
+def _overlap(identity, max_len: int | None) -> int | None:
+    """PASSAGES=1: the windows' overlap, so the plan balances shards by passage cost; None otherwise."""
+    return identity.passage_overlap(max_len) if max_len else None
+
+
 def _replan(
-    request: SubmitRequest, run: RunState, computed: int, corpus_changed: bool, max_len: int | None
+    request: SubmitRequest,
+    run: RunState,
+    computed: int,
+    corpus_changed: bool,
+    max_len: int | None,
+    overlap: int | None = None,
 ) -> dict:
     """A new plan where SHARDS asks for another one (refused once shards exist, unless REDO=all)."""
     asked = request.shards
@@ -295,7 +355,7 @@ def _replan(
         )
     shards = asked or run.requested_shards
     return {
-        "plan": tuple(plan_shards(reuse_lib.plan_costs(request.run_dir, max_len), shards)),
+        "plan": tuple(plan_shards(reuse_lib.plan_costs(request.run_dir, max_len, overlap), shards)),
         "requested_shards": shards,
     }
 
@@ -310,6 +370,13 @@ def submit(
 ) -> tuple[SubmitOutcome, Backend, RunState]:
     """Submit what the run still needs (or, with ``dry_run``, check it and say what would be submitted)."""
     run_dir = request.run_dir
+    saved = runstate.load(run_dir)
+    if saved is None and request.corpus is None and records is None:
+        runstate.require(run_dir)  # no run here, and no corpus to start one: a mistyped RUN=, named
+    options = stage_options_after(
+        saved.stage_options if saved else {}, request.stages
+    )  # refused now, not later
+    check_asked(run_dir, options, request.stages, backend.name if backend else profile_name(request, saved))
     state, backend, redo_all = settle(request, records, say, backend, observer)
     redo_shards: tuple[int, ...] = () if isinstance(request.redo, str) else request.redo
     unknown = sorted(set(redo_shards) - {s.index for s in state.plan})
@@ -318,21 +385,14 @@ def submit(
             f"REDO names shards {unknown}, but run {run_dir} has shards 0 to {len(state.plan) - 1}."
         )
     redo = {s.index for s in state.plan} if redo_all else set(redo_shards)
+    state = replace(state, stage_options=options, scheduler_version=backend.version())
+    state = with_canary(run_dir, state, saved, request.canary_min_cosine)  # chosen once, kept after
+    stages = stages_to_submit(run_dir, state, redo=redo)  # as they are once REDO's shards are set aside
     if redo_all and not dry_run:
         set_aside_all(run_dir)
     elif redo_shards and not dry_run:
         set_aside(run_dir, redo_shards)
-    if request.map_options is not None:
-        state = replace(state, map_options=dict(request.map_options))
-    if request.export is not None:
-        state = replace(state, export_format=request.export)
-    if "map" in request.turned_off:
-        state = replace(state, map_options=None)
-    if "export" in request.turned_off:
-        state = replace(state, export_format=None)
-    state = replace(state, scheduler_version=backend.version())
     shown_redo = redo if dry_run else set()  # make plan moves no file: it shows the shards REDO would redo
-    stages = stages_to_submit(run_dir, state, redo=shown_redo)
     pending = [s.index for stage in stages if stage.array for s in stage.shards]
     outcome = SubmitOutcome(run_dir, pending, sorted(done_shards(run_dir) - shown_redo))
     if not stages:
@@ -341,6 +401,8 @@ def submit(
         outcome.message = f"Nothing to do: every shard is complete and {RunPaths.of(run_dir).output} exists."
         return outcome, backend, state
     runstate.save(run_dir, state)  # the run is planned: make submit RUN=... alone submits exactly this
+    for stage in stages:  # where it runs (a local run's device): the repair only changes how it computes
+        check_stage(stage, backend.name)
     outcome.plan_lines = [backend.check(stage) for stage in stages]
     if dry_run:
         return outcome, backend, state

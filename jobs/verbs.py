@@ -6,22 +6,26 @@ import argparse
 import contextlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs import demo as demo_lib, runstate
 from slurm.observe import RunObserver
 from jobs.runstate import RunState
-from jobs.settings import SubmitRequest, reuse_path
-from jobs.stages import export_target
-from jobs.submit import SubmitOutcome, alive_jobs, busy_refusal, submit
-from jobs.wait import interrupted_message, wait_for_run
+from jobs.settings import StageAsk, SubmitRequest, reuse_path
+from jobs.stages import report_lines
 from kit.commands import make_command
 from kit.errors import ConfigError, KitError
 from kit.format import OUTPUT_FILE, RunPaths
 from kit.runlock import run_lock
+from kit.truncation import Truncation
 
+
+if TYPE_CHECKING:  # submitting (corpus preparation, the backends): imported by the verbs that submit
+    from jobs.submit import SubmitOutcome
 
 STATUS_RETRY_S = 20.0
 LOCKED_VERBS = (
+    "index",
     "submit",
     "plan",
     "resubmit",
@@ -58,16 +62,29 @@ def merged_lines(run_dir: Path) -> list[str]:
         f"{m.rejected_rows} rows rejected)",
         f"Norms: mean {q['mean_norm']:.4f} std {q['std_norm']:.4f} min {q['min_norm']:.4f} "
         f"max {q['max_norm']:.4f}; no NaN/Inf, no zero rows" + unit_norm_note(run_dir, q),
+        *hardware_lines(run_dir, q),
+        *([m.truncation] if m.truncation else []),
     ]
+
+
+def hardware_lines(run_dir: Path, quality: dict) -> list[str]:
+    """What the shards ran on and how their canary vectors agreed (merge/canary.py), from embeddings.h5."""
+    from kit.h5files import open_h5
+    from merge.canary import summary_line
+
+    with open_h5(RunPaths.of(run_dir).output) as h5:
+        mix = h5.attrs.get("hardware_mix")
+    line = summary_line(quality, str(mix) if mix is not None else None)
+    return [line] if line else []
 
 
 def unit_norm_note(run_dir: Path, quality: dict) -> str:
     """Why every norm is 1 although NORMALIZE was not asked: the model normalises its own output."""
-    import h5py
+    from kit.h5files import open_h5
 
     if abs(quality["min_norm"] - 1) > 1e-3 or abs(quality["max_norm"] - 1) > 1e-3:
         return ""
-    with h5py.File(RunPaths.of(run_dir).output, "r") as h5:
+    with open_h5(RunPaths.of(run_dir).output) as h5:
         asked = str(h5.attrs.get("provenance_normalize_embeddings", "")).lower() in ("true", "1")
         pooling = str(h5.attrs.get("provenance_pooling", ""))
     if asked or "Normalize" not in pooling:
@@ -79,6 +96,8 @@ def unit_norm_note(run_dir: Path, quality: dict) -> str:
 
 def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> str:
     """After submitting: wait (WAIT=1) and summarise, or say how to watch."""
+    from jobs.wait import interrupted_message, wait_for_run
+
     run_dir = outcome.run_dir
     if outcome.message:
         return outcome.message
@@ -90,47 +109,32 @@ def finish(outcome: SubmitOutcome, state: RunState, request: SubmitRequest) -> s
         wait_for_run(run_dir, state, observer, outcome.jobs, say)  # the stages after run in parallel
     except KeyboardInterrupt:
         raise KitError(interrupted_message(run_dir, state, observer)) from None
-    if not RunPaths.of(run_dir).output.exists():
+    from jobs.stages import merge_outdated
+
+    if merge_outdated(run_dir, state):  # no embeddings.h5, or only one of shards since redone (REDO=)
         from jobs.status import status_report
 
         raise KitError(
-            f"The run ended without {RunPaths.of(run_dir).output}.\n"
+            f"The run ended without {RunPaths.of(run_dir).output} of its current shards.\n"
             f"{status_report(run_dir, runstate.require(run_dir), observer.snapshot(state.jobs))}"
         )
-    lines = merged_lines(run_dir)
-    if any(j.stage == "map" for j in outcome.jobs):
-        lines.append(map_line(run_dir))
-    if any(j.stage == "export" for j in outcome.jobs):
-        lines.append(export_line(run_dir, state.export_format or "parquet"))
-    return "\n".join(lines)
+    submitted = {j.stage for j in outcome.jobs}
+    return "\n".join(
+        merged_lines(run_dir) + report_lines(run_dir, state, submitted) + next_lines(run_dir, state)
+    )
 
 
-def export_line(run_dir: Path, fmt: str) -> str:
-    """The report line of the ``fmt`` export of ``run_dir``; a ``KitError`` if the export job left none."""
-    target = export_target(run_dir, fmt)
-    if not target.exists():
-        raise KitError(
-            f"The export job of {run_dir} ended without {target.name}; see its log in "
-            f"{RunPaths.of(run_dir).logs}."
-        )
-    return f"Export: {target}"
-
-
-def map_line(run_dir: Path) -> str:
-    """The report line of the map of ``run_dir`` with its trustworthiness; a ``KitError`` if there is none."""
-    import h5py
-
-    path = RunPaths.of(run_dir).map
-    if not path.exists():
-        raise KitError(
-            f"The map job of {run_dir} ended without map.h5; see its log in {RunPaths.of(run_dir).logs}."
-        )
-    with h5py.File(path, "r") as h5:
-        quality = json.loads(h5.attrs["quality"])
-    return f"Map: {RunPaths.of(run_dir).map_page} (trustworthiness {quality['trustworthiness']:.3f})"
+def next_lines(run_dir: Path, state: RunState) -> list[str]:
+    """What to do with the merged file: open it, and draw it where the run has no map."""
+    lines = [f"Open it: h5py.File('{RunPaths.of(run_dir).output}') (docs/FORMAT.md)"]
+    if "map" not in state.stage_options:
+        lines.append(f"Draw it: {make_command('map', RUN=run_dir)}")
+    return lines
 
 
 def _submit(request: SubmitRequest, records=None, dry_run: bool = False) -> str:
+    from jobs.submit import submit
+
     say(f"Run {request.run_dir}: preparing (corpus, model, plan)...")
     try:
         outcome, _, state = submit(request, records, say=say, dry_run=dry_run)
@@ -153,14 +157,19 @@ def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
     from embedder.reuse import plan_costs, summary_line
 
     paths = RunPaths.of(outcome.run_dir)
-    costs = plan_costs(outcome.run_dir)  # what is left to compute
+    counted = Truncation.from_json(state.truncation)
+    limit = state.pinned.max_seq_length if state.pinned else state.identity.max_seq_length
+    costs = plan_costs(outcome.run_dir, limit) * (
+        counted.calibration if counted else 1.0
+    )  # what the model sees
     pending = [s for s in state.plan if s.index in set(outcome.pending)]
     lines = [
         f"Plan for {outcome.run_dir} (nothing was queued; wrote {paths.corpus} and {paths.manifest}):",
         f"  corpus: {state.corpus.source}, {state.corpus.rows} rows ({state.corpus.rejected_rows} rejected)",
-        f"  model: {state.identity.model} @ {state.identity.revision or 'local'}",
+        f"  model: {model_line(state)}",
         f"  shards: {len(state.plan)} planned, {len(pending)} to embed",
     ]
+    lines += [f"  {truncation_line(state)}"] if counted else []
     lines += [f"  {reused}"] if (reused := summary_line(outcome.run_dir)) else []
     if state.requested_shards > len(state.plan):
         lines.append(
@@ -178,6 +187,21 @@ def plan_text(outcome: SubmitOutcome, state: RunState) -> str:
     return "\n".join(lines)
 
 
+def truncation_line(state: RunState, long_rows: int | None = None) -> str:
+    """The plan's count of rows longer than the model's limit, as one line ("" where not counted)."""
+    counted = Truncation.from_json(state.truncation)
+    passages = bool(getattr(state.identity, "passages", False))
+    return counted.line(passages=passages, long_rows=long_rows) if counted else ""
+
+
+def model_line(state: RunState) -> str:
+    """``all-MiniLM-L6-v2 (folder /…/model)`` or ``org/name @ <commit>``: what make plan says of the model."""
+    identity = state.identity
+    name = state.model_name or identity.model
+    where = f" (folder {identity.model})" if name != identity.model else ""
+    return f"{name}{where} @ {identity.model_revision or 'local'}"
+
+
 def submit_or_plan(request: SubmitRequest, dry_run: bool) -> str:
     """make submit (``dry_run`` False) or make plan of a request the CLI built."""
     return _submit(request, dry_run=dry_run)
@@ -191,7 +215,7 @@ def cmd_resubmit(args: argparse.Namespace) -> str:
         SubmitRequest(
             run_dir=run_dir,
             profile=args.profile,
-            redo=args.redo,
+            redo=args.redo or (),
             wait=bool(args.wait),
             reuse=reuse_path(getattr(args, "reuse", None)),
         )
@@ -209,7 +233,7 @@ def cmd_status(args: argparse.Namespace) -> str:
 
 def status_retry_s() -> float:
     """make status answers soon: it retries an unanswering controller briefly, then reports from the files."""
-    from slurm.commands import retry_seconds
+    from slurm.slurmcli import retry_seconds
 
     return min(retry_seconds(), STATUS_RETRY_S)
 
@@ -217,6 +241,8 @@ def status_retry_s() -> float:
 def cmd_merge(args: argparse.Namespace) -> str:
     """``merge``: merge the run's shards here, refused while any of its jobs is queued or running."""
     from jobs.merging import merge_run_folder
+
+    from jobs.submit import alive_jobs, busy_refusal
 
     run_dir = args.run.resolve()
     state = runstate.require(run_dir)
@@ -231,7 +257,7 @@ def cmd_merge(args: argparse.Namespace) -> str:
 
 def cmd_stage_model(args: argparse.Namespace) -> str:
     """``stage-model``: download a model (and with ``--attention flash`` its kernel) into the cache."""
-    from jobs.stage import stage_model
+    from jobs.stagemodel import stage_model
 
     if not args.model:
         raise ConfigError(
@@ -240,7 +266,7 @@ def cmd_stage_model(args: argparse.Namespace) -> str:
     lines = [f"Staged {args.model} at {stage_model(args.model, args.profile, args.revision)}"]
     if args.attention == "flash":
         from embedder.kernels import stage_flash_kernel
-        from jobs.stage import profile_cache
+        from jobs.stagemodel import profile_cache
 
         lines.append(f"Staged the flash-attention kernel: {stage_flash_kernel(profile_cache(args.profile))}")
     return "\n".join(lines)
@@ -251,10 +277,15 @@ def cmd_fetch(args: argparse.Namespace) -> str:
     from jobs.fetch import fetch, parse_remote
 
     if not args.remote:
-        raise ConfigError("Pass REMOTE=host:/path/to/run (an ssh host or alias from ~/.ssh/config).")
+        raise ConfigError(
+            "Pass REMOTE=host:/path/to/run (an ssh host or alias from ~/.ssh/config) or a run folder's "
+            "path on this machine: make fetch REMOTE=mycluster:/scratch/me/runs/wiki"
+        )
     dest = Path(args.dest) if args.dest else Path("runs") / parse_remote(args.remote).run_dir.name
-    r = fetch(args.remote, dest, Path(args.ssh_config) if args.ssh_config else None, bool(args.float16))
-    return f"Fetched {r.path} ({r.file_bytes:,} bytes, {r.bytes_received:,} received), sha256 {r.sha256} verified"
+    copy = args.copy or ("float16" if args.float16 else None)  # FLOAT16=1: COPY=float16
+    r = fetch(args.remote, dest, Path(args.ssh_config) if args.ssh_config else None, copy)
+    line = f"Fetched {r.path} ({r.file_bytes:,} bytes, {r.bytes_received:,} received), sha256 {r.sha256} verified"
+    return "\n".join([line, *([r.index] if r.index else [])])
 
 
 def merged_file(run_dir: Path) -> Path:
@@ -273,14 +304,15 @@ def cmd_export_float16(args: argparse.Namespace) -> str:
     """``export-float16``: write a float16 copy of the run's merged file."""
     from merge.float16 import write_float16_copy
 
-    return f"Wrote {write_float16_copy(merged_file(args.run))}"
+    merged_file(args.run)
+    return f"Wrote {write_float16_copy(args.run)}"
 
 
 def cmd_export_pkl(args: argparse.Namespace) -> str:
     """``export-pkl``: write the run's merged file as ``wikipedia_merged.pkl`` in the run folder."""
     from merge.export_pkl import export_pkl
 
-    return f"Wrote {export_pkl(merged_file(args.run), args.run / 'wikipedia_merged.pkl')}"
+    return f"Wrote {export_pkl(merged_file(args.run), RunPaths.of(args.run).pkl)}"
 
 
 def cmd_export(args: argparse.Namespace) -> str:
@@ -288,7 +320,27 @@ def cmd_export(args: argparse.Namespace) -> str:
     from merge.export import describe
     from merge.exporter import export_run
 
-    return describe(export_run(args.run, args.format or "parquet", bool(args.float16)))
+    return describe(export_run(args.run, args.format or "parquet", bool(args.float16), bool(args.text)))
+
+
+def cmd_search(args: argparse.Namespace) -> str:
+    """``search``: the top K rows of each question, from a run folder or a fetched one."""
+    import logging
+
+    from jobs.searching import search_run
+
+    logging.getLogger().setLevel(logging.WARNING)  # the answers, not the model's loading steps
+    model = str(demo_lib.demo_model_path()) if args.model == "demo" else args.model
+    queries = Path(args.queries) if args.queries else None
+    return search_run(args.run.resolve(), args.query, queries, args.k or 10, model)
+
+
+def cmd_index(args: argparse.Namespace) -> str:
+    """``index``: build the search index of the run's verified embeddings.h5 here."""
+    from jobs.searching import index_task
+
+    merged_file(args.run)
+    return index_task(args.run.resolve())
 
 
 def cmd_map(args: argparse.Namespace) -> str:
@@ -317,7 +369,6 @@ def demo_run_dir(rows: str) -> Path:
 
 def cmd_sample(args: argparse.Namespace) -> str:
     """A corpus to try the kit on, made from the Vital Articles package (its text is not kept in the repo)."""
-    import json
 
     from kit import atomic
 
@@ -328,10 +379,11 @@ def cmd_sample(args: argparse.Namespace) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> str:
     """``demo``: embed vital Wikipedia articles with the packaged model on this machine, and wait."""
-    if args.rows != "all" and not args.rows.isdigit():
-        raise ConfigError(f"DEMO_ROWS={args.rows!r}: give a number of articles or 'all'.")
-    rows = None if args.rows == "all" else int(args.rows)
-    run_dir = (args.run or demo_run_dir(args.rows)).resolve()
+    given = args.demo_rows or "2000"
+    if given != "all" and not given.isdigit():
+        raise ConfigError(f"DEMO_ROWS={given!r}: give a number of articles or 'all'.")
+    rows = None if given == "all" else int(given)
+    run_dir = (args.run or demo_run_dir(given)).resolve()
     model = demo_lib.demo_model_path()
     request = SubmitRequest(
         run_dir=run_dir,
@@ -340,10 +392,6 @@ def cmd_demo(args: argparse.Namespace) -> str:
         identity={"model": str(model)},
         corpus_options={"skip_bad_rows": True},
         wait=True,
-        map_options={"questions": None, "seed": None, "pca_dims": None} if args.map else None,
+        stages={"map": StageAsk(True)} if args.map else {},
     )
-    text = _submit(request, records=demo_lib.vital_articles(rows))
-    return text + (
-        f"\nModel: {model}\nOpen it: h5py.File('{RunPaths.of(run_dir).output}') (docs/FORMAT.md)\n"
-        f"Draw it: {make_command('map', RUN=run_dir)}"
-    )
+    return _submit(request, records=demo_lib.vital_articles(rows))

@@ -8,14 +8,12 @@ go on without us, and so does the wait.
 from __future__ import annotations
 
 import os
-import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from slurm.backend import Watcher
-from slurm.local import local_job_alive
 from jobs.runstate import JobRecord, RunState
 from jobs.status import format_duration, shard_statuses, summarise
 from kit.commands import make_command
@@ -23,7 +21,7 @@ from kit.errors import KitError
 
 PROGRESS_ENV = "EMBEDKIT_PROGRESS_S"
 DEFAULT_PROGRESS_S = 30.0
-POLL_S = 2.0
+POLL_S = 1.0  # one snapshot and the shard headers: cheap, and the summary follows within a second
 UNREACHABLE_GIVE_UP_S = 1800.0  # each poll already retried for EMBEDKIT_SCHEDULER_RETRY_S
 
 
@@ -37,31 +35,40 @@ def progress_interval() -> float:
 
 @dataclass
 class Rate:
-    """docs/s from successive (time, rows) samples, smoothed over the recent ones."""
+    """docs/s between the first and the latest flush seen while waiting.
 
-    samples: list[tuple[float, int]]
+    Rows appear in the shard files one flushed chunk at a time, so a rate over the last few polls
+    swings between 0 and a burst; between two flushes the rate is what the tasks really did.
+    """
+
+    rows: int | None = None  # rows flushed at the latest sample
+    changes: list[tuple[float, int]] = field(default_factory=list)  # (time, rows): first and latest change
 
     def add(self, rows: int) -> None:
-        """Record that ``rows`` rows are done now (the last few samples are kept)."""
-        self.samples = [*self.samples[-10:], (time.monotonic(), rows)]
+        """Record that ``rows`` rows are flushed now."""
+        if self.rows is not None and rows != self.rows:
+            self.changes = [*self.changes[:1], (time.monotonic(), rows)]
+        self.rows = rows
 
     def per_second(self) -> float:
-        """Rows per second between the oldest and newest sample kept; 0 with fewer than two."""
-        if len(self.samples) < 2:
+        """Rows per second from the first change seen to the latest; 0 until two changes were seen."""
+        if len(self.changes) < 2:
             return 0.0
-        (t0, r0), (t1, r1) = self.samples[0], self.samples[-1]
+        (t0, r0), (t1, r1) = self.changes
         return (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
 
 
 def progress_line(statuses, rate: float, unreachable: bool) -> str:
-    """One line of progress while waiting: rows done of all, rate, ETA and shards per state."""
+    """One line of progress while waiting: rows flushed of all, rate, ETA and shards per state."""
     done = sum(s.rows_done for s in statuses)
     total = sum(s.spec.rows for s in statuses)
-    eta = f", ETA {format_duration((total - done) / rate)}" if rate > 0 and done < total else ""
-    line = (
-        f"  {done}/{total} rows ({done / max(total, 1):.0%}), {rate:.1f} docs/s{eta}; "
-        f"shards: {summarise(statuses)}"
-    )
+    if rate > 0:
+        pace = f"{rate:.1f} docs/s" + (
+            f", ETA {format_duration((total - done) / rate)}" if done < total else ""
+        )
+    else:
+        pace = "no rows flushed yet" if done == 0 else "the rate shows after the next flush"
+    line = f"  {done}/{total} rows ({done / max(total, 1):.0%}), {pace}; shards: {summarise(statuses)}"
     return line + ("; the scheduler is not answering, still waiting" if unreachable else "")
 
 
@@ -75,7 +82,7 @@ def wait_for_run(
 ) -> None:
     """Block until every job of ``last`` (the final stage) has ended."""
     interval = progress_interval() if interval_s is None else interval_s
-    rate, next_line = Rate([]), time.monotonic() + interval
+    rate, next_line = Rate(), time.monotonic() + interval
     last_ids = {j.job_id for j in last}
     answered = time.monotonic()
     while True:
@@ -98,25 +105,21 @@ def wait_for_run(
 
 
 INTERRUPT_END_S = 60.0  # how long jobs that got the same Ctrl-C are given to end before we say they still run
-INTERRUPT_SCHEDULER_RETRY_S = 20.0  # how long Ctrl-C waits for an unanswering Slurm controller
+INTERRUPT_SCHEDULER_RETRY_S = 20.0
+INTERRUPT_POLL_S = 0.2  # how long Ctrl-C waits for an unanswering Slurm controller
 
 
-def in_this_terminal(job: JobRecord) -> bool:
-    """A local job in our process group: the terminal's Ctrl-C reached it as it reached us."""
-    if job.backend != "local" or job.host != socket.gethostname():
-        return False
-    try:
-        return os.getpgid(int(job.job_id)) == os.getpgrp()
-    except (ProcessLookupError, PermissionError, ValueError):
-        return False
-
-
-def wait_until_ended(jobs: list[JobRecord], limit_s: float = INTERRUPT_END_S) -> list[JobRecord]:
-    """Check each pid until it has ended (or ``limit_s`` passed); the jobs still running."""
+def wait_until_ended(
+    backend: Watcher, jobs: list[JobRecord], limit_s: float = INTERRUPT_END_S
+) -> list[JobRecord]:
+    """Ask ``backend`` until ``jobs`` have ended (or ``limit_s`` passed); the jobs still running."""
     deadline = time.monotonic() + limit_s
-    while (alive := [j for j in jobs if local_job_alive(j.job_id)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return alive
+    while jobs and time.monotonic() < deadline:
+        snapshot = backend.snapshot(jobs)
+        jobs = [j for j in jobs if snapshot.alive(j.job_id)]
+        if jobs:
+            time.sleep(INTERRUPT_POLL_S)
+    return jobs
 
 
 def interrupted_message(run_dir: Path, state: RunState, backend: Watcher) -> str:
@@ -135,8 +138,8 @@ def interrupted_message(run_dir: Path, state: RunState, backend: Watcher) -> str
         return unknown
     alive_ids = {task.split("_")[0] for task, s in snapshot.tasks.items() if s.alive}
     alive = [j for j in state.jobs if j.job_id in alive_ids]
-    stopping = [j for j in alive if in_this_terminal(j)]
-    still = wait_until_ended(stopping)
+    stopping = backend.in_this_terminal(alive)
+    still = wait_until_ended(backend, stopping)
     going_on = [j for j in alive if j not in stopping or j in still]
     if not going_on:
         return (

@@ -8,7 +8,7 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 TMP_SUFFIX = ".tmp"
 # What HDF5 raises when a write fails (ENOSPC, EIO): OSError or RuntimeError, errno only in the text.

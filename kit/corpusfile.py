@@ -19,9 +19,11 @@ from typing import Self
 import h5py
 import numpy as np
 
-from kit.corpussource import SourceFile, SourceRows, open_checked
+from kit.commands import make_command
+from kit.corpussource import SourceFile, SourceRows, open_checked, problem
 from kit.errors import CorpusError
 from kit.format import CONTENT_HASH, CORPUS_FORMAT, CORPUS_FORMAT_V1, CORPUS_FORMAT_V2, ROW_IDS, UTF8
+from kit.h5files import open_h5
 
 FIELDS = ("ids", "texts", "titles", "urls", "topics")
 META_BLOCK_ROWS = 1 << 16
@@ -43,9 +45,11 @@ class CorpusInfo:
 def _open(path: Path) -> h5py.File:
     if not path.is_file():
         raise CorpusError(
-            f"Prepared corpus {path} does not exist. Run: make submit RUN={path.parent} CORPUS=..."
+            f"Prepared corpus {path} does not exist (a partial copy of the run folder?). Prepare it again "
+            f"from the run's source: {make_command('submit', RUN=path.parent)} (and CORPUS=<file> where "
+            "the run has none yet)"
         )
-    h5 = h5py.File(path, "r", locking=False)
+    h5 = open_h5(path)
     if h5.attrs.get("format") not in (CORPUS_FORMAT, CORPUS_FORMAT_V2, CORPUS_FORMAT_V1):
         fmt = h5.attrs.get("format")
         h5.close()
@@ -103,6 +107,7 @@ class CorpusReader:
         self.h5 = _open(self.path)
         self.rows = int(self.h5.attrs["rows"])
         self.format = str(self.h5.attrs["format"])
+        self.source = str(self.h5.attrs["source"])  # the CORPUS it was prepared from
         self.v1 = self.format == CORPUS_FORMAT_V1
         if not self.v1:
             self.columns = Columns(**json.loads(self.h5.attrs["columns"]))
@@ -164,7 +169,7 @@ class CorpusReader:
 
     def _read_part(self, file: int, rows: np.ndarray, fields: list[str], out: dict[str, list[str]]) -> None:
         if file not in self._open:  # one file at a time
-            self._open = {file: open_checked(self.sources[file], self.path.parent, self.path)}
+            self._open = {file: open_checked(self.sources[file], self.path.parent, self.path, self.source)}
         needed = tuple(dict.fromkeys(c for f in fields for c in self.columns.of(f)))
         values = self._open[file].take(rows, needed)
         for name in fields:
@@ -266,17 +271,31 @@ def text_chars(path: Path) -> np.ndarray:
         return out
 
 
-def row_costs(path: Path, max_seq_length: int | None = None) -> np.ndarray:
+def row_costs(path: Path, max_seq_length: int | None = None, overlap: int | None = None) -> np.ndarray:
     """Estimated embedding cost of each row, float64 [N] (tokens, > 0), for ``jobs.plan.plan_shards``.
 
     Args:
         path: a prepared corpus.h5.
         max_seq_length: the model's limit in tokens, when known; longer texts cost no more.
+        overlap: PASSAGES=1 (with ``max_seq_length``, the window): a row costs its whole text, the tokens
+            its windows share and each window's own share (``passage_costs``).
     """
+    if overlap is not None and max_seq_length:
+        return passage_costs(text_chars(path) / CHARS_PER_TOKEN, max_seq_length, overlap)
     tokens = text_chars(path) / CHARS_PER_TOKEN + 2.0
     if max_seq_length:
         tokens = np.minimum(tokens, float(max_seq_length))
     return tokens + ROW_OVERHEAD_TOKENS
+
+
+def passage_costs(tokens: np.ndarray, window: int, overlap: int) -> np.ndarray:
+    """The cost of documents of ``tokens`` text tokens cut into windows of ``window`` tokens sharing
+    ``overlap`` (PASSAGES=1): every token, those of the overlaps twice, and per window its 2 special
+    tokens and the per-row share. float64 [N]."""
+    room = max(window - 2, 1)
+    step = max(room - overlap, 1)
+    windows = 1 + np.ceil(np.maximum(tokens - room, 0) / step)
+    return tokens + (windows - 1) * overlap + windows * (2.0 + ROW_OVERHEAD_TOKENS)
 
 
 def run_files(path: Path) -> list[Path]:
@@ -287,6 +306,26 @@ def run_files(path: Path) -> list[Path]:
     except (CorpusError, OSError):  # no index, or not one: it reads no run file
         return []
     return [f.resolve(Path(path).parent) for f in files if f.in_run]
+
+
+def corpus_problem(path: Path) -> str | None:
+    """What keeps the prepared corpus at ``path`` from reading as prepared, in a few words; None if nothing.
+
+    Checks the index and every file it reads (the run's own parquet by size and footer, a user's
+    file by its modification time too), as each task would, without reading rows. For example
+    ``corpus-rows-1a2b3c4d.parquet is missing``.
+    """
+    try:
+        with _open(Path(path)) as h5:
+            files = [SourceFile(**f) for f in json.loads(h5.attrs.get("files", "[]"))]
+    except CorpusError:
+        return f"{Path(path).name} is missing or is not a prepared corpus"
+    except OSError as err:
+        return f"{Path(path).name} cannot be read ({err})"
+    for file in files:
+        if why := problem(file, Path(path).parent):
+            return f"{file.path if file.in_run else file.resolve(Path(path).parent)}: {why}"
+    return None
 
 
 def remove_corpus(path: Path) -> None:

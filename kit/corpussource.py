@@ -4,6 +4,11 @@ A corpus index (``corpus.h5``) holds no text: every row lies in one of these fil
 that follows from the index (kit.corpusfile). This module records a file as prepare saw it (size, mtime, the
 footer's SHA-256), refuses it when it changed since, and reads given rows from only the row
 groups that hold them, only the columns asked for, one row group kept for the next call.
+
+The run's own converted parquet (``in_run``) is recognised by its content alone, size and footer:
+a copy of the run folder (``cp -r``, rsync without ``-t``, a move between file systems) gives it a
+new modification time, and it is still the same file. A user's source file is also checked by
+its modification time, since a same-size edit of a file without string statistics keeps its footer.
 Layout: docs/FORMAT.md.
 """
 
@@ -65,41 +70,75 @@ def record(path: Path, first_row: int, in_run: bool = False) -> SourceFile:
 
 
 def changed(source: SourceFile, path: Path) -> str | None:
-    """What differs between ``path`` now and when it was prepared, or None."""
-    if not path.is_file():
-        return "it is missing"
+    """What differs between ``path`` now and when it was prepared, or None (``path`` exists).
+
+    The run's own parquet is compared by content (size, footer); a user's file by its mtime too.
+    """
     stat = path.stat()
     if stat.st_size != source.size:
         return f"size {source.size} -> {stat.st_size} bytes"
     if footer_sha256(path) != source.footer_sha256:
         return "its parquet footer differs: it was written again"
-    if stat.st_mtime_ns != source.mtime_ns:  # a same-size edit keeps the footer (no string statistics)
-        return "its modification time differs"
+    if not source.in_run and stat.st_mtime_ns != source.mtime_ns:
+        return "its modification time differs"  # a same-size edit keeps the footer (no string statistics)
     return None
 
 
-def _original_source(index: Path) -> str:
-    """The CORPUS a run's converted parquet was made from, as its index records it."""
-    import h5py
-
-    with h5py.File(index, "r") as h5:
-        return str(h5.attrs.get("source", index))
-
-
-def open_checked(source: SourceFile, run_dir: Path, index: Path) -> SourceRows:
-    """``SourceRows`` of a recorded file, refused when it changed since prepare (naming what to do)."""
+def problem(source: SourceFile, run_dir: Path) -> str | None:
+    """Why the recorded file cannot be read as prepared (missing, or changed), in words; None if it can."""
     path = source.resolve(run_dir)
-    problem = changed(source, path)
-    if problem:
-        corpus = (
-            _original_source(index) if source.in_run else path
-        )  # a converted copy: prepare from its source
-        raise CorpusError(
-            f"Source file {path} changed since the corpus was prepared ({problem}): the rows recorded in "
-            f"{index} no longer match it. Put the original file back, or prepare the run again from the "
-            f"corpus as it is now: {make_command('submit', RUN=run_dir, CORPUS=corpus, REDO='all')}"
+    if not path.is_file():
+        return "it is missing"
+    return changed(source, path)
+
+
+def open_checked(source: SourceFile, run_dir: Path, index: Path, corpus: str) -> SourceRows:
+    """``SourceRows`` of a recorded file; refused in one line when it is missing or changed since prepare.
+
+    Args:
+        source: the file as the index records it.
+        run_dir: the run folder (where the run's own parquet lies).
+        index: the corpus index (``corpus.h5``) that records it.
+        corpus: the CORPUS the index was prepared from (its ``source`` attribute), for the command
+            that prepares the run again.
+
+    Raises:
+        CorpusError: the file is missing (a partial copy of a run folder), or differs from the record.
+    """
+    why = problem(source, run_dir)
+    if why:
+        raise CorpusError(_refusal(source, run_dir, index, corpus, why))
+    return SourceRows(source.resolve(run_dir))
+
+
+def _refusal(source: SourceFile, run_dir: Path, index: Path, corpus: str, why: str) -> str:
+    """The one line that refuses a recorded file that is missing or changed, with the commands that repair it."""
+    path = source.resolve(run_dir)
+    again = make_command("submit", RUN=run_dir, CORPUS=corpus)
+    same = "no shard is recomputed while the corpus's rows are the same"
+    if source.in_run and why == "it is missing":
+        return (
+            f"Run folder {run_dir} is incomplete: {source.path}, the corpus rows that {index.name} points "
+            f"to, is missing (a partial copy?). Copy it into {run_dir} from the run folder this one came "
+            f"from, or prepare the corpus again from its source ({same}): {again}"
         )
-    return SourceRows(path)
+    if source.in_run:
+        return (
+            f"{path}, the run's own copy of the rows of corpus {corpus}, is not the file {index.name} "
+            f"recorded ({why}): it was damaged or replaced. Copy it again from the run folder this one "
+            f"came from, or prepare the corpus again from its source ({same}): {again}"
+        )
+    if why == "it is missing":
+        return (
+            f"Source file {path} is missing: {index} was prepared from it and reads its rows there. Put it "
+            f"back at that path, or prepare the run again from where it is now: "
+            f"{make_command('submit', RUN=run_dir)} CORPUS=<its new place>"
+        )
+    return (
+        f"Source file {path} changed since the corpus was prepared ({why}): the rows recorded in {index} "
+        f"no longer match it. Put the original file back, or prepare the run again from the corpus as it "
+        f"is now ({same}; other rows are refused until you add REDO=all): {again}"
+    )
 
 
 def _indices(rows: np.ndarray) -> pa.Array:

@@ -11,7 +11,18 @@ class KitError(Exception):
 
 
 class ConfigError(KitError):
-    """A configuration value is invalid (bad option, unknown profile, run folder mismatch)."""
+    """A configuration value is invalid (bad option, unknown profile, run folder mismatch).
+
+    ``repair``: Make variables that fix it (``{"MAX_SEQ_LENGTH": 512}``); the CLI prints the user's
+    own command with them put over it, so the repair works as printed.
+    """
+
+    def __init__(self, message: str = "", *, repair: dict | None = None):
+        super().__init__(message)
+        self.repair = dict(repair or {})
+
+    def __reduce__(self):  # keep the repair across processes (a job's result is pickled)
+        return (type(self), (str(self),), {"repair": self.repair})
 
 
 class CorpusError(KitError):

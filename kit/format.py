@@ -23,6 +23,7 @@ MAP_FORMAT = "embedkit-map/2"
 REUSE_FORMAT = "embedkit-reuse/1"
 
 UTF8 = h5py.string_dtype("utf-8")
+PROVENANCE_PREFIX = "provenance_"  # embeddings.h5 attributes: the shards' identity and how they were made
 STORED_DTYPE = "float32"  # embeddings are always stored as float32, whatever the compute dtype
 
 # Run folder layout.
@@ -41,9 +42,22 @@ SHA256_SUFFIX = ".sha256"
 LOCK_FILE = "run.lock"
 REUSE_FILE = "reuse.h5"  # REUSE=: which rows take an earlier file's vectors (embedder/reuse.py)
 FLOAT16_FILE = "embeddings.float16.h5"
+PKL_FILE = "wikipedia_merged.pkl"  # make export-pkl: the seeds' dictionary
+INDEX_FILE = "embeddings.faiss"  # make index / INDEX=1: the search index (search/indexfile.py), + .sha256
+INDEX_RECORD_FILE = "embeddings.faiss.json"  # what the index indexes and how well it finds (its recall)
 CONTROLLER_LOG = "local-controllers.log"  # in LOGS_DIR: what submitit's local controllers print themselves
 MAP_FILE, MAP_REDUCER_FILE = "map.h5", "map_reducer.joblib"
 MAP_PAGE_FILE, MAP_PNG_FILE, MAP_SVG_FILE = "map.html", "map.png", "map.svg"
+
+EXPORT_FORMATS = ("parquet", "npy", "int8", "binary")  # make export FORMAT= and EXPORT= on make submit
+
+# Smaller copies of embeddings.h5 for a laptop (make export FORMAT=int8|binary; search/compact.py).
+INT8_FORMAT, BINARY_FORMAT = "embedkit-int8/1", "embedkit-binary/1"
+INT8_FILE = "embeddings.int8.h5"  # int8 [N, D] codes of the unit rows, per-dimension ranges low/high
+BINARY_FILE = "embeddings.binary.h5"  # uint8 [N, ceil(D / 64) * 8]: one bit a dimension, thresholds
+COMPACT_FILES = {"int8": INT8_FILE, "binary": BINARY_FILE}
+# make fetch COPY=: the smaller copies a laptop may take instead of embeddings.h5 (each with its sidecar)
+FETCH_COPIES = {"float16": FLOAT16_FILE, **COMPACT_FILES}
 
 # Text fields carried from the corpus to the consolidated file (UTF-8 datasets).
 META_FIELDS = ("ids", "titles", "urls")
@@ -69,7 +83,7 @@ class RunPaths:
     root: Path
 
     @classmethod
-    def of(cls, run_dir: str | Path) -> "RunPaths":
+    def of(cls, run_dir: str | Path) -> RunPaths:
         """The paths of ``run_dir`` (a RunPaths passes through, so callers may hold either)."""
         return run_dir if isinstance(run_dir, RunPaths) else cls(Path(run_dir))
 
@@ -112,6 +126,25 @@ class RunPaths:
     @property
     def float16_output(self) -> Path:
         return self.root / FLOAT16_FILE
+
+    @property
+    def index(self) -> Path:
+        """``embeddings.faiss``: the search index of ``output`` (make index, INDEX=1)."""
+        return self.root / INDEX_FILE
+
+    @property
+    def index_record(self) -> Path:
+        """``embeddings.faiss.json``: what the index was built from, and its measured recall."""
+        return self.root / INDEX_RECORD_FILE
+
+    @property
+    def pkl(self) -> Path:
+        """``wikipedia_merged.pkl``: the seeds' dictionary (make export-pkl)."""
+        return self.root / PKL_FILE
+
+    def export(self, fmt: str, dtype: str = "float32") -> Path:
+        """Where ``make export FORMAT=fmt`` writes: ``embeddings.parquet`` or ``embeddings-npy-float32/``."""
+        return export_target(self.output, fmt, dtype)
 
     @property
     def reuse(self) -> Path:
@@ -175,6 +208,28 @@ def shard_index(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def parquet_path(src: Path, dtype: str) -> Path:
+    """``embeddings.parquet``, or ``embeddings.float16.parquet`` beside the source."""
+    return src.with_name(src.stem + ("" if dtype == "float32" else f".{dtype}") + ".parquet")
+
+
+def npy_folder(src: Path, dtype: str) -> Path:
+    """``embeddings-npy-float32/`` (neither name is a prefix of the other: embedding-reader globs ``folder**``)."""
+    return src.with_name(f"{src.stem}-npy-{dtype}")
+
+
+def export_target(src: Path, fmt: str, dtype: str = "float32") -> Path:
+    """The export of ``src`` (an embeddings.h5) in ``fmt`` (parquet, npy, int8 or binary) and ``dtype``."""
+    if fmt in COMPACT_FILES:
+        return compact_path(src, fmt)
+    return (parquet_path if fmt == "parquet" else npy_folder)(src, dtype)
+
+
+def compact_path(src: Path, kind: str) -> Path:
+    """``embeddings.int8.h5`` or ``embeddings.binary.h5`` beside ``src`` (an embeddings.h5)."""
+    return src.with_name(COMPACT_FILES[kind])
+
+
 def sidecar_path(path: Path) -> Path:
     """``embeddings.h5.sha256`` beside ``embeddings.h5``: its SHA-256 in ``sha256sum -c`` format."""
     return path.with_name(path.name + SHA256_SUFFIX)
@@ -185,9 +240,40 @@ def sidecar_text(digest: str, path: Path) -> str:
     return f"{digest}  {path.name}\n"
 
 
+def sidecar_digest(path: Path) -> str | None:
+    """The SHA-256 the sidecar of ``path`` records, or None where it has none (or a damaged one)."""
+    try:
+        return parse_sidecar(sidecar_path(path).read_text())[0]
+    except (OSError, ValueError):
+        return None
+
+
 def parse_sidecar(text: str) -> tuple[str, str]:
     """(digest, file name) from a ``sha256sum`` line."""
     digest, _, name = text.strip().partition("  ")
     if len(digest) != 64 or not name:
         raise ValueError(f"not a sha256sum line: {text[:80]!r}")
     return digest, name
+
+
+# Every shard also embeds the run's canary texts (kit/canary.py): float32 [blocks, texts, dim].
+CANARY_DATASET = "canary"
+
+
+# PASSAGES=1 (docs/PASSAGES.md): beside the document vectors in `embeddings`, each document's passages,
+# in a shard and in embeddings.h5 alike. Document i's passages are rows [passage_ptr[i], passage_ptr[i + 1]).
+PASSAGES_GROUP = "passages"
+PASSAGE_EMBEDDINGS = "passages/embeddings"  # float32 [P, D]
+PASSAGE_DOCUMENT = "passages/document"  # int64 [P]: the document's row (corpus row = row of embeddings.h5)
+PASSAGE_INDEX = "passages/index"  # int32 [P]: 0, 1, ... within its document
+PASSAGE_SPAN = "passages/span"  # int64 [P, 2]: [start, end) characters into the document's text
+PASSAGE_TOKENS = "passages/tokens"  # int32 [P]: text tokens (special and prompt tokens not counted)
+PASSAGE_CHECKSUMS = "passages/checksums"  # shards: xxh3_64 per block of passage vectors, as `checksums`
+PASSAGE_PTR = "passage_ptr"  # int64 [N + 1] (a shard: [rows_done + 1], numbered from its first passage)
+PASSAGE_FIELDS = (PASSAGE_DOCUMENT, PASSAGE_INDEX, PASSAGE_SPAN, PASSAGE_TOKENS)  # beside the vectors
+PASSAGES_EXPORT = "passages"  # make export: passages.parquet, passages-npy-float32/ beside the documents'
+
+
+def passages_export_target(src: Path, fmt: str, dtype: str = "float32") -> Path:
+    """Where ``make export`` writes the passages table of ``src`` (an embeddings.h5 of a PASSAGES=1 run)."""
+    return export_target(src.with_name(PASSAGES_EXPORT + src.suffix), fmt, dtype)

@@ -3,7 +3,8 @@
 Pure functions; the files are read and written by ``embedder.reuse``. A row takes an earlier
 vector only when everything that decides the vector is equal: the exact model input (its id and
 content hash, the XXH3-128 of the text the model is given) and the embedding identity (weights,
-revision, prompt, pooling, normalisation, max_seq_length, dimension).
+revision, prompt, pooling, normalisation, max_seq_length, dimension, and the passage window and
+overlap: with PASSAGES=1 a document takes all its passages from the earlier file, or none).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from kit.shardfile import ShardIdentity
 
 # What decides a vector besides its text: compared between the earlier file and this run. The model's
 # name (a hub name, or a folder that differs between machines) counts only where no weights
@@ -26,33 +29,24 @@ REUSE_IDENTITY_KEYS = (
     "max_seq_length",
     "dim",
 )
+# PASSAGES=1 changes what a document's vector is (and adds its passages): compared both ways, so a plain run
+# never takes a passage run's document vectors, nor the reverse.
+PASSAGE_IDENTITY_KEYS = ("passage_window", "passage_overlap")
 NOT_REUSED = -1  # source_row of a row that is computed
 REUSED_ROW_COST = 0.01  # a copied vector in the plan's cost (tokens): about nothing beside computing one
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bytes):
-        value = value.decode()
-    return value
-
-
-def identity_differences(earlier: Mapping[str, Any], this: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Key -> (earlier, this) for every part of the embedding identity that differs.
-
-    Takes both identities as mappings of shard identity keys (``kit.shardfile.IDENTITY_KEYS``),
-    so a typed identity can be passed as its ``dict``.
-    """
+def identity_differences(earlier: ShardIdentity, this: ShardIdentity) -> dict[str, tuple[Any, Any]]:
+    """Field -> (earlier, this) for every part of the embedding identity this run has and the earlier
+    file has otherwise (``ShardIdentity.differences`` over ``REUSE_IDENTITY_KEYS``)."""
     keys = list(REUSE_IDENTITY_KEYS)
-    if not (earlier.get("model_fingerprint") and this.get("model_fingerprint")):
+    if not (earlier.model_fingerprint and this.model_fingerprint):
         keys.insert(0, "model")
-    out = {}
-    for key in keys:
-        a, b = _plain(earlier.get(key)), _plain(this.get(key))
-        if a != b:
-            out[key] = (a, b)
-    return out
+    found = {key: (theirs, mine) for key, (mine, theirs) in this.differences(earlier, keys).items()}
+    for key in PASSAGE_IDENTITY_KEYS:
+        if getattr(earlier, key) != getattr(this, key):
+            found[key] = (getattr(earlier, key), getattr(this, key))
+    return found
 
 
 def _key_table(ids: np.ndarray, hashes: np.ndarray, row_name: str) -> pa.Table:

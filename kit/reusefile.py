@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from kit.corpusfile import corpus_info
 from kit.format import RunPaths
+from kit.h5files import open_h5
 
 SOURCE_ROW = "source_row"  # reuse.h5: per row of this corpus, the earlier file's row, or -1 (computed)
 REUSED = "reused"  # embeddings.h5: 1 where the row's vector was copied from the earlier file
@@ -23,7 +23,7 @@ def read_map(run_dir: Path) -> tuple[np.ndarray, dict[str, Any]] | None:
     paths = RunPaths.of(run_dir)
     if not paths.reuse.is_file():
         return None
-    with h5py.File(paths.reuse, "r", locking=False) as h5:
+    with open_h5(paths.reuse) as h5:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
         if attrs.get("corpus_fingerprint") != corpus_info(paths.corpus).fingerprint:
             return None  # the corpus changed since (REDO=all): nothing of it is reused

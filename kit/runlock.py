@@ -16,11 +16,12 @@ import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from kit.commands import shell_command
 from kit.atomic import storage_cause
 from kit.errors import KitError, RunBusyError
+from kit.process import pid_alive
 from kit.format import LOCK_FILE
 
 BREAK_SUFFIX = ".break"  # held briefly while a stale lock is removed, so two removers cannot collide
@@ -51,17 +52,6 @@ def read_holder(path: Path) -> LockHolder | None:
         return LockHolder(str(data["host"]), int(data["pid"]), str(data["command"]), str(data["started_at"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this host (another user's counts): a dead holder's lock is stale."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 def is_stale(holder: LockHolder) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 import h5py
 import numpy as np
@@ -18,7 +19,8 @@ import xxhash
 
 from kit import atomic
 from kit.errors import ShardError
-from kit.format import SHARD_FORMAT, STORED_DTYPE, RunPaths, shard_index
+from kit.format import PROVENANCE_PREFIX, SHARD_FORMAT, STORED_DTYPE, RunPaths, shard_index
+from kit.h5files import open_h5
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,10 @@ def set_aside_files(run_dir: Path) -> list[Path]:
 
 
 def plain_attr(value: Any) -> Any:
-    """An HDF5 attribute value as plain Python: numpy scalars as Python numbers, bytes as ``str``."""
+    """An HDF5 attribute value as plain Python (JSON-ready): numpy scalars as Python numbers, arrays as
+    lists, bytes as ``str``."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, bytes):
@@ -84,8 +89,10 @@ class ShardIdentity:
     pooling: str | None = None  # the modules after the transformer (pooling, Normalize, Dense)
     normalize_embeddings: bool = False  # L2-normalised by the kit (a Normalize module is in pooling)
     prompt: str | None = None  # the literal text prepended to every text ("" for none)
-    max_seq_length: int | None = None  # tokens kept per text
+    max_seq_length: int | None = None  # tokens kept per text (PASSAGES=1: per window, special ones counted)
     corpus_fingerprint: str | None = None
+    passage_window: int | None = None  # PASSAGES=1: tokens per passage (max_seq_length); None: plain mode
+    passage_overlap: int | None = None  # PASSAGES=1: tokens shared by consecutive passages (OVERLAP)
 
     def to_attrs(self, prefix: str = "") -> dict[str, Any]:
         """HDF5 attributes (``prefix`` + field name); None values are left out (HDF5 has no None)."""
@@ -100,7 +107,7 @@ class ShardIdentity:
             return plain_attr(attrs.get(name)) if value is None and name == "model" else value
 
         raw = {f.name: get(f.name) for f in fields(cls)}
-        for name in ("dim", "max_seq_length"):
+        for name in ("dim", "max_seq_length", "passage_window", "passage_overlap"):
             raw[name] = None if raw[name] is None else int(raw[name])
         normalize = raw["normalize_embeddings"]
         raw["normalize_embeddings"] = (
@@ -109,12 +116,31 @@ class ShardIdentity:
         raw["dtype"] = raw["dtype"] or STORED_DTYPE
         return cls(**raw)
 
-    def differences(self, other: ShardIdentity) -> dict[str, tuple[Any, Any]]:
-        """Field -> (this value, ``other``'s) where this identity pins a value and ``other`` has another."""
+    def differences(
+        self, other: ShardIdentity, keys: Iterable[str] | None = None
+    ) -> dict[str, tuple[Any, Any]]:
+        """Field -> (this value, ``other``'s) where this identity pins a value and ``other`` has another.
+
+        The one comparison of identities: the merge (shards against run.json's pin), REUSE (an earlier
+        file against this run) and search (an index against its file). ``keys``: only these fields.
+        """
         mine, theirs = asdict(self), asdict(other)
-        return {k: (v, theirs[k]) for k, v in mine.items() if v is not None and v != theirs[k]}
+        wanted = mine.keys() if keys is None else keys
+        return {k: (mine[k], theirs[k]) for k in wanted if mine[k] is not None and mine[k] != theirs[k]}
 
 
+def output_identity(attrs: Mapping[str, Any]) -> ShardIdentity:
+    """The identity a merged file records: its ``provenance_*`` attributes (and ``model``)."""
+    return ShardIdentity.from_attrs(attrs, prefix=PROVENANCE_PREFIX)
+
+
+def read_output_identity(path: Path) -> ShardIdentity:
+    """``output_identity`` of the merged file at ``path``: enough to rebuild its encoder."""
+    with open_h5(path) as h5:
+        return output_identity(h5.attrs)
+
+
+COMMIT_ID = "commit_id"  # a shard attribute, new at each commit: which commit of a shard a merge took
 IDENTITY_KEYS = tuple(f.name for f in fields(ShardIdentity))  # shard attributes every shard must share
 SCAN_BLOCK_BYTES = 16 << 20
 SET_ASIDE_MARK = ".set-aside-"  # shard-00003.h5.tmp.set-aside-<unix time>: a partial file kept, not resumed
@@ -141,7 +167,7 @@ def read_header(path: Path) -> ShardHeader:
         ShardError: the file cannot be opened or is not a shard.
     """
     try:
-        with h5py.File(path, "r", locking=False) as h5:
+        with open_h5(path) as h5:
             attrs = {k: plain_attr(v) for k, v in h5.attrs.items()}
             rows = h5["embeddings"].shape[0] if "embeddings" in h5 else 0
     except (OSError, KeyError) as err:
@@ -262,7 +288,7 @@ def check_complete(path: Path) -> ShardHeader:
         raise ShardError(
             f"{label}: holds {header.rows} rows, rows_done={header.rows_done}, expected {expected}."
         )
-    with h5py.File(path, "r", locking=False) as h5:
+    with open_h5(path) as h5:
         emb, ids = h5["embeddings"], h5["ids"]
         if emb.shape[1] != header.identity.dim or ids.shape[0] != expected:
             raise ShardError(

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from kit import atomic
-from knowledgemap.placement import Density, Placed, place, wrap
-from knowledgemap.regions import Level, region_order
+from knowledgemap.placement import Density, Members, Placed, Shape, place, wrap
+from knowledgemap.regions import Level, label_order
 
 # Distinct hues first (tab10), then darker and lighter ones; the page uses the same list.
 PALETTE = [
@@ -81,9 +81,9 @@ def _scatter(ax, fig: Figure) -> None:
     )
 
 
-def _box_size(ax, renderer, text: str, font: dict) -> tuple[float, float]:
+def _box_size(ax, renderer, text: str, level: Level) -> tuple[float, float]:
     """A label's box in data units, measured by drawing it (with its 3-point white outline)."""
-    artist = ax.text(0.5, 0.5, text, ha="center", va="center", linespacing=1.0, **font)
+    artist = ax.text(0.5, 0.5, text, ha="center", va="center", linespacing=1.0, **FONTS[level.name])
     extent = artist.get_window_extent(renderer).expanded(1.0, 1.0)
     artist.remove()
     inverse = ax.transData.inverted()
@@ -92,18 +92,27 @@ def _box_size(ax, renderer, text: str, font: dict) -> tuple[float, float]:
 
 
 def placed_labels(ax, renderer, fig: Figure) -> list[Placed]:
-    """Coarse names first (largest region first), then as many fine names as fit."""
-    wanted = []
-    for level in fig.levels:
-        for region in region_order(level):
-            text = wrap(level.names[region])
-            w, h = _box_size(ax, renderer, text, FONTS[level.name])
-            wanted.append((text, level.name, int(region), level.anchors[region], w, h))
+    """The questions' regions at both levels first, then coarse names (largest region first),
+    then as many fine names as fit."""
+    order, lead = label_order(fig.levels)
+    wanted: list = []
+    narrow: list[Shape | None] = []
+    for k, region in order:
+        level = fig.levels[k]
+        text = wrap(level.names[region])
+        wanted.append(
+            (text, level.name, region, level.anchors[region], *_box_size(ax, renderer, text, level))
+        )
+        if len(narrow) < lead:  # a question's region: on two lines, where one line does not fit
+            two = wrap(level.names[region], limit=0)
+            narrow.append((two, *_box_size(ax, renderer, two, level)) if two != text else None)
     return place(
         wanted,
         Density(fig.coords, density_bins(len(fig.coords))),
         pad=0.004,
         obstacles=_marker_boxes(ax, fig.question_xy),
+        members=Members(fig.coords, {level.name: level.labels for level in fig.levels}),
+        lead=narrow,
     )
 
 

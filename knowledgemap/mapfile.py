@@ -11,6 +11,7 @@ import numpy as np
 
 from kit import atomic
 from kit.format import MAP_FORMAT, UTF8
+from kit.h5files import open_h5
 from knowledgemap.params import MapParams
 from knowledgemap.placement import Placed
 from knowledgemap.project import Projection
@@ -59,21 +60,28 @@ def write_map_h5(
     levels: list[Level],
     labels: list[Placed],
     questions: tuple[list[Question], np.ndarray, np.ndarray],
+    source_sha256: str = "",
+    nearest: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """Write map.h5 atomically; ``questions`` is (questions, embeddings [q, dim], coordinates [q, 2])."""
+    """Write map.h5 atomically; ``questions`` is (questions, embeddings [q, dim], coordinates [q, 2]);
+    ``source_sha256``: the embeddings.h5 it was drawn from (a later merge makes the map due again)."""
     tmp = atomic.tmp_path(path)
     with atomic.removed_on_error(tmp):
-        with h5py.File(tmp, "w") as h5:
+        with open_h5(tmp, "w") as h5:
             h5.create_dataset("coords", data=coords.astype(np.float32))
             _strings(h5, "ids", ids)
             _regions(h5, levels)
             _labels(h5, labels)
             _questions(h5, *questions)
+            if nearest is not None:  # each question's nearest rows and their cosines (make search's)
+                h5["questions"].create_dataset("nearest_rows", data=nearest[0].astype(np.int64))
+                h5["questions"].create_dataset("nearest_scores", data=nearest[1].astype(np.float32))
             h5.attrs.update(
                 format=MAP_FORMAT,
                 bounds_low=projection.low,
                 bounds_high=projection.high,
                 params=json.dumps(asdict(params)),
                 quality=json.dumps(quality),
+                source_sha256=source_sha256,
             )
         atomic.commit(tmp, path)

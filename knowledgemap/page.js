@@ -84,46 +84,87 @@ function drawPoints() {
   kmap.drawnPoints = drawn;
 }
 
-// Region names: coarse ones when zoomed out, the finer neighbourhoods first when zoomed in;
-// each at the first of its anchors where it is over the map and clear of the labels before it.
+// Region names (as knowledgemap/placement.py): first each question's region at both levels, next
+// to its marker; then coarse ones when zoomed out, the finer neighbourhoods first when zoomed in.
+// Each at the first of its anchors where it is over the map, clear of the labels before it, and
+// over points mostly of its own region.
 const FONT = { coarse: "700 14px system-ui, sans-serif", fine: "italic 500 11.5px system-ui, sans-serif" };
-const LINE = { coarse: 16, fine: 13 }, widths = new Map();
-function labelSize(level, region, lines) {
-  const key = level.name + region;
+const LINE = { coarse: 16, fine: 13 }, GAP = 5, PAD = 2, OWN_SHARE = D.ownShare, widths = new Map();
+const LEAD = D.lead.map(([k, r]) => [LEVELS[k], r]), COARSE = LEVELS.filter(l => l.name === "coarse");
+function labelSize(level, lines) {
+  const key = level.name + "\n" + lines.join("\n");
   if (!widths.has(key)) { ctx.font = FONT[level.name]; widths.set(key, Math.max(...lines.map(l => ctx.measureText(l).width))); }
   return [widths.get(key) + 8, lines.length * LINE[level.name] + 4];
 }
+function mapBox(box) { return [ux(box[0]), uy(box[3]), ux(box[2]), uy(box[1])]; }
+// Most of the points under a box (if any) are of the region it names. A pan moves no label on the
+// map, so the answers are kept until the zoom or the window changes.
+const owned = new Map(); let ownedAt = "";
+function ownEnough(level, region, box) {
+  const [mx0, my0, mx1, my1] = mapBox(box), at = view.scale + " " + base;
+  if (at !== ownedAt) { owned.clear(); ownedAt = at; }
+  const key = level.name + region + " " + [mx0, my0, mx1, my1].map(v => v.toFixed(6)).join(" ");
+  if (!owned.has(key)) owned.set(key, countOwn(level, region, mx0, my0, mx1, my1));
+  return owned.get(key);
+}
+function countOwn(level, region, mx0, my0, mx1, my1) {
+  const c = v => Math.max(0, Math.min(CELLS - 1, Math.floor(v * CELLS)));
+  let own = 0, all = 0;
+  for (let gx = c(mx0); gx <= c(mx1); gx++) for (let i = START[gx * CELLS + c(my0)]; i < START[gx * CELLS + c(my1) + 1]; i++) {
+    const x = X[i] / 65535, y = Y[i] / 65535;
+    if (x >= mx0 && x <= mx1 && y >= my0 && y <= my1) { all++; if (level.region[i] === region) own++; }
+  }
+  return own >= OWN_SHARE * all;
+}
 function placeLabels() {
-  const order = view.scale < FINE_ZOOM ? LEVELS.filter(l => l.name === "coarse") : [...LEVELS].reverse(), placed = [];
   const panel = document.getElementById("panel").getBoundingClientRect();
   const hint = document.getElementById("hint").getBoundingClientRect();
   const taken = [[panel.left, panel.top, panel.right, panel.bottom], [hint.left, hint.top, hint.right, hint.bottom], ...D.questions.map(q => [sx(q.x) - 11, sy(q.y) - 11, sx(q.x) + 11, sy(q.y) + 11])];
-  for (const level of order) for (const region of level.order) {
-    const lines = level.labels[region].split("\n"), [w, h] = labelSize(level, region, lines);
-    if (placed.some(p => p.text === lines.join(" "))) continue;  // a neighbourhood named like its region
-    for (const [ax, ay] of level.anchors[region]) {
-      const cx = sx(ax), cy = sy(ay), box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2];
-      if (box[0] < 0 || box[1] < 0 || box[2] > W || box[3] > H) continue;
-      if (taken.some(t => box[0] < t[2] + 2 && t[0] < box[2] + 2 && box[1] < t[3] + 2 && t[1] < box[3] + 2)) continue;
-      if (!onGround(ux(box[0]), uy(box[3]), ux(box[2]), uy(box[1]))) continue;
-      placed.push({ text: lines.join(" "), level: level.name, region, box, lines, cx, cy, mapBox: [ux(box[0]), uy(box[3]), ux(box[2]), uy(box[1])] });
-      taken.push(box);
-      break;
-    }
+  const placed = [], named = new Set();
+  const clear = b => b[0] >= 0 && b[1] >= 0 && b[2] <= W && b[3] <= H && !taken.some(t => b[0] < t[2] + PAD && t[0] < b[2] + PAD && b[1] < t[3] + PAD && t[1] < b[3] + PAD);
+  const fits = s => clear(s.box) && onGround(...mapBox(s.box)) && ownEnough(s.level, s.region, s.box);
+  const put = (s, beside) => { placed.push({ ...s, level: s.level.name, beside, mapBox: mapBox(s.box) }); taken.push(s.box); named.add(s.text); };
+  for (const [level, region] of LEAD) {
+    const spots = () => questionSpots(level, region, placed), first = find(spots(), () => true);
+    if (!first || named.has(first.text)) continue;
+    const found = find(spots(), fits);
+    if (found) { put(found, false); continue; }
+    const beside = find(spots(), s => clear(s.box) && ownEnough(level, region, s.box)) || find(spots(), s => clear(s.box));
+    if (beside) put(beside, true);
+  }
+  for (const level of view.scale < FINE_ZOOM ? COARSE : [...LEVELS].reverse()) for (const region of level.order) {
+    const spots = level.anchors[region].map(([ax, ay]) => spot(level, region, sx(ax), sy(ay)));
+    if (!spots.length || named.has(spots[0].text)) continue;  // a neighbourhood named like its region
+    const found = spots.find(fits);
+    if (found) put(found, false);
   }
   // Coarse regions still unnamed (islands smaller than their names): just above the island, touching it.
-  const named = new Set(placed.map(p => p.text));
-  for (const level of order.filter(l => l.name === "coarse")) for (const region of level.order) {
-    const lines = level.labels[region].split("\n"), text = lines.join(" "), [w, h] = labelSize(level, region, lines);
-    if (named.has(text) || !level.anchors[region].length) continue;
-    const [ax, ay] = level.anchors[region][0], cx = sx(ax), cy = sy(ay) - h / 2 - 5, box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2];
-    if (box[0] < 0 || box[1] < 0 || box[2] > W || box[3] > H || view.scale > FINE_ZOOM * 2) continue;
-    if (taken.some(t => box[0] < t[2] + 2 && t[0] < box[2] + 2 && box[1] < t[3] + 2 && t[1] < box[3] + 2)) continue;
-    placed.push({ text, level: level.name, region, box, lines, cx, cy, beside: true, mapBox: [ux(box[0]), uy(box[3]), ux(box[2]), uy(box[1])] });
-    taken.push(box); named.add(text);
+  if (view.scale <= FINE_ZOOM * 2) for (const level of COARSE) for (const region of level.order) {
+    if (!level.anchors[region].length) continue;
+    const [ax, ay] = level.anchors[region][0], s = spot(level, region, sx(ax), sy(ay));
+    const above = spot(level, region, s.cx, s.cy - (s.box[3] - s.box[1]) / 2 - GAP);
+    if (!named.has(s.text) && clear(above.box) && ownEnough(level, region, above.box)) put(above, true);
   }
   return placed;
 }
+function spot(level, region, cx, cy, text = level.labels[region]) {  // a label of the region centred at (cx, cy), CSS pixels
+  const lines = text.split("\n"), [w, h] = labelSize(level, lines);
+  return { text: lines.join(" "), level, region, lines, cx, cy, box: [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] };
+}
+// A question's region: centred on each anchor (nearest the question first), beside each, under or
+// over each name placed; then all of these again with the name on two lines. Made as they are
+// tried: most names fit on one of the first.
+function* questionSpots(level, region, placed) {
+  for (const text of new Set([level.labels[region], level.narrow[region]])) {
+    const centred = level.anchors[region].map(([ax, ay]) => spot(level, region, sx(ax), sy(ay), text));
+    if (!centred.length) return;
+    yield* centred;
+    const [w, h] = [centred[0].box[2] - centred[0].box[0], centred[0].box[3] - centred[0].box[1]], dx = w / 2 + GAP, dy = h / 2 + GAP;
+    for (const s of centred) for (const [x, y] of [[0, -dy], [0, dy], [dx, 0], [-dx, 0], [dx, -dy], [-dx, -dy], [dx, dy], [-dx, dy]]) yield spot(level, region, s.cx + x, s.cy + y, text);
+    for (const p of placed) for (const k of [-1, 1]) yield spot(level, region, p.cx, p.cy + k * ((p.box[3] - p.box[1] + h) / 2 + PAD + .01), text);
+  }
+}
+function find(items, test) { for (const item of items) if (test(item)) return item; return null; }
 function drawLabels(placed) {
   ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
   for (const p of placed) {
@@ -133,7 +174,7 @@ function drawLabels(placed) {
       ctx.fillStyle = p.level === "coarse" ? "#1d1d1d" : "#3a3a3a"; ctx.fillText(l, p.cx, top + k * line);
     });
   }
-  kmap.placedLabels = placed.map(({ text, level, box, mapBox, beside }) => ({ text, level, box, mapBox, beside: !!beside }));
+  kmap.placedLabels = placed.map(({ text, level, region, box, mapBox, beside }) => ({ text, level, region, box, mapBox, beside: !!beside }));
 }
 
 // Questions: numbered markers, coloured once answered.
@@ -265,10 +306,20 @@ function ask(i) {
   box.style.display = "block"; document.getElementById("qtext").textContent = (i + 1) + ". " + q.text;
   const opts = document.getElementById("qoptions"); opts.textContent = "";
   q.options.forEach((o, k) => { const b = document.createElement("button"); b.textContent = o; b.className = "option"; b.onclick = () => answer(i, k); opts.appendChild(b); });
+  // The articles make search finds for the question (the run's model and prompt), ringed on the map.
+  const near = document.getElementById("qnearest"); near.textContent = "";
+  if (q.nearest.length) {
+    const head = document.createElement("div"); head.textContent = "Nearest articles:"; near.appendChild(head);
+    const list = document.createElement("ol");
+    q.nearest.forEach(n => { const li = document.createElement("li"); li.textContent = n.title + " (" + n.score.toFixed(3) + ")"; list.appendChild(li); });
+    near.appendChild(list);
+  }
+  highlight = q.nearest.map(n => n.point); kmap.highlighted = highlight.length;
   requestDraw();
 }
 function answer(i, k) {
   answers[i] = k === D.questions[i].correct ? 1 : 0; active = -1; computeHeat();
+  highlight = []; kmap.highlighted = 0;
   document.getElementById("q-" + i).className = answers[i] ? "right" : "wrong";
   document.getElementById("quiz").style.display = "none";
   const n = Object.keys(answers).length, right = Object.values(answers).filter(Boolean).length;

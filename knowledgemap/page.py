@@ -15,8 +15,8 @@ import numpy as np
 
 from kit import atomic
 from knowledgemap.figure import density_bins
-from knowledgemap.placement import COUNT_BINS, MIN_FILL, MIN_POINTS, wrap
-from knowledgemap.regions import Level, region_order
+from knowledgemap.placement import COUNT_BINS, MIN_FILL, MIN_POINTS, OWN_SHARE, wrap
+from knowledgemap.regions import Level, label_order
 
 HERE = Path(__file__).parent
 CELLS = 64  # spatial index of the page: points sorted by cell of a CELLS x CELLS grid
@@ -35,12 +35,15 @@ def spatial_order(coords: np.ndarray, cells: int = CELLS, seed: int = 0) -> tupl
     return order, np.searchsorted(flat[order], np.arange(cells * cells + 1)).astype("<u4")
 
 
-def _level(level: Level, order: np.ndarray) -> dict:
+def _level(level: Level, order: np.ndarray, regions: list[int]) -> dict:
     return {
         "name": level.name,
         "names": level.names,
         "labels": [wrap(n) for n in level.names],
-        "order": region_order(level).tolist(),
+        "narrow": [
+            wrap(n, limit=0) for n in level.names
+        ],  # on two lines: a question's name where one does not fit
+        "order": regions,  # the regions named after the questions' ones, in placement order
         "region": _b64(level.labels[order].astype("<u2")),
         "anchors": [np.round(a, 5).tolist() for a in level.anchors],
     }
@@ -59,10 +62,18 @@ def page_data(
     Args:
         coords: float [n, 2] in [0, 1]. titles: n strings.
         colouring: (int [n] palette index per point, legend name per index, palette, "topic" or "region").
-        levels: coarse first. questions: {text, options, correct, x, y} each. model: shown in the panel.
+        levels: coarse first. questions: {text, options, correct, x, y, nearest} each (``nearest``: the
+            rows make search finds for it, {row, title, score}). model: shown in the panel.
     """
     colours, legend, palette, colour_by = colouring
     order, starts = spatial_order(coords)
+    point = np.empty(len(order), dtype=np.int64)
+    point[order] = np.arange(len(order))  # a row's position among the page's points
+    questions = [
+        {**q, "nearest": [{**near, "point": int(point[near["row"]])} for near in q.get("nearest", [])]}
+        for q in questions
+    ]
+    named, lead = label_order(levels)
     q = np.clip(np.rint(coords[order] * 65535), 0, 65535).astype("<u2")
     return {
         "count": len(titles),
@@ -74,7 +85,13 @@ def page_data(
         "legend": legend,
         "colourBy": colour_by,
         "titles": "\n".join(titles[i].replace("\n", " ") for i in order),
-        "levels": [_level(level, order) for level in levels],
+        "levels": [
+            _level(level, order, [r for j, r in named[lead:] if j == k]) for k, level in enumerate(levels)
+        ],
+        "lead": [
+            list(pair) for pair in named[:lead]
+        ],  # (level, region) of the questions' regions, named first
+        "ownShare": OWN_SHARE,
         "bins": density_bins(len(titles)),
         "countBins": COUNT_BINS,
         "minPoints": MIN_POINTS,

@@ -17,12 +17,33 @@ class Question:
     topic: str = ""
 
 
-def load_questions(path: Path) -> list[Question]:
-    """A JSON list of {question, options, correctIndex, topic?} (the seeds' questions.json keys)."""
+FORMAT_HINT = (
+    'a JSON list of {"question": ..., "options": [...], "correctIndex": ...} objects, or one such object a '
+    "line (JSONL); docs/MAP.md has an example"
+)
+
+
+def read_records(path: Path):
+    """The file's JSON: a list as written, or a JSONL file's objects as a list; a one-line refusal otherwise."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"Cannot read questions from {path}: {err}") from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as whole:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        try:
+            return [json.loads(ln) for ln in lines] if lines else None
+        except ValueError:
+            raise ConfigError(
+                f"{path} is not a questions file ({whole.msg} at line {whole.lineno}); give {FORMAT_HINT}."
+            ) from None
+
+
+def load_questions(path: Path) -> list[Question]:
+    """A JSON list (or JSONL) of {question, options, correctIndex, topic?} (the seeds' questions.json keys)."""
+    raw = read_records(path)
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{path} must hold a non-empty JSON list of questions.")
     return [_question(path, i, q) for i, q in enumerate(raw)]

@@ -10,6 +10,7 @@ import numpy as np
 
 LEVELS = ("coarse", "fine")
 ANCHOR_BINS = (32, 64)  # grid of label candidates, per level
+NEAR_QUESTION = 24  # a question's region tries its name first on this many cells nearest the question
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,20 @@ def region_order(level: Level) -> np.ndarray:
     return np.array(lead + [int(r) for r in by_size if int(r) not in lead], dtype=np.int64)
 
 
+def label_order(levels: list[Level]) -> tuple[list[tuple[int, int]], int]:
+    """((level index, region) in the placement's priority, how many lead): each question's region
+    at every level, smallest first (the least ground, so the first pick of the spots next to the
+    marker), then each level's other regions in ``region_order``. A level with a single region
+    (the whole map: too few points, or no structure, to split it) names nothing: its one name
+    would say nothing about any place."""
+    named = [k for k, level in enumerate(levels) if level.count > 1]
+    asked = dict.fromkeys((k, int(r)) for k in named for r in levels[k].questions)
+    sizes = {(k, r): int((levels[k].labels == r).sum()) for k, r in asked}
+    lead = sorted(asked, key=lambda kr: sizes[kr])  # stable: a tie keeps the questions' order
+    rest = [(k, int(r)) for k in named for r in region_order(levels[k]) if (k, int(r)) not in lead]
+    return lead + rest, len(lead)
+
+
 def regions_at(coords: np.ndarray, labels: np.ndarray, xy: np.ndarray, k: int = 5) -> tuple[int, ...]:
     """The region of each position in ``xy`` (float [q, 2]): the most common one among its k nearest points."""
     if not len(xy):
@@ -101,7 +116,7 @@ def with_questions(level: Level, coords: np.ndarray, xy: np.ndarray, bins: int) 
             bins,
             per_region=bins * bins,
         )[0]
-        near = cells[np.argsort(((cells - [x, y]) ** 2).sum(axis=1), kind="stable")][:12]
+        near = cells[np.argsort(((cells - [x, y]) ** 2).sum(axis=1), kind="stable")][:NEAR_QUESTION]
         spots[r] = np.concatenate([near, level.anchors[r]])  # then its densest ground, as any region
     return replace(level, questions=asked, anchors=spots)
 

@@ -10,15 +10,15 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
-import h5py
 import numpy as np
 
 from kit import atomic
 from kit.corpusfile import CorpusReader
 from kit.errors import ConfigError, CorpusError
-from kit.format import MAP_PAGE_FILE as PAGE_FILE, MAP_PNG_FILE as PNG_FILE, RunPaths  # noqa: F401 (make map names them)
+from kit.format import MAP_PAGE_FILE as PAGE_FILE, MAP_PNG_FILE as PNG_FILE, RunPaths, sidecar_digest  # noqa: F401 (make map names them)
+from kit.h5files import open_h5
 from knowledgemap.figure import PALETTE, Figure, write_figure
 from knowledgemap.mapfile import write_map_h5
 from knowledgemap.naming import NO_TOPIC
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 TEXT_CHARS = 400  # the start of each text is enough to name regions, and keeps 1M rows in memory
 NO_TOPIC_COLOUR = "#c4c4c4"
 EncodeQuestions = Callable[[list[str]], np.ndarray]  # texts -> float32 [n, dim], the run's model and prompt
+# question vectors float32 [q, dim] -> (rows int64 [q, k], cosines float32 [q, k]): make search's exact search
+NearestRows = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+NEAREST = 10  # articles listed under a question on the page
 
 
 @dataclass
@@ -51,7 +54,7 @@ class Corpus:
 def read_run(run_dir: Path) -> Corpus:
     """embeddings.h5, and the texts from corpus.h5 where it is there and row-aligned (not after a fetch)."""
     paths = RunPaths.of(run_dir)
-    with h5py.File(paths.output, "r") as h5:
+    with open_h5(paths.output) as h5:
         topics = h5["topics"].asstr()[:].tolist() if "topics" in h5 else None
         ids, titles = h5["ids"].asstr()[:].tolist(), h5["titles"].asstr()[:].tolist()
         corpus = Corpus(h5["embeddings"][:], ids, titles, topics, str(h5.attrs["model"]), titles)
@@ -137,7 +140,7 @@ def colours_and_legend(
 def place_questions(
     questions: list[Question], encode_questions: EncodeQuestions | None, projection, dim: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings float32 [q, dim], map coordinates [q, 2]) of the questions."""
+    """(embeddings float32 [q, dim], map coordinates [q, 2] in [0, 1]) of the questions."""
     if not questions:
         return np.zeros((0, dim), np.float32), np.zeros((0, 2), np.float32)
     if encode_questions is None:
@@ -150,7 +153,9 @@ def place_questions(
             f"The question encoder returned shape {q_emb.shape}; the run's embeddings have "
             f"{dim} dimensions. Build the map with the run's own model (make map RUN=...)."
         )
-    return q_emb, projection.transform(q_emb)
+    # A question far from every article (on a map of a few dozen rows, UMAP's transform lands some
+    # well outside the articles' bounds) is put on the map's edge, where its marker is seen.
+    return q_emb, np.clip(projection.transform(q_emb), 0.0, 1.0)
 
 
 def write_outputs(
@@ -160,13 +165,22 @@ def write_outputs(
     levels: list[Level],
     questions: list[Question],
     q_xy: np.ndarray,
+    nearest: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list:
-    """map.html, map.png and map.svg; returns the figure's placed labels."""
+    """map.html, map.png and map.svg; returns the figure's placed labels. ``nearest``: each question's
+    nearest rows and their cosines, listed under it on the page."""
     colours, legend, palette, colour_by = colours_and_legend(corpus.topics, levels[0], coords)
     label = model_label(corpus.model)
     page_questions = [
-        {"text": q.text, "options": list(q.options), "correct": q.correct, "x": float(x), "y": float(y)}
-        for q, (x, y) in zip(questions, q_xy, strict=True)
+        {
+            "text": q.text,
+            "options": list(q.options),
+            "correct": q.correct,
+            "x": float(x),
+            "y": float(y),
+            "nearest": nearest_of(i, nearest, corpus.titles),
+        }
+        for i, (q, (x, y)) in enumerate(zip(questions, q_xy, strict=True))
     ]
     paths = RunPaths.of(run_dir)
     write_page(
@@ -188,11 +202,24 @@ def write_outputs(
     return write_figure(paths.map_png, paths.map_svg, figure)
 
 
+def nearest_of(i: int, nearest: tuple[np.ndarray, np.ndarray] | None, titles: list[str]) -> list[dict]:
+    """Question ``i``'s nearest articles for the page: row, title and cosine each, best first."""
+    if nearest is None:
+        return []
+    rows, scores = nearest
+    return [
+        {"row": int(r), "title": titles[int(r)], "score": round(float(s), 4)}
+        for r, s in zip(rows[i], scores[i], strict=True)
+        if r >= 0
+    ]
+
+
 def build_map(
     run_dir: Path,
     params: MapParams,
     encode_questions: EncodeQuestions | None = None,
     questions_path: Path | None = None,
+    nearest_rows: NearestRows | None = None,
 ) -> dict:
     """Fit the map of a merged run and write map.h5, the reducer, map.html, map.png and map.svg.
 
@@ -202,6 +229,8 @@ def build_map(
         encode_questions: texts -> float32 [n, dim] with the run's model and prompt; needed only
             with questions.
         questions_path: a questions JSON file, or None.
+        nearest_rows: question vectors -> their nearest rows (make search's exact search); the page
+            lists them under each question. None: no list.
 
     Returns:
         The quality figures (also in map.h5's ``quality`` attribute).
@@ -234,9 +263,20 @@ def build_map(
     )
     q_emb, q_xy = place_questions(questions, encode_questions, projection, corpus.embeddings.shape[1])
     levels = [with_questions(level, coords, q_xy, bins) for level, bins in zip(levels, ANCHOR_BINS)]
-    labels = write_outputs(run_dir, corpus, coords, levels, questions, q_xy)
+    nearest = nearest_rows(q_emb) if nearest_rows is not None and len(questions) else None
+    labels = write_outputs(run_dir, corpus, coords, levels, questions, q_xy, nearest)
     write_map_h5(
-        paths.map, corpus.ids, coords, projection, params, quality, levels, labels, (questions, q_emb, q_xy)
+        paths.map,
+        corpus.ids,
+        coords,
+        projection,
+        params,
+        quality,
+        levels,
+        labels,
+        (questions, q_emb, q_xy),
+        sidecar_digest(paths.output) or "",
+        nearest,
     )
     tmp = atomic.tmp_path(paths.map_reducer)
     joblib.dump(projection, tmp)  # a pickle: load it only from runs you made (project new texts with it)

@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from kit.h5files import open_h5
 from kit.shardfile import (
     SCAN_BLOCK_BYTES,
     ShardHeader,
@@ -24,6 +25,7 @@ from kit.shardfile import (
 from kit.errors import ShardDataError
 from kit.corpusfile import copy_meta
 from kit.format import OUTPUT_FORMAT
+from merge.passages import copy_passages, rules_of
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +123,15 @@ def _check_ids(shard_ids: np.ndarray, corpus_ids: np.ndarray, dest: int, header:
         )
 
 
-def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, attrs: dict) -> dict:
-    """Write ``out_path`` from shards sorted by start that tile [0, N). Returns quality_metrics.
+def consolidate(
+    headers: list[ShardHeader],
+    corpus_path: Path,
+    out_path: Path,
+    attrs: dict,
+    extra_quality: dict | None = None,
+) -> dict:
+    """Write ``out_path`` from shards sorted by start that tile [0, N). Returns quality_metrics (the norms'
+    statistics, with ``extra_quality`` added: the canary check's).
 
     Memory is one block of about 16 MiB whatever N is.
 
@@ -134,13 +143,17 @@ def consolidate(headers: list[ShardHeader], corpus_path: Path, out_path: Path, a
     rows, dim = headers[-1].stop, int(headers[0].identity.dim or 0)
     stats = NormStats()
     buf = np.empty((_block_rows(dim), dim), dtype=np.float32)
-    with h5py.File(out_path, "w") as out:
+    with open_h5(out_path, "w") as out:
         _create_output(out, corpus_path, rows, dim)
         for header in headers:
-            with h5py.File(header.path, "r", locking=False) as shard:
+            with open_h5(header.path) as shard:
                 _copy_shard(shard, header, out, out["ids"], buf, stats)
             log.info("merged %s rows [%d, %d)", header.path.name, header.start, header.stop)
-        quality = stats.metrics()
+        if rules_of(headers[0]) is not None:  # PASSAGES=1: the second level, proven the same way
+            identity = headers[0].identity
+            normalize = identity.normalize_embeddings or "Normalize" in str(identity.pooling or "")
+            out.attrs["total_passages"] = copy_passages(headers, corpus_path, out, normalize)
+        quality = {**stats.metrics(), **(extra_quality or {})}
         out.attrs.update(
             format=OUTPUT_FORMAT,
             total_articles=rows,

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import h5py
 import numpy as np
@@ -21,7 +21,9 @@ import numpy as np
 from kit import atomic
 from kit.commands import make_command
 from kit.errors import KitError
+from kit.shardfile import plain_attr
 from kit.format import (
+    EXPORT_FORMATS,
     META_FIELDS,
     OPTIONAL_META_FIELDS,
     OUTPUT_FILE,
@@ -31,7 +33,9 @@ from kit.format import (
 )
 
 EXPORT_FORMAT = "embedkit-export/1"
-FORMATS = ("parquet", "npy")
+METADATA_KEY = b"embedkit"  # schema metadata: JSON of identity and provenance (export_metadata)
+METADATA_PARQUET = "metadata.parquet"  # in an npy folder: the texts, with the metadata in its schema
+FORMATS = EXPORT_FORMATS
 BLOCK_ROWS = 25_000  # rows per block read from HDF5; one parquet row group each
 # HDF5 dataset -> export column (singular names, as the tools that read them expect).
 COLUMNS = {"ids": "id", "titles": "title", "urls": "url", "topics": "topic"}
@@ -47,8 +51,10 @@ class ExportResult:
     path: Path  # the parquet file, or the npy folder
     rows: int
     dim: int
-    dtype: str  # float32 or float16
+    dtype: str  # float32 or float16; int8 or binary for those copies
     sha256: str  # of the parquet file, or of embeddings.npy
+    recall: str = ""  # int8 and binary: recall@10 against float32 exact search, measured at export
+    passages: ExportResult | None = None  # PASSAGES=1 runs: the passages table written beside it
 
 
 def verified_digest(src: Path) -> str:
@@ -87,7 +93,7 @@ def verified_digest(src: Path) -> str:
 
 def export_metadata(h5: h5py.File, digest: str, dtype: str) -> dict:
     """Identity and provenance of the export: the attributes of embeddings.h5 and where it came from."""
-    attrs = {k: _plain(v) for k, v in h5.attrs.items() if k not in SKIPPED_ATTRS}
+    attrs = {k: plain_attr(v) for k, v in h5.attrs.items() if k not in SKIPPED_ATTRS}
     if isinstance(attrs.get("quality_metrics"), str):
         attrs["quality_metrics"] = json.loads(attrs["quality_metrics"])
     rows, dim = h5["embeddings"].shape
@@ -100,15 +106,6 @@ def export_metadata(h5: h5py.File, digest: str, dtype: str) -> dict:
         "source_file": OUTPUT_FILE,
         "source_sha256": digest,
     }
-
-
-def _plain(value):
-    """An HDF5 attribute as a JSON value."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def text_fields(h5: h5py.File) -> list[str]:
@@ -129,16 +126,6 @@ def blocks(h5: h5py.File, dtype: str, block_rows: int = BLOCK_ROWS) -> Iterator[
         yield (emb[lo:hi].astype(dtype, copy=False), {COLUMNS[f]: h5[f][lo:hi] for f in fields})
 
 
-def parquet_path(src: Path, dtype: str) -> Path:
-    """``embeddings.parquet``, or ``embeddings.float16.parquet`` beside the source."""
-    return src.with_name(src.stem + ("" if dtype == "float32" else f".{dtype}") + ".parquet")
-
-
-def npy_folder(src: Path, dtype: str) -> Path:
-    """``embeddings-npy-float32/`` (neither name is a prefix of the other: embedding-reader globs ``folder**``)."""
-    return src.with_name(f"{src.stem}-npy-{dtype}")
-
-
 def text_array(values: np.ndarray):
     """An object array of UTF-8 bytes as an Arrow string array."""
     import pyarrow as pa
@@ -150,7 +137,7 @@ class HashingFile:
     """A binary file that hashes what is written to it: the export's SHA-256 without reading it back."""
 
     def __init__(self, path: Path):
-        self._file = open(path, "wb")
+        self._file = open(path, "wb")  # noqa: SIM115 (closed by close())
         self.sha256 = hashlib.sha256()
 
     def write(self, data) -> int:
@@ -194,10 +181,26 @@ def commit_hashed(tmp: Path, final: Path, digest: str) -> str:
 
 def describe(result: ExportResult) -> str:
     """The report line of an export: rows, dimension, dtype, path and sha256 prefix."""
-    return (
+    line = (
         f"Exported {result.rows:,} rows x {result.dim} ({result.dtype}) to {result.path} "
         f"(sha256 {result.sha256[:12]}...)"
     )
+    line = f"{line}; {result.recall}" if result.recall else line
+    if result.passages is not None:
+        line += "\n" + describe(result.passages).replace(" rows x ", " passages x ", 1)
+    return line
+
+
+def exported_from(target: Path) -> str | None:
+    """The SHA-256 of the embeddings.h5 an export (a parquet file or an npy folder) was made from."""
+    import pyarrow.parquet as pq
+
+    schema_file = target / METADATA_PARQUET if target.is_dir() else target
+    try:
+        meta = pq.read_schema(schema_file).metadata or {}
+        return str(json.loads(meta[METADATA_KEY])["source_sha256"]) or None
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
 
 
 def metadata_json(meta: dict) -> bytes:

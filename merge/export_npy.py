@@ -11,15 +11,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kit import atomic
 from kit.format import sidecar_path, sidecar_text
+from kit.h5files import open_h5
 from merge.export import (
     COLUMNS,
+    METADATA_KEY,
+    METADATA_PARQUET,
     ExportResult,
     HashingFile,
     blocks,
@@ -28,10 +30,8 @@ from merge.export import (
     text_array,
     text_fields,
 )
-from merge.export_parquet import METADATA_KEY
 
 EMBEDDINGS_NPY = "embeddings.npy"
-METADATA_PARQUET = "metadata.parquet"
 
 
 def write_npy_header(f: HashingFile, rows: int, dim: int, dtype: str) -> None:
@@ -50,7 +50,7 @@ def write_npy(src: Path, folder: Path, digest: str, dtype: str) -> ExportResult:
     shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted export
     tmp.mkdir(parents=True)
     try:
-        with h5py.File(src, "r") as h5:
+        with open_h5(src) as h5:
             rows, dim = h5["embeddings"].shape
             columns = [COLUMNS[f] for f in text_fields(h5)]
             schema = pa.schema(

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kit import atomic
+from kit.h5files import open_h5
 from merge.export import (
     COLUMNS,
+    METADATA_KEY,
     ExportResult,
     HashingFile,
     blocks,
@@ -28,7 +29,6 @@ from merge.export import (
 )
 
 EMBEDDING = "embedding"
-METADATA_KEY = b"embedkit"  # schema metadata: JSON of identity and provenance (merge.export.export_metadata)
 
 
 def parquet_schema(text_columns: list[str], dim: int, dtype: str, meta: dict) -> pa.Schema:
@@ -60,7 +60,7 @@ def writer_options(text_columns: list[str]) -> dict:
 def write_parquet(src: Path, dst: Path, digest: str, dtype: str) -> ExportResult:
     """Stream ``src`` (verified, SHA-256 ``digest``) into ``dst`` with its .sha256, atomically."""
     tmp = atomic.tmp_path(dst)
-    with atomic.removed_on_error(tmp), h5py.File(src, "r") as h5:
+    with atomic.removed_on_error(tmp), open_h5(src) as h5:
         rows, dim = h5["embeddings"].shape
         text_columns = [COLUMNS[f] for f in text_fields(h5)]
         schema = parquet_schema(text_columns, dim, dtype, export_metadata(h5, digest, dtype))

@@ -6,15 +6,15 @@ import json
 import pickle
 from pathlib import Path
 
-import h5py
 
 from kit import atomic
+from kit.h5files import open_h5
 
 
 def export_pkl(src: Path, dst: Path) -> Path:
     """Write the seeds' keys: embeddings, articles (id/title/url), total_articles, embedding_dim, model,
     timestamp, shape, quality_metrics, chunk_info. Loads the whole file: it is the seeds' format."""
-    with h5py.File(src, "r") as h5:
+    with open_h5(src) as h5:
         embeddings = h5["embeddings"][:]
         articles = [
             {"id": i, "title": t, "url": u}

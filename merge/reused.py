@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
-import h5py
 import numpy as np
 
+from kit.h5files import open_h5
 from kit.reuse import NOT_REUSED
 from kit.reusefile import REUSED, read_map
 
@@ -26,7 +26,7 @@ def record_in_output(out_path: Path, run_dir: Path, shard_attrs: Iterable[tuple[
     for start, stop, shard in shard_attrs:
         if shard.get("reuse_sha256") != attrs["source_sha256"]:
             reused[start:stop] = False
-    with h5py.File(out_path, "a") as h5:
+    with open_h5(out_path, "a") as h5:
         h5.create_dataset(REUSED, data=reused.astype(np.uint8))
         h5.attrs.update(
             reuse_source=attrs["source"],

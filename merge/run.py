@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import h5py
 
 from kit import atomic
 from kit.commands import index_ranges, make_command
 from kit.corpusfile import corpus_info
 from kit.errors import MergeError, ShardDataError, ShardError, ShardGapError, ShardMismatchError
-from kit.format import RunPaths, shard_index
-from kit.shardfile import ShardHeader, ShardIdentity, ShardSpec, done_shards, read_header, shard_path
+from kit.format import PROVENANCE_PREFIX, RunPaths, shard_index
+from kit.h5files import open_h5
+from kit.truncation import Truncation
+from kit.shardfile import (
+    COMMIT_ID,
+    ShardHeader,
+    ShardIdentity,
+    ShardSpec,
+    done_shards,
+    read_header,
+    shard_path,
+)
+from merge.canary import CanaryPolicy, check_canaries, refusal
 from merge.consolidate import consolidate
 from merge.reused import record_in_output
 from merge.summary import MergeSummary
@@ -45,10 +56,10 @@ def collect_headers(run_dir: Path, verdict: Verdict) -> tuple[list[ShardHeader],
         tmp_index = shard_index(path.with_suffix(""))
         if tmp_index is None:
             continue  # shard-*.h5.tmp but not a planned shard's name (shard-NNNNN.h5.tmp)
-        try:
+        with contextlib.suppress(
+            ShardError
+        ):  # an unreadable partial file is resumed or set aside by its task
             partial[tmp_index] = read_header(path)
-        except ShardError:
-            pass  # a partial file that cannot be read is resumed or set aside by its task
     return complete, partial
 
 
@@ -81,6 +92,16 @@ def _chunk_info(headers: list[ShardHeader]) -> list[dict]:
         "truncated_rows",
         "recomputed_rows",
         "attempts",
+        COMMIT_ID,
+        "node",  # where and on what (kit/canary.py HARDWARE_KEYS; several attempts comma-joined)
+        "gpu_index",
+        "gpu_type",
+        "gres_type",
+        "gpu",
+        "cuda_visible_devices",
+        "attention",
+        "torch_version",
+        "cuda_version",
     )
     return [
         {
@@ -99,12 +120,16 @@ def _values_used(headers: list[ShardHeader], key: str) -> str:
     return ",".join(sorted({v for h in headers for v in str(h.attrs.get(key, "")).split(",") if v}))
 
 
-def _write_output(complete: list[ShardHeader], info, tmp: Path, out: Path, attrs: dict, run_dir: Path):
-    """Stream the shards into ``tmp``, re-open it, rename it onto ``out`` with its sidecar: (sha256, quality)."""
+def _write_output(
+    complete: list[ShardHeader], info, tmp: Path, out: Path, attrs: dict, run_dir: Path, extra_quality: dict
+):
+    """Stream the shards into ``tmp``, re-open it, rename it onto ``out`` with its sidecar: (sha256, quality).
+
+    ``extra_quality``: more entries of ``quality_metrics`` (the canary check's)."""
     dim = complete[0].identity.dim
     with atomic.removed_on_error(tmp):
         try:
-            quality = consolidate(complete, info.path, tmp, attrs)
+            quality = consolidate(complete, info.path, tmp, attrs, extra_quality)
         except ShardDataError as err:  # name the shard to redo
             bad = {i for i in [shard_index(err.shard)] if i is not None} if err.shard else set()
             raise type(err)(
@@ -115,7 +140,7 @@ def _write_output(complete: list[ShardHeader], info, tmp: Path, out: Path, attrs
         record_in_output(
             tmp, run_dir, [(h.start, h.stop, h.attrs) for h in complete]
         )  # REUSE=: per-row flags
-        with h5py.File(tmp, "r") as check:
+        with open_h5(tmp) as check:
             if check["embeddings"].shape != (info.rows, dim):
                 raise MergeError(
                     f"{tmp} re-opened with shape {check['embeddings'].shape}; expected "
@@ -137,17 +162,35 @@ def _no_space(cause: str, tmp: Path, out: Path, need: int, run_dir: Path, what: 
 
 
 def _shards_time(headers: list[ShardHeader]) -> str:
-    """When the newest shard was written: a re-merge of the same shards writes the same bytes."""
+    """When the newest shard was finished, as its own attribute says (a shard of an older run: its file's
+    time): a re-merge of the same shards writes the same bytes, also in a copy of the run folder."""
+    recorded = [str(h.attrs.get("finished_at") or "") for h in headers]
+    if all(recorded):
+        return max(recorded)
     newest = max(h.path.stat().st_mtime for h in headers)
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(newest))
 
 
-def merge_run(run_dir: Path, plan: list[ShardSpec], expected: ShardIdentity) -> MergeSummary:
+def merge_run(
+    run_dir: Path,
+    plan: list[ShardSpec],
+    expected: ShardIdentity,
+    model_name: str | None = None,
+    canary: CanaryPolicy | None = None,
+    truncation: Truncation | None = None,
+) -> MergeSummary:
     """Verify the shards of ``run_dir`` and write ``embeddings.h5`` (+ ``.sha256``) atomically, then merge.json.
 
     Args:
         plan: the run's shards, to name missing ones.
         expected: the identity run.json pins; a shard with another value is refused, however many share it.
+        model_name: the model's name for the ``model`` attribute (``all-MiniLM-L6-v2`` for a folder whose
+            model card says so); None: the identity's model (a hub name, or the folder).
+        truncation: what the plan counted of rows longer than the model's limit (run.json); merge.json
+            says it with the shards' exact count.
+        truncation: what the plan counted of rows longer than the model's limit (run.json); merge.json
+            says it with the shards' exact count.
+        canary: run.json's canary set and tolerance (merge/canary.py); None: the shards' own canary set.
 
     Raises:
         MergeError: naming the shards and rows, and the command that repairs the run (``redo``, ``shard``).
@@ -163,25 +206,29 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: ShardIdentity) -> 
     )
     if not verdict.ok:
         _raise_for(verdict, run_dir)
+    canaries = check_canaries(complete, canary or CanaryPolicy())
+    if canaries.below:
+        raise refusal(canaries, run_dir)
     out = paths.output
     tmp = atomic.tmp_path(out)
     first = complete[0].identity
     attrs = {
-        "model": first.model,
+        "model": model_name or first.model,
         "timestamp": _shards_time(complete),
         "chunk_info": json.dumps(_chunk_info(complete)),
         "input_rows": info.source_rows,
         "rejected_rows": info.rejected_rows,
         "corpus_source": info.source,
-        **first.to_attrs(prefix="provenance_"),
-        **{f"provenance_{k}": _values_used(complete, k) for k in ("device", "compute_dtype")},
+        **first.to_attrs(prefix=PROVENANCE_PREFIX),
+        **{f"{PROVENANCE_PREFIX}{k}": _values_used(complete, k) for k in ("device", "compute_dtype")},
+        **canaries.attrs(),
     }
     need = info.rows * (int(first.dim or 0) * 4 + META_BYTES_PER_ROW)
     if atomic.free_bytes(run_dir) < need:  # refuse before writing: HDF5 can crash on a failed string write
         raise _no_space(atomic.NO_SPACE, tmp, out, need, run_dir, "nothing was written")
     log.info("merging %d shards, %d rows -> %s", len(complete), info.rows, out)
     try:
-        digest, quality = _write_output(complete, info, tmp, out, attrs, run_dir)
+        digest, quality = _write_output(complete, info, tmp, out, attrs, run_dir, canaries.quality())
     except atomic.STORAGE_ERRORS as err:  # a full disk or EIO: removed_on_error left no output
         raise _no_space(
             atomic.storage_cause(err),
@@ -191,8 +238,18 @@ def merge_run(run_dir: Path, plan: list[ShardSpec], expected: ShardIdentity) -> 
             run_dir,
             "nothing was written (the partial file is removed)",
         ) from err
+    truncated = sum(int(h.attrs.get("truncated_rows", 0)) for h in complete)
+    passages = getattr(first, "passage_window", None) is not None
     summary = MergeSummary(
-        out, info.rows, int(first.dim or 0), digest, quality, info.rejected_rows, time.monotonic() - t0
+        out,
+        info.rows,
+        int(first.dim or 0),
+        digest,
+        quality,
+        info.rejected_rows,
+        time.monotonic() - t0,
+        truncated,
+        truncation.line(passages, long_rows=truncated) if truncation else None,
     )
     summary.save(run_dir)
     return summary

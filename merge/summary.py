@@ -12,10 +12,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import h5py
 
 from kit import atomic
 from kit.format import MERGE_SUMMARY_FORMAT, RunPaths, parse_sidecar
+from kit.h5files import open_h5
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class MergeSummary:
     quality: dict  # norm statistics (embeddings.h5's quality_metrics)
     rejected_rows: int  # input rows left out of the corpus
     seconds: float | None  # how long the merge took; None when unknown (read from the file alone)
+    truncated_rows: int | None = None  # rows longer than max_seq_length, as the shards counted them
+    truncation: str | None = None  # the line that says it, with the plan's share of the text not embedded
 
     def to_json(self) -> str:
         """The summary as JSON text with its format tag, newline-terminated."""
@@ -54,7 +56,7 @@ def read_summary(run_dir: Path) -> MergeSummary:
             return MergeSummary(**{**data, "path": paths.output})
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    with h5py.File(paths.output, "r") as h5:
+    with open_h5(paths.output) as h5:
         rows, dim = h5["embeddings"].shape
         return MergeSummary(
             paths.output,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
+from kit.clock import now_iso
 from kit.shardfile import ShardSpec
 
 ALIVE = frozenset(
@@ -68,12 +69,6 @@ class StageRequest:
     shards: tuple[ShardSpec, ...] = ()  # array stages: the shards still to do
     options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of ``task``
     progress: Callable[[Path, ShardSpec], int] | None = None  # array: rows of a shard already committed
-    device: str | None = None  # the device the task computes on (DEVICE=), checked where it runs locally
-
-
-def now_iso() -> str:
-    """When a job was submitted, as recorded in run.json (UTC, seconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -103,7 +98,7 @@ class JobRecord:
         profile: str,
         shards: Sequence[int] = (),
         array: bool = False,
-    ) -> "JobRecord":
+    ) -> JobRecord:
         """The record of a job this host has just submitted."""
         return cls(
             stage=stage,
@@ -130,6 +125,8 @@ class JobState:
     state: str  # Slurm's state name: PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, ...
     reason: str = ""  # why it is pending (squeue), or its exit code (sacct), or the local error
     started: bool = True  # False: it never started (cancelled while pending)
+    node: str = ""  # the node it runs or last ran on, where the scheduler says (sacct's NodeList)
+    lost_nodes: tuple[str, ...] = ()  # nodes earlier attempts were lost with (NODE_FAIL), oldest first
 
     @property
     def alive(self) -> bool:
@@ -166,6 +163,10 @@ class Watcher(Protocol):
     def cancel(self, jobs: Sequence[JobRecord]) -> None:
         """Cancel its ``jobs`` (those already ended are ignored)."""
 
+    def in_this_terminal(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        """Those of its ``jobs`` that the terminal's Ctrl-C reaches as it reaches us (local jobs started
+        from this terminal share its process group; a scheduler's jobs never do)."""
+
 
 class Backend(Watcher, Protocol):
     """A watcher that also checks and submits stages."""
@@ -175,9 +176,6 @@ class Backend(Watcher, Protocol):
 
     def check(self, request: StageRequest) -> str:
         """Validate ``request`` without queueing anything; return a one-line description of it."""
-
-    def log_folder(self, run_dir: Path) -> Path:
-        """Where the jobs' logs land."""
 
     def version(self) -> str | None:
         """The scheduler's release (``slurm 22.05.8``), detected once per submit; None locally."""

@@ -3,7 +3,7 @@
 One sbatch per window of at most MaxArraySize shards; a later stage waits with ``afterok`` on
 every job given, and ``kill_on_invalid_dep`` cancels it instead of leaving it pending forever
 when one fails. Tasks run as job steps (srun): only then does submitit's ``--signal=USR2@N``
-reach them. Queries go through slurm/commands.py. ``SlurmWatcher`` needs no profile (make
+reach them. Queries go through slurm/slurmcli.py. ``SlurmWatcher`` needs no profile (make
 status); ``SlurmBackend`` adds checking and submitting with one.
 """
 
@@ -14,14 +14,15 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import submitit
 
-from kit.errors import ConfigError
+from kit.errors import ConfigError, KitError
 from kit.format import RunPaths
 from kit.shardfile import ShardSpec
-from slurm import commands as slurmcli
+from slurm import slurmcli
 from slurm.backend import JobRecord, Snapshot, StageRequest
 from slurm.profiles import ClusterProfile, Resources, sbatch_parameters
 from slurm.tasks import Requeue, ShardTask, StageTask
@@ -119,7 +120,10 @@ class SlurmWatcher:
             if acct is not None
             else "sacct is unavailable: ended jobs are judged from the shard files only."
         )
-        return Snapshot({**(acct or {}), **queued}, note=note)
+        return Snapshot(slurmcli.with_history(queued, acct), note=note)
+
+    def in_this_terminal(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        return []  # batch jobs run on the cluster's nodes: a Ctrl-C here never reaches them
 
     def cancel(self, jobs: Sequence[JobRecord]) -> None:
         ids = [j.job_id for j in jobs if j.backend == self.name]
@@ -144,9 +148,6 @@ class SlurmBackend(SlurmWatcher):
         """The profile (never None once built)."""
         assert self.profile is not None
         return self.profile
-
-    def log_folder(self, run_dir: Path) -> Path:
-        return RunPaths.of(run_dir).logs
 
     def version(self) -> str:
         return slurmcli.version()
@@ -221,10 +222,28 @@ def rejection_message(profile: ClusterProfile, request: StageRequest, error: str
     lines = [ln.strip() for ln in error.strip().splitlines() if ln.strip()]
     reasons = [ln.split("error:", 1)[1].strip() for ln in lines if "error:" in ln] or lines[-1:]
     table = request.resources
-    gpu = any(w in " ".join(reasons).lower() for w in ("gpu", "gres", "tres"))
+    res = stage_resources(profile, table)
+    said = " ".join(reasons).lower()
+    gpu = any(w in said for w in ("gpu", "gres", "tres"))
     keys = "gpu_request (or gpus_per_task, gres)" if gpu else "partition, account, qos or sbatch_extra"
+    offer = ""
+    if "feature" in said or (UNAVAILABLE.lower() in said and (res.gpu_type or res.constraint)):
+        keys = "gpu_type or constraint"
+        offer = (
+            f" (asked: gpu_type {res.gpu_type!r}, constraint {res.constraint!r}; {_offers(res.partition)})"
+        )
     return (
-        f"Slurm would refuse the {request.stage} job of profile {profile.name!r}: {'; '.join(reasons)}\n"
+        f"Slurm would refuse the {request.stage} job of profile {profile.name!r}: {'; '.join(reasons)}{offer}\n"
         f"Nothing was queued. Change [{table}] {keys} in profile {profile.name}, then run the same "
         "command again."
     )
+
+
+def _offers(partition: str | None) -> str:
+    """What the nodes of ``partition`` offer, for a refused GPU type or feature; '' if Slurm cannot say."""
+    try:
+        offers = slurmcli.partition_offers(partition)
+    except KitError:
+        return "the partition's nodes could not be listed"
+    shown = "; ".join(f"{gres} with features {features}" for gres, features in offers)
+    return f"the nodes of partition {partition or '(default)'} have {shown or 'no GPUs or features'}"

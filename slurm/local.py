@@ -16,15 +16,13 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import submitit
 from submitit.core.utils import JobPaths
 
-from embedder.model import pick_device
-from kit.commands import make_command
-from kit.errors import ConfigError
 from kit.format import RunPaths
+from kit.process import pid_alive
 from kit.shardfile import ShardSpec
 from slurm.backend import JobRecord, JobState, Snapshot, StageRequest
 from slurm.tasks import (
@@ -34,7 +32,6 @@ from slurm.tasks import (
     WAITING_LINE,
     StageTask,
     after_ok,
-    pid_alive,
 )
 
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # no scheduler limit to mirror on one machine
@@ -118,40 +115,20 @@ def local_job_alive(job_id: str) -> bool:
         return False
 
 
-def device_missing(device: str) -> str:
-    """Why ``device`` cannot run here ("" when it can): the work of a local run happens on this machine."""
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        built = "" if torch.version.cuda else ", a build without CUDA"
-        return f"this machine has no CUDA device (torch {torch.__version__}{built})"
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        return "this machine has no MPS device (Apple silicon)"
-    return ""
-
-
-def require_device(device: str, run_dir: Path) -> None:
-    """Refuse DEVICE=cuda|mps where this machine lacks it, with the setting that works here."""
-    if device == "auto":  # a GPU handed to this process (CUDA_VISIBLE_DEVICES) that torch cannot use
-        try:
-            pick_device(device)
-        except ConfigError as err:
-            raise ConfigError(
-                f"{err} Run {run_dir} is planned: {make_command('submit', RUN=run_dir, DEVICE='cpu')}"
-            ) from None
-    why = device_missing(device)
-    if why:
-        raise ConfigError(
-            f"DEVICE={device}, but {why}; PROFILE=local embeds on this machine. Run {run_dir} is "
-            f"planned; embed it with DEVICE=auto (a GPU where there is one, else the CPU): "
-            f"{make_command('submit', RUN=run_dir, DEVICE='auto')}"
-        )
-
-
 def assign_workers(specs: list[ShardSpec], n_workers: int) -> list[list[ShardSpec]]:
     """Round-robin ``specs`` over at most ``n_workers`` workers (no empty worker)."""
     n = max(1, min(n_workers, len(specs)))
     return [specs[w::n] for w in range(n)] if specs else []
+
+
+def in_our_process_group(job: JobRecord) -> bool:
+    """A local job of this host in our process group: a Ctrl-C in this terminal reached it too."""
+    if job.host != socket.gethostname():
+        return False
+    try:
+        return os.getpgid(int(job.job_id)) == os.getpgrp()
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
 
 
 def waiting_for_earlier_jobs(folder: Path, job_id: str) -> bool:
@@ -168,11 +145,8 @@ class LocalWatcher:
     run_dir: Path
     name: str = "local"
 
-    def log_folder(self, run_dir: Path | None = None) -> Path:
-        return RunPaths.of(run_dir or self.run_dir).logs
-
     def _state(self, job_id: str) -> JobState:
-        folder = self.log_folder()
+        folder = RunPaths.of(self.run_dir).logs
         if not local_job_alive(job_id):
             return ended_state(folder, job_id)
         if waiting_for_earlier_jobs(folder, job_id):
@@ -193,6 +167,9 @@ class LocalWatcher:
         )
         return Snapshot(tasks, note=note)
 
+    def in_this_terminal(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        return [j for j in jobs if j.backend == self.name and in_our_process_group(j)]
+
     def cancel(self, jobs: Sequence[JobRecord]) -> None:
         import signal
 
@@ -212,7 +189,7 @@ class LocalBackend(LocalWatcher):
         return None
 
     def _executor(self, run_dir: Path, gpu: str | None) -> submitit.LocalExecutor:
-        ex = submitit.LocalExecutor(folder=self.log_folder(run_dir))
+        ex = submitit.LocalExecutor(folder=RunPaths.of(run_dir).logs)
         params: dict = {"timeout_min": self.timeout_min}
         if gpu is not None:
             # submitit's own visible_gpus takes ordinals only; an export keeps "4" or a GPU UUID as given.
@@ -224,8 +201,6 @@ class LocalBackend(LocalWatcher):
         return JobRecord.submitted_now(stage, self.name, job_id, "local", shards)
 
     def check(self, request: StageRequest) -> str:
-        if request.device:
-            require_device(request.device, request.run_dir)
         if request.array:
             gpus = visible_gpus()
             workers = len(assign_workers(list(request.shards), len(gpus) or 1))
@@ -234,7 +209,7 @@ class LocalBackend(LocalWatcher):
 
     def submit(self, request: StageRequest, after: Sequence[JobRecord]) -> list[JobRecord]:
         after_ids = [j.job_id for j in after if j.backend == self.name]
-        folder = self.log_folder(request.run_dir)
+        folder = RunPaths.of(request.run_dir).logs
         with detached_stdio(RunPaths.of(request.run_dir).controller_log):
             if request.array:
                 return self._submit_array(request, folder, after_ids)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from slurm.backend import JobRecord, Snapshot, Watcher
 from slurm.cluster import SlurmWatcher
@@ -41,3 +41,6 @@ class RunObserver:
     def cancel(self, jobs: Sequence[JobRecord]) -> None:
         for watcher, mine in self._watchers(jobs):
             watcher.cancel(mine)
+
+    def in_this_terminal(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        return [j for watcher, mine in self._watchers(jobs) for j in watcher.in_this_terminal(mine)]

@@ -23,11 +23,12 @@ class Resources:
     gpus_per_task: int = 0  # GPUs per array task (one task = one shard = one job of the array)
     gpu_request: str = "gres"  # how a site wants them asked for: a key of GPU_REQUEST_FORMS
     gres: str | None = None  # a full --gres value instead (e.g. "gpu:a100:1"); with gpu_request = "gres"
+    gpu_type: str | None = None  # a GPU type (e.g. "a100"): --gres=gpu:a100:N, --gpus-per-task=a100:N, ...
     cpus_per_task: int = 1  # --cpus-per-task
     mem_gb: float | None = None  # --mem
     timeout_min: int = 60  # --time, minutes
     array_parallelism: int = 256  # at most this many array tasks run at once (%N)
-    constraint: str | None = None  # --constraint
+    constraint: str | None = None  # --constraint: node features (e.g. "a100", "a100|h100")
     exclude: str | None = None  # --exclude (nodes)
     signal_delay_s: int = 120  # USR2 this long before the time limit: checkpoint and requeue
     max_requeues: int | None = None  # cap on requeues of one task (preemptions and time limits); None: no cap
@@ -92,6 +93,12 @@ def _check_gpu_request(table: dict, where: str) -> None:
         raise ConfigError(
             f"{where}.gpu_request = {form!r} is not a way to ask for GPUs. Choose one of: {choices}."
         )
+    if table.get("gpu_type") is not None and (table.get("gres") or not table.get("gpus_per_task")):
+        why = "a full gres string names its own type" if table.get("gres") else "gpus_per_task is 0"
+        raise ConfigError(
+            f"{where} has gpu_type = {table['gpu_type']!r} but {why}: a type goes with gpus_per_task = N "
+            f'(gres = "gpu:{table["gpu_type"]}:N" is the same request as a full string).'
+        )
     if table.get("gres") and form != "gres":
         raise ConfigError(
             f'{where} has both gres = {table["gres"]!r} and gpu_request = "{form}": keep one '
@@ -111,7 +118,9 @@ def gpu_parameters(res: Resources) -> dict[str, Any]:
         return {"gres": res.gres}
     if not res.gpus_per_task:
         return {}
-    n = res.gpus_per_task
+    n: int | str = res.gpus_per_task
+    if res.gpu_type:
+        n = f"{res.gpu_type}:{n}"  # Slurm's [type:]count, in every form
     forms: dict[str, dict[str, Any]] = {  # gpus-per-task: Slurm wants a task count with it
         "gres": {"gres": f"gpu:{n}"},
         "gpus-per-task": {"gpus_per_task": n, "ntasks_per_node": 1},

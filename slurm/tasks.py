@@ -21,13 +21,17 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import submitit
 from submitit.core.utils import JobPaths
 
+from kit.canary import GPU_TYPE_ENV
 from kit.errors import KitError
+from kit.process import pid_alive
 from kit.shardfile import ShardSpec
+from slurm import slurmcli
 
 log = logging.getLogger(__name__)
 LATE_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
@@ -48,6 +52,24 @@ def _exit_done(what: str) -> None:
     ignore_late_signals()
     log.info("%s is already committed: exiting successfully instead of requeueing", what)
     raise SystemExit(0)  # not an Exception: submitit's process_job lets it end the process with 0
+
+
+def export_gpu_type(environ: dict[str, str] | None = None) -> str:
+    """Tell the stage's task the type of the GPUs of the node it runs on (``EMBEDKIT_GPU_TYPE``, read by
+    embedder/hardware.py): the node's gres type, asked of Slurm once. A placeholder GPU (the test
+    clusters') has no device to name itself. Returns the type ("" where the node's gres has none)."""
+    env = os.environ if environ is None else environ
+    node = env.get("SLURMD_NODENAME", "")
+    if not node or env.get(GPU_TYPE_ENV):
+        return env.get(GPU_TYPE_ENV, "")
+    try:
+        gpu_type = slurmcli.node_gpu_type(node)
+    except KitError as err:  # a label is not worth failing the task for
+        log.warning("could not ask Slurm for the GPU type of node %s: %s", node, err)
+        return ""
+    if gpu_type:
+        env[GPU_TYPE_ENV] = gpu_type
+    return gpu_type
 
 
 @dataclass
@@ -79,6 +101,7 @@ class ShardTask(submitit.helpers.Checkpointable):
     def __call__(self, spec: ShardSpec, run_dir: Path, options: dict):
         self.attempt += 1
         self._started_at, self._rows_at_start = time.time(), self.progress(run_dir, spec)
+        export_gpu_type()
         result = self.task([spec], run_dir, **options)
         ignore_late_signals()
         return result
@@ -138,7 +161,7 @@ class StageTask(submitit.helpers.Checkpointable):
 
 # ---------------------------------------------------------------- local jobs (no scheduler dependencies)
 
-POLL_S = 2.0
+POLL_S = 0.5  # a pid check: the next stage starts within half a second of the last one
 WAITING_LINE = "embedkit: waiting for jobs"  # printed by a local job until the jobs before it succeeded
 STARTING_LINE = "embedkit: the jobs before succeeded; starting"
 SUCCESS_LINE = "Job completed successfully"  # what submitit's process_job logs once the function returned
@@ -147,21 +170,6 @@ FAILURE_LINE = "Submitted job triggered an exception"
 
 class DependencyError(KitError):
     """A job this one runs after did not succeed: like Slurm's afterok, this one never starts."""
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" if stat.exists() else True
-    except (OSError, IndexError):
-        return False
 
 
 def ended_ok(folder: Path, job_id: str) -> bool:

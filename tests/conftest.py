@@ -15,6 +15,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from jobs.demo import demo_model_path, vital_articles  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def gpu_claims_stay_in_their_test():
+    """An embed task run in-process sets CUDA_VISIBLE_DEVICES from SLURM_*_GPUS, as it must in a job; here
+    it would reach every later test's jobs (a GPU held that torch cannot use): put back as it was."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    yield
+    if before is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     return demo_model_path()
@@ -25,6 +37,61 @@ def st_model(model_path):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def merged_run(tmp_path_factory, model_path) -> Path:
+    """One finished run made through the real CLI (the real model, local submitit jobs, the merge): 40
+    Vital Articles in 2 shards. Shared by every test that only reads a finished run; a test that
+    changes one takes ``copied_run``."""
+    from tests.helpers import cli_args, jobs_cli
+
+    root = tmp_path_factory.mktemp("merged")
+    corpus = write_jsonl(root / "vital.jsonl", list(vital_articles(MERGED_ROWS)))
+    run = root / "run"
+    out = jobs_cli(
+        *cli_args(
+            "submit",
+            run=run,
+            corpus=corpus,
+            model=model_path,
+            profile="local",
+            device="cpu",
+            shards=2,
+            wait=True,
+        )
+    ).stdout
+    (root / SUBMIT_OUTPUT).write_text(out)
+    return run
+
+
+SUBMIT_OUTPUT = "submit.out"  # beside merged_run: what its make submit WAIT=1 printed
+
+
+def merged_output(run: Path) -> str:
+    """What the submit that made ``merged_run`` printed."""
+    return (run.parent / SUBMIT_OUTPUT).read_text()
+
+
+def merged_records() -> list[dict]:
+    """The corpus of ``merged_run``."""
+    return list(vital_articles(MERGED_ROWS))
+
+
+MERGED_ROWS = 40
+
+
+@pytest.fixture
+def copied_run(merged_run, tmp_path) -> Path:
+    """A copy of ``merged_run`` (file times kept) that the test may change."""
+    return copy_run(merged_run, tmp_path / "run")
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of the run folder ``run`` at ``dest``, file times kept (as ``cp -a``)."""
+    import shutil
+
+    return Path(shutil.copytree(run, dest, symlinks=True))
 
 
 def write_jsonl(path: Path, records) -> Path:

@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
-# make test: the whole suite on this machine (Slurm 22.05) and, at the same time, tests/slurm
-# inside the Debian unstable root against Slurm 26.05 (slurm/testcluster/sid/run-tests.sh).
-# The Slurm tests mostly wait on the scheduler, so running the two together saves wall time.
-# The 26.05 output is kept in a log and printed after the host's; the exit code fails if either does.
+# make test: two lanes side by side on the machine's cores.
+#   host lane:  ruff, mypy, then every test outside tests/slurm (the CPU-heavy part);
+#   Slurm lane: tests/slurm against Slurm 22.05 on this machine, then again inside the Debian
+#               unstable root against Slurm 26.05 (slurm/testcluster/sid/run-tests.sh).
+# The Slurm tests mostly wait on the scheduler, so they run beside the host's tests; the two clusters
+# run one after the other, so their jobs never fight each other for the two cores.
+# The Slurm lane's output is kept in a log and printed after the host's; the exit code fails if any lane does.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-log="$(mktemp -t embedkit-slurm26-XXXXXX.log)"
-bash slurm/testcluster/sid/run-tests.sh tests/slurm -p no:cacheprovider > "$log" 2>&1 &
-sid=$!
+log="$(mktemp -t embedkit-slurm-XXXXXX.log)"
+(
+  echo "=== tests/slurm against Slurm 22.05 (this machine) ==="
+  HF_HUB_OFFLINE=1 .venv/bin/python -m pytest tests/slurm -p no:cacheprovider --durations=10
+  rc22=$?
+  echo
+  echo "=== tests/slurm against Slurm 26.05 (inside the Debian unstable root) ==="
+  bash slurm/testcluster/sid/run-tests.sh tests/slurm -p no:cacheprovider --durations=10
+  rc26=$?
+  [ "$rc22" -eq 0 ] && [ "$rc26" -eq 0 ]
+) > "$log" 2>&1 &
+slurm_lane=$!
 .venv/bin/ruff check -q .  # lint first: seconds, and a clear line when it fails
 lint=$?
 .venv/bin/ruff format --check -q . || { echo "ruff format: the files above are not formatted; run: .venv/bin/ruff format ."; lint=1; }
 .venv/bin/mypy  # types over the packages ([tool.mypy] in pyproject.toml); under a minute, cached after
 types=$?
-HF_HUB_OFFLINE=1 .venv/bin/python -m pytest
+# the 30 slowest, to keep the suite in its time (docs/TESTING.md)
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest --ignore=tests/slurm --durations=30
 host=$?
-wait "$sid"
-sid_rc=$?
+wait "$slurm_lane"
+slurm_rc=$?
 echo
-echo "=== tests/slurm against Slurm 26.05 (inside the Debian unstable root) ==="
 cat "$log"
 rm -f "$log"
-[ "$lint" -eq 0 ] && [ "$types" -eq 0 ] && [ "$host" -eq 0 ] && [ "$sid_rc" -eq 0 ]
+[ "$lint" -eq 0 ] && [ "$types" -eq 0 ] && [ "$host" -eq 0 ] && [ "$slurm_rc" -eq 0 ]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("jobs", "kit", "embedder", "merge", "knowledgemap", "slurm")
-PROTOCOL_METHODS = {"batches", "snapshot", "cancel", "submit", "check", "version", "log_folder"}
+PROTOCOL_METHODS = {"batches", "snapshot", "cancel", "in_this_terminal", "submit", "check", "version"}
 PROPERTY_DECORATORS = {"property", "cached_property", "setter", "getter", "deleter"}
 
 

@@ -11,34 +11,32 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from slurm.tasks import pid_alive
-from tests.conftest import write_jsonl
+from embedder.run import flush_rows_for
+from kit.process import pid_alive
+from tests.conftest import merged_output, merged_records, write_jsonl
 from tests.helpers import (
     cli_args,
     assert_matches_direct_encode,
     children,
     jobs_cli,
+    make_cli,
     resumed_row,
     task_log,
     wait_for,
 )
 
 
-def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model_path, st_model):
-    corpus, records = vital_jsonl(90)
-    run = tmp_path / "run one"
-    out = jobs_cli(
-        *cli_args("submit", run=run, profile="local", corpus=corpus, model=model_path, shards=3, wait=True)
-    ).stdout
-    assert "Merged 90 rows x 384" in out
+def test_submit_wait_merge_status_resubmit_and_redo(merged_run, copied_run, st_model):
+    run, records = copied_run, merged_records()
+    assert "Merged 40 rows x 384" in merged_output(merged_run)
     assert_matches_direct_encode(run, records, st_model)
-    assert sorted(p.name for p in (run / "shards").iterdir()) == [f"shard-0000{i}.h5" for i in range(3)]
+    assert sorted(p.name for p in (run / "shards").iterdir()) == [f"shard-0000{i}.h5" for i in range(2)]
 
     again = jobs_cli("submit", "--run", str(run)).stdout
     assert "Nothing to do" in again
     status = jobs_cli("status", "--run", str(run)).stdout
-    assert sum(ln.endswith(" done") for ln in status.splitlines()) == 3
-    assert "90/90 rows embedded" in status and "Merged:" in status
+    assert sum(ln.endswith(" done") for ln in status.splitlines()) == 2
+    assert "40/40 rows embedded" in status and "Merged:" in status
 
     # A damaged shard: the merge refuses and names the repair; REDO recomputes only that shard.
     with h5py.File(run / "shards" / "shard-00001.h5", "a") as h5:
@@ -49,16 +47,16 @@ def test_submit_wait_merge_status_resubmit_and_redo(tmp_path, vital_jsonl, model
         refused.returncode == 2
         and f"shard-00001.h5 has all-zero rows at rows [{stop - 5}, {stop})" in refused.stderr
     )
-    assert f"make resubmit RUN='{run}' REDO=1" in refused.stderr
-    untouched = {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)}
+    assert f"make resubmit RUN={run} REDO=1" in refused.stderr
+    untouched = (run / "shards" / "shard-00000.h5").stat().st_mtime_ns
     jobs_cli(*cli_args("submit", run=run, redo=1, wait=True))
     assert_matches_direct_encode(run, records, st_model)
-    assert {i: (run / "shards" / f"shard-0000{i}.h5").stat().st_mtime_ns for i in (0, 2)} == untouched
+    assert (run / "shards" / "shard-00000.h5").stat().st_mtime_ns == untouched
     assert len(list((run / "shards" / "rejected").glob("shard-00001.*.h5"))) == 1
 
 
 def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_jsonl, model_path, st_model):
-    corpus, records = vital_jsonl(400)
+    corpus, records = vital_jsonl(240)
     run = tmp_path / "killed"
     jobs_cli(
         *cli_args(
@@ -71,7 +69,9 @@ def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_
     assert busy.returncode == 2 and "still has jobs queued or running" in busy.stderr
 
     log = task_log(run, embed_id)
-    wait_for(lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 240, "three flushes")
+    wait_for(
+        lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 240, "three flushes", poll_s=0.2
+    )
 
     for pid in children(int(embed_id)) + [int(embed_id)]:
         os.kill(pid, signal.SIGKILL)
@@ -82,11 +82,12 @@ def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_
         merge_log
     )
     status = jobs_cli("status", "--run", str(run)).stdout
-    gave_up = re.search(r"shard-00000\.h5\s+\[0, 400\)\s+(\d+)/400 rows", status)
+    gave_up = re.search(r"shard-00000\.h5\s+\[0, 240\)\s+(\d+)/240 rows", status)
     assert gave_up and "done" not in status.split("shard-00000.h5")[1].splitlines()[0], status
     flushed = int(gave_up.group(1))
+    three_flushes = 3 * flush_rows_for(240, 16)  # a 240-row shard flushes in steps of about 5 %
     assert (
-        flushed >= 48
+        flushed >= three_flushes
         and not (run / "embeddings.h5").exists()
         and (run / "shards" / "shard-00000.h5.tmp").exists()
     )
@@ -95,7 +96,7 @@ def test_kill_9_mid_write_then_rerun_resumes_to_the_same_result(tmp_path, vital_
     new_embed = json.loads((run / "run.json").read_text())["jobs"][2]["job_id"]
     # From the last flush whose checksum reads back (a kill between checksum and row count redoes that chunk):
     # not from zero, and never past what status found flushed.
-    assert 48 <= resumed_row(task_log(run, new_embed).read_text()) <= flushed
+    assert three_flushes <= resumed_row(task_log(run, new_embed).read_text()) <= flushed
     assert_matches_direct_encode(run, records, st_model)
     with h5py.File(run / "shards" / "shard-00000.h5") as h5:
         assert h5.attrs["attempts"] == 2
@@ -146,12 +147,21 @@ def test_missing_model_fails_before_any_job(tmp_path, vital_jsonl):
     assert not (tmp_path / "r" / "logs").exists()
 
 
-def test_demo_embeds_vital_articles_with_topics(tmp_path):
-    out = jobs_cli(*cli_args("demo", run=tmp_path / "demo", rows=40)).stdout
-    assert "Merged 40 rows x 384" in out and "Norms: mean" in out
-    with h5py.File(tmp_path / "demo" / "embeddings.h5") as h5:
+def test_make_demo_embeds_vital_articles_with_topics_where_run_says(tmp_path):
+    from jobs.verbs import demo_run_dir
+
+    chosen = tmp_path / "my demo"
+    out = make_cli("demo", RUN=chosen, DEMO_ROWS=40).stdout
+    assert "Merged 40 rows x 384" in out and "Norms: mean" in out and "Draw it: make map RUN=" in out
+    with h5py.File(chosen / "embeddings.h5") as h5:
         topics = set(h5["topics"].asstr()[:])
         assert len(topics) >= 3 and np.isfinite(h5["embeddings"][:]).all()
+    # Without RUN, each size has its own folder: a larger demo sits next to a smaller one.
+    assert [demo_run_dir(rows) for rows in ("2000", "12", "all")] == [
+        Path("runs/demo"),
+        Path("runs/demo-12"),
+        Path("runs/demo-all"),
+    ]
 
 
 def test_one_worker_per_visible_gpu_each_pinned_to_its_device(tmp_path, vital_jsonl, model_path, st_model):
@@ -166,15 +176,13 @@ def test_one_worker_per_visible_gpu_each_pinned_to_its_device(tmp_path, vital_js
             corpus=corpus,
             model=model_path,
             shards=4,
-            map=True,
             wait=True,
             device="cpu",
         ),
         env={"CUDA_VISIBLE_DEVICES": "3,5"},
     ).stdout
     stages = [j["stage"] for j in json.loads((run / "run.json").read_text())["jobs"]]
-    assert stages == ["embed", "embed", "merge", "map"]  # MAP=1: the map after the merge
-    assert "Map: " in out and (run / "map.html").exists() and (run / "map.h5").exists()
+    assert stages == ["embed", "embed", "merge"] and "Merged 24 rows" in out  # two workers, then the merge
     seen = {}
     for i in range(4):
         with h5py.File(run / "shards" / f"shard-0000{i}.h5") as h5:

@@ -13,6 +13,7 @@ import json
 import random
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -23,7 +24,7 @@ from jobs.demo import vital_articles
 from tests.conftest import cosine_rows, write_jsonl
 from tests.helpers import cli_args, jobs_cli
 
-MONTH1_ROWS = 2000
+MONTH1_ROWS = 1000
 EDITED, DELETED, NEW = 0.08, 0.02, 0.03
 SAME = ("--profile", "local", "--shards", "1", "--max-seq-length", "32")
 
@@ -123,7 +124,7 @@ def test_a_refresh_computes_only_the_changed_rows_and_equals_a_full_recompute(mo
     assert f"Reuse: {reused_rows:,} rows take" in status and f"{computed_rows:,} rows are computed" in status
 
     # Exactly the edited and new rows went through the model.
-    assert sum(int(a["computed_rows"]) for a in shard_attrs(refresh)) == computed_rows == 220
+    assert sum(int(a["computed_rows"]) for a in shard_attrs(refresh)) == computed_rows == 110
     sha1 = (run1 / "embeddings.h5.sha256").read_text().split()[0]
     with (
         h5py.File(refresh / "embeddings.h5", "r") as new,
@@ -147,7 +148,7 @@ def test_a_refresh_computes_only_the_changed_rows_and_equals_a_full_recompute(mo
         order = np.argsort(rows)
         month1_vectors = np.empty((len(rows), old["embeddings"].shape[1]), dtype=np.float32)
         month1_vectors[order] = old["embeddings"][rows[order]]
-        assert len(edited) == 160 and cosine_rows(new["embeddings"][edited], month1_vectors).max() < 0.9999
+        assert len(edited) == 80 and cosine_rows(new["embeddings"][edited], month1_vectors).max() < 0.9999
     assert json.loads((refresh / "run.json").read_text())["reuse"] == {
         "source": str(fetched / "embeddings.h5"),
         "source_sha256": sha1,
@@ -167,7 +168,9 @@ def test_a_refresh_computes_only_the_changed_rows_and_equals_a_full_recompute(mo
         f"wall {wall:.1f} s vs {full_wall:.1f} s ({wall / full_wall:.1%}), "
         f"tokens {tokens:,} vs {full_tokens:,} ({tokens / full_tokens:.1%})"
     )
-    assert cpu <= 0.2 * full_cpu and tokens <= 0.2 * full_tokens, (cpu, full_cpu, tokens, full_tokens)
+    # Model tokens are the exact measure of the work; CPU seconds also hold each shard's fixed cost (about 3 s
+    # here), a large share of a 110-row refresh, so they only have to show that not everything was recomputed.
+    assert tokens <= 0.2 * full_tokens and cpu <= 0.5 * full_cpu, (cpu, full_cpu, tokens, full_tokens)
 
 
 def other_model(folder: Path, to: Path) -> Path:
@@ -189,7 +192,7 @@ def test_a_reuse_file_from_another_model_prompt_or_normalisation_is_refused_befo
     cases = [
         ((*SAME, "--prompt", "query: "), ["prompt: '' (earlier) vs 'query: ' (this run)"]),
         (
-            (*SAME, "--normalize-embeddings", "1"),
+            (*SAME, "--normalize", "1"),
             ["normalize_embeddings: False (earlier) vs True (this run)"],
         ),
         (
@@ -198,7 +201,7 @@ def test_a_reuse_file_from_another_model_prompt_or_normalisation_is_refused_befo
                 "local",
                 "--prompt",
                 "passage: ",
-                "--normalize-embeddings",
+                "--normalize",
                 "1",
             ),  # each difference named
             ["prompt: ", "normalize_embeddings: ", "max_seq_length: 32 (earlier) vs 256 (this run)"],
@@ -265,8 +268,9 @@ def test_rows_match_on_id_and_content_hash_together_in_one_join():
 
 def test_identity_differences_name_each_part_and_a_moved_model_folder_is_the_same_model():
     from kit.reuse import identity_differences
+    from kit.shardfile import ShardIdentity
 
-    earlier = {
+    attrs = {  # as HDF5 gives them back
         "model": "/cluster/models/m",
         "model_fingerprint": "f1",
         "model_revision": "local",
@@ -276,13 +280,17 @@ def test_identity_differences_name_each_part_and_a_moved_model_folder_is_the_sam
         "max_seq_length": np.int64(256),
         "dim": 384,
     }
-    assert (
-        identity_differences(earlier, {**earlier, "model": "/laptop/m", "normalize_embeddings": False}) == {}
-    )
-    changed = {**earlier, "model_fingerprint": "f2", "prompt": "query: ", "dim": 768}
-    assert set(identity_differences(earlier, changed)) == {"model_fingerprint", "prompt", "dim"}
+    earlier = ShardIdentity.from_attrs(attrs)
+    moved = ShardIdentity.from_attrs({**attrs, "model": "/laptop/m", "normalize_embeddings": False})
+    assert identity_differences(earlier, moved) == {}
+    changed = replace(earlier, model_fingerprint="f2", prompt="query: ", dim=768)
+    assert identity_differences(earlier, changed) == {
+        "model_fingerprint": ("f1", "f2"),
+        "prompt": ("", "query: "),
+        "dim": (384, 768),
+    }
     assert "model" in identity_differences(
-        {**earlier, "model_fingerprint": ""}, {**earlier, "model": "other"}
+        replace(earlier, model_fingerprint=None), replace(earlier, model="other")
     )
 
 

@@ -29,8 +29,12 @@ BY_NAME = {
 }
 
 
-def open_reader(source: Path) -> Reader:
+def open_reader(source: Path, csv_delimiter: str | None = None) -> Reader:
     """The reader for ``source``: from its name, else from its first bytes.
+
+    Args:
+        source: a file, a folder or a glob.
+        csv_delimiter: a CSV/TSV source's field separator (CSV_DELIMITER=); None: its header line tells.
 
     Raises:
         CorpusError: the source does not exist, or is in no supported format.
@@ -46,7 +50,7 @@ def open_reader(source: Path) -> Reader:
         )
     if len(files) > 1:
         return _many_files(source, files)
-    return _file_reader(files[0])
+    return _file_reader(files[0], csv_delimiter)
 
 
 def _folder_reader(folder: Path) -> Reader:
@@ -74,16 +78,17 @@ def _many_files(source: Path, files: list[Path]) -> Reader:
     )
 
 
-def _file_reader(path: Path) -> Reader:
+def _file_reader(path: Path, csv_delimiter: str | None = None) -> Reader:
     kind = _kind(path)
     if kind == "parquet":
         return ParquetReader(path, [path])
     if kind == "arrow":
         return ArrowDiskReader(path, [path])
+    if kind == "csv":
+        return DelimitedReader(path, csv_delimiter)
     by_kind: dict[str, Callable[[Path], Reader]] = {
         "jsonl": JsonlReader,
         "json": JsonListReader,
-        "csv": DelimitedReader,
         "pickle": PickleReader,
     }
     return by_kind[kind](path)

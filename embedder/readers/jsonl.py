@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.json as pj
 
-from embedder.readers import Batch, field_lengths
+from embedder.readers import SAMPLE_ROWS, Batch, field_lengths
 from embedder.readers.parquet import ArrowColumns
 from embedder.readers.records import Unreadable, to_batch
 from embedder.readers.textio import open_bytes
@@ -51,14 +51,7 @@ class JsonlReader:
                 for batch in batches:
                     if isinstance(batch, pa.RecordBatch):
                         where[0] += batch.num_rows  # one row per line: _arrow_block checked it
-                        fields = (
-                            {
-                                n: field_lengths({n: batch.column(n).slice(0, 1000).to_pylist()})[n]
-                                for n in batch.schema.names
-                            }
-                            if first
-                            else None
-                        )
+                        fields = _arrow_fields(batch, columns) if first else None
                         batch = Batch(
                             ArrowColumns(batch, self.path, 0),
                             batch.num_rows,
@@ -106,6 +99,18 @@ class JsonlReader:
                 block, lines, size = [], [], 0
         if block:
             yield block, lines
+
+
+def _arrow_fields(batch: pa.RecordBatch, columns: Sequence[str]) -> dict[str, float]:
+    """The fields the rows have, with their mean text length: a column asked for that no row has is not one.
+
+    (The explicit schema gives every column asked for, as nulls where the lines lack it.)
+    """
+    return {
+        n: field_lengths({n: batch.column(n).slice(0, SAMPLE_ROWS).to_pylist()})[n]
+        for n in batch.schema.names
+        if n not in columns or batch.column(n).null_count < batch.num_rows
+    }
 
 
 def _arrow_block(chunk: bytes, columns: Sequence[str]) -> pa.RecordBatch | None:

@@ -6,7 +6,7 @@ from embedder import model as model_lib
 from embedder.config import ComputeSettings, EmbedIdentity
 from embedder.encode import TextEncoder
 from embedder.kernels import check_flash_attention
-from embedder.run import compute_dtype_for
+from embedder.loader import compute_dtype_for
 from jobs.demo import vital_articles
 from kit.errors import ConfigError
 from tests.conftest import cosine_rows

@@ -1,6 +1,5 @@
 """The CUDA path's fail-safes, on CPU: fakes stand in for the device (issue 20, findings 1, 2 and 4-10)."""
 
-import json
 import os
 import subprocess
 import sys
@@ -17,10 +16,11 @@ from embedder.corpus import CorpusOptions, prepare
 from embedder.encode import TextEncoder
 from embedder.feeder import FastCollator, Tokenized
 from embedder.kernels import check_flash_attention
-from embedder.run import compute_dtype_for, embed_shards
+from embedder.loader import compute_dtype_for
+from embedder.run import embed_shards
 from jobs.demo import vital_articles
 from kit.errors import ConfigError, EncodeError
-from kit.format import CORPUS_FILE, MANIFEST
+from kit.format import CORPUS_FILE
 from kit.shardfile import ShardIdentity, ShardSpec, read_header, shard_path
 from tests.conftest import cosine_rows
 
@@ -44,12 +44,15 @@ def test_a_held_gpu_that_torch_cannot_use_is_refused_before_the_model_loads(
     tmp_path, monkeypatch, model_path, variable
 ):
     _corpus(tmp_path, 4)
+    # The task sets CUDA_VISIBLE_DEVICES from SLURM_*_GPUS (embedder.hardware): recorded here, so it is undone.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     monkeypatch.setenv(variable, "0")
     loads = []
     monkeypatch.setattr(model_lib, "load_model", lambda *a, **k: loads.append(a))
     with pytest.raises(
         ConfigError,
-        match=rf"holds or asks for a GPU \({variable}=0\).*torch .* built for CUDA .*"
+        match=rf"holds or asks for a GPU \((CUDA_VISIBLE_DEVICES=0, )?{variable}=0\).*torch .* built for CUDA .*"
         r"NVIDIA driver .*DEVICE=cpu",
     ):
         embed_shards([ShardSpec(0, 0, 4)], tmp_path, EmbedIdentity(model=str(model_path)), ComputeSettings())
@@ -304,55 +307,37 @@ def test_max_seq_length_past_the_positions_is_a_clear_error(model_path):
 def test_the_task_uses_the_fingerprint_pinned_in_run_json(tmp_path, monkeypatch, model_path):
     _corpus(tmp_path, 3)
     identity = EmbedIdentity(model=str(model_path))
-    (tmp_path / MANIFEST).write_text(
-        json.dumps(
-            {
-                "identity": {"model": str(model_path), "revision": None},
-                "model_fingerprint": "pinned-at-submit",
-            }
-        )
-    )
+    pinned = ShardIdentity(model=str(model_path), model_fingerprint="pinned-at-submit")
 
     def hashing(_):
         raise AssertionError("the task hashed the weights")
 
     monkeypatch.setattr(model_lib, "weights_fingerprint", hashing)
-    embed_shards([ShardSpec(0, 0, 3)], tmp_path, identity, ComputeSettings(device="cpu"))
+    embed_shards([ShardSpec(0, 0, 3)], tmp_path, identity, ComputeSettings(device="cpu"), pinned)
     assert read_header(shard_path(tmp_path, 0)).attrs["model_fingerprint"] == "pinned-at-submit"
 
 
 def test_the_task_loads_exactly_the_prompt_and_token_limit_run_json_pins(tmp_path, monkeypatch, model_path):
     _corpus(tmp_path, 3)
     identity = EmbedIdentity(model=str(model_path))
-    pinned = {
-        "model": str(model_path),
-        "model_revision": "local",
-        "model_fingerprint": "pinned-at-submit",
-        "dtype": "float32",
-        "normalize_embeddings": False,
-        "prompt": "passage: ",
-        "max_seq_length": 64,
-    }
-    (tmp_path / MANIFEST).write_text(
-        json.dumps(
-            {
-                "identity": {"model": str(model_path), "revision": None},
-                "model_fingerprint": "pinned-at-submit",
-                "pinned": pinned,
-            }
-        )
+    pinned = ShardIdentity(
+        model=str(model_path),
+        model_revision="local",
+        model_fingerprint="pinned-at-submit",
+        prompt="passage: ",
+        max_seq_length=64,
     )
     monkeypatch.setattr(
         model_lib, "weights_fingerprint", lambda _: pytest.fail("the task hashed the weights")
     )
-    embed_shards([ShardSpec(0, 0, 3)], tmp_path, identity, ComputeSettings(device="cpu"))
+    embed_shards([ShardSpec(0, 0, 3)], tmp_path, identity, ComputeSettings(device="cpu"), pinned)
     shard = read_header(shard_path(tmp_path, 0)).identity
     assert (shard.prompt, shard.max_seq_length, shard.model_fingerprint) == (
         "passage: ",
         64,
         "pinned-at-submit",
     )
-    assert ShardIdentity.from_attrs(pinned).differences(shard) == {}  # what the merge will check
+    assert pinned.differences(shard) == {}  # what the merge will check
 
 
 # 10: dependency floors at the APIs used.

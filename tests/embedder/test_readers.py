@@ -248,12 +248,17 @@ OTHER_NAMES = [{"doc_id": f"d{i}", "headline": f"H{i}", "content": f"body {i}", 
 
 def test_other_field_names_are_refused_naming_the_fix_not_skip_bad_rows(tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", OTHER_NAMES)
-    msg = _refusal(tmp_path, path)
-    assert "no row has the field 'text'" in msg and "doc_id (text" in msg and "content (text" in msg
-    assert "add TEXT_FIELDS=content to your make submit command (--text-fields content)" in msg
+    msg = _refusal(tmp_path, path)  # one refusal proposes the whole mapping (issue 30)
+    assert "no row has the fields 'text' (TEXT_FIELDS), 'id' (ID_FIELD) or 'title' (TITLE_FIELD)" in msg
+    assert "doc_id (text" in msg and "content (text" in msg
+    assert (
+        "add TEXT_FIELDS=content ID_FIELD=doc_id TITLE_FIELD=headline to your make submit command "
+        "(--text-fields content --id-field doc_id --title-field headline)"
+    ) in msg
     assert "SKIP_BAD_ROWS" not in msg
     msg = _refusal(tmp_path, path, text_fields=("content",))
-    assert "no row has the field 'id'" in msg and "Add ID_FIELD=doc_id" in msg and "ID_FIELD=@row" in msg
+    assert "no row has the fields 'id' (ID_FIELD) or 'title'" in msg and "add ID_FIELD=doc_id" in msg
+    assert "ID_FIELD=@row" in msg
     msg = _refusal(tmp_path, path, text_fields=("headline", "text"))
     assert "add TEXT_FIELDS=headline,content" in msg
 

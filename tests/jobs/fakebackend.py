@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from slurm.backend import JobState, Snapshot, StageRequest
 from jobs.runstate import JobRecord
@@ -26,8 +26,8 @@ class FakeBackend:
     reachable: bool = True
     _next: int = 0
 
-    def log_folder(self, run_dir: Path) -> Path:
-        return Path(run_dir) / "logs"
+    def in_this_terminal(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        return []
 
     def version(self) -> str | None:
         return "fake 1.0"

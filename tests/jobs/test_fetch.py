@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from kit.errors import FetchError
 from kit.shardfile import digest
 from merge.float16 import write_float16_copy
 from tests.conftest import cosine_rows
+from tests.helpers import make_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,6 +70,7 @@ def test_fetch_then_refetch_moves_almost_nothing(sshd, remote_run, tmp_path):
     assert (dest / "run.json").exists() and not list(dest.glob("*.tmp"))
     again = fetch(f"testcluster:{remote_run}", dest, config)
     assert 0 < again.bytes_received < first.file_bytes / 50  # parsed from rsync (an unparsed count is -1)
+    assert not list(dest.rglob("*.tmp"))
 
 
 def test_changed_remote_file_is_refetched_cleanly(sshd, remote_run, tmp_path):
@@ -264,8 +267,8 @@ def test_openrsync_is_detected(tmp_path, monkeypatch):
 
 def test_float16_copy_halves_the_bytes_and_keeps_cosine(sshd, tmp_path):
     remote_run = make_remote_run(tmp_path / "remote", rows=2000, dim=384)
-    write_float16_copy(remote_run / "embeddings.h5")
-    result = fetch(f"testcluster:{remote_run}", tmp_path / "dest", sshd.client_config(), float16=True)
+    write_float16_copy(remote_run)
+    result = fetch(f"testcluster:{remote_run}", tmp_path / "dest", sshd.client_config(), copy="float16")
     assert result.path.name == "embeddings.float16.h5"
     with h5py.File(result.path) as half, h5py.File(remote_run / "embeddings.h5") as full:
         assert half["embeddings"].dtype == np.float16
@@ -273,3 +276,90 @@ def test_float16_copy_halves_the_bytes_and_keeps_cosine(sshd, tmp_path):
         assert half["ids"].asstr()[:].tolist() == full["ids"].asstr()[:].tolist()
     full_size = (remote_run / "embeddings.h5").stat().st_size
     assert result.file_bytes < 0.6 * full_size
+
+
+def assert_one_summary_line(proc: subprocess.CompletedProcess) -> None:
+    """make fetch prints one line, and none of rsync's statistics or progress updates."""
+    assert proc.stdout.count("\n") == 1 and proc.stdout.startswith("Fetched "), proc.stdout
+    for stat in ("Number of files", "Total bytes", "sent ", "speedup", "xfr#", "to-chk"):
+        assert stat not in proc.stdout + proc.stderr, (stat, proc.stdout, proc.stderr)
+
+
+def moved_bytes(proc: subprocess.CompletedProcess) -> int:
+    """The bytes rsync moved, from make fetch's summary line ("(N bytes, M received)")."""
+    match = re.search(r"bytes, ([\d,]+) received", proc.stdout)
+    assert match, proc.stdout
+    return int(match[1].replace(",", ""))
+
+
+def test_refetch_over_ssh_leaves_no_tmp_and_prints_one_line(sshd, remote_run, tmp_path):
+    dest = tmp_path / "laptop"
+    for _ in range(2):  # the second fetch finds the file unchanged
+        proc = make_cli(
+            "fetch", REMOTE=f"testcluster:{remote_run}", DEST=dest, SSH_CONFIG=sshd.client_config()
+        )
+        assert_one_summary_line(proc)
+        assert not list(dest.rglob("*.tmp")), list(dest.rglob("*.tmp"))
+    assert sha(dest / "embeddings.h5") == sha(remote_run / "embeddings.h5")
+
+
+def test_a_folder_on_this_machine_is_fetched_with_the_same_checks(tmp_path):
+    run = make_remote_run(tmp_path / "mounted cluster")
+    dest = tmp_path / "laptop"
+    first = make_cli("fetch", REMOTE=run, DEST=dest)
+    assert_one_summary_line(first)
+    size = (run / "embeddings.h5").stat().st_size
+    assert moved_bytes(first) >= size
+    assert sha(dest / "embeddings.h5") == sha(run / "embeddings.h5")
+    assert (dest / "embeddings.h5.sha256").read_text() == (run / "embeddings.h5.sha256").read_text()
+    assert (dest / "run.json").exists()
+    good = sha(dest / "embeddings.h5")
+    again = make_cli("fetch", REMOTE=run, DEST=dest)
+    assert_one_summary_line(again)
+    assert 0 < moved_bytes(again) < size / 50  # unchanged: rsync skips it
+    assert not list(dest.rglob("*.tmp"))
+    remerge(run)
+    (run / "embeddings.h5.sha256").write_text("0" * 64 + "  embeddings.h5\n")
+    refused = make_cli("fetch", REMOTE=run, DEST=dest, check=False)
+    assert refused.returncode != 0 and "kept the previous" in refused.stderr, refused.stderr
+    assert sha(dest / "embeddings.h5") == good and not list(dest.rglob("*.tmp"))
+    (run / "embeddings.h5.sha256").unlink()  # as while the run is merging again
+    going = make_cli("fetch", REMOTE=run, DEST=dest, check=False)
+    assert "has no verified embeddings.h5 yet" in going.stderr and "make status RUN=" in going.stderr
+    assert sha(dest / "embeddings.h5") == good and not list(dest.rglob("*.tmp"))
+
+
+def test_a_local_remote_that_is_no_run_folder_or_dest_itself_is_refused(tmp_path):
+    run = make_remote_run(tmp_path / "runs", rows=200, dim=8)
+    same = make_cli("fetch", REMOTE=run, DEST=run, check=False)
+    assert same.returncode != 0 and "REMOTE and DEST are the same folder" in same.stderr
+    assert "make fetch REMOTE=" in same.stderr and "Traceback" not in same.stderr
+    missing = make_cli("fetch", REMOTE=tmp_path / "no such run", DEST=tmp_path / "d", check=False)
+    assert missing.returncode != 0 and "is no folder on this machine" in missing.stderr
+    assert "host:/path/to/run" in missing.stderr and not (tmp_path / "d").exists()
+
+
+def test_an_unknown_host_gets_a_hint_of_ssh_config():
+    proc = make_cli("fetch", REMOTE="nosuchhost.invalid:/runs/wiki", DEST="/nonexistent/dest", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "ssh does not know the host 'nosuchhost.invalid'" in proc.stderr, proc.stderr
+    assert "~/.ssh/config" in proc.stderr and "SSH_CONFIG=" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("remote", "host", "path"),
+    [
+        ("mycluster:/scratch/runs/wiki", "mycluster", "/scratch/runs/wiki"),
+        ("me@login.hpc.example.org:runs/wiki", "me@login.hpc.example.org", "runs/wiki"),
+        ("/mnt/cluster/runs/wiki", None, "/mnt/cluster/runs/wiki"),
+        ("/mnt/a:b/wiki", None, "/mnt/a:b/wiki"),  # a colon after a slash is part of a path (rsync's rule)
+    ],
+)
+def test_remote_is_a_host_and_folder_or_a_path_here(remote, host, path):
+    parsed = parse_remote(remote)
+    assert (parsed.host, str(parsed.run_dir)) == (host, path)
+
+
+def test_a_relative_remote_is_a_folder_here():
+    parsed = parse_remote("runs/wiki")
+    assert parsed.host is None and Path(parsed.run_dir) == Path.cwd() / "runs" / "wiki"

@@ -85,8 +85,8 @@ def test_the_watcher_reads_squeue_and_sacct_in_one_call_each_and_cancels_with_sc
     fake.answer("squeue.out", "1001_[3-4]|PENDING|Dependency\n1001_2|RUNNING|None\n999|RUNNING|None\n")
     fake.answer(
         "sacct.out",
-        "1001_0|COMPLETED|0:0|2026-12-02T10:00:00\n1001_1|FAILED|1:0|2026-12-02T10:00:00\n"
-        "1002|CANCELLED by 0|0:0|Unknown\n",
+        "1001_0|COMPLETED|0:0|2026-12-02T10:00:00|n1\n1001_1|FAILED|1:0|2026-12-02T10:00:00|n1\n"
+        "1002|CANCELLED by 0|0:0|Unknown|None assigned\n",
     )
     jobs = [
         record("1001", (0, 1, 2, 3, 4), array=True),
@@ -117,3 +117,17 @@ def test_an_unknown_state_is_an_error_naming_the_command_and_the_line(tmp_path, 
     with pytest.raises(ConfigError) as err:
         SlurmWatcher().snapshot([record("1001")])
     assert "squeue printed a job state the kit does not know, 'WOBBLING'" in str(err.value)
+
+
+def test_the_script_checked_at_plan_is_the_script_submitit_submits(tmp_path, monkeypatch, backend):
+    """render_sbatch calls submitit's private _make_sbatch_string and _submitit_command_str: pinned here,
+    so a submitit release that changes them fails this test instead of the plan checking another script."""
+    fake = FakeSlurm(tmp_path / "slurm").install(monkeypatch)
+    run = tmp_path / "run é"
+    for name, shards in (("embed", 3), ("merge", 0)):
+        request = stage_request(run, name, shards=shards)
+        backend.check(request)
+        checked = fake.calls("sbatch")[-1]["script"]
+        backend.submit(request, after=[])
+        submitted = fake.submitted_scripts()[-1]
+        assert checked == submitted, f"{name}:\n{checked}\n---\n{submitted}"

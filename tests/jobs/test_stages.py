@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from jobs import runstate
-from jobs.settings import SubmitRequest
+from jobs.settings import StageAsk, SubmitRequest
+from kit.errors import ConfigError
 from jobs.stages import STAGES, register, stages_to_submit, unregister
 from jobs.status import status_report
 from jobs.submit import _submit_stages, submit
@@ -23,7 +24,7 @@ from slurm.local import LocalBackend
 from slurm.observe import RunObserver
 from tests.conftest import write_jsonl
 from tests.fixtures.toystage import COUNT, COUNT_FILE, failing_embed
-from tests.helpers import cli_args, jobs_cli
+from tests.helpers import cli_args, jobs_cli, make_cli
 from tests.jobs.fakebackend import FakeBackend, write_done_shard
 from tests.jobs.test_runs import corpus_file, model_dir, request  # noqa: F401 (model_dir: a fixture)
 
@@ -59,7 +60,7 @@ def merged_fake_run(tmp_path: Path, model: Path, **given) -> tuple[FakeBackend, 
 def test_map_on_a_merged_run_submits_only_the_map(tmp_path, model_dir):  # noqa: F811
     fake, run = merged_fake_run(tmp_path, model_dir)
     outcome, _, _ = submit(
-        replace(request(run), map_options={"questions": None, "seed": 1, "pca_dims": None}),
+        replace(request(run), stages={"map": StageAsk(True, {"seed": 1})}),
         say=lambda _: None,
         backend=fake,
         observer=fake,
@@ -69,9 +70,7 @@ def test_map_on_a_merged_run_submits_only_the_map(tmp_path, model_dir):  # noqa:
 
 
 def test_resubmit_keeps_the_saved_map_and_a_redone_shard_reruns_merge_and_map(tmp_path, model_dir):  # noqa: F811
-    fake, run = merged_fake_run(
-        tmp_path, model_dir, map_options={"questions": None, "seed": None, "pca_dims": None}
-    )
+    fake, run = merged_fake_run(tmp_path, model_dir, stages={"map": StageAsk(True)})
     before = len(fake.requests)
     submit(
         SubmitRequest(run_dir=run, redo=(1,)), say=lambda _: None, backend=fake, observer=fake
@@ -84,7 +83,12 @@ def test_resubmit_keeps_the_saved_map_and_a_redone_shard_reruns_merge_and_map(tm
 
 def test_export_on_a_merged_run_submits_only_the_export_and_resubmit_keeps_it(tmp_path, model_dir):  # noqa: F811
     fake, run = merged_fake_run(tmp_path, model_dir)
-    submit(replace(request(run), export="parquet"), say=lambda _: None, backend=fake, observer=fake)
+    submit(
+        replace(request(run), stages={"export": StageAsk("parquet")}),
+        say=lambda _: None,
+        backend=fake,
+        observer=fake,
+    )
     assert [r.stage for r in fake.requests[-1:]] == ["export"] and fake.requests[-1].options == {
         "fmt": "parquet"
     }
@@ -136,36 +140,41 @@ def small_corpus(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("corpus") / "vital.jsonl", list(vital_articles(24)))
 
 
-def test_local_map_follows_the_saved_state_and_a_toy_stage_runs_locally(
-    tmp_path, small_corpus, model_path, count_stage
-):
-    run = tmp_path / "map run é"
-    base = ("--run", str(run), "--profile", "local", "--device", "cpu")
-    unregister(
-        COUNT.name
-    )  # the CLI's process has the kit's table only; the toy stage is added in-process below
-    jobs_cli(
-        "submit", *base, "--corpus", str(small_corpus), "--model", str(model_path), "--shards", "2", "--wait"
-    )
-    assert stages(run) == ["embed", "merge"] and not (run / "map.h5").exists()
+def test_through_make_map_export_and_a_toy_optional_stage_follow_the_saved_state(copied_run):
+    """A site's stage with one Make variable (tests/fixtures/toyoption.py, added by EMBEDKIT_STAGES)
+    goes through make submit, status and resubmit with nothing else changed, beside MAP and EXPORT."""
+    run, toy = copied_run, {"EMBEDKIT_STAGES": "tests.fixtures.toyoption"}
+    before = len(stages(run))  # the merged run's embed and merge jobs
+    out = make_cli(
+        "submit", env=toy, RUN=run, STAMP="hello", WAIT=1
+    ).stdout  # on a merged run: the stamp alone
+    assert stages(run)[before:] == ["stamp"] and "Stamp: hello 40" in out, out
+    assert json.loads((run / "run.json").read_text())["stage_options"] == {"stamp": {"text": "hello"}}
+    assert "stamp job" in make_cli("status", env=toy, RUN=run).stdout
 
-    out = jobs_cli(*cli_args("submit", run=run, map=True, wait=True)).stdout  # MAP=1 on a merged run
-    assert "Nothing to do" not in out and "Map: " in out, out
-    assert stages(run) == ["embed", "merge", "map"] and (run / "map.h5").exists()
+    out = make_cli("submit", env=toy, RUN=run, MAP=1, WAIT=1).stdout  # MAP=1: the map alone
+    assert stages(run)[before + 1 :] == ["map"] and "Map: " in out and "Stamp" not in out, out
 
-    out = jobs_cli(*cli_args("resubmit", run=run, redo="0", wait=True)).stdout  # keeps the map of a MAP=1 run
-    assert stages(run)[3:] == ["embed", "merge", "map"] and "Map: " in out, out
+    out = make_cli("resubmit", env=toy, RUN=run, REDO=0, WAIT=1).stdout  # keeps the map and the stamp
+    assert stages(run)[before + 2 :] == ["embed", "merge", "map", "stamp"], out
+    assert "Map: " in out and "Stamp: hello 40" in out, out
     assert (run / "map.h5").stat().st_mtime_ns > (run / "embeddings.h5").stat().st_mtime_ns
 
-    out = jobs_cli(*cli_args("submit", run=run, export="parquet", wait=True)).stdout  # EXPORT=parquet
-    assert stages(run)[6:] == ["export"] and f"Export: {run / 'embeddings.parquet'}" in out, out
+    out = make_cli("submit", env=toy, RUN=run, EXPORT="parquet", STAMP=0, WAIT=1).stdout
+    assert stages(run)[before + 6 :] == ["export"] and f"Export: {run / 'embeddings.parquet'}" in out, out
+    assert "stamp" not in json.loads((run / "run.json").read_text())["stage_options"]
 
-    register(COUNT)
+    typo = make_cli("submit", check=False, RUN=run, STAMPP="x")  # without the plugin: not a kit variable
+    assert typo.returncode == 2 and "STAMPP=: the kit has no such variable" in typo.stderr, typo.stderr
+
+
+def test_a_registered_toy_stage_runs_as_a_local_job_after_the_merge(copied_run, count_stage):
+    run = copied_run
     backend = LocalBackend(run)
     outcome, _, state = submit(SubmitRequest(run_dir=run), say=lambda _: None, backend=backend)
     assert [j.stage for j in outcome.jobs] == ["count"]
     wait_ended(run, outcome.jobs)
-    assert (run / COUNT_FILE).read_text() == "24\n"
+    assert (run / COUNT_FILE).read_text() == "40\n"
     assert "count job" in status_report(run, runstate.require(run), RunObserver(run).snapshot(state.jobs))
 
 
@@ -209,20 +218,37 @@ def test_plan_with_redo_moves_no_file_and_shows_the_shards_it_would_redo(tmp_pat
 
 
 def test_map_0_and_export_0_turn_off_the_stages_the_run_had_saved(tmp_path, model_dir):  # noqa: F811
-    from jobs.cli import build_parser, turned_off
+    from jobs.cli import build_parser, stage_asks
 
     fake, run = merged_fake_run(
-        tmp_path, model_dir, map_options={"questions": None, "seed": 1, "pca_dims": None}, export="parquet"
+        tmp_path, model_dir, stages={"map": StageAsk(True, {"seed": 1}), "export": StageAsk("parquet")}
     )
-    assert runstate.require(run).map_options is not None and runstate.require(run).export_format == "parquet"
+    assert runstate.require(run).stage_options == {
+        "map": {"questions": None, "seed": 1, "pca_dims": None},
+        "export": {"fmt": "parquet"},
+    }
     args = build_parser().parse_args(["submit", "--run", str(run), "--map", "0", "--export", "0"])
-    assert turned_off(args) == ("map", "export")
+    asks = stage_asks(args)
+    assert asks == {"map": StageAsk(False), "export": StageAsk(False)}
+    submit(replace(request(run), redo=(0,), stages=asks), say=lambda _: None, backend=fake, observer=fake)
+    assert runstate.require(run).stage_options == {}
+    assert [r.stage for r in fake.requests[-2:]] == ["embed", "merge"]
+
+
+def test_stage_options_are_kept_changed_or_refused_as_asked(tmp_path, model_dir):  # noqa: F811
+    fake, run = merged_fake_run(tmp_path, model_dir, stages={"map": StageAsk(True, {"seed": 1})})
     submit(
-        replace(request(run), redo=(0,), turned_off=turned_off(args)),
-        say=lambda _: None,
+        replace(request(run), stages={"map": StageAsk(None, {"pca_dims": 8})}),
+        say=print,
         backend=fake,
         observer=fake,
     )
-    state = runstate.require(run)
-    assert state.map_options is None and state.export_format is None
-    assert [r.stage for r in fake.requests[-2:]] == ["embed", "merge"]
+    assert runstate.require(run).stage_options["map"] == {"questions": None, "seed": 1, "pca_dims": 8}
+    from jobs.stages import STAGES, asked_options
+
+    with pytest.raises(
+        ConfigError, match=r"SEED= set options of the map stage, which this run does not have: add MAP=1"
+    ):
+        asked_options(STAGES["map"], None, StageAsk(None, {"seed": 3}))
+    with pytest.raises(ConfigError, match=r"MAP=0 turns the map stage off; SEED= would be unused"):
+        asked_options(STAGES["map"], {"seed": 1}, StageAsk(False, {"seed": 3}))

@@ -23,10 +23,9 @@ def test_write_text_replaces_whole_and_leaves_no_temporary(tmp_path):
 
 def test_a_block_that_raises_leaves_no_half_file(tmp_path):
     path = tmp_path / "out.h5.tmp"
-    with pytest.raises(KeyboardInterrupt):  # BaseException too: Ctrl-C mid-write
-        with atomic.removed_on_error(path) as tmp:
-            tmp.write_bytes(b"half")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic.removed_on_error(path) as tmp:  # Ctrl-C mid-write
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
     assert not path.exists()
     with atomic.removed_on_error(path) as tmp:
         tmp.write_bytes(b"whole")

@@ -109,7 +109,7 @@ def test_a_line_that_is_not_sha256sum_output_is_refused(line):
 
 
 def test_content_hash_is_16_bytes_per_exact_text():
-    texts = ["Paris".encode(), "Paris ".encode(), "Pâris".encode(), b""]
+    texts = [b"Paris", b"Paris ", "Pâris".encode(), b""]
     hashes = content_hashes(texts)
     assert hashes == [content_hash(t) for t in texts] and all(len(h) == 16 for h in hashes)
     assert len(set(hashes)) == len(texts)  # one trailing space, one accent: another row

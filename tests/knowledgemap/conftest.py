@@ -17,7 +17,7 @@ DEMO_ROWS = 2000  # as make demo
 def demo_map(tmp_path_factory):
     """(run folder, make map's output) for the demo's 2,000 Vital Articles with the five questions."""
     run = tmp_path_factory.mktemp("demo") / "demo"
-    jobs_cli(*cli_args("demo", run=run, rows=DEMO_ROWS, shards=1))
+    jobs_cli(*cli_args("demo", run=run, demo_rows=DEMO_ROWS, shards=1))
     out = jobs_cli(*cli_args("map", run=run, questions=QUESTIONS, seed=7)).stdout
     return run, out
 

@@ -14,10 +14,11 @@ import pytest
 from jobs import runstate
 from kit.shardfile import ShardIdentity, read_header, shard_path
 from knowledgemap.questions import load_questions
-from tests.helpers import cli_args, REPO, jobs_cli
+from tests.conftest import MERGED_ROWS
+from tests.helpers import REPO
 from tests.knowledgemap.conftest import QUESTIONS
 
-ROWS = 300
+ROWS = MERGED_ROWS
 
 
 def make_map(run: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -31,11 +32,9 @@ def make_map(run: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory) -> Path:
-    """A real demo run (make submit's path: run.json pins the identity, the task writes the shard)."""
-    run = tmp_path_factory.mktemp("cluster") / "demo"
-    jobs_cli(*cli_args("demo", run=run, rows=ROWS, shards=1))
-    return run
+def cluster_run(merged_run) -> Path:
+    """A real run (make submit's path: run.json pins the identity, the tasks write the shards)."""
+    return merged_run
 
 
 @pytest.fixture(scope="module")

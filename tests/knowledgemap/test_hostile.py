@@ -24,7 +24,8 @@ ASKED = HOSTILE[:4] + [
 
 
 def test_hostile_titles_and_questions_load_draw_and_run_nothing(tmp_path, vital_jsonl, model_path, browser):
-    _, records = vital_jsonl(160)
+    rows = 7 * len(HOSTILE) * 2
+    _, records = vital_jsonl(rows)  # the hostile strings go in every 7th record
     for k, text in enumerate(HOSTILE * 2):  # each string twice: as a title, and inside another title's text
         rec = records[k * 7]
         if k < len(HOSTILE):
@@ -48,8 +49,8 @@ def test_hostile_titles_and_questions_load_draw_and_run_nothing(tmp_path, vital_
     assert not any(c in data for c in "<>&\u2028\u2029")  # nothing in the data can touch the HTML parser
     set_viewport(browser)
     browser.get((run / "map.html").as_uri())
-    assert browser.execute_script("return kmap.pointCount") == 160
-    assert browser.execute_script("return kmap.drawnPoints") == 160  # every point drawn in the first view
+    assert browser.execute_script("return kmap.pointCount") == rows
+    assert browser.execute_script("return kmap.drawnPoints") == rows  # every point drawn in the first view
     assert browser.execute_script("return window.pwned") is None
     assert (
         browser.execute_script("return document.querySelectorAll('img, script').length") == 2

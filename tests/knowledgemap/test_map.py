@@ -13,7 +13,8 @@ import numpy as np
 
 from kit.corpusfile import corpus_info, read_slice
 from knowledgemap.naming import NO_TOPIC
-from knowledgemap.placement import MIN_POINTS, overlaps
+from knowledgemap.placement import MIN_POINTS, OWN_SHARE, overlaps
+from knowledgemap.regions import LEVELS
 from tests.helpers import cli_args, jobs_cli
 from tests.fixtures.chromium import set_viewport
 from tests.knowledgemap.conftest import DEMO_ROWS
@@ -93,25 +94,75 @@ def test_coarse_regions_are_named_after_their_majority_topic(demo_map):
     assert len(names) >= 5 and named >= 0.8 * len(names), names
 
 
-def test_every_question_region_is_named_on_the_figure_and_the_page(demo_map, browser):
-    run, _ = demo_map
+def _regions(run: Path) -> tuple[np.ndarray, dict, dict, np.ndarray]:
+    """(coords, each level's region per point, each level's names, question coords) of map.h5."""
     with h5py.File(run / "map.h5") as m:
-        coords, region = m["coords"][:], m["regions/coarse/region"][:]
-        names = m["regions/coarse/names"].asstr()[:].tolist()
-        asked, q_xy = m["regions/coarse/question_region"][:], m["questions/coords"][:]
-        on_figure = set(m["labels/text"].asstr()[:].tolist())
-    assert len(asked) == 5
-    for (x, y), r in zip(
-        q_xy, asked
-    ):  # the region a question sits in: the most common among its nearest articles
-        nearest = np.argsort(((coords - [x, y]) ** 2).sum(axis=1))[:5]
-        assert np.bincount(region[nearest]).argmax() == r
-    wanted = {names[r] for r in asked}
-    assert wanted <= on_figure, wanted - on_figure  # map.png
+        region = {level: m[f"regions/{level}/region"][:] for level in LEVELS}
+        names = {level: m[f"regions/{level}/names"].asstr()[:].tolist() for level in LEVELS}
+        return m["coords"][:], region, names, m["questions/coords"][:]
+
+
+def _first_view_labels(browser, run: Path) -> list[dict]:
     set_viewport(browser)
     browser.get((run / "map.html").as_uri())
-    on_page = {label["text"] for label in browser.execute_script("return kmap.placedLabels")}
-    assert wanted <= on_page, wanted - on_page  # the page at its first view
+    return browser.execute_script("return kmap.placedLabels")
+
+
+def test_every_question_region_is_named_on_the_figure_and_the_page(demo_map, browser):
+    """Each question's region and its nearest neighbourhood (the most common among its 5 nearest
+    articles) are named on map.png/map.svg and on the page at its first view."""
+    run, _ = demo_map
+    coords, region, names, q_xy = _regions(run)
+    with h5py.File(run / "map.h5") as m:
+        recorded = {level: m[f"regions/{level}/question_region"][:].tolist() for level in LEVELS}
+        on_figure = set(m["labels/text"].asstr()[:].tolist())
+    assert len(q_xy) == 5
+    wanted = {}
+    for k, (x, y) in enumerate(q_xy, start=1):
+        nearest = np.argsort(((coords - [x, y]) ** 2).sum(axis=1))[:5]
+        for level in LEVELS:
+            r = int(np.bincount(region[level][nearest]).argmax())
+            assert recorded[level][k - 1] == r
+            wanted[(k, level)] = names[level][r]
+    missing = {key: name for key, name in wanted.items() if name not in on_figure}
+    assert not missing, f"not on map.png: {missing}"
+    on_page = {label["text"] for label in _first_view_labels(browser, run)}
+    missing = {key: name for key, name in wanted.items() if name not in on_page}
+    assert not missing, f"not on map.html at its first view: {missing}"
+
+
+def test_every_label_sits_over_points_of_its_own_region(demo_map, browser):
+    """On the figure and the page, most of the points under a name (if any) are of the region it
+    names; every name but one set beside its island has points under it."""
+    run, _ = demo_map
+    coords, region, names, _ = _regions(run)
+    with h5py.File(run / "map.h5") as m:
+        figure = [
+            {"text": t, "level": lv, "mapBox": box, "beside": bool(b)}
+            for t, lv, box, b in zip(
+                m["labels/text"].asstr()[:],
+                m["labels/level"].asstr()[:],
+                m["labels/box"][:],
+                m["labels/beside"][:],
+            )
+        ]
+    page = np.rint(coords.astype(np.float64) * 65535) / 65535  # as the page holds them (uint16)
+    for where, labels, xy in (
+        ("map.png", figure, coords),
+        ("map.html", _first_view_labels(browser, run), page),
+    ):
+        assert labels, where
+        for label in labels:
+            level, (x0, y0, x1, y1) = label["level"], label["mapBox"]
+            under = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+            own = region[level][under] == names[level].index(label["text"])
+            assert under.any() or label["beside"], (where, label["text"])
+            assert own.sum() >= OWN_SHARE * under.sum(), (
+                where,
+                label["text"],
+                int(own.sum()),
+                int(under.sum()),
+            )
 
 
 def test_region_names_keep_the_case_of_the_texts_and_the_model_its_name(demo_map, browser):

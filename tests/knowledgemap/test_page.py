@@ -60,6 +60,18 @@ def _assert_labels_apart_and_on_ground(browser) -> list[dict]:
     return labels
 
 
+def _searched_titles(run, question: int) -> list[str]:
+    """The titles make search prints for the map's question ``question`` (run as a user would)."""
+    import h5py
+
+    from tests.helpers import make_cli
+
+    with h5py.File(run / "map.h5") as m:
+        text = m["questions/text"].asstr()[question]
+    out = make_cli("search", RUN=run, QUERY=text, K=10).stdout.splitlines()[2:]
+    return [ln.split(None, 2)[2].split("  https://")[0] for ln in out]
+
+
 def test_demo_page_labels_hover_quiz_search_offline(demo_map, browser):
     from selenium.webdriver.common.by import By
 
@@ -71,8 +83,12 @@ def test_demo_page_labels_hover_quiz_search_offline(demo_map, browser):
     )  # every point drawn in the first view
     level = json.loads(browser.execute_script("return JSON.stringify(D.levels)"))
     coarse_names = {n.replace("\n", " ") for n in level[0]["labels"]}
+    asked = {level[k]["names"][r] for k, r in browser.execute_script("return D.lead")}
     labels = _assert_labels_apart_and_on_ground(browser)
-    assert labels and all(lab["level"] == "coarse" and lab["text"] in coarse_names for lab in labels)
+    # the first view names coarse regions, and the questions' neighbourhoods
+    assert labels and all(
+        lab["text"] in coarse_names if lab["level"] == "coarse" else lab["text"] in asked for lab in labels
+    )
     assert browser.execute_script("return kmap.minPoints()") == MIN_POINTS
     # zoomed in on the largest neighbourhood: the finer names appear
     browser.execute_script("const f = LEVELS[1], [x, y] = f.anchors[f.order[0]][0]; kmap.zoomTo(x, y, 3)")
@@ -86,6 +102,10 @@ def test_demo_page_labels_hover_quiz_search_offline(demo_map, browser):
 
     assert browser.execute_script("return kmap.heatmapChecksum()") == 0
     browser.find_element(By.ID, "q-0").click()
+    # the question lists the articles make search finds for it, and rings them on the map
+    listed = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#qnearest li")]
+    assert [t.rsplit(" (", 1)[0] for t in listed] == _searched_titles(run, 0), listed
+    assert browser.execute_script("return kmap.highlighted") == len(listed) == 10
     browser.find_elements(By.CSS_SELECTOR, "#qoptions button")[0].click()  # right
     first = browser.execute_script("return kmap.heatmapChecksum()")
     browser.find_element(By.ID, "q-1").click()

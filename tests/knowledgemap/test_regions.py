@@ -9,10 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.map_synthetic import landscape
+from bench.map_synthetic import known_levels, landscape
 from knowledgemap.naming import distinctive_terms, majority_topics, name_level
-from knowledgemap.placement import MIN_POINTS, Density, on_ground, overlaps, place, wrap
-from knowledgemap.regions import Level, anchors, cluster, region_order, regions_at
+from knowledgemap.placement import MIN_POINTS, OWN_SHARE, Density, Members, on_ground, overlaps, place, wrap
+from knowledgemap.regions import (
+    ANCHOR_BINS,
+    Level,
+    anchors,
+    cluster,
+    label_order,
+    region_order,
+    regions_at,
+    with_questions,
+)
 from knowledgemap.run import colours_and_legend
 
 
@@ -65,9 +74,10 @@ def test_placed_labels_never_overlap_and_sit_on_points(seed, width, height):
     count = fine.max() + 1
     spots = anchors(coords, fine, count, 32)
     wanted = [(f"region {r}", "fine", r, spots[r], width * rng.uniform(0.5, 1), height) for r in range(count)]
-    placed = place(wanted, density)
+    members = Members(coords, {"fine": fine})
+    placed = place(wanted, density, members=members)
     for i, a in enumerate(placed):
-        assert on_ground(a.box, density)
+        assert on_ground(a.box, density) and members.own(a)
         x0, y0, x1, y1 = a.box
         inside = (coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1)
         assert inside.sum() >= MIN_POINTS
@@ -132,3 +142,69 @@ def test_region_words_keep_the_case_the_texts_give_them():
     terms = distinctive_terms(np.array([0, 0, 1, 1, 1]), 2, docs)
     assert "Buddhism" in terms[0] and "buddhism" not in terms[0] and "sonata" in terms[1]
     assert name_level([None, None], terms, ["", ""])[1].startswith("Sonata")  # first word sentence-cased
+
+
+def _own_share(coords: np.ndarray, labels: np.ndarray, region: int, box) -> float:
+    """Share of the points inside ``box`` that are of ``region`` (1 where none is)."""
+    x0, y0, x1, y1 = box
+    inside = (coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1)
+    return float((labels[inside] == region).mean()) if inside.any() else 1.0
+
+
+LABEL_SIZE = {"coarse": (0.17, 0.022), "fine": (0.12, 0.015)}  # map units, as the figure's fonts
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000))
+def test_every_question_region_is_named_where_the_ground_is_crowded(seed):
+    """Five questions on a landscape whose neighbourhoods overlap: each question's region at both
+    levels gets its name, clear of the other names and of the markers."""
+    rng = np.random.default_rng(seed)
+    coords, coarse, fine, _ = landscape(2000, seed=seed)
+    asked = coords[rng.choice(len(coords), 5)]
+    levels = known_levels(coords, coarse, fine)
+    levels = [with_questions(level, coords, asked, bins) for level, bins in zip(levels, ANCHOR_BINS)]
+    order, lead = label_order(levels)
+    wanted = [
+        (levels[k].names[r], levels[k].name, r, levels[k].anchors[r], *LABEL_SIZE[levels[k].name])
+        for k, r in order
+    ]
+    markers = [(x - 0.0125, y - 0.0125, x + 0.0125, y + 0.0125) for x, y in asked]
+    members = Members(coords, {level.name: level.labels for level in levels})
+    density = Density(coords, 22)
+    narrow = [(wrap(text, limit=0), w * 0.6, h * 2) for text, _, _, _, w, h in wanted[:lead]]  # on two lines
+    placed = place(wanted, density, 0.004, markers, members, narrow)
+    named = {p.text.replace("\n", " ") for p in placed}
+    assert {levels[k].names[r] for k, r in order[:lead]} <= named
+    for i, a in enumerate(placed):
+        assert not any(overlaps(a.box, b) for b in [*markers, *(p.box for p in placed[i + 1 :])])
+        if not a.beside:
+            level = levels[[lv.name for lv in levels].index(a.level)]
+            assert on_ground(a.box, density)
+            assert _own_share(coords, level.labels, a.region, a.box) >= OWN_SHARE, a.text
+
+
+def test_questions_regions_lead_at_both_levels_smallest_first():
+    coords, coarse, fine, _ = landscape(3000, seed=4)
+    asked = coords[[10, 20]]
+    levels = [
+        with_questions(level, coords, asked, bins)
+        for level, bins in zip(known_levels(coords, coarse, fine), ANCHOR_BINS)
+    ]
+    order, lead = label_order(levels)
+    expected = {(k, r) for k, level in enumerate(levels) for r in level.questions}
+    assert set(order[:lead]) == expected and sorted(order) == sorted(
+        (k, r) for k, level in enumerate(levels) for r in range(level.count)
+    )
+    sizes = [int((levels[k].labels == r).sum()) for k, r in order[:lead]]
+    assert sizes == sorted(sizes)
+
+
+def test_a_level_of_one_region_names_nothing():
+    coords = np.random.default_rng(0).uniform(0, 1, (40, 2)).astype(np.float32)
+    one = np.zeros(40, np.int32)
+    levels = [
+        Level(name, one, ["Philosophy, East"], anchors(coords, one, 1, 32), (0,))
+        for name in ("coarse", "fine")
+    ]
+    assert label_order(levels) == ([], 0)  # the whole map: its name would say nothing about a place

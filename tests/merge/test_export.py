@@ -210,7 +210,7 @@ def test_the_cli_exports_a_fetched_folder_and_names_bad_values(run):
     refused = jobs_cli(*cli_args("export", run=run, format="csv"), check=False)
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
-        f"error: FORMAT='csv' is not an export format. Choose from: parquet, npy, e.g. "
+        f"error: FORMAT='csv' is not an export format. Choose from: parquet, npy, int8, binary, e.g. "
         f"make export RUN='{run}' FORMAT=parquet"
     )
     _damage(run)

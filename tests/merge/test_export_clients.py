@@ -12,11 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs.demo import vital_articles
-from tests.conftest import cosine_rows, write_jsonl
-from tests.helpers import cli_args, REPO, jobs_cli
+from tests.conftest import MERGED_ROWS, copy_run, cosine_rows
+from tests.helpers import REPO, jobs_cli
 
-ROWS = 600
+ROWS = MERGED_ROWS
 DOC_RUN = "runs/wiki"  # the run folder the snippets name
 
 
@@ -30,14 +29,10 @@ def doc_snippets() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, model_path):
-    """A real run, merged and exported as parquet, float16 parquet and npy through the CLI."""
-    tmp = tmp_path_factory.mktemp("clients")
-    corpus = write_jsonl(tmp / "vital.jsonl", vital_articles(ROWS))
-    run = tmp / "wiki run"
-    jobs_cli(
-        *cli_args("submit", run=run, profile="local", corpus=corpus, model=model_path, shards=2, wait=True)
-    )
+def exported(tmp_path_factory, merged_run):
+    """A real run (a copy of the session's merged run), exported as parquet, float16 parquet and npy
+    through the CLI."""
+    run = copy_run(merged_run, tmp_path_factory.mktemp("clients") / "wiki run")
     for args in (("--format", "parquet"), ("--format", "parquet", "--float16", "1"), ("--format", "npy")):
         jobs_cli("export", "--run", str(run), *args)
     with h5py.File(run / "embeddings.h5", "r") as h5:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests run for real (sshd, rsync, headless Chromium), if missing,
-# then start the two one-node Slurm test clusters: the host's (22.05) and Debian unstable's (26.05,
+# then start the two three-node Slurm test clusters: the host's (22.05) and Debian unstable's (26.05,
 # in a chroot). Idempotent: what is installed or running is left alone. Root or sudo.
 set -euo pipefail
 needed=()

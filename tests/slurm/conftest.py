@@ -1,20 +1,27 @@
-"""Which one-node test cluster the Slurm tests run against, for every test file in tests/slurm.
+"""Which test cluster the Slurm tests run against, for every test file in tests/slurm.
 
 By default the host's cluster (slurm/testcluster/setup.sh: Debian bookworm, Slurm 22.05). With
 EMBEDKIT_TEST_CLUSTER=sid, Debian unstable's (slurm/testcluster/sid/setup.sh: Slurm 26.05), from
 inside its chroot, where slurm/testcluster/sid/run-tests.sh starts pytest (a 22.05 client cannot
 talk to a 26.05 controller). make test runs tests/slurm on both.
 
+Both clusters have the same three nodes (slurm/testcluster/common.sh): a100-1 and a100-2 with two
+a100 GPUs each, v100-1 with two v100, each a ``slurmd -N <node>`` of its own; ``kill_node`` and
+``start_node`` lose one and bring it back (slurm/testcluster/node.sh, from inside either root).
+
 Tests that need a cluster take the ``slurm_cluster`` fixture (or ``slurm_profile``): it fails
-loudly, never skips, when the cluster is down or is another Slurm version than expected.
+loudly, never skips, when the cluster is down, has fewer nodes (an older one-node setup) or is
+another Slurm version than expected.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +58,39 @@ CLUSTERS = {
 }
 # Partitions of both clusters that refuse one GPU request form (slurm/testcluster/job_submit.lua).
 REFUSING_PARTITION = {"gres": "nogres", "gpus": "nogpus"}
+NODE_SCRIPT = REPO / "slurm/testcluster/node.sh"
+MIN_NODES = 3
+
+
+def node_types() -> dict[str, str]:
+    """Node -> the type of its GPUs (its gres type), as the cluster's sinfo says."""
+    from slurm.slurmcli import gres_gpu_type
+
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%N|%G"], capture_output=True, text=True, check=True
+    ).stdout
+    return {node: gres_gpu_type(gres) for node, gres in (line.split("|") for line in out.split())}
+
+
+def start_requeued_now(job_ids: Iterable[str]) -> None:
+    """Slurm holds a requeued job back for about two minutes (reason BeginTime: its cred_expire) before
+    it may start again; start those of ``job_ids`` (jobs, or array tasks ``A_i``) that wait so now, as an
+    admin may. The tests of requeues (preemption, a lost node) then take seconds, not minutes."""
+    wanted = set(job_ids)
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%r"], capture_output=True, text=True).stdout
+    for task, state, reason in (line.split("|", 2) for line in out.splitlines() if line.count("|") >= 2):
+        if (task in wanted or task.split("_")[0] in wanted) and state == "PENDING" and reason == "BeginTime":
+            subprocess.run(["scontrol", "update", f"jobid={task}", "StartTime=now"], capture_output=True)
+
+
+def kill_node(node: str) -> None:
+    """Lose ``node`` as a machine is lost: its slurmd and its jobs' processes killed, the node DOWN."""
+    subprocess.run(["bash", str(NODE_SCRIPT), "kill", node], check=True, capture_output=True, text=True)
+
+
+def start_node(node: str) -> None:
+    """Bring ``node`` back: its slurmd started again, RESUMEd."""
+    subprocess.run(["bash", str(NODE_SCRIPT), "start", node], check=True, capture_output=True, text=True)
 
 
 def selected_cluster() -> Cluster:
@@ -80,6 +120,12 @@ def slurm_cluster() -> Cluster:
             f"The Slurm test cluster {cluster.key!r} is not running: {cluster.setup} "
             "(make test-services starts both)"
         )
+    nodes = node_types()
+    if len(nodes) < MIN_NODES:
+        raise RuntimeError(
+            f"The Slurm test cluster {cluster.key!r} has {len(nodes)} node(s) ({', '.join(nodes)}); the tests "
+            f"need the {MIN_NODES}-node one: {cluster.setup} (it reconfigures an older one-node setup)"
+        )
     found = slurm_release()
     if found != cluster.slurm:
         raise RuntimeError(
@@ -95,9 +141,11 @@ def slurm_profile(slurm_cluster) -> str:
     return slurm_cluster.profile
 
 
-def profile_with(tmp_path: Path, **embed: object) -> Path:
-    """The cluster's profile with some [embed] values replaced."""
+def profile_with(tmp_path: Path, setup: tuple[str, ...] = (), **embed: object) -> Path:
+    """The cluster's profile with some [embed] values replaced, and ``setup`` lines run first in each job."""
     text = (REPO / f"slurm/profiles/{selected_cluster().profile}.toml").read_text()
+    for line in setup:
+        text = text.replace("setup = [\n", f"setup = [\n  {json.dumps(line)},\n", 1)
     for key, value in embed.items():
         text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
         if not n:
@@ -110,8 +158,6 @@ def profile_with(tmp_path: Path, **embed: object) -> Path:
 @pytest.fixture
 def cancel_leftovers():
     """Run folders a test submits; their jobs are cancelled afterwards, never left for the next test."""
-    import json
-
     runs: list[Path] = []
     yield runs
     for run in runs:

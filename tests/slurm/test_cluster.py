@@ -1,4 +1,4 @@
-"""Real jobs on a one-node test cluster: Slurm 22.05 (slurm/testcluster/setup.sh) or 26.05 (sid/), both run by make test."""
+"""Real jobs on the three-node test cluster: Slurm 22.05 (slurm/testcluster/setup.sh) or 26.05 (sid/), both run by make test."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.helpers import (
     task_log,
     wait_for,
 )
-from tests.slurm.conftest import selected_cluster
+from tests.slurm.conftest import selected_cluster, start_requeued_now
 
 PROFILE = selected_cluster().profile  # the host's cluster (22.05), or sid's (26.05): tests/slurm/conftest.py
 
@@ -136,9 +136,12 @@ def test_preempted_task_is_requeued_and_resumes_from_flushed_rows(
     log = task_log(run, job)
     wait_for(lambda: log.exists() and log.read_text().count("flushed rows") >= 3, 300, "three flushes")
     subprocess.run(["scancel", "--signal=USR2", job], check=True)  # what preemption / time limit sends
-    wait_for(
-        lambda: (run / "embeddings.h5").exists() or queue_empty(run), 600, "the requeued task and the merge"
-    )
+
+    def ended() -> bool:
+        start_requeued_now([job])  # not two minutes' BeginTime
+        return (run / "embeddings.h5").exists() or queue_empty(run)
+
+    wait_for(ended, 600, "the requeued task and the merge")
     text = log.read_text()
     assert "Caught signal SIGUSR2" in text  # submitit's handler ran in the task (a job step)
     assert resumed_row(text) >= 48  # not from zero
@@ -191,7 +194,7 @@ def test_submit_fails_before_any_sbatch_when_the_model_is_not_staged(tmp_path, v
 
 
 def test_jobs_slurm_has_forgotten_read_as_gone():
-    from slurm.commands import queue
+    from slurm.slurmcli import queue
 
     # squeue -j 999999 alone exits 1 ("Invalid job id"); a run's old ids must not break status or resubmit.
     assert subprocess.run(["squeue", "-h", "-j", "999999"], capture_output=True).returncode != 0

@@ -104,14 +104,16 @@ def test_a_shard_needing_five_time_limits_finishes(
     log, tmp = task_log(run, job), run / "shards" / "shard-00000.h5.tmp"
     for attempt in range(1, 6):
 
-        def flushed_in_this_attempt() -> bool:
+        def flushed_in_this_attempt(attempt: int = attempt) -> bool:
             text = both_logs(log)
             return text.count(STARTED) >= attempt and text.split(STARTED)[-1].count("flushed rows") >= 1
 
         wait_for(flushed_in_this_attempt, 300, f"attempt {attempt} to flush")
         subprocess.run(["scancel", "--signal=USR2", job], check=True)
         wait_for(
-            lambda: log.read_text().count("requeued after attempt") >= attempt, 120, f"requeue {attempt}"
+            lambda attempt=attempt: log.read_text().count("requeued after attempt") >= attempt,
+            120,
+            f"requeue {attempt}",
         )
         release_requeued(job, log, attempt)
     wait_for(
@@ -222,8 +224,9 @@ def test_wait_and_status_ride_through_a_controller_outage(
     assert_matches_direct_encode(run, records, st_model)
 
 
-def node_name() -> str:
-    return subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
+def node_names() -> list[str]:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout
+    return sorted(set(out.split()))
 
 
 def test_status_gives_pending_reasons_and_tells_cancelled_before_start(
@@ -232,8 +235,8 @@ def test_status_gives_pending_reasons_and_tells_cancelled_before_start(
     corpus, _ = vital_jsonl(6)
     run = tmp_path / "drained"
     cancel_leftovers.append(run)
-    node = node_name()
-    subprocess.run(["scontrol", "update", f"nodename={node}", "state=drain", "reason=kit test"], check=True)
+    nodes = ",".join(node_names())  # every node: no task may start anywhere
+    subprocess.run(["scontrol", "update", f"nodename={nodes}", "state=drain", "reason=kit test"], check=True)
     try:
         submit(run, corpus, model_path, "--shards", "3")
         time.sleep(5)  # a scheduling pass gives the pending reason
@@ -246,7 +249,7 @@ def test_status_gives_pending_reasons_and_tells_cancelled_before_start(
         status = jobs_cli("status", "--run", str(run)).stdout
         assert status.count("cancelled before it started") == 3, status
     finally:
-        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
+        subprocess.run(["scontrol", "update", f"nodename={nodes}", "state=resume"], capture_output=True)
 
 
 def test_printed_commands_work_as_printed_on_a_run_folder_with_spaces(

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from kit.shardfile import ShardSpec
 from jobs.plan import plan_shards
 from slurm.cluster import afterok, render_sbatch, windows
-from slurm.commands import parse_max_array_size
+from slurm.slurmcli import parse_max_array_size
 from kit.errors import ConfigError
 from slurm.profiles import available_profiles, gpu_parameters, load_profile, sbatch_parameters
 
@@ -149,3 +149,32 @@ def test_gpu_request_defaults_to_gres_and_keeps_other_extras(tmp_path):
 def test_a_second_or_unknown_gpu_request_is_refused_naming_the_key(tmp_path, embed, message):
     with pytest.raises(ConfigError, match=message):
         load_profile(str(site_profile(tmp_path, embed)))
+
+
+@pytest.mark.parametrize(
+    "form,option",
+    [("gres", "--gres=gpu:v100:2"), ("gpus-per-task", "--gpus-per-task=v100:2"), ("gpus", "--gpus=v100:2")],
+)
+def test_gpu_type_types_the_one_gpu_request_and_constraint_asks_for_features(tmp_path, form, option):
+    embed = f'gpu_request = "{form}"\ngpu_type = "v100"\nconstraint = "v100|a100"'
+    profile = load_profile(str(site_profile(tmp_path, embed)))
+    script = render_sbatch(tmp_path / "run", profile, "embed", 3, python="/venv/bin/python")
+    assert GPU_LINE.findall(script) == [option.split("=")[0][2:]] and f"#SBATCH {option}\n" in script
+    assert "#SBATCH --constraint='v100|a100'\n" in script  # quoted by submitit; sbatch unquotes it
+
+
+@pytest.mark.parametrize(
+    "embed,message",
+    [
+        (
+            'gres = "gpu:a100:1"\ngpu_type = "v100"',
+            r"gpu_type = 'v100' but a full gres string names its own type",
+        ),
+        ('gpus_per_task = 0\ngpu_type = "v100"', r"gpu_type = 'v100' but gpus_per_task is 0"),
+    ],
+)
+def test_a_gpu_type_without_a_count_or_beside_a_full_gres_is_refused(tmp_path, embed, message):
+    path = tmp_path / "site.toml"
+    path.write_text(f'[embed]\npartition = "gpu"\n{embed}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_profile(str(path))

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# A second one-node test cluster: Debian unstable's Slurm (26.05) in a chroot, beside the host's
-# (setup.sh, Slurm 22.05). Its own ports (6827-6829), munge key and socket, MariaDB (socket only,
-# no TCP), state folder; one node, four gres GPUs on placeholder files, MaxArraySize=5.
+# A second test cluster: Debian unstable's Slurm (26.05) in a chroot, beside the host's (setup.sh,
+# Slurm 22.05), with the same three nodes (a100-1, a100-2: 2 a100 each; v100-1: 2 v100; each a
+# `slurmd -N <node>` of its own), typed gres on character-device placeholders, MaxArraySize=5. Its
+# own ports (6827 slurmctld, 6829 slurmdbd, 6831-6833 the nodes), munge key and socket, MariaDB
+# (socket only, no TCP), state folder.
 # The database is a private MariaDB instance run from the host's (bookworm, 10.11) binary: sid's
 # MariaDB 11.8 server fails slurmdbd 26.05's first query ("5027 Number of columns in result set
 # exceeds maximum allowed number of columns", _check_mysql_concat_is_sane), 10.11 does not.
@@ -10,17 +12,18 @@
 # PyPI has no CPU torch).
 # Idempotent and cached: the root is built once (debootstrap and apt, ~2 min) and reused; a
 # re-run only mounts and starts what is not running (under a second). Runs as root.
-# Usage: setup.sh [--stop | --remove]   (--remove also deletes the root; the next run rebuilds it)
+# Usage: setup.sh [--stop | --remove | --kill-node NODE | --start-node NODE]
+#   --remove also deletes the root (the next run rebuilds it); --kill-node / --start-node lose a node
+#   and bring it back, as ../setup.sh does for the host's cluster.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 . "$HERE/../common.sh"
 . "$HERE/root.sh"
 LOG_TAG=testcluster-sid
 STATE=/var/lib/embedkit-testcluster  # inside the root
-LOG_HINT="$SID_ROOT$STATE/*.log"
+LOG_HINT="$SID_ROOT$STATE/*.log $SID_ROOT$STATE/nodes/*/slurmd.log"
 MAX_ARRAY_SIZE="${SLURM_TEST_MAX_ARRAY_SIZE:-5}"
-GPUS="${SLURM_TEST_GPUS:-4}"
-CLUSTER=testcluster26 CTLD_PORT=6827 SLURMD_PORT=6828 DBD_PORT=6829 ROOT_DIR="$SID_ROOT"
+CLUSTER=testcluster26 CTLD_PORT=6827 NODE_PORT=6831 DBD_PORT=6829 ROOT_DIR="$SID_ROOT"
 PACKAGES=(slurmctld slurmd slurmdbd slurm-client munge lua5.1 make
           libffi8 libnsl2 libsqlite3-0 libgomp1)  # the last four: the host-built Python and torch
 
@@ -47,8 +50,10 @@ start_private_mariadb() {  # its datadir in $SID_BASE, its socket where the root
 case "${1:-}" in
   --stop) stop_daemons "$SID_ROOT" slurmd slurmctld slurmdbd munged; stop_private_mariadb; exit 0 ;;
   --remove) bash "$0" --stop; unmount_all "$SID_ROOT"; rm -rf --one-file-system "$SID_BASE"; exit 0 ;;
+  --kill-node) mount_all; exec "${INROOT[@]}" bash "$REPO/slurm/testcluster/node.sh" kill "${2:?usage: setup.sh --kill-node NODE}" ;;
+  --start-node) mount_all; exec "${INROOT[@]}" bash "$REPO/slurm/testcluster/node.sh" start "${2:?usage: setup.sh --start-node NODE}" ;;
   "") ;;
-  *) die "unknown option $1 (use --stop or --remove)" ;;
+  *) die "unknown option $1 (use --stop, --remove, --kill-node NODE or --start-node NODE)" ;;
 esac
 [ "$(id -u)" -eq 0 ] || die "run as root (it builds a chroot and starts daemons)"
 
@@ -69,16 +74,9 @@ build_root() {  # debootstrap into root.partial, install the packages, then rena
 }
 
 configure() {  # render the shared templates with this cluster's ports into the root
-  local etc="$SID_ROOT/etc/slurm"
   cluster_facts
-  mkdir -p "$SID_ROOT$STATE/ctld" "$SID_ROOT$STATE/d" "$etc"
-  for i in $(seq 0 $((GPUS - 1))); do : > "$SID_ROOT$STATE/gpu$i"; done
-  cp /etc/hosts "$SID_ROOT/etc/hosts"  # the node's name resolves as on the host
-  render "$HERE/../slurm.conf.in" > "$etc/slurm.conf.new"
-  render "$HERE/../gres.conf.in" > "$etc/gres.conf"
-  render "$HERE/../slurmdbd.conf.in" > "$etc/slurmdbd.conf"
-  cp "$HERE/../job_submit.lua" "$etc/job_submit.lua"
-  chmod 600 "$etc/slurmdbd.conf"
+  cp /etc/hosts "$SID_ROOT/etc/hosts"  # the host's name (every node's address) resolves as on the host
+  configure_cluster "$SID_ROOT/etc/slurm"
 }
 
 install_packages() {  # install_packages ROOT: PACKAGES into ROOT, then note which are there
@@ -100,8 +98,7 @@ ensure_packages() {  # a cached root made from an older package list gets what i
 mount_all
 ensure_packages
 configure
-install_conf "$SID_ROOT/etc/slurm/slurm.conf"
+restart_if_changed
 start_munge
 start_private_mariadb
 start_slurm
-reconfigure_if_changed

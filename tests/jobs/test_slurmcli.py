@@ -2,7 +2,7 @@
 
 import pytest
 
-from slurm.commands import (
+from slurm.slurmcli import (
     SlurmCommandError,
     TRANSIENT,
     expand_task_ids,
@@ -22,10 +22,23 @@ def test_squeue_rows_expand_pending_arrays_and_keep_reasons():
 
 def test_sacct_tells_a_task_cancelled_before_it_started():
     states = parse_sacct(
-        "7_0|CANCELLED by 0|0:0|None\n7_1|FAILED|1:0|2026-11-23T10:00:00\n8|TIMEOUT|0:15|Unknown\n"
+        "7_0|CANCELLED by 0|0:0|None|None assigned\n7_1|FAILED|1:0|2026-11-23T10:00:00|a100-1\n"
+        "8|TIMEOUT|0:15|Unknown|None assigned\n"
     )
     assert states["7_0"].state == "CANCELLED" and not states["7_0"].started
     assert states["7_1"].reason == "exit 1:0" and states["7_1"].started and not states["7_1"].alive
+    assert states["7_1"].node == "a100-1" and states["7_0"].node == ""
+
+
+def test_sacct_names_the_node_a_requeued_task_was_lost_with():
+    # sacct -D: one row per attempt, oldest first (as Slurm 22.05 and 26.05 print them)
+    states = parse_sacct(
+        "9_2|NODE_FAIL|0:0|2026-12-06T20:22:38|a100-2\n9_2|RUNNING|0:0|2026-12-06T20:24:50|v100-1\n"
+        "9_3|NODE_FAIL|1:0|2026-12-06T20:22:38|a100-2\n9_3|PENDING|0:0|Unknown|None assigned\n"
+    )
+    assert states["9_2"].state == "RUNNING" and states["9_2"].node == "v100-1"
+    assert states["9_2"].lost_nodes == ("a100-2",) and states["9_3"].lost_nodes == ("a100-2",)
+    assert states["9_3"].alive and not states["9_3"].started
 
 
 def test_unknown_states_and_unreadable_lines_name_the_command_and_the_line():

@@ -18,7 +18,7 @@ def profile_cache(profile: str | None) -> str | None:
 def stage_model(model: str, profile: str | None, revision: str | None = None) -> Path:
     """Download ``model`` into the profile's model_cache (else the default hub cache); return its folder."""
     cache = profile_cache(profile)
-    identity = EmbedIdentity(model=model, revision=revision)
+    identity = EmbedIdentity(model=model, model_revision=revision)
     if identity.model_is_local:
         return Path(model).resolve()
     from huggingface_hub import snapshot_download

@@ -15,7 +15,8 @@ import re
 import shutil
 import subprocess
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 
 from slurm.backend import KNOWN_STATES, JobState
 from kit.errors import ConfigError, KitError
@@ -31,7 +32,7 @@ TRANSIENT = re.compile(
     re.I,
 )
 SQUEUE_FORMAT = "%i|%T|%r"
-SACCT_FIELDS = "JobID,State,ExitCode,Start"
+SACCT_FIELDS = "JobID,State,ExitCode,Start,NodeList"
 
 
 class SchedulerUnreachable(KitError):
@@ -132,6 +133,33 @@ def nodes_all_unavailable(partition: str | None) -> bool:
     return bool(states) and all(any(b in s.lower() for b in bad) for s in states)
 
 
+def gres_gpu_type(gres: str) -> str:
+    """The GPU type in a node's gres as sinfo prints it: ``gpu:a100:2(S:0-1)`` -> ``a100``; several
+    types joined with ``/``; "" for untyped GPUs or none."""
+    types = []
+    for item in gres.split(","):
+        parts = item.split("(")[0].strip().split(":")
+        if parts[0] == "gpu" and len(parts) == 3 and parts[1] not in types:
+            types.append(parts[1])
+    return "/".join(types)
+
+
+def node_gpu_type(node: str, retry_s: float = 10.0) -> str:
+    """The type of node ``node``'s GPUs as Slurm knows them (its gres type), from one sinfo call."""
+    lines = run(["sinfo", "-h", "-N", "-n", node, "-o", "%G"], retry_s).split()
+    return gres_gpu_type(lines[0]) if lines else ""
+
+
+def partition_offers(partition: str | None) -> list[tuple[str, str]]:
+    """(gres, features) of the kinds of node in ``partition`` (None: the default one), from one sinfo call:
+    ``[("gpu:a100:2", "a100"), ("gpu:v100:2", "v100")]``."""
+    rows = [
+        line.split("|") for line in run(["sinfo", "-h", "-N", "-o", "%P|%G|%f"]).splitlines() if "|" in line
+    ]
+    kinds = [(g, f) for p, g, f in rows if (p.rstrip("*") == partition if partition else p.endswith("*"))]
+    return list(dict.fromkeys(kinds))
+
+
 def expand_task_ids(job_id: str) -> list[str]:
     """``123_[0-2,5%4]`` -> ``123_0 123_1 123_2 123_5``; plain ids unchanged."""
     match = re.fullmatch(r"(\d+)_\[([^\]]+)\]", job_id)
@@ -175,13 +203,32 @@ def parse_squeue(text: str) -> dict[str, JobState]:
 
 
 def parse_sacct(text: str) -> dict[str, JobState]:
-    """Rows of ``sacct -n -X -P -o JobID,State,ExitCode,Start``."""
-    states = {}
-    for (job_id, _, exit_code, start), state in _rows(text, "sacct", 4):
+    """Rows of ``sacct -n -X -P -o JobID,State,ExitCode,Start,NodeList -D``.
+
+    With ``-D`` a requeued task has one row per attempt, oldest first: the latest gives its state,
+    and an earlier one that ended ``NODE_FAIL`` names a node the task was lost with.
+    """
+    states: dict[str, JobState] = {}
+    for (job_id, _, exit_code, start, nodes), state in _rows(text, "sacct", 5):
         reason = "" if exit_code in ("", "0:0") else f"exit {exit_code}"
+        node = "" if nodes in ("", "None assigned", "(null)") else nodes
         for task in expand_task_ids(job_id):
-            states[task] = JobState(task, state, reason, started=start not in ("Unknown", "None", ""))
+            earlier = states.get(task)
+            lost = earlier.lost_nodes if earlier else ()
+            if earlier is not None and earlier.state == "NODE_FAIL" and earlier.node not in lost:
+                lost = (*lost, earlier.node or "an unknown node")
+            started = start not in ("Unknown", "None", "")
+            states[task] = JobState(task, state, reason, started=started, node=node, lost_nodes=lost)
     return states
+
+
+def with_history(queued: dict[str, JobState], acct: dict[str, JobState] | None) -> dict[str, JobState]:
+    """squeue's states of live tasks over sacct's of all, keeping what sacct alone knows (lost nodes)."""
+    merged = dict(acct or {})
+    for task, state in queued.items():
+        known = merged.get(task)
+        merged[task] = replace(state, lost_nodes=known.lost_nodes) if known else state
+    return merged
 
 
 def queue(job_ids: Sequence[str], retry_s: float | None = None) -> dict[str, JobState]:
@@ -202,7 +249,7 @@ def accounting(job_ids: Sequence[str], retry_s: float | None = None) -> dict[str
     if not job_ids or shutil.which("sacct") is None:
         return None
     try:
-        text = run(["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", SACCT_FIELDS], retry_s)
+        text = run(["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "-o", SACCT_FIELDS, "-D"], retry_s)
     except SlurmCommandError as err:
         log.warning("sacct is not usable here (%s); judging ended jobs from the files", err)
         return None
