@@ -23,11 +23,12 @@ help: ## List the targets
 
 # PYTHONWARNINGS: setuptools' "Editable installation" box is advice for package authors, not users.
 $(VENV)/.done: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q "$$TORCH"
-	PYTHONWARNINGS="ignore::UserWarning:setuptools.command.editable_wheel" $(VENV)/bin/pip install -q -e '.[demo,dev]'
-	touch $@
+	@echo "Setting up $(VENV) with $$TORCH (once: a few minutes). Another PyTorch build (CUDA, CPU-only): docs/CLUSTER.md#installing-pytorch"
+	$(Q)$(PYTHON) -m venv $(VENV)
+	$(Q)$(VENV)/bin/pip install -q --upgrade pip
+	$(Q)$(VENV)/bin/pip install -q "$$TORCH"
+	$(Q)PYTHONWARNINGS="ignore::UserWarning:setuptools.command.editable_wheel" $(VENV)/bin/pip install -q -e '.[demo,dev]'
+	$(Q)touch $@
 
 setup: $(VENV)/.done ## Create or refresh .venv (TORCH=torch==2.13.0; see docs/CLUSTER.md for CUDA/MPS)
 
@@ -67,10 +68,10 @@ fetch: setup ## On the laptop: REMOTE=host:/path/to/run [DEST=runs/<run name>] [
 export-float16: setup ## On the cluster: write RUN/embeddings.float16.h5 (half the bytes) for COPY=float16 fetches
 	$(Q)$(KIT) export-float16
 
-map: setup ## Knowledge map of RUN=...: map.h5, map.html, map.png [QUESTIONS=file.json] [SEED=42] [PCA_DIMS=32|0] [MODEL=...]
+map: setup ## Knowledge map of RUN=...: map.h5, map.html, map.png [QUESTIONS=file.json] [SEED=n: reproducible, one thread] [PCA_DIMS=32|0] [MODEL=...]
 	$(Q)$(KIT) map
 
-export-pkl: setup ## Write RUN/wikipedia_merged.pkl (the seeds' dictionary) from embeddings.h5
+export-pkl: setup ## Write RUN/wikipedia_merged.pkl (the dictionary older scripts read) from embeddings.h5
 	$(Q)$(KIT) export-pkl
 
 search: setup ## Ask a merged or fetched run: RUN=... QUERY='...' [K=10] or QUERIES=file (results in RUN/search-<file>.json) [MODEL=...]

@@ -91,6 +91,7 @@ def map_from_manifest(
     paths = RunPaths.of(run_dir)
     state = runstate.load(paths.root)
     if not paths.output.exists():
+        runstate.require(paths.root)  # not a run folder (a typo, or no run yet): said first
         raise ConfigError(
             f"{run_dir} has no merged embeddings.h5 yet. Finish the run first "
             f"({make_command('status', RUN=run_dir)} says how), or fetch it with make fetch."

@@ -65,7 +65,8 @@ def search_run(run_dir: Path, query: str | None, queries: Path | None, k: int, m
     texts = read_queries(queries) if queries else [str(query)]
     with open_search(run_dir, model=model) as searcher:
         answers = searcher.search(texts, k)
-        head = [f"Searched {searcher.describe()}; questions embedded with {searcher.prompt.describe()}."]
+        how = searcher.describe()  # "exact search of ...", "index ...", "binary codes of ..."
+        head = [f"{how[0].upper()}{how[1:]}; questions embedded with {searcher.prompt.describe()}."]
     shown = answers if queries is None else answers[:PRINTED_QUESTIONS]
     lines = head + [line for answer in shown for line in answer_lines(answer)]
     if queries is not None:

@@ -11,7 +11,7 @@ The model is loaded once per process (``load_query_encoder`` keeps it), so a sec
 costs the encoding and the search alone.
 
 >>> encoder = load_query_encoder("runs/demo/embeddings.h5")
->>> encoder.prompt.describe()   # "the run's document prompt '' (the model defines no query prompt)"
+>>> encoder.prompt.describe()   # "no prompt (the model defines no query prompt, and the run's rows had none)"
 >>> vectors = encoder.encode(["Which river flows through Cairo?"])   # float32 [1, 384]
 """
 
@@ -47,6 +47,8 @@ class QueryPrompt:
         """``the model's query prompt 'query: '``, or the run's document prompt and why."""
         if self.name == QUERY_PROMPT:
             return f"the model's query prompt {self.text!r}"
+        if not self.text:
+            return "no prompt (the model defines no query prompt, and the run's rows had none)"
         return f"the run's document prompt {self.text!r} (the model defines no query prompt)"
 
 

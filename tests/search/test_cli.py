@@ -36,8 +36,8 @@ def test_make_search_answers_with_the_exact_top_10_in_a_run_and_in_a_fetched_cop
     questions.write_text("\n".join(QUESTIONS) + "\n")
     for folder in (copy_run(merged_run, tmp_path / "run"), fetched_copy(merged_run, tmp_path / "laptop")):
         out = make_cli("search", RUN=folder, QUERIES=questions).stdout
-        assert out.startswith("Searched exact search of 40 x 384 float32 rows"), out
-        assert "the run's document prompt '' (the model defines no query prompt)" in out, out
+        assert out.startswith("Exact search of 40 x 384 float32 rows"), out
+        assert "no prompt (the model defines no query prompt, and the run's rows had none)" in out, out
         written = json.loads((folder / "search-questions.json").read_text())
         assert [a["query"] for a in written] == QUESTIONS
         for answer in written:
@@ -60,11 +60,11 @@ def test_an_index_is_built_used_refused_when_stale_and_its_printed_command_rebui
     merged_run, prompt_run, tmp_path, st_model
 ):
     laptop = fetched_copy(merged_run, tmp_path / "laptop")
-    assert make_cli("search", RUN=laptop, QUERY=QUESTIONS[0]).stdout.startswith("Searched exact")  # no index
+    assert make_cli("search", RUN=laptop, QUERY=QUESTIONS[0]).stdout.startswith("Exact search")  # no index
     built = make_cli("index", RUN=laptop).stdout
     assert built.startswith("Index: hnsw") and RunPaths.of(laptop).index.exists(), built
     out = make_cli("search", RUN=laptop, QUERY=QUESTIONS[0]).stdout
-    assert out.startswith("Searched index hnsw"), out
+    assert out.startswith("Index hnsw"), out
     top = [int(ln.split()[0]) for ln in out.splitlines()[2:]]  # after the method and the question
     assert top == list(range(1, 11)), out
 
@@ -76,7 +76,7 @@ def test_an_index_is_built_used_refused_when_stale_and_its_printed_command_rebui
     assert stale.returncode == 2 and len(message) <= 2 and "Traceback" not in stale.stderr, stale.stderr
     assert f"make index RUN={laptop}" in message[0], message
     make_cli("index", RUN=laptop)  # as printed
-    assert make_cli("search", RUN=laptop, QUERY=QUESTIONS[0]).stdout.startswith("Searched index")
+    assert make_cli("search", RUN=laptop, QUERY=QUESTIONS[0]).stdout.startswith("Index ")
 
 
 def test_index_1_builds_it_after_the_merge_and_make_fetch_brings_it(copied_run, tmp_path):
@@ -87,7 +87,7 @@ def test_index_1_builds_it_after_the_merge_and_make_fetch_brings_it(copied_run, 
     assert "Nothing to do" in again, again  # the index is of this embeddings.h5: nothing is due
     fetched = make_cli("fetch", REMOTE=run, DEST=tmp_path / "laptop").stdout
     assert f"Fetched the search index {tmp_path / 'laptop' / 'embeddings.faiss'}" in fetched, fetched
-    assert make_cli("search", RUN=tmp_path / "laptop", QUERY=QUESTIONS[0]).stdout.startswith("Searched index")
+    assert make_cli("search", RUN=tmp_path / "laptop", QUERY=QUESTIONS[0]).stdout.startswith("Index ")
 
 
 def test_the_binary_and_int8_copies_are_fetched_alone_and_answer_questions_on_the_laptop(
@@ -105,7 +105,7 @@ def test_the_binary_and_int8_copies_are_fetched_alone_and_answer_questions_on_th
         assert out.startswith(f"Fetched {laptop / f'embeddings.{copy}.h5'}") and "verified" in out, out
     assert not (laptop / "embeddings.h5").exists()  # the small copies travelled alone
     out = make_cli("search", RUN=laptop, QUERY=QUESTIONS[0], K=3).stdout
-    assert out.startswith("Searched binary codes of"), out
+    assert out.startswith("Binary codes of"), out
     rows = brute_force_top(run, st_model, QUESTIONS[0], 3)
     with h5py.File(run / "embeddings.h5") as h5:
         titles = [h5["titles"].asstr()[r] for r in rows]
