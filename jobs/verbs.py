@@ -359,7 +359,27 @@ def cmd_map(args: argparse.Namespace) -> str:
             f" vs embedding {quality['topic_agreement_embedding']:.3f} "
             f"({quality['topic_agreement_ratio']:.0%} kept)"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + question_lines(RunPaths.of(args.run)))
+
+
+def question_lines(paths: RunPaths) -> list[str]:
+    """One line per quiz question of the map just drawn: its region on the map and its nearest row."""
+    import h5py
+
+    with h5py.File(paths.map, "r") as m, h5py.File(paths.output, "r") as out:
+        if "questions" not in m:
+            return []
+        q = m["questions"]
+        texts, fine = q["text"].asstr()[:], m["regions/fine"]
+        regions = fine["names"].asstr()[:]
+        nearest = q["nearest_rows"][:, 0] if "nearest_rows" in q else None
+        lines = []
+        for i, text in enumerate(texts):
+            row = int(nearest[i]) if nearest is not None else None
+            title = out["titles"].asstr()[row] or out["ids"].asstr()[row] if row is not None else ""
+            near = f"; nearest article: {title}" if title else ""
+            lines.append(f"  Q{i + 1} {text!r} -> region: {regions[int(fine['question_region'][i])]}{near}")
+    return [f"Questions on the map ({len(texts)}):", *lines] if lines else []
 
 
 def demo_run_dir(rows: str) -> Path:

@@ -110,8 +110,8 @@ def _first_view_labels(browser, run: Path) -> list[dict]:
 
 def test_every_question_region_is_named_on_the_figure_and_the_page(demo_map, browser):
     """Each question's region and its nearest neighbourhood (the most common among its 5 nearest
-    articles) are named on map.png/map.svg and on the page at its first view."""
-    run, _ = demo_map
+    articles) are named on map.png/map.svg, on the page at its first view, and in make map's printout."""
+    run, out = demo_map
     coords, region, names, q_xy = _regions(run)
     with h5py.File(run / "map.h5") as m:
         recorded = {level: m[f"regions/{level}/question_region"][:].tolist() for level in LEVELS}
@@ -129,6 +129,8 @@ def test_every_question_region_is_named_on_the_figure_and_the_page(demo_map, bro
     on_page = {label["text"] for label in _first_view_labels(browser, run)}
     missing = {key: name for key, name in wanted.items() if name not in on_page}
     assert not missing, f"not on map.html at its first view: {missing}"
+    printed = re.findall(r"^  Q(\d) .* -> region: (.*?)(?:; nearest article: .*)?$", out, re.MULTILINE)
+    assert printed == [(str(k), wanted[(k, "fine")]) for k in range(1, 6)], out
 
 
 def test_every_label_sits_over_points_of_its_own_region(demo_map, browser):
