@@ -364,9 +364,9 @@ def cmd_map(args: argparse.Namespace) -> str:
 
 def question_lines(paths: RunPaths) -> list[str]:
     """One line per quiz question of the map just drawn: its region on the map and its nearest row."""
-    import h5py
+    from kit.h5files import open_h5
 
-    with h5py.File(paths.map, "r") as m, h5py.File(paths.output, "r") as out:
+    with open_h5(paths.map) as m, open_h5(paths.output) as out:
         if "questions" not in m:
             return []
         q = m["questions"]
