@@ -11,7 +11,7 @@ import time
 import h5py
 
 from jobs.wait import Rate, progress_line
-from tests.helpers import REPO, make_cli, submitted_then_cancelled
+from tests.helpers import REPO, make_cli, submitted_then_cancelled, task_log
 from tests.test_second_touch import tiny_corpus
 
 
@@ -95,7 +95,8 @@ def test_progress_moves_with_each_flush_and_the_rate_is_measured_between_flushes
     ).stdout
     progress = [ln for ln in out.splitlines() if re.match(r"^  \d+/120 rows", ln)]
     assert not any("0.0 docs/s" in ln for ln in progress), out  # how often they print depends on the machine
-    log = next(run.glob("logs/*_0_log.err")).read_text()
+    embed = next(j for j in json.loads((run / "run.json").read_text())["jobs"] if j["stage"] == "embed")
+    log = task_log(run, embed["job_id"]).read_text()  # the embed task's log, not the merge's
     assert log.count("flushed rows") >= 15, log  # about every 5 % of the shard
 
 
@@ -118,6 +119,11 @@ def test_make_setups_editable_install_prints_no_warning_box():
     """The pip install of make setup's recipe, run as make runs it: setuptools' "Editable installation"
     box (advice for package authors) is not printed."""
     recipe = next(ln for ln in (REPO / "Makefile").read_text().splitlines() if "pip install -q -e" in ln)
-    command = recipe.strip().replace("$(VENV)", ".venv").replace("-e '.[demo,dev]'", "--no-deps -e .")
+    command = (
+        recipe.strip()
+        .removeprefix("$(Q)")
+        .replace("$(VENV)", ".venv")
+        .replace("-e '.[demo,dev]'", "--no-deps -e .")
+    )
     done = subprocess.run(["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "Editable installation" not in done.stdout + done.stderr, done.stderr

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,9 +156,34 @@ def profile_with(tmp_path: Path, setup: tuple[str, ...] = (), **embed: object) -
     return path
 
 
+USABLE_NODE_STATES = {"idle", "mix", "mixed", "alloc", "allocated", "comp", "completing"}
+
+
+def nodes_usable() -> bool:
+    """Every node of the cluster answers and takes jobs (none drained, down, unknown or not responding)."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True).stdout.split()
+    return bool(out) and all(state in USABLE_NODE_STATES for state in out)
+
+
+def wait_nodes_usable(timeout_s: float = 120) -> None:
+    """Until every node takes jobs again: after a drain's resume, a controller restart or a node brought
+    back, Slurm may refuse a --test-only for a few seconds ("Requested node configuration is not
+    available"), which would fail the next test, not the one that changed the nodes."""
+    deadline = time.monotonic() + timeout_s
+    while not nodes_usable():
+        if time.monotonic() > deadline:
+            states = subprocess.run(["sinfo", "-N", "-o", "%N %t %E"], capture_output=True, text=True).stdout
+            raise AssertionError(
+                f"the test cluster's nodes did not all come back in {timeout_s:.0f} s:\n{states}"
+            )
+        time.sleep(1)
+
+
 @pytest.fixture
 def cancel_leftovers():
-    """Run folders a test submits; their jobs are cancelled afterwards, never left for the next test."""
+    """Run folders a test submits; their jobs are cancelled afterwards, never left for the next test.
+    It starts once every node takes jobs (what a test before it may have changed)."""
+    wait_nodes_usable()
     runs: list[Path] = []
     yield runs
     for run in runs:
