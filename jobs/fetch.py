@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 from kit import atomic
 from kit.commands import make_command
@@ -171,27 +171,15 @@ def check_rsync() -> None:
         )
 
 
-def remote_state(
-    remote: Remote, name: str, ssh_config: Path | None, copy: str | None = None
-) -> tuple[str, dict]:
-    """(sha256 of ``name``, run.json) when the remote run has it, verified; FetchError otherwise."""
+def remote_state(remote: Remote, name: str, ssh_config: Path | None, missing: str) -> tuple[str, dict]:
+    """(sha256 of ``name``, run.json) when the remote run has it, verified; FetchError otherwise
+    (``missing`` when the run has no sidecar for ``name``)."""
     manifest = remote_cat(remote, MANIFEST, ssh_config)
     if manifest is None:
         raise FetchError(f"{remote} has no {MANIFEST}: it is not a run folder.")
     sidecar = remote_cat(remote, name + ".sha256", ssh_config)
-    if sidecar is None and copy is not None:
-        make = make_command("export-float16", RUN=remote.run_dir) if copy == "float16" else None
-        make = make or make_command("export", RUN=remote.run_dir, FORMAT=copy)
-        raise FetchError(
-            f"The run {remote} has no {name}: make it where the run is ({make}), or fetch "
-            f"embeddings.h5 without COPY={copy}."
-        )
     if sidecar is None:
-        where = "On the cluster run" if remote.host else "See where it stands"
-        raise FetchError(
-            f"The run {remote} has no verified {name} yet: it is still going or it failed. "
-            f"{where}: {make_command('status', RUN=remote.run_dir)}"
-        )
+        raise FetchError(missing)
     try:
         digest, listed = parse_sidecar(sidecar)
         if listed != name:
@@ -310,7 +298,7 @@ def fetch(
     _check_dest(remote, dest)
     check_rsync()
     name = FETCH_COPIES[copy] if copy else OUTPUT_FILE
-    digest, manifest = remote_state(remote, name, ssh_config, copy)
+    digest, manifest = remote_state(remote, name, ssh_config, _not_there(remote, name, copy))
     staging = dest / STAGING_DIR
     received = rsync_file(remote, name, staging, ssh_config)
     staged = staging / name
@@ -327,6 +315,27 @@ def fetch(
     return FetchResult(dest / name, digest, received, staged.stat().st_size, index)
 
 
+def copy_command(copy: str, run_dir: PurePath) -> str:
+    """The make command that writes ``copy`` (a FETCH_COPIES key) in the run at ``run_dir``."""
+    if copy == "float16":
+        return make_command("export-float16", RUN=run_dir)
+    return make_command("export", RUN=run_dir, FORMAT=copy)
+
+
+def _not_there(remote: Remote, name: str, copy: str | None) -> str:
+    """What make fetch says when the remote run has no verified ``name``, with what to do."""
+    if copy is not None:
+        return (
+            f"The run {remote} has no {name}: make it where the run is "
+            f"({copy_command(copy, remote.run_dir)}), or fetch embeddings.h5 without COPY={copy}."
+        )
+    where = "On the cluster run" if remote.host else "See where it stands"
+    return (
+        f"The run {remote} has no verified {name} yet: it is still going or it failed. "
+        f"{where}: {make_command('status', RUN=remote.run_dir)}"
+    )
+
+
 def fetch_index(remote: Remote, dest: Path, digest: str, ssh_config: Path | None) -> str:
     """The search index beside the remote embeddings.h5, when it was built from the file just fetched
     (checked as that file is); a line saying what was fetched, or why not ("" where there is none)."""
@@ -341,7 +350,8 @@ def fetch_index(remote: Remote, dest: Path, digest: str, ssh_config: Path | None
     if source != digest:
         return f"Not fetched: the search index of {remote} was built from another embeddings.h5. Build one here: {rebuild}"
     try:
-        index_digest, _ = remote_state(remote, INDEX_FILE, ssh_config)
+        missing = f"{remote} records an index but has no verified {INDEX_FILE}"
+        index_digest, _ = remote_state(remote, INDEX_FILE, ssh_config, missing)
         staging = dest / STAGING_DIR
         rsync_file(remote, INDEX_FILE, staging, ssh_config)
     except FetchError as err:  # the merged file is in place: the index is a bonus, said in a line

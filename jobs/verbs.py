@@ -365,21 +365,19 @@ def cmd_map(args: argparse.Namespace) -> str:
 def question_lines(paths: RunPaths) -> list[str]:
     """One line per quiz question of the map just drawn: its region on the map and its nearest row."""
     from kit.h5files import open_h5
+    from knowledgemap.mapfile import read_questions
 
-    with open_h5(paths.map) as m, open_h5(paths.output) as out:
-        if "questions" not in m:
-            return []
-        q = m["questions"]
-        texts, fine = q["text"].asstr()[:], m["regions/fine"]
-        regions = fine["names"].asstr()[:]
-        nearest = q["nearest_rows"][:, 0] if "nearest_rows" in q else None
-        lines = []
-        for i, text in enumerate(texts):
-            row = int(nearest[i]) if nearest is not None else None
-            title = out["titles"].asstr()[row] or out["ids"].asstr()[row] if row is not None else ""
+    questions = read_questions(paths.map)
+    if not questions:
+        return []
+    lines = [f"Questions on the map ({len(questions)}):"]
+    with open_h5(paths.output) as out:
+        titles, ids = out["titles"].asstr(), out["ids"].asstr()
+        for i, q in enumerate(questions, 1):
+            title = (titles[q.nearest_row] or ids[q.nearest_row]) if q.nearest_row is not None else ""
             near = f"; nearest article: {title}" if title else ""
-            lines.append(f"  Q{i + 1} {text!r} -> region: {regions[int(fine['question_region'][i])]}{near}")
-    return [f"Questions on the map ({len(texts)}):", *lines] if lines else []
+            lines.append(f"  Q{i} {q.text!r} -> region: {q.region}{near}")
+    return lines
 
 
 def demo_run_dir(rows: str) -> Path:

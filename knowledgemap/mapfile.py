@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import h5py
@@ -85,3 +85,28 @@ def write_map_h5(
                 source_sha256=source_sha256,
             )
         atomic.commit(tmp, path)
+
+
+@dataclass(frozen=True)
+class MapQuestion:
+    """A quiz question as map.h5 places it."""
+
+    text: str
+    region: str  # the name of the fine region it lies in
+    nearest_row: int | None  # the row of embeddings.h5 nearest to it; None where the map did not record it
+
+
+def read_questions(path: Path) -> list[MapQuestion]:
+    """The quiz questions of the map at ``path``, in order ([] for a map without questions)."""
+    with open_h5(path) as h5:
+        if "questions" not in h5:
+            return []
+        q, fine = h5["questions"], h5["regions/fine"]
+        names = fine["names"].asstr()[:]
+        nearest = q["nearest_rows"][:, 0] if "nearest_rows" in q else None
+        return [
+            MapQuestion(str(text), str(names[int(region)]), int(nearest[i]) if nearest is not None else None)
+            for i, (text, region) in enumerate(
+                zip(q["text"].asstr()[:], fine["question_region"][:], strict=True)
+            )
+        ]

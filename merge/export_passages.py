@@ -10,7 +10,6 @@ does not grow with the passages. Layouts: docs/EXPORT.md.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,14 +29,11 @@ from kit.format import (
     PASSAGE_TOKENS,
     PROVENANCE_PREFIX,
     RunPaths,
-    sidecar_path,
-    sidecar_text,
 )
 from kit.h5files import open_h5
 from merge.export import (
     BLOCK_ROWS,
     METADATA_KEY,
-    METADATA_PARQUET,
     ExportError,
     ExportResult,
     HashingFile,
@@ -45,7 +41,7 @@ from merge.export import (
     export_metadata,
     metadata_json,
 )
-from merge.export_npy import EMBEDDINGS_NPY, replace_folder, write_npy_header
+from merge.export_npy import write_npy_folder
 from merge.export_parquet import EMBEDDING, writer_options
 
 TEXT = "text"
@@ -108,26 +104,8 @@ def _parquet(dst: Path, blocks, meta: dict, h5: h5py.File, dtype: str, text: boo
 def _npy(folder: Path, blocks, meta: dict, h5: h5py.File, dtype: str, text: bool) -> ExportResult:
     rows, dim = h5[PASSAGE_EMBEDDINGS].shape
     schema = _schema(dim, dtype, text, meta, vectors=False)
-    tmp = atomic.tmp_path(folder)
-    shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted export
-    tmp.mkdir(parents=True)
-    try:
-        with (
-            HashingFile(tmp / EMBEDDINGS_NPY) as npy,
-            HashingFile(tmp / METADATA_PARQUET) as sink,
-            pq.ParquetWriter(sink, schema) as writer,
-        ):
-            write_npy_header(npy, rows, dim, dtype)
-            for vectors, columns in blocks:
-                npy.write(np.ascontiguousarray(vectors).data)
-                writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
-        for name, hashed in ((EMBEDDINGS_NPY, npy), (METADATA_PARQUET, sink)):
-            atomic.write_text(sidecar_path(tmp / name), sidecar_text(hashed.sha256.hexdigest(), tmp / name))
-        replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return ExportResult(folder, rows, dim, dtype, npy.sha256.hexdigest())
+    sha256 = write_npy_folder(folder, rows, dim, dtype, schema, blocks)
+    return ExportResult(folder, rows, dim, dtype, sha256)
 
 
 def _blocks(h5: h5py.File, dtype: str, corpus: Path | None) -> Iterator[tuple[np.ndarray, list[pa.Array]]]:
