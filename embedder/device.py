@@ -11,6 +11,8 @@ from kit.errors import ConfigError
 
 def device_missing(device: str) -> str:
     """Why ``device`` cannot run here ("" when it can)."""
+    if device not in ("cuda", "mps"):
+        return ""
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from embedder.config import EmbedIdentity
 from kit.errors import ConfigError, ModelNotFoundError
+from kit.gpudriver import no_cuda_driver
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 OFFLINE_HINT = "the all-MiniLM-L6-v2 shipped with the kit, which works offline"
@@ -186,16 +188,15 @@ def pick_device(requested: str, gpus_requested: bool = False, environ: dict | No
         ConfigError: CUDA is asked for, held (CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS, SLURM_STEP_GPUS) or
             requested by the profile, and ``torch.cuda.is_available()`` is False: before the model loads.
     """
-    import torch
-
     if requested not in ("auto", "cuda"):
         return requested
-    if torch.cuda.is_available():
+    torch = None if no_cuda_driver() else importlib.import_module("torch")  # Linux without a GPU: no torch
+    if torch is not None and torch.cuda.is_available():
         return "cuda"
     claims = gpu_claims(environ)
     if requested == "cuda" or claims or gpus_requested:
         raise ConfigError(cuda_unusable_message(claims, requested, gpus_requested))
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+    if torch is not None and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
 

@@ -22,6 +22,7 @@ import submitit
 from submitit.core.utils import JobPaths
 
 from kit.format import RunPaths
+from kit.gpudriver import no_cuda_driver
 from kit.process import pid_alive
 from kit.shardfile import ShardSpec
 from slurm.backend import JobRecord, JobState, Snapshot, StageRequest
@@ -42,6 +43,8 @@ def visible_gpus() -> list[str]:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [d.strip() for d in env.split(",") if d.strip()]
+    if no_cuda_driver():
+        return []
     try:
         import torch
 

@@ -116,6 +116,16 @@ def test_status_a_refused_plan_and_a_typo_load_no_model_stack(tmp_path, merged_r
         assert not loaded & MODEL_STACK, (
             f"python -m jobs {' '.join(argv)} loaded {loaded & MODEL_STACK}:\n{out}"
         )
+    # a local plan (DEVICE=auto) on a machine without a GPU driver: no torch to learn it computes on the CPU
+    from jobs.demo import vital_articles
+    from kit.gpudriver import no_cuda_driver
+    from tests.conftest import write_jsonl
+
+    corpus = write_jsonl(tmp_path / "vital.jsonl", vital_articles(12))
+    local = ("plan", "--run", str(tmp_path / "local"), "--corpus", str(corpus), "--model", "demo")
+    loaded, out = loaded_after(*local, "--profile", "local", "--shards", "1")
+    assert "embed: 1 local worker(s) on the CPU" in out, out
+    assert not loaded & (MODEL_STACK if no_cuda_driver() else MODEL_STACK - {"torch"}), out
     env = {**os.environ, "MAKEFLAGS": " -- SHRADS=16"}
     loaded, out = loaded_after("--make", "submit", env=env)
     assert "SHRADS=: the kit has no such variable; did you mean SHARDS=?" in out, out
