@@ -37,6 +37,28 @@ def jobs_cli(*args: str, check: bool = True, env: dict | None = None) -> subproc
     return proc
 
 
+def jobs_here(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m jobs ARGS`` run in this process (from the repository), for a verb whose own process another
+    test already starts: the map's UMAP code compiles once per test session, the model loads from warm imports.
+    Its log lines go to pytest's log capture, not to ``stderr``."""
+    import contextlib
+    import io
+
+    from jobs import cli
+
+    out, err, cwd = io.StringIO(), io.StringIO(), Path.cwd()
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(args))
+    finally:
+        os.chdir(cwd)
+    proc = subprocess.CompletedProcess(["python", "-m", "jobs", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"jobs {args} failed ({code}) in-process:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 def make_cli(
     verb: str, check: bool = True, env: dict | None = None, **variables: object
 ) -> subprocess.CompletedProcess:

@@ -8,6 +8,9 @@
 # The Slurm lane's output is kept in a log and printed after the host's; the exit code fails if any lane does.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# One compute thread per process (torch, BLAS, numba): the lanes already keep both cores busy with many
+# processes, and two threads each only spin against each other (an embed task took 1.7x the CPU time).
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 log="$(mktemp -t embedkit-slurm-XXXXXX.log)"
 (
   echo "=== tests/slurm against Slurm 22.05 (this machine) ==="

@@ -22,7 +22,7 @@ import pytest
 from jobs.demo import vital_articles
 from kit.process import pid_alive
 from tests.conftest import copy_run, cosine_rows, write_jsonl
-from tests.helpers import children, cli_args, jobs_cli, make_cli, resumed_row, task_log, wait_for
+from tests.helpers import children, cli_args, jobs_cli, jobs_here, make_cli, resumed_row, task_log, wait_for
 
 SETTINGS = {"profile": "local", "device": "cpu", "shards": 2, "flush_rows": 2, "passages": True}
 
@@ -191,7 +191,7 @@ def test_make_export_writes_a_documents_and_a_passages_table_and_the_float16_and
 
 def test_make_map_draws_the_documents_from_their_document_vectors(passage_run, tmp_path):
     run = copy_run(passage_run, tmp_path / "run")
-    out = make_cli("map", RUN=run).stdout
+    out = jobs_here("map", "--run", str(run)).stdout  # make map itself: tests/knowledgemap
     assert f"Map of {run}" in out, out
     data = read_all(run / "embeddings.h5")
     with h5py.File(run / "map.h5") as h5:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.chromium import headless_chromium
-from tests.helpers import cli_args, jobs_cli
+from tests.helpers import cli_args, jobs_cli, jobs_here
 
 QUESTIONS = Path(__file__).with_name("questions.json")
 DEMO_ROWS = 2000  # as make demo
@@ -18,7 +18,9 @@ def demo_map(tmp_path_factory):
     """(run folder, make map's output) for the demo's 2,000 Vital Articles with the five questions."""
     run = tmp_path_factory.mktemp("demo") / "demo"
     jobs_cli(*cli_args("demo", run=run, demo_rows=DEMO_ROWS, shards=1))
-    out = jobs_cli(*cli_args("map", run=run, questions=QUESTIONS, seed=7)).stdout
+    out = jobs_here(
+        *cli_args("map", run=run, questions=QUESTIONS, seed=7)
+    ).stdout  # make map: test_fetched_map
     return run, out
 
 

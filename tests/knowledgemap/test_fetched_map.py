@@ -15,7 +15,7 @@ from jobs import runstate
 from kit.shardfile import ShardIdentity, read_header, shard_path
 from knowledgemap.questions import load_questions
 from tests.conftest import MERGED_ROWS
-from tests.helpers import REPO
+from tests.helpers import REPO, cli_args, jobs_here
 from tests.knowledgemap.conftest import QUESTIONS
 
 ROWS = MERGED_ROWS
@@ -77,8 +77,10 @@ def test_a_model_that_is_not_here_is_named_with_how_to_point_to_it(fetched, tmp_
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
     assert gone in refused.stderr and "MODEL='<folder or hub name>'" in refused.stderr, refused.stderr
     assert not (moved / "map.h5").exists()
-    pointed = make_map(moved, f"MODEL={model_path}")
-    assert pointed.returncode == 0, pointed.stdout + pointed.stderr
+    pointed = jobs_here(*cli_args("map", run=moved, questions=QUESTIONS, seed=7, model=model_path))
+    assert pointed.returncode == 0, (
+        pointed.stdout + pointed.stderr
+    )  # make passes MODEL= as for plan (test_first_hour)
     with h5py.File(moved / "map.h5") as m:
         assert m["questions/embeddings"].shape == (5, 384)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import write_jsonl
-from tests.helpers import cli_args, jobs_cli
+from tests.helpers import cli_args, jobs_cli, jobs_here
 from tests.fixtures.chromium import set_viewport
 
 # Each one, if it ran, would set window.pwned; the first two also blanked the page before (the
@@ -42,7 +42,7 @@ def test_hostile_titles_and_questions_load_draw_and_run_nothing(tmp_path, vital_
     jobs_cli(
         *cli_args("submit", run=run, profile="local", corpus=corpus, model=model_path, shards=1, wait=True)
     )
-    jobs_cli(*cli_args("map", run=run, questions=questions, seed=7))
+    jobs_here(*cli_args("map", run=run, questions=questions, seed=7))  # the map verb, in this process
 
     html = (run / "map.html").read_text(encoding="utf-8")
     data = html.split('<script id="kmap-data" type="application/json">', 1)[1].split("</script>", 1)[0]

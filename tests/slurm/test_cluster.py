@@ -10,7 +10,6 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.conftest import cosine_rows
 from tests.helpers import (
     cli_args,
     REPO,
@@ -40,7 +39,9 @@ def queue_empty(run: Path) -> bool:
     return not subprocess.run(["squeue", "-h", "-j", ids], capture_output=True, text=True).stdout.strip()
 
 
-def test_make_submit_on_the_cluster_matches_a_local_run(tmp_path, vital_jsonl, model_path, cancel_leftovers):
+def test_make_submit_on_the_cluster_matches_a_direct_encode(
+    tmp_path, vital_jsonl, model_path, st_model, cancel_leftovers
+):
     corpus, records = vital_jsonl(42)
     run = tmp_path / "cluster run"
     cancel_leftovers.append(run)
@@ -64,13 +65,7 @@ def test_make_submit_on_the_cluster_matches_a_local_run(tmp_path, vital_jsonl, m
     assert [len(j["shards"]) for j in embeds] == [5, 2]  # MaxArraySize=5: two windows, one sbatch each
     assert run_jobs(run)[-1]["stage"] == "map" and (run / "map.html").exists()  # third stage, afterok merge
     assert "map job" in jobs_cli("status", "--run", str(run)).stdout
-    local = tmp_path / "local run"
-    jobs_cli(
-        *cli_args("submit", run=local, profile="local", corpus=corpus, model=model_path, shards=2, wait=True)
-    )
-    with h5py.File(run / "embeddings.h5") as a, h5py.File(local / "embeddings.h5") as b:
-        assert a["ids"].asstr()[:].tolist() == b["ids"].asstr()[:].tolist() == [r["id"] for r in records]
-        assert cosine_rows(a["embeddings"][:], b["embeddings"][:]).min() >= 0.9999
+    assert_matches_direct_encode(run, records, st_model)  # as a local run does (tests/test_end_to_end.py)
     squeue = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-o", "JobName", "-j", embeds[0]["job_id"]],
         capture_output=True,

@@ -18,4 +18,6 @@ mount_all  # no-op when mounted
 [ $# -gt 0 ] || set -- tests/slurm
 exec chroot "$SID_ROOT" env -i PATH="$ROOT_PATH" HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
   HF_HUB_OFFLINE=1 EMBEDKIT_TEST_CLUSTER=sid ${CI:+CI="$CI"} \
+  ${OMP_NUM_THREADS:+OMP_NUM_THREADS="$OMP_NUM_THREADS" MKL_NUM_THREADS="$OMP_NUM_THREADS"} \
+  ${OMP_NUM_THREADS:+OPENBLAS_NUM_THREADS="$OMP_NUM_THREADS" NUMBA_NUM_THREADS="$OMP_NUM_THREADS"} \
   bash -c 'cd "$1" && shift && exec .venv/bin/python -m pytest "$@"' run-tests "$REPO" "$@"
