@@ -15,6 +15,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from jobs.demo import demo_model_path, vital_articles  # noqa: E402
 
 
+# Under `pytest -n` (make test's host lane): the modules whose tests read one costly session fixture, in one
+# worker together so it is built once (demo_map: make demo and its map, about two minutes).
+SHARED_WORKER = {
+    "tests/knowledgemap/test_map.py": "demo_map",
+    "tests/knowledgemap/test_page.py": "demo_map",
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Each module's tests in one worker (their module fixtures are built once), the SHARED_WORKER modules in
+    one together. pytest 9 ignores the node-id suffix that xdist's own ``--dist loadgroup`` relies on."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_WORKER.get(module, module)
+
+    return ByModule(config, log)
+
+
 @pytest.fixture(autouse=True)
 def gpu_claims_stay_in_their_test():
     """An embed task run in-process sets CUDA_VISIBLE_DEVICES from SLURM_*_GPUS, as it must in a job; here

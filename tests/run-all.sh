@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make test: two lanes side by side on the machine's cores.
-#   host lane:  ruff, mypy, then every test outside tests/slurm (the CPU-heavy part);
+#   host lane:  ruff, mypy, then every test outside tests/slurm (the CPU-heavy part) in two pytest workers;
 #   Slurm lane: tests/slurm against Slurm 22.05 on this machine, then again inside the Debian
 #               unstable root against Slurm 26.05 (slurm/testcluster/sid/run-tests.sh).
 # The Slurm tests mostly wait on the scheduler, so they run beside the host's tests; the two clusters
@@ -28,8 +28,9 @@ lint=$?
 .venv/bin/ruff format --check -q . || { echo "ruff format: the files above are not formatted; run: .venv/bin/ruff format ."; lint=1; }
 .venv/bin/mypy  # types over the packages ([tool.mypy] in pyproject.toml); under a minute, cached after
 types=$?
-# the 30 slowest, to keep the suite in its time (docs/TESTING.md)
-HF_HUB_OFFLINE=1 .venv/bin/python -m pytest --ignore=tests/slurm --durations=30
+# two workers (pytest-xdist; each module's tests in one, tests/conftest.py), so the host's tests fill both cores
+# once the Slurm lane is done; the 30 slowest, to keep the suite in its time (docs/TESTING.md)
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest --ignore=tests/slurm -n 2 --durations=30
 host=$?
 wait "$slurm_lane"
 slurm_rc=$?
