@@ -4,7 +4,7 @@
 time. The kit took its own converted parquet for an edited source because of it, then opened
 ``corpus.h5`` a second time with other HDF5 locking flags while a reader held it: make merge, map
 and export failed with "file locking flag values don't match". A partial copy (the index without
-its parquet) got a traceback. One finished run of the real model serves the module.
+its parquet) got a traceback. The shared finished run of the real model, copied, serves the module.
 """
 
 from __future__ import annotations
@@ -18,24 +18,16 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import write_jsonl
-from tests.helpers import REPO, cli_args, jobs_cli, wait_for
+from tests.conftest import MERGED_ROWS, copy_run
+from tests.helpers import REPO, jobs_cli, wait_for
 
-ROWS = 24
+ROWS = MERGED_ROWS
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, model_path) -> Path:
-    """A merged run of 24 Vital Articles in one shard, prepared from JSONL (so it has its own parquet)."""
-    from jobs.demo import vital_articles
-
-    root = tmp_path_factory.mktemp("copied")
-    corpus = write_jsonl(root / "vital.jsonl", vital_articles(ROWS))
-    run = root / "runs" / "original"
-    jobs_cli(
-        *cli_args("submit", run=run, corpus=corpus, model=model_path, profile="local", shards=1, wait=True)
-    )
-    return run
+def finished_run(tmp_path_factory, merged_run) -> Path:
+    """The shared merged run (prepared from JSONL, so it has its own parquet), in a folder of its own."""
+    return copy_run(merged_run, tmp_path_factory.mktemp("copied") / "runs" / "original")
 
 
 def copied(run: Path, name: str, **ignore: str) -> Path:

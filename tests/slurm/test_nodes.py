@@ -158,14 +158,14 @@ def test_gpu_type_v100_lands_on_the_v100_node_and_a_type_no_node_has_is_refused_
 def test_a_node_lost_mid_run_its_tasks_requeue_onto_the_others_and_resume(
     tmp_path, vital_jsonl, model_path, st_model, cancel_leftovers
 ):
-    corpus, records = vital_jsonl(120)
+    corpus, records = vital_jsonl(360)  # 120 rows a shard: seconds of work left after the first flush
     run = tmp_path / "node lost"
     cancel_leftovers.append(run)
     profile = profile_with(tmp_path, array_parallelism=3)  # a100-1 takes two tasks, a100-2 one
     jobs_cli(
         *cli_args("submit", run=run, profile=profile, corpus=corpus, model=model_path, shards=3, flush_rows=8)
     )
-    tasks = shard_tasks(run)
+    shard_of = {t: i for i, t in shard_tasks(run).items()}
 
     def running_on() -> dict[str, str]:
         out = subprocess.run(
@@ -183,14 +183,17 @@ def test_a_node_lost_mid_run_its_tasks_requeue_onto_the_others_and_resume(
         logs = {t: task_log(run, t) for t in seen}
         return any(log.exists() and "flushed rows" in log.read_text() for log in logs.values())
 
-    wait_for(flushed_and_running, 300, "a task to flush rows")
+    wait_for(flushed_and_running, 300, "a task to flush rows", poll_s=0.2)
     where = dict(seen)
     first = next(t for t in where if "flushed rows" in task_log(run, t).read_text())
     victim = where[first]
-    lost = {t for t, node in where.items() if node == victim}
-    others = {t for t, node in where.items() if node and node != victim}
     kill_node(victim)
     try:
+        committed = {t for t in where if (run / "shards" / f"shard-{shard_of[t]:05d}.h5").exists()}
+        assert first not in committed, f"task {first} committed its shard before {victim} was lost: more rows"
+        lost = {t for t, node in where.items() if node == victim and t not in committed}
+        # the other nodes' tasks went on; a task of the lost node that had ended before counts with them
+        others = {t for t, node in where.items() if node and t not in lost}
 
         def released() -> bool:
             start_requeued_now(lost)
@@ -200,7 +203,7 @@ def test_a_node_lost_mid_run_its_tasks_requeue_onto_the_others_and_resume(
         status = jobs_cli("status", "--run", str(run)).stdout
     finally:
         start_node(victim)
-    attrs, shard_of = shard_attrs(run), {t: i for i, t in tasks.items()}
+    attrs = shard_attrs(run)
     for task in lost:  # finished elsewhere; a task lost before it wrote a row records only the new node
         nodes = attrs[shard_of[task]]["node"].split(",")
         assert victim not in nodes[1:] and nodes[-1] != victim, nodes
