@@ -183,7 +183,7 @@ def test_a_node_lost_mid_run_its_tasks_requeue_onto_the_others_and_resume(
         logs = {t: task_log(run, t) for t in seen}
         return any(log.exists() and "flushed rows" in log.read_text() for log in logs.values())
 
-    wait_for(flushed_and_running, 300, "a task to flush rows", poll_s=0.2)
+    wait_for(flushed_and_running, 300, "a task to flush rows")
     where = dict(seen)
     first = next(t for t in where if "flushed rows" in task_log(run, t).read_text())
     victim = where[first]
